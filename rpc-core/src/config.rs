@@ -1,0 +1,88 @@
+//! [`Config`]: the limits and timeouts of a connection, the same type on both ends.
+
+use std::time::Duration;
+
+/// Limits and timeouts of connections. `Config::default()` is meant for production; every
+/// field can be changed, on a [`Server`](crate::Server) and on a [`Client`](crate::Client).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest frame accepted or sent, in bytes. Default 4 MiB (gRPC's default). A call whose
+    /// arguments do not fit fails at the caller with [`CallError::FrameTooLarge`]; a peer
+    /// announcing a larger frame is disconnected. Both ends should use the same value.
+    ///
+    /// [`CallError::FrameTooLarge`]: crate::CallError::FrameTooLarge
+    pub max_frame_length: usize,
+    /// Incoming calls running at once on one connection. A call beyond it is answered at once
+    /// with [`RemoteErrorKind::Overloaded`](crate::RemoteErrorKind::Overloaded); nothing queues
+    /// without bound. Default 1024.
+    pub max_in_flight_calls: usize,
+    /// Time to establish the TCP connection. Default 10 s.
+    pub connect_timeout: Duration,
+    /// Time for the hello exchange once connected. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Time for the rest of a frame to arrive once its first bytes have. Bounds how long a
+    /// slow or stalled peer can hold a half-received frame (and its buffer). Default 30 s.
+    pub frame_timeout: Duration,
+    /// On graceful shutdown, how long calls in flight may still run before their connections
+    /// are closed anyway. Default 10 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame_length: 4 * 1024 * 1024,
+            max_in_flight_calls: 1024,
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`max_frame_length`](Config::max_frame_length).
+    ///
+    /// # Panics
+    /// If `bytes` is below 64 or above `u32::MAX` (what the 4-byte length prefix can say).
+    pub fn max_frame_length(mut self, bytes: usize) -> Self {
+        assert!(
+            (64..=crate::codec::MAX_FRAME_LENGTH_CEILING).contains(&bytes),
+            "max_frame_length must be between 64 bytes and u32::MAX, got {bytes}"
+        );
+        self.max_frame_length = bytes;
+        self
+    }
+
+    /// Sets [`max_in_flight_calls`](Config::max_in_flight_calls) (at least 1).
+    pub fn max_in_flight_calls(mut self, calls: usize) -> Self {
+        self.max_in_flight_calls = calls.max(1);
+        self
+    }
+
+    /// Sets [`connect_timeout`](Config::connect_timeout).
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Sets [`handshake_timeout`](Config::handshake_timeout).
+    pub fn handshake_timeout(mut self, t: Duration) -> Self {
+        self.handshake_timeout = t;
+        self
+    }
+
+    /// Sets [`frame_timeout`](Config::frame_timeout).
+    pub fn frame_timeout(mut self, t: Duration) -> Self {
+        self.frame_timeout = t;
+        self
+    }
+
+    /// Sets [`shutdown_grace`](Config::shutdown_grace).
+    pub fn shutdown_grace(mut self, t: Duration) -> Self {
+        self.shutdown_grace = t;
+        self
+    }
+}

@@ -1,0 +1,182 @@
+//! Errors: [`CallError`], the one error type of rpc-core, and the error a handler's side sends
+//! back over the wire ([`RemoteErrorKind`] + message).
+//!
+//! Every fallible operation in rpc-core returns `Result<_, CallError>`: binding, connecting,
+//! and above all calling. A remote error never carries a traceback or internal detail of the
+//! peer: only a kind and a short message written for the caller.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything that can go wrong when binding, connecting or calling a remote method.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The peer received the call but could not or would not run it.
+    #[error("remote error ({kind}): {message}")]
+    Remote {
+        /// What kind of failure the peer reported.
+        kind: RemoteErrorKind,
+        /// The peer's explanation, meant for a person.
+        message: String,
+    },
+    /// The connection is gone (or was never usable); the call may or may not have run.
+    #[error("disconnected: {reason}; connect again to make further calls")]
+    Disconnected {
+        /// Why the connection ended, as seen from this side.
+        reason: String,
+    },
+    /// A frame would exceed the maximum frame length; nothing was sent.
+    #[error(
+        "the encoded {what} is {size} bytes, over the {limit}-byte frame limit; \
+         send less per call or raise `max_frame_length` on both ends"
+    )]
+    FrameTooLarge {
+        /// What was too large ("call", "answer").
+        what: &'static str,
+        /// Its encoded size in bytes.
+        size: usize,
+        /// The configured maximum frame length in bytes.
+        limit: usize,
+    },
+    /// The peer broke the pbrs protocol (wrong hello, undecodable frame, ...).
+    #[error("protocol error: {message}")]
+    Protocol {
+        /// What was wrong.
+        message: String,
+    },
+    /// A value could not be encoded with bincode/serde.
+    #[error("could not encode {what}: {message}")]
+    Encode {
+        /// What was being encoded ("arguments", "answer").
+        what: &'static str,
+        /// The encoder's explanation.
+        message: String,
+    },
+    /// An answer arrived but did not decode as the type the caller expects.
+    #[error(
+        "could not decode the answer: {message}; do both sides use the same version of the \
+         remote trait?"
+    )]
+    Decode {
+        /// The decoder's explanation.
+        message: String,
+    },
+    /// Something did not happen in time.
+    #[error("{what} timed out after {after:?}")]
+    Timeout {
+        /// What timed out ("connect", "handshake", ...).
+        what: &'static str,
+        /// The limit that was reached.
+        after: Duration,
+    },
+    /// An operating-system level I/O error while binding, accepting or connecting.
+    #[error("{context}: {source}")]
+    Io {
+        /// What pbrs was doing.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl CallError {
+    /// `true` when this error means the connection is gone.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, CallError::Disconnected { .. })
+    }
+
+    /// The remote error kind, when the peer answered with an error.
+    pub fn remote_kind(&self) -> Option<RemoteErrorKind> {
+        match self {
+            CallError::Remote { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn disconnected(reason: impl Into<String>) -> Self {
+        CallError::Disconnected {
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn protocol(message: impl Into<String>) -> Self {
+        CallError::Protocol {
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        CallError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl From<RemoteError> for CallError {
+    fn from(e: RemoteError) -> Self {
+        CallError::Remote {
+            kind: e.kind,
+            message: e.message,
+        }
+    }
+}
+
+/// The kinds of error a peer can answer a call with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum RemoteErrorKind {
+    /// The object has no remotely callable method of that name.
+    NoSuchMethod,
+    /// No object with that id is exported on this connection (never was, or was released).
+    NoSuchObject,
+    /// The arguments did not decode as the method's parameter types.
+    BadArguments,
+    /// The handler panicked; the peer and the connection are still up.
+    Panicked,
+    /// Too many calls are in flight on this connection; retry later or send fewer at once.
+    Overloaded,
+    /// The peer is shutting down and takes no new calls.
+    ShuttingDown,
+    /// The handler's answer could not be sent (it failed to encode or is over the frame limit).
+    BadAnswer,
+}
+
+impl fmt::Display for RemoteErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            RemoteErrorKind::NoSuchMethod => "no such method",
+            RemoteErrorKind::NoSuchObject => "no such object",
+            RemoteErrorKind::BadArguments => "bad arguments",
+            RemoteErrorKind::Panicked => "handler panicked",
+            RemoteErrorKind::Overloaded => "overloaded",
+            RemoteErrorKind::ShuttingDown => "shutting down",
+            RemoteErrorKind::BadAnswer => "bad answer",
+        };
+        f.write_str(s)
+    }
+}
+
+/// An error as it travels on the wire, from the callee back to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteError {
+    /// What kind of failure.
+    pub kind: RemoteErrorKind,
+    /// A short explanation for the caller; never a traceback.
+    pub message: String,
+}
+
+impl RemoteError {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: RemoteErrorKind, message: impl Into<String>) -> Self {
+        RemoteError {
+            kind,
+            message: message.into(),
+        }
+    }
+}

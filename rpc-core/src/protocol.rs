@@ -1,0 +1,126 @@
+//! The wire protocol, version 1.
+//!
+//! A connection is a stream of frames: a 4-byte big-endian length, then that many bytes
+//! (see [`crate::codec`] and [`Config::max_frame_length`](crate::Config::max_frame_length)).
+//!
+//! **Handshake.** Both sides first send one 8-byte hello frame, `b"PBRS"`, the protocol
+//! version as a big-endian `u16`, and two reserved zero bytes, then read the peer's. A wrong
+//! magic or another version closes the connection with [`CallError::Protocol`] on both sides:
+//! both sent their hello before reading, so both can tell.
+//!
+//! **Messages.** Every later frame starts with one bincode-encoded [`Message`]. A `Call` or an
+//! `Answer` frame then carries its payload, the bincode encoding of the argument tuple or of
+//! the return value, as the rest of the frame: payloads are neither copied nor re-encoded.
+//!
+//! The protocol is symmetric: after the handshake either side may call objects the other
+//! exported to it. Object ids resolve only in the table of the connection they were handed
+//! out on; id [`ROOT_OBJECT`] is the root object of the listener (a server's root; a client
+//! exports none). Request ids are chosen by the caller, unique per connection and direction;
+//! answers may come in any order.
+//!
+//! [`CallError::Protocol`]: crate::CallError::Protocol
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::RemoteError;
+
+/// The version this build speaks. Peers of another version are refused at the handshake.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The first four bytes of every hello.
+pub const MAGIC: [u8; 4] = *b"PBRS";
+
+/// The object id of a listener's root object.
+pub const ROOT_OBJECT: u64 = 0;
+
+/// The hello frame this build sends.
+pub(crate) fn hello() -> [u8; 8] {
+    let v = PROTOCOL_VERSION.to_be_bytes();
+    [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], v[0], v[1], 0, 0]
+}
+
+/// Checks a peer's hello frame; the error says what was wrong.
+pub(crate) fn check_hello(frame: &[u8]) -> Result<(), String> {
+    if frame.len() != 8 || frame[..4] != MAGIC {
+        return Err(format!(
+            "the peer's first frame ({} bytes) is not a pbrs hello; is it a pbrs peer?",
+            frame.len()
+        ));
+    }
+    let version = u16::from_be_bytes([frame[4], frame[5]]);
+    if version != PROTOCOL_VERSION {
+        return Err(format!(
+            "the peer speaks pbrs protocol version {version}, this side speaks version \
+             {PROTOCOL_VERSION}; run the same pbrs version on both sides"
+        ));
+    }
+    Ok(())
+}
+
+/// The header of every frame after the hello.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Message<'a> {
+    /// Call `method` on the caller's peer's object `object`; the frame's rest is the
+    /// encoded argument tuple.
+    Call {
+        /// Request id, unique among the sender's calls in flight on this connection.
+        id: u64,
+        /// The object id, in the table of the receiving side.
+        object: u64,
+        /// The method name without its `remote_` prefix.
+        method: Cow<'a, str>,
+        /// Milliseconds the caller will wait, counted from when the call was sent.
+        deadline_ms: Option<u64>,
+    },
+    /// The call `id` returned; the frame's rest is the encoded return value.
+    Answer {
+        /// The request id of the call.
+        id: u64,
+    },
+    /// The call `id` failed at the callee.
+    Error {
+        /// The request id of the call.
+        id: u64,
+        /// What went wrong.
+        error: RemoteError,
+    },
+    /// The caller no longer wants the answer to call `id`: drop the handler.
+    Cancel {
+        /// The request id of the call.
+        id: u64,
+    },
+    /// The sender dropped `count` references to object `object` it had received.
+    Decref {
+        /// The object id, in the table of the receiving side.
+        object: u64,
+        /// How many references were dropped.
+        count: u32,
+    },
+    /// Keepalive probe; answer with a `Pong` of the same nonce.
+    Ping {
+        /// Echoed back in the `Pong`.
+        nonce: u64,
+    },
+    /// Keepalive answer.
+    Pong {
+        /// The nonce of the `Ping`.
+        nonce: u64,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_round_trip() {
+        assert!(check_hello(&hello()).is_ok());
+        let mut other = hello();
+        other[5] ^= 1;
+        assert!(check_hello(&other).unwrap_err().contains("version"));
+        assert!(check_hello(b"GET / HT").unwrap_err().contains("not a pbrs hello"));
+    }
+}

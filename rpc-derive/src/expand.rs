@@ -7,12 +7,13 @@
 //! argument names.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{
     Attribute, FnArg, Ident, ItemTrait, Pat, ReturnType, TraitItem, TraitItemFn, Type, parse_quote,
 };
 
-use crate::parse::{Interface, Method};
+use crate::parse::{Interface, Method, params_span};
 
 /// The whole expansion.
 pub(crate) fn expand(iface: &Interface) -> TokenStream {
@@ -170,12 +171,14 @@ fn reference(iface: &Interface) -> TokenStream {
         let idents: Vec<_> = m.arg_idents().collect();
         let types = m.args.iter().map(|a| &a.ty);
         let output = output(m);
+        // Spanned on the method's name: "`T: Serialize` is not satisfied" points there.
+        let call_remote = Ident::new("call_remote", m.sig.ident.span());
         quote! {
             #(#attrs)*
             #separator
             #[doc = #call_doc]
             #vis fn #proxy(&self, #(#idents: #types),*) -> ::rpc_core::CallFuture<#output> {
-                self.object.call_remote(#wire, (#(#idents,)*))
+                self.object.#call_remote(#wire, (#(#idents,)*))
             }
         }
     });
@@ -247,19 +250,33 @@ fn dispatch(iface: &Interface) -> TokenStream {
             .map(|i| local(&format!("__arg{i}")))
             .collect();
         let types = m.args.iter().map(|a| &a.ty);
+        // Spanned on the arguments and on the return type, so that a type that is not a serde
+        // type is reported there rather than on `#[remote]`.
+        let args_span = match m.args.as_slice() {
+            [arg] => arg.ty.span(),
+            _ => params_span(&m.sig),
+        };
+        let decode_ident = Ident::new("decode", args_span);
         let decode = if m.args.is_empty() {
-            quote!(#args.decode::<()>(#method)?;)
+            quote!(#args.#decode_ident::<()>(#method)?;)
         } else {
-            quote!(let (#(#locals,)*): (#(#types,)*) = #args.decode(#method)?;)
+            quote!(let (#(#locals,)*): (#(#types,)*) = #args.#decode_ident(#method)?;)
+        };
+        let output_span = match &m.sig.output {
+            ReturnType::Default => m.sig.ident.span(),
+            ReturnType::Type(_, ty) => ty.span(),
+        };
+        let respond = quote_spanned! {output_span=>
+            ::rpc_core::__private::respond(async move {
+                <T as #trait_ident>::#fn_ident(&*#this, #(#locals),*).await
+            })
         };
         quote! {
             #(#cfgs)*
             #wire => {
                 #decode
                 let #this = ::std::sync::Arc::clone(&self.0);
-                ::core::result::Result::Ok(::rpc_core::__private::respond(async move {
-                    <T as #trait_ident>::#fn_ident(&*#this, #(#locals),*).await
-                }))
+                ::core::result::Result::Ok(#respond)
             }
         }
     });

@@ -91,8 +91,7 @@ fn expand(
 ) -> syn::Result<proc_macro2::TokenStream> {
     // Report a bad attribute together with whatever is wrong with the item.
     let args_ok = validate::attribute_args(args);
-    let checked = syn::parse2::<syn::Item>(input.clone())
-        .map_err(|error| validate::not_an_item(&input, error))
+    let checked = syn::parse2::<syn::Item>(input)
         .and_then(validate::target)
         .map(parse::interface)
         .and_then(|iface| validate::interface(&iface).map(|()| iface));

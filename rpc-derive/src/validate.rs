@@ -77,6 +77,11 @@ pub(crate) fn attribute_args(args: &TokenStream) -> syn::Result<()> {
 pub(crate) fn target(item: Item) -> syn::Result<ItemTrait> {
     let (what, span) = match item {
         Item::Trait(item) => return Ok(item),
+        // A method of a trait (no body) or of an impl block.
+        Item::Verbatim(tokens) if syn::parse2::<syn::TraitItemFn>(tokens.clone()).is_ok() => {
+            return Err(on_a_method(tokens));
+        }
+        Item::Fn(f) if f.sig.receiver().is_some() => return Err(on_a_method(f)),
         Item::Struct(i) => ("a struct", i.struct_token.span),
         Item::Enum(i) => ("an enum", i.enum_token.span),
         Item::Union(i) => ("a union", i.union_token.span),
@@ -97,16 +102,12 @@ pub(crate) fn target(item: Item) -> syn::Result<ItemTrait> {
     ))
 }
 
-/// The error for `#[remote]` on tokens that do not even parse as an item.
-pub(crate) fn not_an_item(input: &TokenStream, parse_error: Error) -> Error {
-    if syn::parse2::<syn::TraitItemFn>(input.clone()).is_ok() {
-        return Error::new_spanned(
-            input,
-            "`#[remote]` goes on the trait, not on one of its methods: put it on the trait and \
-             name the remotely callable methods `remote_*`",
-        );
-    }
-    parse_error
+fn on_a_method(method: impl ToTokens) -> Error {
+    Error::new_spanned(
+        method,
+        "`#[remote]` goes on the trait, not on one of its methods: put it on the trait and \
+         name the remotely callable methods `remote_*`",
+    )
 }
 
 /// Every check on a parsed trait.
@@ -131,15 +132,14 @@ fn trait_generics(iface: &Interface, errors: &mut Errors) {
     let message = if only_lifetimes {
         format!(
             "a `#[remote]` trait cannot have lifetime parameters: its methods take and return \
-             owned values decoded from the wire, so there is nothing to borrow; remove them \
-             (`trait {}`)",
+             owned values decoded from the wire, so there is nothing to borrow; write \
+             `trait {}`",
             iface.name
         )
     } else {
         format!(
             "a `#[remote]` trait cannot be generic: a peer calls its methods by name and cannot \
-             choose type parameters; remove them (`trait {}`) and use concrete types in the \
-             methods",
+             choose type parameters; write `trait {}` and use concrete types in its methods",
             iface.name
         )
     };
@@ -158,7 +158,8 @@ fn method_checks(iface: &Interface, m: &Method, errors: &mut Errors) {
             format!("remote method `{full}` cannot be a `const fn`: write `async fn {full}`"),
         );
     }
-    if sig.asyncness.is_none() {
+    // `const fn` already has its error, which says to write `async fn`.
+    if sig.asyncness.is_none() && sig.constness.is_none() {
         errors.push(sig.fn_token.span, not_async_message(m));
     }
     if let Some(unsafety) = &sig.unsafety {

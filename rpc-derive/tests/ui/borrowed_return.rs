@@ -1,0 +1,8 @@
+use rpc_core::remote;
+
+#[remote]
+pub trait Greeter {
+    async fn remote_name(&self) -> &str;
+}
+
+fn main() {}

@@ -1,0 +1,13 @@
+use rpc_core::remote;
+
+pub struct Point {
+    pub x: f64,
+    pub y: f64,
+}
+
+#[remote]
+pub trait Geometry {
+    async fn remote_norm(&self, p: Point) -> f64;
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use rpc_core::remote;
+
+#[remote]
+pub trait Session {
+    async fn remote_close(self);
+}
+
+fn main() {}

@@ -277,23 +277,27 @@ impl Connection {
             }
             calls.pending.insert(id, tx);
         }
-        let pending = PendingCall {
+        // Sent on the first poll: calls made back to back (`join_all`, a pipeline) go out
+        // together in one write.
+        shared.send(frame.freeze(), false);
+        Ok(PendingCall {
             rx,
             connection: self.clone(),
             id,
+            sent: false,
             done: false,
-        };
-        shared.send(frame.freeze(), true);
-        Ok(pending)
+        })
     }
 }
 
-/// An outgoing call awaiting its answer (the encoded return value). Dropping it before the
+/// An outgoing call awaiting its answer (the encoded return value). Its frame is queued when
+/// it is made and written out at the latest when it is first polled. Dropping it before the
 /// answer arrives sends a cancel to the callee.
 pub(crate) struct PendingCall {
     rx: oneshot::Receiver<Result<Bytes, CallError>>,
     connection: Connection,
     id: u64,
+    sent: bool,
     done: bool,
 }
 
@@ -308,6 +312,10 @@ impl Future for PendingCall {
     type Output = Result<Bytes, CallError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if !self.sent {
+            self.sent = true;
+            self.connection.handle.shared.flush();
+        }
         let result = match Pin::new(&mut self.rx).poll(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Ok(result)) => result,

@@ -1,0 +1,297 @@
+//! Generates the code for a validated [`Interface`]: the rewritten trait, the `<Trait>Ref`
+//! proxy and the private dispatcher.
+//!
+//! Every path is fully qualified (`::rpc_core`, `::core`, `::std`) so that the user's own names
+//! cannot change what the generated code means, and every local of the generated code is
+//! created with a mixed-site span and a `__` prefix so that it cannot clash with the user's
+//! argument names.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::{
+    Attribute, FnArg, Ident, ItemTrait, Pat, ReturnType, TraitItem, TraitItemFn, Type, parse_quote,
+};
+
+use crate::parse::{Interface, Method};
+
+/// The whole expansion.
+pub(crate) fn expand(iface: &Interface) -> TokenStream {
+    let trait_ = rewrite_trait(iface);
+    let reference = reference(iface);
+    let dispatch = dispatch(iface);
+    quote! {
+        #trait_
+        #reference
+        #dispatch
+    }
+}
+
+fn ref_ident(iface: &Interface) -> Ident {
+    format_ident!("{}Ref", iface.item.ident, span = iface.item.ident.span())
+}
+
+fn dispatch_ident(iface: &Interface) -> Ident {
+    format_ident!("__{}Dispatch", iface.item.ident)
+}
+
+/// A local of the generated code that user code can never name.
+fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+/// The `#[cfg]` attributes of the trait, repeated on every generated item so that they all
+/// exist exactly when the trait does.
+fn trait_cfgs(iface: &Interface) -> Vec<&Attribute> {
+    iface
+        .item
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("cfg"))
+        .collect()
+}
+
+/// The method's return type, `()` when it has none.
+fn output(m: &Method) -> Type {
+    match &m.sig.output {
+        ReturnType::Default => parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    }
+}
+
+/// The trait as written, with `Send + Sync + 'static` supertraits and each remote method
+/// turned from `async fn` into `fn -> impl Future + Send`.
+fn rewrite_trait(iface: &Interface) -> ItemTrait {
+    let mut item = iface.item.clone();
+    if item.colon_token.is_none() {
+        item.colon_token = Some(Default::default());
+    }
+    item.supertraits.push(parse_quote!(::core::marker::Send));
+    item.supertraits.push(parse_quote!(::core::marker::Sync));
+    item.supertraits.push(parse_quote!('static));
+    for m in &iface.methods {
+        item.items[m.index] = TraitItem::Fn(rewrite_method(m));
+    }
+    item
+}
+
+fn rewrite_method(m: &Method) -> TraitItemFn {
+    let mut sig = m.sig.clone();
+    sig.asyncness = None;
+    let output = output(m);
+    sig.output = parse_quote! {
+        -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
+    };
+    // `mut` goes from the parameters to the rebinding inside the future below: patterns are
+    // not allowed in a method without a body, and a moved-in binding needs its own `mut`.
+    let mut rebind = Vec::new();
+    for input in &mut sig.inputs {
+        if let FnArg::Typed(arg) = input {
+            if let Pat::Ident(p) = &mut *arg.pat {
+                let mutability = p.mutability.take();
+                let ident = &p.ident;
+                rebind.push(quote!(let #mutability #ident = #ident;));
+            }
+        }
+    }
+    // As in an `async fn`, every argument moves into the future, used or not, so arguments are
+    // dropped when the future is, not when it is created.
+    let default = m.default.as_ref().map(|body| {
+        parse_quote!({
+            async move {
+                #(#rebind)*
+                #body
+            }
+        })
+    });
+    TraitItemFn {
+        attrs: m.attrs.clone(),
+        sig,
+        default,
+        semi_token: m.default.is_none().then(Default::default),
+    }
+}
+
+/// The attributes a proxy method copies from its trait method.
+fn forwarded_attrs(m: &Method) -> impl Iterator<Item = &Attribute> {
+    m.attrs.iter().filter(|a| {
+        let path = a.path();
+        path.is_ident("doc") || path.is_ident("cfg") || path.is_ident("deprecated")
+    })
+}
+
+/// The `#[cfg]` attributes of a method.
+fn method_cfgs(m: &Method) -> impl Iterator<Item = &Attribute> {
+    m.attrs.iter().filter(|a| a.path().is_ident("cfg"))
+}
+
+fn reference(iface: &Interface) -> TokenStream {
+    let vis = &iface.item.vis;
+    let trait_ident = &iface.item.ident;
+    let name = &iface.name;
+    let ref_ident = ref_ident(iface);
+    let dispatch_ident = dispatch_ident(iface);
+    let cfgs = trait_cfgs(iface);
+
+    let struct_doc = format!(
+        " A cheap, cloneable reference to a [`{name}`] object, in this process or in a peer.\n\
+         \n \
+         Every `remote_*` method of [`{name}`] is a method here, without the prefix. A call \
+         returns a [`CallFuture`](::rpc_core::CallFuture) that resolves to the method's return \
+         value, or to a [`CallError`](::rpc_core::CallError) when the call could not be made or \
+         failed on the other side. The trait's other methods are not reachable through a \
+         reference.\n\
+         \n \
+         Wrap a local implementation with [`new`]({ref_ident}::new) or \
+         [`from_arc`]({ref_ident}::from_arc); a reference to an object in a peer is built by \
+         `rpc_core` through [`RemoteRef`](::rpc_core::RemoteRef). Clones refer to the same \
+         object.\n\
+         \n \
+         Generated by `#[remote]` on [`{name}`]."
+    );
+    let new_doc = format!(
+        " Wraps `object`, a local implementation of [`{name}`]. Calls through the reference \
+         run `object`'s `remote_*` methods."
+    );
+    let from_arc_doc = format!(
+        " Like [`new`]({ref_ident}::new), for an object already in an \
+         [`Arc`](::std::sync::Arc), for example one you also use directly."
+    );
+
+    let methods = iface.methods.iter().map(|m| {
+        let attrs = forwarded_attrs(m);
+        let has_docs = m.attrs.iter().any(|a| a.path().is_ident("doc"));
+        let separator = has_docs.then(|| quote!(#[doc = ""]));
+        let call_doc = format!(
+            " Calls [`{name}::{}`] on the object, wherever it lives.",
+            m.full_name()
+        );
+        let proxy = m.proxy_ident();
+        let wire = &m.name;
+        let idents: Vec<_> = m.arg_idents().collect();
+        let types = m.args.iter().map(|a| &a.ty);
+        let output = output(m);
+        quote! {
+            #(#attrs)*
+            #separator
+            #[doc = #call_doc]
+            #vis fn #proxy(&self, #(#idents: #types),*) -> ::rpc_core::CallFuture<#output> {
+                self.object.call_remote(#wire, (#(#idents,)*))
+            }
+        }
+    });
+
+    quote! {
+        #(#cfgs)*
+        #[doc = #struct_doc]
+        #[derive(::core::clone::Clone, ::core::fmt::Debug)]
+        #[allow(dead_code)]
+        #vis struct #ref_ident {
+            object: ::rpc_core::ObjectRef,
+        }
+
+        #(#cfgs)*
+        #[allow(dead_code, clippy::too_many_arguments, clippy::type_complexity)]
+        impl #ref_ident {
+            #[doc = #new_doc]
+            #vis fn new<T: #trait_ident>(object: T) -> Self {
+                Self::from_arc(::std::sync::Arc::new(object))
+            }
+
+            #[doc = #from_arc_doc]
+            #vis fn from_arc<T: #trait_ident>(object: ::std::sync::Arc<T>) -> Self {
+                Self {
+                    object: ::rpc_core::ObjectRef::from_dispatch(
+                        ::std::sync::Arc::new(#dispatch_ident(object)),
+                    ),
+                }
+            }
+
+            #(#methods)*
+        }
+
+        #(#cfgs)*
+        impl ::rpc_core::RemoteRef for #ref_ident {
+            const INTERFACE: &'static str = #name;
+
+            fn from_object(object: ::rpc_core::ObjectRef) -> Self {
+                Self { object }
+            }
+
+            fn object(&self) -> &::rpc_core::ObjectRef {
+                &self.object
+            }
+        }
+    }
+}
+
+fn dispatch(iface: &Interface) -> TokenStream {
+    let trait_ident = &iface.item.ident;
+    let name = &iface.name;
+    let dispatch_ident = dispatch_ident(iface);
+    let cfgs = trait_cfgs(iface);
+    let method = local("__method");
+    let args = local("__args");
+    let this = local("__this");
+    // With no remote method, the arguments are never read.
+    let args_param = if iface.methods.is_empty() {
+        quote!(_)
+    } else {
+        quote!(#args)
+    };
+
+    let arms = iface.methods.iter().map(|m| {
+        let cfgs = method_cfgs(m);
+        let wire = &m.name;
+        let fn_ident = &m.sig.ident;
+        let locals: Vec<_> = (0..m.args.len())
+            .map(|i| local(&format!("__arg{i}")))
+            .collect();
+        let types = m.args.iter().map(|a| &a.ty);
+        let decode = if m.args.is_empty() {
+            quote!(#args.decode::<()>(#method)?;)
+        } else {
+            quote!(let (#(#locals,)*): (#(#types,)*) = #args.decode(#method)?;)
+        };
+        quote! {
+            #(#cfgs)*
+            #wire => {
+                #decode
+                let #this = ::std::sync::Arc::clone(&self.0);
+                ::core::result::Result::Ok(::rpc_core::__private::respond(async move {
+                    <T as #trait_ident>::#fn_ident(&*#this, #(#locals),*).await
+                }))
+            }
+        }
+    });
+
+    quote! {
+        #(#cfgs)*
+        #[doc(hidden)]
+        #[allow(dead_code)]
+        struct #dispatch_ident<T>(::std::sync::Arc<T>);
+
+        #(#cfgs)*
+        #[allow(deprecated)]
+        impl<T: #trait_ident> ::rpc_core::__private::Dispatch for #dispatch_ident<T> {
+            fn interface(&self) -> &'static str {
+                #name
+            }
+
+            fn dispatch(
+                &self,
+                #method: &str,
+                #args_param: ::rpc_core::__private::Args<'_>,
+            ) -> ::core::result::Result<
+                ::rpc_core::__private::HandlerFuture,
+                ::rpc_core::__private::RemoteError,
+            > {
+                match #method {
+                    #(#arms)*
+                    _ => ::core::result::Result::Err(
+                        ::rpc_core::__private::no_such_method(#name, #method),
+                    ),
+                }
+            }
+        }
+    }
+}

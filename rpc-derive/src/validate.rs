@@ -1,0 +1,599 @@
+//! Every misuse check, each with an error spanned on the offending tokens.
+//!
+//! A remote method crosses a process boundary: a peer sends its name and its encoded
+//! arguments, and gets back the encoded return value. Every rule here follows from that: the
+//! method must be callable from a shared object (`&self`), concurrently (`async`), with values
+//! that can be decoded into owned data (no borrows, no `impl Trait`, no generics).
+//!
+//! Checks collect all the errors they find and combine them, so one build reports every
+//! mistake of the trait.
+
+use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
+use quote::ToTokens;
+use syn::spanned::Spanned;
+use syn::visit::{self, Visit};
+use syn::{
+    Error, GenericArgument, GenericParam, Item, ItemTrait, Lifetime, Pat, PathArguments, Receiver,
+    ReturnType, Type, TypeParamBound,
+};
+
+use crate::parse::{self, Interface, Method, PREFIX, ProxyName};
+
+/// Inherent or trait methods of the generated `<Trait>Ref` that a proxy method must not take
+/// the name of, with the reason.
+const TAKEN: &[(&str, &str)] = &[
+    ("new", "`#[remote]` generates it to wrap a local object"),
+    (
+        "from_arc",
+        "`#[remote]` generates it to wrap a local object",
+    ),
+    ("object", "it comes from `rpc_core::RemoteRef`"),
+    ("from_object", "it comes from `rpc_core::RemoteRef`"),
+    ("clone", "a proxy method would hide `Clone::clone`"),
+    (
+        "clone_from",
+        "a proxy method would hide `Clone::clone_from`",
+    ),
+];
+
+/// Collects errors and combines them into one.
+#[derive(Default)]
+struct Errors(Option<Error>);
+
+impl Errors {
+    fn push(&mut self, span: Span, message: impl std::fmt::Display) {
+        self.add(Error::new(span, message));
+    }
+
+    fn push_spanned(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+        self.add(Error::new_spanned(tokens, message));
+    }
+
+    fn add(&mut self, error: Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+/// `#[remote]` takes no arguments.
+pub(crate) fn attribute_args(args: &TokenStream) -> syn::Result<()> {
+    if args.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new_spanned(
+        args,
+        "`#[remote]` takes no arguments: write `#[remote]` alone; the methods named \
+         `remote_*` are the remotely callable ones",
+    ))
+}
+
+/// `#[remote]` goes on a trait.
+pub(crate) fn target(item: Item) -> syn::Result<ItemTrait> {
+    let (what, span) = match item {
+        Item::Trait(item) => return Ok(item),
+        Item::Struct(i) => ("a struct", i.struct_token.span),
+        Item::Enum(i) => ("an enum", i.enum_token.span),
+        Item::Union(i) => ("a union", i.union_token.span),
+        Item::Fn(i) => ("a function", i.sig.fn_token.span),
+        Item::Impl(i) => ("an impl block", i.impl_token.span),
+        Item::Mod(i) => ("a module", i.mod_token.span),
+        Item::Type(i) => ("a type alias", i.type_token.span),
+        Item::TraitAlias(i) => ("a trait alias", i.trait_token.span),
+        other => ("this item", other.span()),
+    };
+    Err(Error::new(
+        span,
+        format!(
+            "`#[remote]` goes on a trait, not on {what}: write \
+             `#[remote] pub trait Name {{ async fn remote_method(&self, ...) -> T; }}` and \
+             implement it for your type"
+        ),
+    ))
+}
+
+/// The error for `#[remote]` on tokens that do not even parse as an item.
+pub(crate) fn not_an_item(input: &TokenStream, parse_error: Error) -> Error {
+    if syn::parse2::<syn::TraitItemFn>(input.clone()).is_ok() {
+        return Error::new_spanned(
+            input,
+            "`#[remote]` goes on the trait, not on one of its methods: put it on the trait and \
+             name the remotely callable methods `remote_*`",
+        );
+    }
+    parse_error
+}
+
+/// Every check on a parsed trait.
+pub(crate) fn interface(iface: &Interface) -> syn::Result<()> {
+    let mut errors = Errors::default();
+    trait_generics(iface, &mut errors);
+    for method in &iface.methods {
+        method_checks(iface, method, &mut errors);
+    }
+    errors.finish()
+}
+
+fn trait_generics(iface: &Interface, errors: &mut Errors) {
+    let generics = &iface.item.generics;
+    if generics.params.is_empty() {
+        return;
+    }
+    let only_lifetimes = generics
+        .params
+        .iter()
+        .all(|p| matches!(p, GenericParam::Lifetime(_)));
+    let message = if only_lifetimes {
+        format!(
+            "a `#[remote]` trait cannot have lifetime parameters: its methods take and return \
+             owned values decoded from the wire, so there is nothing to borrow; remove them \
+             (`trait {}`)",
+            iface.name
+        )
+    } else {
+        format!(
+            "a `#[remote]` trait cannot be generic: a peer calls its methods by name and cannot \
+             choose type parameters; remove them (`trait {}`) and use concrete types in the \
+             methods",
+            iface.name
+        )
+    };
+    errors.push_spanned(generics, message);
+}
+
+fn method_checks(iface: &Interface, m: &Method, errors: &mut Errors) {
+    let full = m.full_name();
+    let sig = &m.sig;
+
+    name(iface, m, errors);
+
+    if let Some(constness) = &sig.constness {
+        errors.push(
+            constness.span,
+            format!("remote method `{full}` cannot be a `const fn`: write `async fn {full}`"),
+        );
+    }
+    if sig.asyncness.is_none() {
+        errors.push(sig.fn_token.span, not_async_message(m));
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        errors.push(
+            unsafety.span,
+            format!(
+                "remote method `{full}` cannot be `unsafe`: a peer cannot promise to uphold a \
+                 safety contract; remove `unsafe` and check the preconditions inside the method"
+            ),
+        );
+    }
+    if let Some(abi) = &sig.abi {
+        errors.push_spanned(
+            abi,
+            format!(
+                "remote method `{full}` cannot be `{}`: the generated code calls it as a plain \
+                 Rust method; remove the ABI",
+                pretty(abi)
+            ),
+        );
+    }
+    if !sig.generics.params.is_empty() {
+        let only_lifetimes = sig
+            .generics
+            .params
+            .iter()
+            .all(|p| matches!(p, GenericParam::Lifetime(_)));
+        let message = if only_lifetimes {
+            format!(
+                "remote method `{full}` cannot have lifetime parameters: its arguments and \
+                 return value are owned values decoded from the wire, so there is nothing to \
+                 borrow; remove `{}` and use owned types",
+                pretty(&sig.generics)
+            )
+        } else {
+            format!(
+                "remote method `{full}` cannot be generic: a peer sends only the method name and \
+                 encoded arguments, so it cannot choose `{}`; use concrete owned types",
+                pretty(&sig.generics)
+            )
+        };
+        errors.push_spanned(&sig.generics, message);
+    }
+    if let Some(where_clause) = &sig.generics.where_clause {
+        errors.push_spanned(
+            where_clause,
+            format!(
+                "remote method `{full}` cannot have a `where` clause: remote methods are not \
+                 generic; remove it and use concrete owned types"
+            ),
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.push_spanned(
+            variadic,
+            format!("remote method `{full}` cannot be variadic: take a `Vec<T>` instead"),
+        );
+    }
+
+    receiver(m, errors);
+
+    for arg in &m.args {
+        argument(&full, &arg.attrs, &arg.pat, errors);
+        owned(&arg.ty, Position::Argument, &iface.name, errors);
+    }
+    // A non-async method already has its error; the return type of `fn remote_x() -> impl
+    // Future<..>` is part of that mistake, not a second one.
+    if sig.asyncness.is_some() {
+        if let ReturnType::Type(_, ty) = &sig.output {
+            owned(ty, Position::Return, &iface.name, errors);
+        }
+    }
+}
+
+fn name(iface: &Interface, m: &Method, errors: &mut Errors) {
+    let full = m.full_name();
+    let span = m.sig.ident.span();
+    if m.name.is_empty() {
+        errors.push(
+            span,
+            format!(
+                "`{PREFIX}` alone is not a remote method name: write `{PREFIX}<name>`, for \
+                 example `remote_ping`, which peers call as `ping`"
+            ),
+        );
+        return;
+    }
+    if m.proxy_name() == ProxyName::Invalid {
+        errors.push(
+            span,
+            format!(
+                "`{full}` would be called `{}` by peers and on `{}Ref`, which is not a valid \
+                 Rust method name; rename it so that the part after `{PREFIX}` is an identifier",
+                m.name, iface.name
+            ),
+        );
+        return;
+    }
+    if let Some((_, why)) = TAKEN.iter().find(|(taken, _)| *taken == m.name) {
+        errors.push(
+            span,
+            format!(
+                "`{full}` would generate the method `{}Ref::{}`, but that name is taken: {why}; \
+                 rename the remote method",
+                iface.name, m.name
+            ),
+        );
+    }
+}
+
+fn not_async_message(m: &Method) -> String {
+    let full = m.full_name();
+    if let Some(output) = future_output(&m.sig.output) {
+        return format!(
+            "remote method `{full}` must be an `async fn`: write `async fn {full}(...) -> {}` \
+             instead of returning `impl Future`; `#[remote]` adds the `Send` bound itself",
+            pretty(output)
+        );
+    }
+    format!(
+        "remote method `{full}` must be `async`: write `async fn {full}`; calls from peers run \
+         concurrently and answer when they finish"
+    )
+}
+
+/// `T` when `output` is `-> impl Future<Output = T> + ...`.
+fn future_output(output: &ReturnType) -> Option<&Type> {
+    let ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    let Type::ImplTrait(impl_trait) = &**ty else {
+        return None;
+    };
+    impl_trait.bounds.iter().find_map(|bound| {
+        let TypeParamBound::Trait(bound) = bound else {
+            return None;
+        };
+        let last = bound.path.segments.last()?;
+        if last.ident != "Future" {
+            return None;
+        }
+        let PathArguments::AngleBracketed(args) = &last.arguments else {
+            return None;
+        };
+        args.args.iter().find_map(|arg| match arg {
+            GenericArgument::AssocType(assoc) if assoc.ident == "Output" => Some(&assoc.ty),
+            _ => None,
+        })
+    })
+}
+
+fn receiver(m: &Method, errors: &mut Errors) {
+    let full = m.full_name();
+    let Some(receiver) = m.sig.receiver() else {
+        errors.push(
+            parse::params_span(&m.sig),
+            format!(
+                "remote method `{full}` needs a `&self` receiver: peers call it on an object; \
+                 write `async fn {full}(&self, ...)`"
+            ),
+        );
+        return;
+    };
+    if is_shared_self(receiver) {
+        return;
+    }
+    let message = if receiver.colon_token.is_some() {
+        format!(
+            "remote method `{full}` must take `&self`, not `{}`: peers call it on a shared \
+             object; write `&self`",
+            pretty(receiver)
+        )
+    } else if receiver.reference.is_none() {
+        format!(
+            "remote method `{full}` must take `&self`, not `self`: the object is shared and \
+             stays alive between calls; write `&self`"
+        )
+    } else if receiver.mutability.is_some() {
+        format!(
+            "remote method `{full}` must take `&self`, not `&mut self`: calls from peers run \
+             concurrently on a shared object; write `&self` and keep mutable state behind a \
+             `Mutex` or an atomic"
+        )
+    } else {
+        format!("remote method `{full}` must take `&self`: write `&self` without a lifetime")
+    };
+    errors.push_spanned(receiver, message);
+}
+
+/// `&self` or `&'_ self`.
+fn is_shared_self(receiver: &Receiver) -> bool {
+    let Some((_, lifetime)) = &receiver.reference else {
+        return false;
+    };
+    receiver.colon_token.is_none()
+        && receiver.mutability.is_none()
+        && lifetime.as_ref().is_none_or(|l| l.ident == "_")
+}
+
+fn argument(full: &str, attrs: &[syn::Attribute], pat: &Pat, errors: &mut Errors) {
+    for attr in attrs {
+        if attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr") {
+            errors.push_spanned(
+                attr,
+                format!(
+                    "`#[cfg]` cannot go on an argument of remote method `{full}`: both sides \
+                     must agree on the arguments; put the `#[cfg]` on the whole method instead"
+                ),
+            );
+        }
+    }
+    match pat {
+        Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {}
+        Pat::Wild(_) => errors.push_spanned(
+            pat,
+            format!(
+                "give this argument of remote method `{full}` a name: it becomes a parameter \
+                 of the generated proxy method (write `_name: T` if the method ignores it)"
+            ),
+        ),
+        _ => errors.push_spanned(
+            pat,
+            format!(
+                "an argument of remote method `{full}` must be a plain name such as \
+                 `point: (i64, i64)`: it becomes a parameter of the generated proxy method; \
+                 destructure it inside the method instead"
+            ),
+        ),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Position {
+    Argument,
+    Return,
+}
+
+/// Checks that `ty` names an owned, concrete type.
+fn owned(ty: &Type, position: Position, interface: &str, errors: &mut Errors) {
+    let mut visitor = Owned {
+        position,
+        interface,
+        errors,
+    };
+    visitor.visit_type(ty);
+}
+
+struct Owned<'a> {
+    position: Position,
+    interface: &'a str,
+    errors: &'a mut Errors,
+}
+
+impl Owned<'_> {
+    fn borrow(&mut self, tokens: &dyn ToTokens, instead: Option<String>) {
+        let instead = instead.map_or_else(
+            || "use an owned type".to_owned(),
+            |t| format!("use `{t}` instead"),
+        );
+        let message = match self.position {
+            Position::Argument => format!(
+                "remote method arguments must be owned: they are decoded from the wire into \
+                 fresh values, so `{}` has nothing to borrow from; {instead}",
+                pretty(tokens)
+            ),
+            Position::Return => format!(
+                "remote methods must return owned values: the answer is encoded and sent to \
+                 the caller, so it cannot borrow like `{}`; {}",
+                pretty(tokens),
+                instead.replacen("use", "return", 1)
+            ),
+        };
+        self.errors.push_spanned(tokens, message);
+    }
+}
+
+impl<'ast> Visit<'ast> for Owned<'_> {
+    fn visit_type(&mut self, ty: &'ast Type) {
+        match ty {
+            Type::Reference(r) => self.borrow(r, Some(owned_version(&r.elem))),
+            Type::Ptr(p) => self.errors.push_spanned(
+                p,
+                "raw pointers cannot cross the wire: remote methods take and return owned \
+                 serde types",
+            ),
+            Type::ImplTrait(i) => {
+                let message = match self.position {
+                    Position::Argument => {
+                        "`impl Trait` cannot be a remote method argument: the receiving side \
+                         decodes the argument and must know its concrete type; use a concrete \
+                         owned type"
+                    }
+                    Position::Return => {
+                        "`impl Trait` cannot be a remote method's return type: the caller \
+                         decodes the answer and must know its concrete type; return a concrete \
+                         owned type"
+                    }
+                };
+                self.errors.push_spanned(i, message);
+            }
+            _ => visit::visit_type(self, ty),
+        }
+    }
+
+    fn visit_lifetime(&mut self, lifetime: &'ast Lifetime) {
+        if lifetime.ident != "static" {
+            self.borrow(lifetime, None);
+        }
+    }
+
+    fn visit_path(&mut self, path: &'ast syn::Path) {
+        if path.leading_colon.is_none() && path.segments.first().is_some_and(|s| s.ident == "Self")
+        {
+            let interface = self.interface;
+            self.errors.push_spanned(
+                path,
+                format!(
+                    "`Self` cannot appear in a remote method's argument or return types: callers \
+                     go through `{interface}Ref`, which does not know the implementing type; \
+                     name a concrete type"
+                ),
+            );
+            return;
+        }
+        visit::visit_path(self, path);
+    }
+}
+
+/// What to write instead of `&elem`.
+fn owned_version(elem: &Type) -> String {
+    match elem {
+        Type::Slice(s) => format!("Vec<{}>", pretty(&s.elem)),
+        Type::Path(p) if p.qself.is_none() => {
+            let owned = match p
+                .path
+                .segments
+                .last()
+                .map(|s| s.ident.to_string())
+                .as_deref()
+            {
+                Some("str") => Some("String"),
+                Some("Path") => Some("PathBuf"),
+                Some("OsStr") => Some("OsString"),
+                Some("CStr") => Some("CString"),
+                _ => None,
+            };
+            owned.map_or_else(|| pretty(elem), str::to_owned)
+        }
+        _ => pretty(elem),
+    }
+}
+
+/// Renders tokens the way a person would write them (`Vec<&'a str>`, not `Vec < & 'a str >`),
+/// for messages.
+pub(crate) fn pretty(tokens: &dyn ToTokens) -> String {
+    let mut atoms = Vec::new();
+    flatten(tokens.to_token_stream(), &mut atoms);
+    let mut out = String::new();
+    for (i, atom) in atoms.iter().enumerate() {
+        if i > 0 && space_between(&atoms[i - 1], atom) {
+            out.push(' ');
+        }
+        match atom {
+            Atom::Word(s) | Atom::Op(s) => out.push_str(s),
+            Atom::Open(c) | Atom::Close(c) => out.push(*c),
+        }
+    }
+    out
+}
+
+enum Atom {
+    Word(String),
+    Op(String),
+    Open(char),
+    Close(char),
+}
+
+fn flatten(tokens: TokenStream, atoms: &mut Vec<Atom>) {
+    let mut joint = false;
+    for tree in tokens {
+        match tree {
+            TokenTree::Group(g) => {
+                let (open, close) = match g.delimiter() {
+                    Delimiter::Parenthesis => ('(', ')'),
+                    Delimiter::Brace => ('{', '}'),
+                    Delimiter::Bracket => ('[', ']'),
+                    Delimiter::None => {
+                        flatten(g.stream(), atoms);
+                        joint = false;
+                        continue;
+                    }
+                };
+                atoms.push(Atom::Open(open));
+                flatten(g.stream(), atoms);
+                atoms.push(Atom::Close(close));
+                joint = false;
+            }
+            TokenTree::Punct(p) => {
+                let c = p.as_char();
+                match atoms.last_mut() {
+                    Some(Atom::Op(op)) if joint && is_operator(&format!("{op}{c}")) => op.push(c),
+                    _ => atoms.push(Atom::Op(c.to_string())),
+                }
+                joint = p.spacing() == proc_macro2::Spacing::Joint;
+            }
+            TokenTree::Ident(i) => {
+                atoms.push(Atom::Word(i.to_string()));
+                joint = false;
+            }
+            TokenTree::Literal(l) => {
+                atoms.push(Atom::Word(l.to_string()));
+                joint = false;
+            }
+        }
+    }
+}
+
+/// The multi-character operators that can appear in types and signatures.
+fn is_operator(op: &str) -> bool {
+    matches!(
+        op,
+        "::" | "->" | "=>" | "&&" | ".." | "..." | "..=" | ">>" | ">>>"
+    )
+}
+
+fn space_between(prev: &Atom, next: &Atom) -> bool {
+    let closing_angle = |op: &str| op.chars().all(|c| c == '>');
+    match (prev, next) {
+        (Atom::Open(_), _) | (_, Atom::Close(_)) => false,
+        (_, Atom::Op(op)) if matches!(op.as_str(), "," | ";" | ":" | "::" | "<") => false,
+        (_, Atom::Op(op)) if closing_angle(op) => false,
+        (Atom::Op(op), _) if matches!(op.as_str(), "&" | "&&" | "'" | "<" | "::" | "#" | "!") => {
+            false
+        }
+        (Atom::Word(_), Atom::Open('(' | '[')) => false,
+        _ => true,
+    }
+}

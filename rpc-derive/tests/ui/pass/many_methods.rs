@@ -1,0 +1,242 @@
+//! Everything `#[remote]` accepts, compiled with warnings denied; run by `tests/ui.rs` (as a
+//! program) and by `tests/expand.rs` (as a module, so that clippy sees the expansion too).
+#![deny(warnings, missing_docs, unreachable_pub, clippy::all)]
+
+use rpc_core::{CallError, RemoteErrorKind, RemoteRef, remote};
+use serde::{Deserialize, Serialize};
+
+/// Why an inventory call failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InventoryError {
+    /// No such item.
+    NotFound(String),
+}
+
+/// Something that is not `Send`-free: only used as a supertrait.
+pub trait Named {
+    /// The name.
+    fn name(&self) -> String;
+}
+
+/// A store of counted items.
+#[remote]
+pub trait Inventory: Named {
+    /// Adds `count` items called `name`; returns the new count.
+    async fn remote_add(&self, name: String, count: u32) -> u32;
+    /// Looks an item up.
+    async fn remote_get(&self, name: String) -> Result<u32, InventoryError>;
+    #[allow(missing_docs)] // not copied: the proxy `ping` gets generated docs
+    async fn remote_ping(&self);
+    /// Eight arguments of assorted types.
+    #[allow(clippy::too_many_arguments)]
+    async fn remote_many(
+        &self,
+        a: u8,
+        b: i16,
+        c: u32,
+        d: i64,
+        e: String,
+        f: Vec<u8>,
+        g: Option<bool>,
+        h: (u16, i128),
+    ) -> usize;
+    /// Argument names that the generated code also uses.
+    async fn remote_names(
+        &self,
+        method: String,
+        args: Vec<String>,
+        this: u8,
+        object: u8,
+        __arg0: u8,
+        __method: u8,
+    ) -> String;
+    /// A default body.
+    async fn remote_version(&self) -> String {
+        format!("{}-1.0", self.name())
+    }
+    /// A default body with a `mut` argument, an unused one and an early return.
+    async fn remote_bump(&self, mut a: i64, _unused: String) -> i64 {
+        if a < 0 {
+            return 0;
+        }
+        a += 1;
+        a
+    }
+    /// A keyword as proxy name: `InventoryRef::r#type`.
+    async fn remote_type(&self) -> String;
+    /// Old.
+    #[deprecated = "use remote_add"]
+    async fn remote_old(&self) -> u8;
+    /// Not remote: kept as is, never callable by peers.
+    fn helper(&self) -> u32 {
+        1
+    }
+    /// Not remote, no default.
+    fn local_only(&self) -> String;
+}
+
+/// The implementation.
+pub struct Store;
+
+impl Named for Store {
+    fn name(&self) -> String {
+        "store".into()
+    }
+}
+
+impl Inventory for Store {
+    async fn remote_add(&self, name: String, count: u32) -> u32 {
+        name.len() as u32 + count
+    }
+    async fn remote_get(&self, name: String) -> Result<u32, InventoryError> {
+        Err(InventoryError::NotFound(name))
+    }
+    async fn remote_ping(&self) {}
+    async fn remote_many(
+        &self,
+        a: u8,
+        b: i16,
+        c: u32,
+        d: i64,
+        e: String,
+        f: Vec<u8>,
+        g: Option<bool>,
+        h: (u16, i128),
+    ) -> usize {
+        usize::from(a)
+            + b as usize
+            + c as usize
+            + d as usize
+            + e.len()
+            + f.len()
+            + usize::from(g.unwrap_or(false))
+            + usize::from(h.0)
+            + h.1 as usize
+    }
+    async fn remote_names(
+        &self,
+        method: String,
+        args: Vec<String>,
+        this: u8,
+        object: u8,
+        __arg0: u8,
+        __method: u8,
+    ) -> String {
+        format!(
+            "{method} {} {this} {object} {__arg0} {__method}",
+            args.join(",")
+        )
+    }
+    async fn remote_type(&self) -> String {
+        "store".into()
+    }
+    async fn remote_old(&self) -> u8 {
+        9
+    }
+    fn local_only(&self) -> String {
+        "local".into()
+    }
+}
+
+/// A crate-private trait: its reference is crate-private too.
+#[remote]
+pub(crate) trait Counter {
+    /// Next value.
+    async fn remote_next(&self) -> u64;
+}
+
+mod private {
+    use rpc_core::remote;
+
+    /// A private trait whose generated items are never used: no dead-code warnings.
+    #[remote]
+    trait Unused {
+        async fn remote_nothing(&self, x: u8) -> u8;
+    }
+
+    /// A trait without remote methods: a reference that can be passed around but not called.
+    #[remote]
+    pub(crate) trait Handle {}
+
+    impl Handle for () {}
+
+    pub(crate) fn handle() -> HandleRef {
+        HandleRef::new(())
+    }
+}
+
+struct One;
+
+impl Counter for One {
+    async fn remote_next(&self) -> u64 {
+        1
+    }
+}
+
+/// Calls every proxy method on a local object.
+pub(crate) async fn exercise() {
+    let store = InventoryRef::new(Store);
+    assert_eq!(store.add("bolt".into(), 3).await.unwrap(), 7);
+    assert_eq!(
+        store.get("nut".into()).await.unwrap(),
+        Err(InventoryError::NotFound("nut".into()))
+    );
+    store.ping().await.unwrap();
+    let many = store
+        .many(1, 2, 3, 4, "ab".into(), vec![0; 3], Some(true), (5, 6))
+        .await
+        .unwrap();
+    assert_eq!(many, 1 + 2 + 3 + 4 + 2 + 3 + 1 + 5 + 6);
+    let names = store
+        .names("m".into(), vec!["x".into(), "y".into()], 1, 2, 3, 4)
+        .await
+        .unwrap();
+    assert_eq!(names, "m x,y 1 2 3 4");
+    assert_eq!(store.version().await.unwrap(), "store-1.0");
+    assert_eq!(store.bump(41, String::new()).await.unwrap(), 42);
+    assert_eq!(store.bump(-5, String::new()).await.unwrap(), 0);
+    assert_eq!(store.r#type().await.unwrap(), "store");
+    #[allow(deprecated)]
+    let old = store.old().await.unwrap();
+    assert_eq!(old, 9);
+    assert_eq!(Store.helper(), 1);
+    assert_eq!(Store.local_only(), "local");
+
+    // Not remote, so not reachable by name.
+    for name in ["helper", "local_only", "remote_add", "name", "new", ""] {
+        let err = store
+            .object()
+            .call_remote::<_, u32>(name, ())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CallError::Remote {
+                    kind: RemoteErrorKind::NoSuchMethod,
+                    ..
+                }
+            ),
+            "{name}: {err:?}"
+        );
+    }
+
+    let clone = store.clone();
+    let same = InventoryRef::from_object(clone.object().clone());
+    assert_eq!(same.add(String::new(), 1).await.unwrap(), 1);
+    assert_eq!(InventoryRef::INTERFACE, "Inventory");
+
+    let counter = CounterRef::from_arc(std::sync::Arc::new(One));
+    assert_eq!(counter.next().await.unwrap(), 1);
+    assert_eq!(<CounterRef as RemoteRef>::INTERFACE, "Counter");
+
+    let _handle = private::handle();
+}
+
+#[allow(dead_code)] // only used when this file is compiled as a program by trybuild
+pub(crate) fn main() {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(exercise());
+}

@@ -1,1 +1,1 @@
-//! placeholder
+//! The broker: worker queue, the `Broker` remote trait and its service (built in its own issue).

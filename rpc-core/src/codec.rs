@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use tokio_util::codec::LengthDelimitedCodec;
 
 /// The largest frame length the 4-byte length prefix can express.
-pub const MAX_FRAME_LENGTH_CEILING: usize = u32::MAX as usize;
+pub(crate) const MAX_FRAME_LENGTH_CEILING: usize = u32::MAX as usize;
 
 /// A length-delimited codec (4-byte big-endian length) that refuses frames over `max_frame`.
 pub(crate) fn frame_codec(max_frame: usize) -> LengthDelimitedCodec {

@@ -121,6 +121,10 @@ mod tests {
         let mut other = hello();
         other[5] ^= 1;
         assert!(check_hello(&other).unwrap_err().contains("version"));
-        assert!(check_hello(b"GET / HT").unwrap_err().contains("not a pbrs hello"));
+        assert!(
+            check_hello(b"GET / HT")
+                .unwrap_err()
+                .contains("not a pbrs hello")
+        );
     }
 }

@@ -1,0 +1,192 @@
+//! The outbox: how frames get from many tasks onto one socket.
+//!
+//! Any task may queue a frame. Whoever queues it then tries to become the writer: if no one
+//! else is writing, it writes everything queued so far, its own frame and every frame queued
+//! meanwhile by others, in as few `write` calls as the socket takes. Many pipelined calls share
+//! one syscall, and a lone call costs no task switch. Writes never wait here: a write the
+//! socket cannot take now is left to the connection's writer task, which waits for the
+//! socket to drain while the others keep queueing. Because no write ever waits, a caller
+//! whose future is dropped can never leave half a frame on the wire.
+//!
+//! The reader task *defers* the flush of answers it produced itself until it has no more
+//! frames to read, so a burst of pipelined calls is answered with one write.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWrite;
+use tokio::sync::Notify;
+use tokio_util::codec::{Encoder, LengthDelimitedCodec};
+
+use crate::codec;
+
+/// The write half of a transport.
+pub(crate) type Sink = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Queued frames waiting for a writer.
+struct Queue {
+    buf: BytesMut,
+    codec: LengthDelimitedCodec,
+}
+
+/// The socket and what is left of a write that it could not take at once.
+struct Writer {
+    sink: Option<Sink>,
+    /// Bytes taken from the queue but not yet written.
+    unwritten: BytesMut,
+    /// The writer task owns the socket until it has drained `unwritten`.
+    blocked: bool,
+}
+
+pub(crate) struct Outbox {
+    queue: Mutex<Queue>,
+    writer: Mutex<Writer>,
+    wake_writer_task: Notify,
+}
+
+/// Outcome of an attempt to write.
+enum Progress {
+    Done,
+    Blocked,
+}
+
+impl Outbox {
+    pub(crate) fn new(sink: Sink, max_frame: usize) -> Self {
+        Outbox {
+            queue: Mutex::new(Queue {
+                buf: BytesMut::with_capacity(8 * 1024),
+                codec: codec::frame_codec(max_frame),
+            }),
+            writer: Mutex::new(Writer {
+                sink: Some(sink),
+                unwritten: BytesMut::new(),
+                blocked: false,
+            }),
+            wake_writer_task: Notify::new(),
+        }
+    }
+
+    /// Queues one frame (length prefix added here). Does not write: call [`Outbox::flush`].
+    pub(crate) fn queue(&self, frame: Bytes) -> io::Result<()> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let Queue { buf, codec } = &mut *q;
+        codec.encode(frame, buf)
+    }
+
+    /// Bytes queued and not yet taken by a writer.
+    pub(crate) fn queued_len(&self) -> usize {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .buf
+            .len()
+    }
+
+    fn take_queued(&self) -> BytesMut {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .buf
+            .split()
+    }
+
+    /// Writes what is queued if no one else is writing; never waits. An error means the
+    /// socket is broken: the connection must close.
+    pub(crate) fn flush(&self) -> io::Result<()> {
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            {
+                let Ok(mut w) = self.writer.try_lock() else {
+                    // Someone else writes; they look at the queue again after unlocking.
+                    return Ok(());
+                };
+                if w.blocked {
+                    return Ok(());
+                }
+                if let Progress::Blocked = self.write_all_queued(&mut w, &mut cx)? {
+                    w.blocked = true;
+                    drop(w);
+                    self.wake_writer_task.notify_one();
+                    return Ok(());
+                }
+            }
+            // A frame queued while we held the lock found it taken and left: write it.
+            if self.queued_len() == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Writes `unwritten` and then the queue until both are empty or the socket is full.
+    fn write_all_queued(&self, w: &mut Writer, cx: &mut Context<'_>) -> io::Result<Progress> {
+        let Writer {
+            sink, unwritten, ..
+        } = w;
+        let Some(sink) = sink.as_mut() else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the connection is closed",
+            ));
+        };
+        loop {
+            if unwritten.is_empty() {
+                *unwritten = self.take_queued();
+                if unwritten.is_empty() {
+                    return match Pin::new(sink).poll_flush(cx) {
+                        Poll::Ready(r) => r.map(|()| Progress::Done),
+                        Poll::Pending => Ok(Progress::Blocked),
+                    };
+                }
+            }
+            match Pin::new(&mut *sink).poll_write(cx, unwritten) {
+                Poll::Ready(Ok(0)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the peer takes no more data",
+                    ));
+                }
+                Poll::Ready(Ok(n)) => unwritten.advance(n),
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(Progress::Blocked),
+            }
+        }
+    }
+
+    /// The writer task's job: whenever a flush found the socket full, wait until it drains
+    /// and write everything queued. Returns on a write error.
+    pub(crate) async fn run_writer_task(&self) -> io::Error {
+        loop {
+            self.wake_writer_task.notified().await;
+            let written = std::future::poll_fn(|cx| {
+                let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+                match self.write_all_queued(&mut w, cx) {
+                    Ok(Progress::Done) => {
+                        w.blocked = false;
+                        Poll::Ready(Ok(()))
+                    }
+                    Ok(Progress::Blocked) => Poll::Pending,
+                    Err(e) => Poll::Ready(Err(e)),
+                }
+            })
+            .await;
+            if let Err(e) = written.and_then(|()| self.flush()) {
+                return e;
+            }
+        }
+    }
+
+    /// Drops the socket (the peer sees the connection close); later flushes fail.
+    pub(crate) fn close(&self) {
+        let sink = self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sink
+            .take();
+        drop(sink);
+        self.wake_writer_task.notify_one();
+    }
+}

@@ -7,16 +7,26 @@
 //! every other method stays local and is unreachable from the network, whatever name a peer
 //! sends.
 //!
-//! ```ignore
+//! ```
 //! use rpc_core::remote;
 //!
 //! #[remote]
 //! pub trait Calculator {
 //!     /// Adds two numbers; returns the sum and this worker's id.
 //!     async fn remote_calculate(&self, a: i64, b: i64) -> (i64, u32);
+//!     /// Answers when the worker is alive.
 //!     async fn remote_ping(&self);
-//!     fn helper(&self) -> u32 { 1 } // local only
+//!     /// Local only: no peer can call this.
+//!     fn helper(&self) -> u32 {
+//!         1
+//!     }
 //! }
+//! # struct Worker(u32);
+//! # impl Calculator for Worker {
+//! #     async fn remote_calculate(&self, a: i64, b: i64) -> (i64, u32) { (a + b, self.0) }
+//! #     async fn remote_ping(&self) {}
+//! # }
+//! # fn main() {}
 //! ```
 //!
 //! A remote method must be an `async fn` taking `&self` and owned, non-generic arguments that
@@ -42,7 +52,13 @@
 //! - A private dispatcher that decodes a call's arguments and runs the matching `remote_*`
 //!   method. It knows only the remote methods.
 //!
-//! ```ignore
+//! ```
+//! # use rpc_core::remote;
+//! # #[remote]
+//! # pub trait Calculator {
+//! #     async fn remote_calculate(&self, a: i64, b: i64) -> (i64, u32);
+//! #     async fn remote_ping(&self);
+//! # }
 //! struct Worker(u32);
 //!
 //! impl Calculator for Worker {
@@ -52,8 +68,15 @@
 //!     async fn remote_ping(&self) {}
 //! }
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), rpc_core::CallError> {
+//! // In process; `rpc_core::Server::bind(addr, calc)` would serve the same object to peers,
+//! // and `client.root::<CalculatorRef>()` gets a reference to it there.
 //! let calc = CalculatorRef::new(Worker(7));
 //! assert_eq!(calc.calculate(1, 2).await?, (3, 7));
+//! calc.ping().await?;
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! On the wire a method is named without its prefix (`"calculate"`) and its arguments travel

@@ -62,6 +62,13 @@ pub trait Inventory: Named {
         a += 1;
         a
     }
+    /// A default body using its argument.
+    async fn remote_echo(&self, text: String) -> String {
+        text
+    }
+    /// Compiled out, together with its proxy method and dispatch arm.
+    #[cfg(any())]
+    async fn remote_gone(&self, x: NoSuchType) -> NoSuchType;
     /// A keyword as proxy name: `InventoryRef::r#type`.
     async fn remote_type(&self) -> String;
     /// Old.
@@ -195,6 +202,7 @@ pub(crate) async fn exercise() {
     assert_eq!(store.version().await.unwrap(), "store-1.0");
     assert_eq!(store.bump(41, String::new()).await.unwrap(), 42);
     assert_eq!(store.bump(-5, String::new()).await.unwrap(), 0);
+    assert_eq!(store.echo("hi".into()).await.unwrap(), "hi");
     assert_eq!(store.r#type().await.unwrap(), "store");
     #[allow(deprecated)]
     let old = store.old().await.unwrap();
@@ -203,7 +211,15 @@ pub(crate) async fn exercise() {
     assert_eq!(Store.local_only(), "local");
 
     // Not remote, so not reachable by name.
-    for name in ["helper", "local_only", "remote_add", "name", "new", ""] {
+    for name in [
+        "helper",
+        "local_only",
+        "remote_add",
+        "name",
+        "new",
+        "gone",
+        "",
+    ] {
         let err = store
             .object()
             .call_remote::<_, u32>(name, ())

@@ -8,11 +8,13 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs};
 
+use crate::call::CallFuture;
 use crate::config::Config;
 use crate::connection::Connection;
+use crate::connection::RemoteObject;
 use crate::error::CallError;
-use crate::object::{CallFuture, ObjectRef, RemoteRef};
-use crate::protocol::ROOT_OBJECT;
+use crate::object::{ObjectRef, RemoteRef};
+use crate::peer::{DisconnectHook, Peer};
 
 /// A connection to a pbrs server (PB's `PBClientFactory`). Cheap to clone; the connection
 /// closes when the last clone of the client and of every proxy obtained through it is gone,
@@ -25,7 +27,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("peer", &self.connection.peer())
+            .field("peer", &self.connection.shared().peer())
             .finish()
     }
 }
@@ -80,7 +82,7 @@ impl Client {
 
     /// The server's root object as a typed proxy (PB's `getRootObject`).
     pub async fn root<R: RemoteRef>(&self) -> Result<R, CallError> {
-        if let Some(reason) = self.connection.closed_reason() {
+        if let Some(reason) = self.connection.shared().closed_reason() {
             return Err(CallError::Disconnected { reason });
         }
         Ok(R::from_object(self.root_object()))
@@ -88,7 +90,7 @@ impl Client {
 
     /// The server's root object as an untyped reference.
     pub fn root_object(&self) -> ObjectRef {
-        ObjectRef::remote(self.connection.clone(), ROOT_OBJECT)
+        ObjectRef::remote(RemoteObject::root(self.connection.clone()))
     }
 
     /// Calls `method` on the root object with the argument tuple `args`, untyped
@@ -101,23 +103,31 @@ impl Client {
         self.root_object().call_remote(method, args)
     }
 
-    /// The server's address (or a description of the transport).
-    pub fn peer(&self) -> &str {
-        self.connection.peer()
+    /// The connection's other end: its address, disconnect notifications, object counts.
+    pub fn peer(&self) -> Peer {
+        Peer::new(std::sync::Arc::clone(self.connection.shared()))
     }
 
     /// `true` until the connection is lost or closed.
     pub fn is_connected(&self) -> bool {
-        self.connection.closed_reason().is_none()
+        self.connection.shared().closed_reason().is_none()
     }
 
     /// Resolves when the connection is lost or closed.
     pub fn disconnected(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.connection.closed()
+        self.connection.shared().closed()
+    }
+
+    /// Calls `callback` once when the connection is lost or closed; see
+    /// [`Peer::on_disconnect`].
+    pub fn on_disconnect(&self, callback: impl FnOnce(&str) + Send + 'static) -> DisconnectHook {
+        self.peer().on_disconnect(callback)
     }
 
     /// Closes the connection: pending calls fail with [`CallError::Disconnected`].
     pub fn close(&self) {
-        self.connection.close("the client closed the connection");
+        self.connection
+            .shared()
+            .close_locally("the client closed the connection");
     }
 }

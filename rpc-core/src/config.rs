@@ -27,6 +27,16 @@ pub struct Config {
     /// On graceful shutdown, how long calls in flight may still run before their connections
     /// are closed anyway. Default 10 s.
     pub shutdown_grace: Duration,
+    /// Objects one side may export on one connection (the root included). An encode that
+    /// would export one more fails with a clear error; the connection lives on. Default 10,000.
+    pub max_exported_objects: usize,
+    /// Keepalive `(interval, timeout)`: after `interval` without a frame from the peer, send a
+    /// ping; if nothing arrives within `timeout` more, the connection is closed and everything
+    /// on it fails with `Disconnected`. `None` turns keepalive off. Default 30 s and 20 s.
+    pub keepalive: Option<(Duration, Duration)>,
+    /// Deadline of every call made on this connection that sets none itself
+    /// ([`ObjectRef::with_timeout`](crate::ObjectRef::with_timeout)). Default none.
+    pub default_call_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -38,6 +48,9 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             frame_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            max_exported_objects: 10_000,
+            keepalive: Some((Duration::from_secs(30), Duration::from_secs(20))),
+            default_call_timeout: None,
         }
     }
 }
@@ -77,6 +90,31 @@ impl Config {
     /// Sets [`frame_timeout`](Config::frame_timeout).
     pub fn frame_timeout(mut self, t: Duration) -> Self {
         self.frame_timeout = t;
+        self
+    }
+
+    /// Sets [`max_exported_objects`](Config::max_exported_objects) (at least 1).
+    pub fn max_exported_objects(mut self, objects: usize) -> Self {
+        self.max_exported_objects = objects.max(1);
+        self
+    }
+
+    /// Sets [`keepalive`](Config::keepalive): ping after `interval` of silence, give up
+    /// `timeout` later.
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.keepalive = Some((interval, timeout));
+        self
+    }
+
+    /// Turns keepalive off.
+    pub fn no_keepalive(mut self) -> Self {
+        self.keepalive = None;
+        self
+    }
+
+    /// Sets [`default_call_timeout`](Config::default_call_timeout).
+    pub fn default_call_timeout(mut self, timeout: Duration) -> Self {
+        self.default_call_timeout = Some(timeout);
         self
     }
 

@@ -1,40 +1,52 @@
 //! A connection: one transport, calls both ways.
 //!
-//! After the handshake a connection runs two tasks. The **reader** reads frames and routes
-//! them: an answer completes the pending call it belongs to; a call is dispatched to the
-//! object it names in this connection's export table. A handler is first polled right in the
-//! reader: if it finishes at once (most do), its answer is queued without a task switch;
-//! otherwise it continues as a task of its own, so slow handlers never hold up the others.
-//! The **writer** task only steps in when the socket is full (see [`crate::outbox`]).
+//! After the handshake a connection runs a **reader** task, a **writer** task that only steps
+//! in when the socket is full (see [`crate::outbox`]), and, if enabled, a **keepalive** task.
+//! The reader reads frames and routes them: an answer completes the pending call it belongs
+//! to; a call is dispatched to the object it names in this connection's export table. A
+//! handler is first polled right in the reader: if it finishes at once (most do), its answer
+//! is queued without a task switch; otherwise it continues as a task of its own, so slow
+//! handlers never hold up the others.
+//!
+//! Each connection has two object tables (see [`crate::refs`]): the objects it *exports* to
+//! the peer (the root, and every local object sent over it), with how many times each was
+//! sent, and the peer's objects it *imports*, with how many times each was received.
 //!
 //! Incoming calls in flight are bounded ([`Config::max_in_flight_calls`]); a call beyond the
 //! bound is answered `Overloaded` at once. When the connection closes, for whatever reason,
 //! every pending outgoing call fails with [`CallError::Disconnected`], every running handler
-//! is dropped, and the export table is emptied.
+//! is dropped, every exported object is released, and the disconnect callbacks run.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::AbortHandle;
 use tokio_util::codec::{Encoder, FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
+use crate::call::CallFuture;
 use crate::codec;
 use crate::config::Config;
 use crate::error::{CallError, RemoteError, RemoteErrorKind};
-use crate::object::{Args, Dispatch, HandlerFuture, run_dispatch};
+use crate::object::{Answer, Args, Dispatch, ObjectRef, guard_handler, run_dispatch};
 use crate::outbox::Outbox;
+use crate::peer::Peer;
 use crate::protocol::{self, Message};
+use crate::refs::{RefContext, WireRef};
 
 /// Locks a mutex, ignoring poisoning: every critical section here leaves its data consistent.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -86,14 +98,45 @@ struct Calls {
     closed: Option<Closed>,
 }
 
-struct Shared {
+/// An object this side exports on the connection.
+struct Export {
+    object: Arc<dyn Dispatch>,
+    /// References sent minus references the peer said it dropped.
+    sent: u64,
+    /// The root object: never released.
+    permanent: bool,
+}
+
+struct Exports {
+    by_id: HashMap<u64, Export>,
+    /// Object identity (the address of its dispatcher) to id, so that an object sent twice
+    /// gets one id.
+    by_address: HashMap<usize, u64>,
+    next_id: u64,
+}
+
+fn address(object: &Arc<dyn Dispatch>) -> usize {
+    Arc::as_ptr(object) as *const () as usize
+}
+
+type DisconnectCallback = Box<dyn FnOnce(&str) + Send>;
+
+struct Hooks {
+    next_id: u64,
+    callbacks: HashMap<u64, DisconnectCallback>,
+}
+
+/// The state of a connection, shared by its handles and its tasks.
+pub(crate) struct Shared {
     config: Config,
     peer: String,
     outbox: Outbox,
     calls: Mutex<Calls>,
+    is_closed: AtomicBool,
     next_id: AtomicU64,
-    /// Objects this side exports on this connection, by object id.
-    exports: Mutex<HashMap<u64, Arc<dyn Dispatch>>>,
+    exports: Mutex<Exports>,
+    /// The peer's objects this side holds proxies of, by the peer's id.
+    imports: Mutex<HashMap<u64, Weak<RemoteObject>>>,
     /// Incoming calls whose handler runs as a task, by request id.
     running: Mutex<HashMap<u64, AbortHandle>>,
     /// Incoming calls in flight (inline or as tasks).
@@ -102,6 +145,12 @@ struct Shared {
     /// Notified when `in_flight` drops to zero.
     idle: Notify,
     closed_token: CancellationToken,
+    hooks: Mutex<Hooks>,
+    /// The handles' shared part, to hand out new handles (for imported objects).
+    handle: Mutex<Weak<Handle>>,
+    started: Instant,
+    /// When the last frame arrived, in microseconds since `started` (for the keepalive).
+    last_received_us: AtomicU64,
 }
 
 impl Connection {
@@ -152,10 +201,25 @@ impl Connection {
             }
         }
 
-        let mut exports = HashMap::new();
+        let mut exports = Exports {
+            by_id: HashMap::new(),
+            by_address: HashMap::new(),
+            next_id: protocol::ROOT_OBJECT + 1,
+        };
         if let Some(root) = root {
-            exports.insert(protocol::ROOT_OBJECT, root);
+            exports
+                .by_address
+                .insert(address(&root), protocol::ROOT_OBJECT);
+            exports.by_id.insert(
+                protocol::ROOT_OBJECT,
+                Export {
+                    object: root,
+                    sent: 0,
+                    permanent: true,
+                },
+            );
         }
+        let keepalive = config.keepalive;
         let shared = Arc::new(Shared {
             outbox: Outbox::new(Box::new(writer), config.max_frame_length),
             config,
@@ -164,14 +228,27 @@ impl Connection {
                 pending: HashMap::new(),
                 closed: None,
             }),
+            is_closed: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             exports: Mutex::new(exports),
+            imports: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             idle: Notify::new(),
             closed_token: CancellationToken::new(),
+            hooks: Mutex::new(Hooks {
+                next_id: 0,
+                callbacks: HashMap::new(),
+            }),
+            handle: Mutex::new(Weak::new()),
+            started: Instant::now(),
+            last_received_us: AtomicU64::new(0),
         });
+        let handle = Arc::new(Handle {
+            shared: Arc::clone(&shared),
+        });
+        *lock(&shared.handle) = Arc::downgrade(&handle);
         tokio::spawn(Arc::clone(&shared).read_loop(frames));
         let writer_shared = Arc::clone(&shared);
         tokio::spawn(async move {
@@ -180,42 +257,20 @@ impl Connection {
                 "writing to the peer failed: {e}"
             )));
         });
-        Ok(Connection {
-            handle: Arc::new(Handle { shared }),
-        })
+        if let Some((interval, timeout)) = keepalive {
+            tokio::spawn(Arc::clone(&shared).keepalive(interval, timeout));
+        }
+        Ok(Connection { handle })
     }
 
-    /// The peer's address, or a description of the transport.
-    pub(crate) fn peer(&self) -> &str {
-        &self.handle.shared.peer
-    }
-
-    pub(crate) fn config(&self) -> &Config {
-        &self.handle.shared.config
-    }
-
-    /// `None` while open; why it closed otherwise.
-    pub(crate) fn closed_reason(&self) -> Option<String> {
-        lock(&self.handle.shared.calls)
-            .closed
-            .as_ref()
-            .map(|c| c.reason().to_owned())
-    }
-
-    /// Resolves once the connection is closed.
-    pub(crate) fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.handle.shared.closed_token.clone().cancelled_owned()
-    }
-
-    /// Closes the connection now: pending calls fail, handlers are dropped.
-    pub(crate) fn close(&self, reason: &str) {
-        self.handle.shared.close(Closed::Local(reason.to_owned()));
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
     }
 
     /// Stops taking calls (new ones are answered `ShuttingDown`), lets the calls in flight
     /// finish for up to `grace`, then closes.
-    pub(crate) async fn drain(&self, grace: std::time::Duration) {
-        let shared = &self.handle.shared;
+    pub(crate) async fn drain(&self, grace: Duration) {
+        let shared = self.shared();
         shared.draining.store(true, Ordering::SeqCst);
         let idle = async {
             loop {
@@ -228,8 +283,7 @@ impl Connection {
                 notified.await;
             }
         };
-        let finished = tokio::time::timeout(grace, idle).await.is_ok();
-        if !finished {
+        if tokio::time::timeout(grace, idle).await.is_err() {
             tracing::warn!(
                 peer = %shared.peer,
                 "calls still running after the {grace:?} shutdown grace period are dropped"
@@ -239,36 +293,45 @@ impl Connection {
         shared.close(Closed::Local("the server shut down".into()));
     }
 
-    /// Sends a call of `method` on the peer's object `object`; `write_args` appends the
-    /// encoded argument tuple to the frame.
-    pub(crate) fn start_call(
+    /// Queues a call of `method` on the peer's object `object`; `write_args` appends the
+    /// encoded argument tuple to the frame (references in it are exported on this
+    /// connection).
+    fn start_call(
         &self,
         object: u64,
         method: &str,
+        timeout: Option<Duration>,
         write_args: impl FnOnce(&mut BytesMut) -> Result<(), CallError>,
     ) -> Result<PendingCall, CallError> {
-        let shared = &self.handle.shared;
+        let shared = self.shared();
+        if let Some(reason) = shared.closed_reason() {
+            return Err(CallError::disconnected(reason));
+        }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let mut frame = BytesMut::with_capacity(64);
         let header = Message::Call {
             id,
             object,
             method: Cow::Borrowed(method),
-            deadline_ms: None,
+            deadline_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         };
         codec::encode_into(&header, &mut frame).map_err(|message| CallError::Encode {
             what: "call header",
             message,
         })?;
-        write_args(&mut frame)?;
         let limit = shared.config.max_frame_length;
-        if frame.len() > limit {
-            return Err(CallError::FrameTooLarge {
-                what: "call",
-                size: frame.len(),
-                limit,
-            });
-        }
+        let (written, _) = RefContext::connection(shared).encode(|| {
+            write_args(&mut frame)?;
+            if frame.len() > limit {
+                return Err(CallError::FrameTooLarge {
+                    what: "call",
+                    size: frame.len(),
+                    limit,
+                });
+            }
+            Ok(())
+        });
+        written?;
         let (tx, rx) = oneshot::channel();
         {
             let mut calls = lock(&shared.calls);
@@ -290,6 +353,88 @@ impl Connection {
     }
 }
 
+/// An object exported by the peer, as this side holds it: the inside of a remote
+/// `ObjectRef`. When the last reference to it drops, the peer is told (a decref).
+pub(crate) struct RemoteObject {
+    connection: Connection,
+    id: u64,
+    /// How many times the peer sent this object to this proxy (0 for the root: not counted).
+    received: AtomicU64,
+    counted: bool,
+}
+
+impl fmt::Debug for RemoteObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "object {} of {}", self.id, self.connection.shared().peer)
+    }
+}
+
+impl RemoteObject {
+    /// The root object of the peer of `connection`.
+    pub(crate) fn root(connection: Connection) -> Arc<RemoteObject> {
+        Arc::new(RemoteObject {
+            connection,
+            id: protocol::ROOT_OBJECT,
+            received: AtomicU64::new(0),
+            counted: false,
+        })
+    }
+
+    pub(crate) fn call<A, R>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Option<Duration>,
+    ) -> CallFuture<R>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let timeout = timeout.or(self.connection.shared().config.default_call_timeout);
+        let started = self.connection.start_call(self.id, method, timeout, |buf| {
+            codec::encode_into(args, buf).map_err(|message| CallError::Encode {
+                what: "arguments",
+                message,
+            })
+        });
+        match started {
+            Ok(pending) => CallFuture::remote(pending, timeout),
+            Err(e) => CallFuture::failed(e),
+        }
+    }
+
+    pub(crate) fn peer(&self) -> Peer {
+        Peer::new(Arc::clone(self.connection.shared()))
+    }
+
+    pub(crate) fn same_object(&self, other: &RemoteObject) -> bool {
+        self.id == other.id && Arc::ptr_eq(self.connection.shared(), other.connection.shared())
+    }
+
+    /// Written for `shared`: valid only on the connection it came from.
+    pub(crate) fn to_wire(&self, shared: &Arc<Shared>) -> Result<WireRef, String> {
+        if Arc::ptr_eq(self.connection.shared(), shared) {
+            Ok(WireRef::ReceiverExports(self.id))
+        } else {
+            Err(format!(
+                "a reference to an object of {} cannot be sent to {}: references are valid only \
+                 on the connection they came from, and pbrs does not proxy between connections",
+                self.connection.shared().peer,
+                shared.peer
+            ))
+        }
+    }
+}
+
+impl Drop for RemoteObject {
+    fn drop(&mut self) {
+        if self.counted {
+            let count = *self.received.get_mut();
+            self.connection.shared().release_import(self, count);
+        }
+    }
+}
+
 /// An outgoing call awaiting its answer (the encoded return value). Its frame is queued when
 /// it is made and written out at the latest when it is first polled. Dropping it before the
 /// answer arrives sends a cancel to the callee.
@@ -302,9 +447,12 @@ pub(crate) struct PendingCall {
 }
 
 impl PendingCall {
-    /// The byte limit for decoding the answer.
-    pub(crate) fn decode_limit(&self) -> usize {
-        self.connection.config().max_frame_length
+    /// Decodes the answer (references in it resolve on this connection).
+    pub(crate) fn decode<R: DeserializeOwned>(&self, bytes: &[u8]) -> Result<R, CallError> {
+        let shared = self.connection.shared();
+        let limit = shared.config.max_frame_length;
+        let (value, _) = RefContext::connection(shared).enter(|| codec::decode(bytes, limit));
+        value.map_err(|message| CallError::Decode { message })
     }
 }
 
@@ -314,13 +462,14 @@ impl Future for PendingCall {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if !self.sent {
             self.sent = true;
-            self.connection.handle.shared.flush();
+            self.connection.shared().flush();
         }
         let result = match Pin::new(&mut self.rx).poll(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Ok(result)) => result,
             Poll::Ready(Err(_)) => Err(CallError::disconnected(
                 self.connection
+                    .shared()
                     .closed_reason()
                     .unwrap_or_else(|| "the connection closed".into()),
             )),
@@ -335,7 +484,7 @@ impl Drop for PendingCall {
         if self.done {
             return;
         }
-        let shared = &self.connection.handle.shared;
+        let shared = self.connection.shared();
         let was_pending = lock(&shared.calls).pending.remove(&self.id).is_some();
         if was_pending {
             shared.send_message(&Message::Cancel { id: self.id }, true);
@@ -362,7 +511,188 @@ impl Drop for InFlight {
 }
 
 impl Shared {
-    /// Queues a frame and, unless `defer_flush`, writes it out now.
+    /// The peer's address, or a description of the transport.
+    pub(crate) fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// `None` while open; why it closed otherwise.
+    pub(crate) fn closed_reason(&self) -> Option<String> {
+        if !self.is_closed.load(Ordering::Acquire) {
+            return None;
+        }
+        lock(&self.calls)
+            .closed
+            .as_ref()
+            .map(|c| c.reason().to_owned())
+    }
+
+    /// Resolves once the connection is closed.
+    pub(crate) fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.closed_token.clone().cancelled_owned()
+    }
+
+    pub(crate) fn close_locally(&self, reason: &str) {
+        self.close(Closed::Local(reason.to_owned()));
+    }
+
+    /// A handle to this connection (a new one if every other handle is gone, which means the
+    /// connection is already closed).
+    fn connection(self: &Arc<Self>) -> Connection {
+        let handle = lock(&self.handle).upgrade().unwrap_or_else(|| {
+            Arc::new(Handle {
+                shared: Arc::clone(self),
+            })
+        });
+        Connection { handle }
+    }
+
+    pub(crate) fn add_disconnect_hook(&self, callback: DisconnectCallback) -> u64 {
+        let mut hooks = lock(&self.hooks);
+        let id = hooks.next_id;
+        hooks.next_id += 1;
+        if !self.is_closed.load(Ordering::Acquire) {
+            hooks.callbacks.insert(id, callback);
+            return id;
+        }
+        drop(hooks);
+        callback(&self.closed_reason().unwrap_or_default());
+        id
+    }
+
+    pub(crate) fn remove_disconnect_hook(&self, id: u64) -> bool {
+        lock(&self.hooks).callbacks.remove(&id).is_some()
+    }
+
+    pub(crate) fn exported_count(&self) -> usize {
+        lock(&self.exports).by_id.len()
+    }
+
+    pub(crate) fn imported_count(&self) -> usize {
+        lock(&self.imports)
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
+    }
+
+    /// Exports `object` (again): returns its id and counts one more reference sent.
+    pub(crate) fn export(&self, object: &Arc<dyn Dispatch>) -> Result<u64, String> {
+        if self.is_closed.load(Ordering::Acquire) {
+            return Err("the connection is closed".into());
+        }
+        let mut exports = lock(&self.exports);
+        if let Some(&id) = exports.by_address.get(&address(object)) {
+            let export = exports
+                .by_id
+                .get_mut(&id)
+                .expect("the export tables are out of step");
+            if !export.permanent {
+                export.sent += 1;
+            }
+            return Ok(id);
+        }
+        let limit = self.config.max_exported_objects;
+        if exports.by_id.len() >= limit {
+            return Err(format!(
+                "this side already exports {limit} objects on the connection to {}, the limit \
+                 (max_exported_objects); let the peer drop references it holds, or raise the \
+                 limit",
+                self.peer
+            ));
+        }
+        let id = exports.next_id;
+        exports.next_id += 1;
+        exports.by_address.insert(address(object), id);
+        exports.by_id.insert(
+            id,
+            Export {
+                object: Arc::clone(object),
+                sent: 1,
+                permanent: false,
+            },
+        );
+        Ok(id)
+    }
+
+    /// The peer dropped `count` references to exported object `id` (or an encode that sent
+    /// them failed): release it when none are left.
+    pub(crate) fn release_sent(&self, id: u64, count: u64) {
+        let released = {
+            let mut exports = lock(&self.exports);
+            match exports.by_id.get_mut(&id) {
+                Some(export) if !export.permanent => {
+                    export.sent = export.sent.saturating_sub(count);
+                    if export.sent == 0 {
+                        let export = exports.by_id.remove(&id);
+                        if let Some(export) = &export {
+                            exports.by_address.remove(&address(&export.object));
+                        }
+                        export
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            }
+        };
+        // The object's Drop runs here, outside the lock.
+        drop(released);
+    }
+
+    /// The local object this side exported as `id`.
+    pub(crate) fn exported(&self, id: u64) -> Option<Arc<dyn Dispatch>> {
+        lock(&self.exports)
+            .by_id
+            .get(&id)
+            .map(|e| Arc::clone(&e.object))
+    }
+
+    /// A proxy for the peer's object `id`, just received: one more reference to count.
+    pub(crate) fn import(self: &Arc<Self>, id: u64) -> ObjectRef {
+        if id == protocol::ROOT_OBJECT {
+            return ObjectRef::remote(RemoteObject::root(self.connection()));
+        }
+        let mut imports = lock(&self.imports);
+        if let Some(existing) = imports.get(&id).and_then(Weak::upgrade) {
+            existing.received.fetch_add(1, Ordering::Relaxed);
+            return ObjectRef::remote(existing);
+        }
+        let object = Arc::new(RemoteObject {
+            connection: self.connection(),
+            id,
+            received: AtomicU64::new(1),
+            counted: true,
+        });
+        imports.insert(id, Arc::downgrade(&object));
+        ObjectRef::remote(object)
+    }
+
+    /// The last proxy of `object` is gone: tell the peer how many references it dropped.
+    fn release_import(&self, object: &RemoteObject, count: u64) {
+        {
+            let mut imports = lock(&self.imports);
+            // A newer proxy may already stand in this id's place: leave that one alone.
+            if imports
+                .get(&object.id)
+                .is_some_and(|w| std::ptr::eq(w.as_ptr(), object))
+            {
+                imports.remove(&object.id);
+            }
+        }
+        if self.is_closed.load(Ordering::Acquire) || count == 0 {
+            return;
+        }
+        let count = u32::try_from(count).unwrap_or(u32::MAX);
+        self.send_message(
+            &Message::Decref {
+                object: object.id,
+                count,
+            },
+            true,
+        );
+    }
+
+    /// Queues a frame and, if `flush_now`, writes it out now.
     fn send(&self, frame: Bytes, flush_now: bool) {
         if let Err(e) = self.outbox.queue(frame) {
             // Only an oversize frame fails to queue, and callers check the size first.
@@ -396,6 +726,7 @@ impl Shared {
                 return;
             }
             calls.closed = Some(why.clone());
+            self.is_closed.store(true, Ordering::Release);
             std::mem::take(&mut calls.pending)
         };
         match &why {
@@ -413,11 +744,57 @@ impl Shared {
         for (_, task) in running {
             task.abort();
         }
-        let exports = std::mem::take(&mut *lock(&self.exports));
+        let exports = {
+            let mut exports = lock(&self.exports);
+            exports.by_address.clear();
+            std::mem::take(&mut exports.by_id)
+        };
+        // Exported objects are released here, outside the lock.
         drop(exports);
         let _ = self.outbox.flush();
         self.outbox.close();
         self.closed_token.cancel();
+        let callbacks = std::mem::take(&mut lock(&self.hooks).callbacks);
+        for (_, callback) in callbacks {
+            callback(why.reason());
+        }
+    }
+
+    fn note_received(&self) {
+        let us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.last_received_us.store(us, Ordering::Relaxed);
+    }
+
+    /// Pings the peer after `interval` without a frame from it, and closes the connection if
+    /// nothing arrives within `timeout` more: a peer that stopped reading or answering (a
+    /// frozen process, a half-open TCP connection) is detected within `interval + timeout`.
+    async fn keepalive(self: Arc<Self>, interval: Duration, timeout: Duration) {
+        let mut nonce = 0;
+        loop {
+            let seen = self.last_received_us.load(Ordering::Relaxed);
+            let last_frame = self.started + Duration::from_micros(seen);
+            tokio::select! {
+                _ = self.closed_token.cancelled() => return,
+                _ = tokio::time::sleep_until((last_frame + interval).into()) => {}
+            }
+            if self.last_received_us.load(Ordering::Relaxed) != seen {
+                continue;
+            }
+            nonce += 1;
+            self.send_message(&Message::Ping { nonce }, true);
+            tokio::select! {
+                _ = self.closed_token.cancelled() => return,
+                _ = tokio::time::sleep_until((last_frame + interval + timeout).into()) => {}
+            }
+            if self.last_received_us.load(Ordering::Relaxed) == seen {
+                self.close(Closed::Transport(format!(
+                    "the peer sent nothing for {:?}, not even an answer to a keepalive ping; \
+                     it is gone or frozen",
+                    interval + timeout
+                )));
+                return;
+            }
+        }
     }
 
     async fn read_loop<R: AsyncRead + Unpin>(
@@ -460,6 +837,7 @@ impl Shared {
                 None => break Closed::Transport("the peer closed the connection".into()),
                 Some(Err(e)) => break read_error(e, limit),
                 Some(Ok(frame)) => {
+                    self.note_received();
                     if let Err(why) = self.handle_frame(frame.freeze()) {
                         break why;
                     }
@@ -479,8 +857,11 @@ impl Shared {
         let payload = frame.slice(used..);
         match message {
             Message::Call {
-                id, object, method, ..
-            } => self.incoming_call(id, object, &method, payload),
+                id,
+                object,
+                method,
+                deadline_ms,
+            } => self.incoming_call(id, object, &method, deadline_ms, payload),
             Message::Answer { id } => self.complete(id, Ok(payload)),
             Message::Error { id, error } => self.complete(id, Err(error.into())),
             Message::Cancel { id } => {
@@ -489,9 +870,7 @@ impl Shared {
                     task.abort();
                 }
             }
-            Message::Decref { .. } => {
-                // Only the root object is exported so far, and it is never released.
-            }
+            Message::Decref { object, count } => self.release_sent(object, u64::from(count)),
             Message::Ping { nonce } => self.send_message(&Message::Pong { nonce }, false),
             Message::Pong { .. } => {}
         }
@@ -506,7 +885,14 @@ impl Shared {
         }
     }
 
-    fn incoming_call(self: &Arc<Self>, id: u64, object: u64, method: &str, args: Bytes) {
+    fn incoming_call(
+        self: &Arc<Self>,
+        id: u64,
+        object: u64,
+        method: &str,
+        deadline_ms: Option<u64>,
+        args: Bytes,
+    ) {
         if self.draining.load(Ordering::SeqCst) {
             return self.answer_error(
                 id,
@@ -515,8 +901,7 @@ impl Shared {
                     .into(),
             );
         }
-        let target = lock(&self.exports).get(&object).cloned();
-        let Some(target) = target else {
+        let Some(target) = self.exported(object) else {
             return self.answer_error(
                 id,
                 RemoteErrorKind::NoSuchObject,
@@ -545,14 +930,28 @@ impl Shared {
             id,
             as_task: false,
         };
-        let mut handler: HandlerFuture = match run_dispatch(
-            target.as_ref(),
-            method,
-            Args::new(&args, self.config.max_frame_length),
-        ) {
-            Ok(f) => f,
+        let limit = self.config.max_frame_length;
+        let (started, _) = RefContext::connection(self)
+            .enter(|| run_dispatch(target.as_ref(), method, Args::new(&args, limit)));
+        let handler = match started {
+            Ok(handler) => handler,
             Err(e) => return self.answer(id, Err(e), false),
         };
+        let handler = guard_handler(target.interface(), method, handler);
+        let deadline = deadline_ms.map(Duration::from_millis);
+        let mut handler = Box::pin(Peer::new(Arc::clone(self)).scope(async move {
+            match deadline {
+                None => handler.await,
+                Some(deadline) => tokio::time::timeout(deadline, handler)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(RemoteError::new(
+                            RemoteErrorKind::DeadlineExceeded,
+                            format!("the caller's deadline of {deadline:?} passed"),
+                        ))
+                    }),
+            }
+        }));
         // Most handlers finish without waiting: answer them without a task switch.
         let mut cx = Context::from_waker(Waker::noop());
         if let Poll::Ready(result) = handler.as_mut().poll(&mut cx) {
@@ -570,37 +969,38 @@ impl Shared {
         running.insert(id, task.abort_handle());
     }
 
-    fn answer_error(&self, id: u64, kind: RemoteErrorKind, message: String) {
+    fn answer_error(self: &Arc<Self>, id: u64, kind: RemoteErrorKind, message: String) {
         self.answer(id, Err(RemoteError::new(kind, message)), false)
     }
 
-    /// Sends the answer of incoming call `id`.
-    fn answer(&self, id: u64, result: Result<Bytes, RemoteError>, flush_now: bool) {
+    /// Sends the answer of incoming call `id`; references in it are exported here.
+    fn answer(self: &Arc<Self>, id: u64, result: Result<Answer, RemoteError>, flush_now: bool) {
         let error = match result {
-            Ok(value) => {
-                let mut frame = BytesMut::with_capacity(16 + value.len());
-                match codec::encode_into(&Message::Answer { id }, &mut frame) {
-                    Ok(()) => {
-                        frame.extend_from_slice(&value);
-                        let limit = self.config.max_frame_length;
-                        if frame.len() <= limit {
-                            return self.send(frame.freeze(), flush_now);
-                        }
-                        RemoteError::new(
-                            RemoteErrorKind::BadAnswer,
-                            format!(
-                                "the answer is {} bytes, over the {limit}-byte frame limit; \
-                                 return less per call or raise max_frame_length on both ends",
-                                frame.len()
-                            ),
-                        )
-                    }
-                    Err(e) => RemoteError::new(RemoteErrorKind::BadAnswer, e),
-                }
-            }
+            Ok(answer) => match self.encode_answer(id, answer) {
+                Ok(frame) => return self.send(frame, flush_now),
+                Err(message) => RemoteError::new(RemoteErrorKind::BadAnswer, message),
+            },
             Err(e) => e,
         };
         self.send_message(&Message::Error { id, error }, flush_now);
+    }
+
+    fn encode_answer(self: &Arc<Self>, id: u64, answer: Answer) -> Result<Bytes, String> {
+        let mut frame = BytesMut::with_capacity(64);
+        codec::encode_into(&Message::Answer { id }, &mut frame)?;
+        let limit = self.config.max_frame_length;
+        let (written, _) = RefContext::connection(self).encode(|| {
+            answer.write(&mut frame)?;
+            if frame.len() > limit {
+                return Err(format!(
+                    "the answer is {} bytes, over the {limit}-byte frame limit; return less \
+                     per call or raise max_frame_length on both ends",
+                    frame.len()
+                ));
+            }
+            Ok(())
+        });
+        written.map(|()| frame.freeze())
     }
 }
 

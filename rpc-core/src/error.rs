@@ -145,6 +145,8 @@ pub enum RemoteErrorKind {
     ShuttingDown,
     /// The handler's answer could not be sent (it failed to encode or is over the frame limit).
     BadAnswer,
+    /// The call's deadline passed before the handler finished; the handler was stopped.
+    DeadlineExceeded,
 }
 
 impl fmt::Display for RemoteErrorKind {
@@ -157,6 +159,7 @@ impl fmt::Display for RemoteErrorKind {
             RemoteErrorKind::Overloaded => "overloaded",
             RemoteErrorKind::ShuttingDown => "shutting down",
             RemoteErrorKind::BadAnswer => "bad answer",
+            RemoteErrorKind::DeadlineExceeded => "deadline exceeded",
         };
         f.write_str(s)
     }

@@ -41,6 +41,8 @@
 
 extern crate self as rpc_core;
 
+pub mod blocking;
+mod call;
 mod client;
 mod codec;
 mod config;
@@ -48,13 +50,18 @@ mod connection;
 mod error;
 mod object;
 mod outbox;
+mod peer;
 pub mod protocol;
+mod refs;
 mod server;
 
+pub use call::CallFuture;
 pub use client::Client;
 pub use config::Config;
 pub use error::{CallError, RemoteError, RemoteErrorKind};
-pub use object::{CallFuture, ObjectRef, RemoteRef};
+pub use object::{ObjectRef, RemoteRef};
+pub use peer::{DisconnectHook, Peer};
+pub use refs::WireRef;
 pub use rpc_derive::remote;
 pub use server::{Server, serve_connection};
 
@@ -62,5 +69,5 @@ pub use server::{Server, serve_connection};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::error::RemoteError;
-    pub use crate::object::{Args, Dispatch, HandlerFuture, no_such_method, respond};
+    pub use crate::object::{Answer, Args, Dispatch, HandlerFuture, no_such_method, respond};
 }

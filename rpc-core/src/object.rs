@@ -1,30 +1,50 @@
 //! Objects and references: [`ObjectRef`], the untyped handle to an object that lives here or
-//! across a connection, [`RemoteRef`], the trait of the typed `<Trait>Ref` proxies that
-//! `#[remote]` generates, and [`CallFuture`], what every call returns.
+//! across a connection; [`RemoteRef`], the trait of the typed `<Trait>Ref` proxies that
+//! `#[remote]` generates; and [`Dispatch`], the server side of an object.
 //!
-//! The server side of an object is a [`Dispatch`]: given a method name and the encoded
-//! arguments, it decodes them, runs the trait method and encodes its result. `#[remote]`
-//! writes the `Dispatch` of every trait; only methods named `remote_*` get a dispatch arm, so
-//! no name a peer sends can reach anything else.
+//! A `Dispatch`, given a method name and the encoded arguments, decodes them, runs the trait
+//! method and encodes its result. `#[remote]` writes the `Dispatch` of every trait; only
+//! methods named `remote_*` get a dispatch arm, so no name a peer sends can reach anything
+//! else.
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use futures::FutureExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::call::CallFuture;
 use crate::codec;
-use crate::connection::{Connection, PendingCall};
+use crate::connection::{RemoteObject, Shared};
 use crate::error::{CallError, RemoteError, RemoteErrorKind};
+use crate::peer::Peer;
+use crate::refs::{RefContext, WireRef};
 
-/// What a dispatched call runs: resolves to the encoded return value.
-pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Bytes, RemoteError>> + Send>>;
+/// The encoded return value of a handler, written when the answer frame is built (so that
+/// references in it are exported on the right connection).
+pub struct Answer(Box<dyn FnOnce(&mut BytesMut) -> Result<(), String> + Send>);
+
+impl Answer {
+    pub(crate) fn write(self, buf: &mut BytesMut) -> Result<(), String> {
+        (self.0)(buf)
+    }
+}
+
+impl fmt::Debug for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Answer")
+    }
+}
+
+/// What a dispatched call runs: resolves to the handler's answer.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Answer, RemoteError>> + Send>>;
 
 /// The server side of an object: routes a method name and encoded arguments to the code.
 ///
@@ -36,6 +56,12 @@ pub trait Dispatch: Send + Sync + 'static {
     /// Starts the call of `method`. Returns an error at once for an unknown method or
     /// arguments that do not decode.
     fn dispatch(&self, method: &str, args: Args<'_>) -> Result<HandlerFuture, RemoteError>;
+
+    /// The typed handle that lets a `<Trait>Ref` call this local object directly, without
+    /// encoding anything.
+    fn direct(&self) -> Option<&dyn Any> {
+        None
+    }
 }
 
 /// The encoded argument tuple of an incoming call.
@@ -64,20 +90,17 @@ impl<'a> Args<'a> {
     }
 }
 
-/// Turns a handler's future into a [`HandlerFuture`] that encodes its output.
+/// Turns a handler's future into a [`HandlerFuture`] whose answer encodes its output.
 pub fn respond<F, R>(fut: F) -> HandlerFuture
 where
     F: Future<Output = R> + Send + 'static,
-    R: Serialize + 'static,
+    R: Serialize + Send + 'static,
 {
     Box::pin(async move {
         let value = fut.await;
-        codec::encode(&value).map_err(|e| {
-            RemoteError::new(
-                RemoteErrorKind::BadAnswer,
-                format!("the handler's return value could not be encoded: {e}"),
-            )
-        })
+        Ok(Answer(Box::new(move |buf: &mut BytesMut| {
+            codec::encode_into(&value, buf)
+        })))
     })
 }
 
@@ -92,59 +115,64 @@ pub fn no_such_method(interface: &'static str, method: &str) -> RemoteError {
     )
 }
 
-/// Runs a dispatched call to completion, turning a panic in the handler (or in the decoding
-/// of its arguments) into a `Panicked` error.
+fn panicked(interface: &str, method: &str) -> RemoteError {
+    RemoteError::new(
+        RemoteErrorKind::Panicked,
+        format!("the handler of `{interface}.{method}` panicked"),
+    )
+}
+
+/// Starts a dispatched call; a panic while starting it (in the decoding of its arguments,
+/// say) becomes a `Panicked` error.
 pub(crate) fn run_dispatch(
     target: &dyn Dispatch,
     method: &str,
     args: Args<'_>,
 ) -> Result<HandlerFuture, RemoteError> {
-    let interface = target.interface();
-    let panicked = move |method: &str| {
-        RemoteError::new(
-            RemoteErrorKind::Panicked,
-            format!("the handler of `{interface}.{method}` panicked"),
-        )
-    };
-    let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| target.dispatch(method, args))) {
-        Ok(r) => r?,
-        Err(_) => return Err(panicked(method)),
-    };
+    match std::panic::catch_unwind(AssertUnwindSafe(|| target.dispatch(method, args))) {
+        Ok(started) => started,
+        Err(_) => Err(panicked(target.interface(), method)),
+    }
+}
+
+/// Runs a started handler, turning a panic in it into a `Panicked` error.
+pub(crate) fn guard_handler(
+    interface: &'static str,
+    method: &str,
+    handler: HandlerFuture,
+) -> impl Future<Output = Result<Answer, RemoteError>> + Send + 'static {
     let method = method.to_owned();
-    Ok(Box::pin(AssertUnwindSafe(fut).catch_unwind().map(
-        move |r| match r {
-            Ok(r) => r,
-            Err(_) => {
-                tracing::warn!(interface, method, "a remote method handler panicked");
-                Err(panicked(&method))
-            }
-        },
-    )))
+    AssertUnwindSafe(handler).catch_unwind().map(move |r| {
+        r.unwrap_or_else(|_| {
+            tracing::warn!(interface, method, "a remote method handler panicked");
+            Err(panicked(interface, &method))
+        })
+    })
 }
 
 /// An untyped reference to an object: a local one, called directly, or one exported by the
-/// peer of a connection, called over it. Cheap to clone.
+/// peer of a connection, called over it. Cheap to clone; clones refer to the same object.
 ///
 /// Typed proxies (`<Trait>Ref`) wrap one; [`ObjectRef::call_remote`] is the dynamic way to
-/// call, like PB's `callRemote("name", ...)`.
+/// call, like PB's `callRemote("name", ...)`. An `ObjectRef` is itself serde: as an argument
+/// or return value of a remote call it travels by reference (see [`crate::protocol`]).
 #[derive(Clone)]
 pub struct ObjectRef {
     target: Target,
+    timeout: Option<Duration>,
 }
 
 #[derive(Clone)]
 enum Target {
     Local(Arc<dyn Dispatch>),
-    Remote { connection: Connection, id: u64 },
+    Remote(Arc<RemoteObject>),
 }
 
 impl fmt::Debug for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.target {
             Target::Local(d) => write!(f, "ObjectRef(local {})", d.interface()),
-            Target::Remote { connection, id } => {
-                write!(f, "ObjectRef(object {id} of {})", connection.peer())
-            }
+            Target::Remote(r) => write!(f, "ObjectRef({r:?})"),
         }
     }
 }
@@ -155,12 +183,14 @@ impl ObjectRef {
     pub fn from_dispatch(dispatch: Arc<dyn Dispatch>) -> ObjectRef {
         ObjectRef {
             target: Target::Local(dispatch),
+            timeout: None,
         }
     }
 
-    pub(crate) fn remote(connection: Connection, id: u64) -> ObjectRef {
+    pub(crate) fn remote(remote: Arc<RemoteObject>) -> ObjectRef {
         ObjectRef {
-            target: Target::Remote { connection, id },
+            target: Target::Remote(remote),
+            timeout: None,
         }
     }
 
@@ -169,167 +199,166 @@ impl ObjectRef {
         matches!(self.target, Target::Local(_))
     }
 
-    /// The local object's dispatcher, or, for a remote object, one that forwards every call to
-    /// it (so a remote object can be re-exported, e.g. as a listener's root).
-    pub(crate) fn to_dispatch(&self) -> Arc<dyn Dispatch> {
-        match &self.target {
-            Target::Local(d) => Arc::clone(d),
-            Target::Remote { .. } => Arc::new(Forward(self.clone())),
+    /// `true` when both refer to the same object: the same local object, or the same object
+    /// of the same connection.
+    pub fn same_object(&self, other: &ObjectRef) -> bool {
+        match (&self.target, &other.target) {
+            (Target::Local(a), Target::Local(b)) => {
+                std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+            }
+            (Target::Remote(a), Target::Remote(b)) => a.same_object(b),
+            _ => false,
         }
+    }
+
+    /// The connection behind a remote object (`None` for a local one): wait for or be told of
+    /// its loss, inspect it.
+    pub fn peer(&self) -> Option<Peer> {
+        match &self.target {
+            Target::Local(_) => None,
+            Target::Remote(r) => Some(r.peer()),
+        }
+    }
+
+    /// The same reference with a deadline for each call made through it: the caller gets
+    /// [`CallError::Timeout`] when it passes, and the callee is told to stop the work.
+    /// Overrides [`Config::default_call_timeout`](crate::Config::default_call_timeout).
+    pub fn with_timeout(&self, timeout: Duration) -> ObjectRef {
+        ObjectRef {
+            target: self.target.clone(),
+            timeout: Some(timeout),
+        }
+    }
+
+    pub(crate) fn local_dispatch(&self) -> Option<&Arc<dyn Dispatch>> {
+        match &self.target {
+            Target::Local(d) => Some(d),
+            Target::Remote(_) => None,
+        }
+    }
+
+    /// How this reference is written for the connection `shared`.
+    pub(crate) fn to_wire(&self, shared: &Arc<Shared>) -> Result<WireRef, String> {
+        match &self.target {
+            Target::Local(d) => shared.export(d).map(WireRef::SenderExports),
+            Target::Remote(r) => r.to_wire(shared),
+        }
+    }
+
+    /// The typed handle of a local object for direct calls (see [`Dispatch::direct`]).
+    #[doc(hidden)]
+    pub fn local_direct(&self) -> Option<&dyn Any> {
+        self.local_dispatch().and_then(|d| d.direct())
+    }
+
+    /// A call of a local object that runs `fut` directly (with this reference's timeout);
+    /// a panic in it becomes a `Panicked` error. Used by the generated proxies.
+    #[doc(hidden)]
+    pub fn call_direct<F, R>(&self, method: &'static str, fut: F) -> CallFuture<R>
+    where
+        F: Future<Output = R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let interface = self.local_dispatch().map_or("object", |d| d.interface());
+        let call = AssertUnwindSafe(fut)
+            .catch_unwind()
+            .map(move |r| r.map_err(|_| CallError::from(panicked(interface, method))));
+        CallFuture::local(Box::pin(call), self.timeout)
     }
 
     /// Calls `method` (the name without `remote_`) with the argument tuple `args`
     /// (`()`, `(a,)`, `(a, b)`, ...) and decodes the answer as `R`.
     ///
     /// The arguments are encoded before this returns, so a call too large for the frame limit
-    /// fails with [`CallError::FrameTooLarge`] and nothing is sent. Dropping the future before
-    /// it completes cancels the call at the callee.
+    /// fails with [`CallError::FrameTooLarge`] and nothing is sent. The call is sent at the
+    /// latest when the future is first polled. Dropping the future before it completes
+    /// cancels the call at the callee.
     pub fn call_remote<A, R>(&self, method: &str, args: A) -> CallFuture<R>
     where
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
         match &self.target {
-            Target::Remote { connection, id } => match connection.start_call(*id, method, |buf| {
-                codec::encode_into(&args, buf).map_err(|message| CallError::Encode {
-                    what: "arguments",
-                    message,
-                })
-            }) {
-                Ok(pending) => CallFuture {
-                    state: CallState::Remote(pending),
-                },
-                Err(e) => CallFuture::failed(e),
-            },
+            Target::Remote(remote) => remote.call(method, &args, self.timeout),
             Target::Local(dispatch) => {
-                let args = match codec::encode(&args) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        return CallFuture::failed(CallError::Encode {
-                            what: "arguments",
-                            message: e,
-                        });
-                    }
-                };
-                let fut = run_dispatch(
-                    dispatch.as_ref(),
-                    method,
-                    Args::new(&args, codec::MAX_FRAME_LENGTH_CEILING),
-                );
-                CallFuture {
-                    state: CallState::Local(Box::pin(async move {
-                        let bytes = fut?.await?;
-                        decode_answer(&bytes, codec::MAX_FRAME_LENGTH_CEILING)
-                    })),
-                }
-            }
-        }
-    }
-
-    /// Calls with already encoded arguments, answering with the encoded result.
-    fn call_encoded(&self, method: &str, args: &[u8]) -> HandlerFuture {
-        match &self.target {
-            Target::Remote { connection, id } => {
-                let started = connection.start_call(*id, method, |buf| {
-                    buf.extend_from_slice(args);
-                    Ok(())
-                });
-                match started {
-                    Ok(pending) => Box::pin(async move {
-                        pending.await.map_err(|e| match e {
-                            CallError::Remote { kind, message } => RemoteError::new(kind, message),
-                            other => {
-                                RemoteError::new(RemoteErrorKind::BadAnswer, other.to_string())
-                            }
-                        })
-                    }),
-                    Err(e) => {
-                        let e = RemoteError::new(RemoteErrorKind::BadAnswer, e.to_string());
-                        Box::pin(async move { Err(e) })
-                    }
-                }
-            }
-            Target::Local(d) => {
-                match run_dispatch(d.as_ref(), method, Args::new(args, usize::MAX)) {
-                    Ok(f) => f,
-                    Err(e) => Box::pin(async move { Err(e) }),
-                }
+                call_in_process(Arc::clone(dispatch), method, &args, self.timeout)
             }
         }
     }
 }
 
-/// Forwards calls to a remote object: the dispatcher of a re-exported proxy.
-struct Forward(ObjectRef);
-
-impl Dispatch for Forward {
-    fn interface(&self) -> &'static str {
-        "forwarded object"
-    }
-
-    fn dispatch(&self, method: &str, args: Args<'_>) -> Result<HandlerFuture, RemoteError> {
-        Ok(self.0.call_encoded(method, args.bytes))
-    }
-}
-
-fn decode_answer<R: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<R, CallError> {
-    codec::decode(bytes, limit).map_err(|message| CallError::Decode { message })
+/// An untyped call of a local object: arguments and answer are encoded as if they crossed a
+/// connection (references travel in a side table), so the object sees exactly what a remote
+/// caller would send.
+fn call_in_process<A, R>(
+    dispatch: Arc<dyn Dispatch>,
+    method: &str,
+    args: &A,
+    timeout: Option<Duration>,
+) -> CallFuture<R>
+where
+    A: Serialize,
+    R: DeserializeOwned + Send + 'static,
+{
+    let in_process = RefContext::InProcess { refs: Vec::new() };
+    let (encoded, context) = in_process.encode(|| codec::encode(args));
+    let encoded = match encoded {
+        Ok(bytes) => bytes,
+        Err(message) => {
+            return CallFuture::failed(CallError::Encode {
+                what: "arguments",
+                message,
+            });
+        }
+    };
+    let limit = codec::MAX_FRAME_LENGTH_CEILING;
+    let (started, _) =
+        context.enter(|| run_dispatch(dispatch.as_ref(), method, Args::new(&encoded, limit)));
+    let started = started.map(|handler| guard_handler(dispatch.interface(), method, handler));
+    let call = async move {
+        let answer = started?.await?;
+        let mut buf = BytesMut::new();
+        let in_process = RefContext::InProcess { refs: Vec::new() };
+        let (written, context) = in_process.encode(|| answer.write(&mut buf));
+        written.map_err(|message| CallError::Encode {
+            what: "answer",
+            message,
+        })?;
+        let (value, _) = context.enter(|| codec::decode(&buf, limit));
+        value.map_err(|message| CallError::Decode { message })
+    };
+    CallFuture::local(Box::pin(call), timeout)
 }
 
 /// A typed reference, generated by `#[remote]` as `<Trait>Ref`.
 pub trait RemoteRef: Clone + Send + Sync + 'static {
     /// The remote trait's name.
     const INTERFACE: &'static str;
+
     /// Wraps an untyped reference.
     fn from_object(object: ObjectRef) -> Self;
+
     /// The untyped reference inside.
     fn object(&self) -> &ObjectRef;
-}
 
-/// The future of a call: resolves to the method's return value or a [`CallError`].
-///
-/// Dropping it before it resolves cancels the call: the callee drops the handler.
-#[must_use = "a call does nothing useful unless awaited; dropping it cancels it"]
-pub struct CallFuture<R> {
-    state: CallState<R>,
-}
-
-enum CallState<R> {
-    Failed(Option<CallError>),
-    Remote(PendingCall),
-    Local(Pin<Box<dyn Future<Output = Result<R, CallError>> + Send>>),
-}
-
-impl<R> CallFuture<R> {
-    fn failed(e: CallError) -> Self {
-        CallFuture {
-            state: CallState::Failed(Some(e)),
-        }
+    /// The same reference with a deadline for each call made through it; see
+    /// [`ObjectRef::with_timeout`].
+    fn with_timeout(&self, timeout: Duration) -> Self {
+        Self::from_object(self.object().with_timeout(timeout))
     }
-}
 
-impl<R: DeserializeOwned> Future for CallFuture<R> {
-    type Output = Result<R, CallError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // CallState is Unpin: PendingCall is, and the local future is boxed.
-        match &mut self.get_mut().state {
-            CallState::Failed(e) => {
-                Poll::Ready(Err(e.take().expect("CallFuture polled after it completed")))
-            }
-            CallState::Remote(pending) => {
-                let limit = pending.decode_limit();
-                Pin::new(pending)
-                    .poll(cx)
-                    .map(|r| r.and_then(|bytes| decode_answer(&bytes, limit)))
-            }
-            CallState::Local(fut) => fut.as_mut().poll(cx),
-        }
+    /// The connection behind the object, `None` when it is local; see [`ObjectRef::peer`].
+    fn peer(&self) -> Option<Peer> {
+        self.object().peer()
     }
-}
 
-impl<R> fmt::Debug for CallFuture<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CallFuture")
+    /// `true` when the object lives in this process.
+    fn is_local(&self) -> bool {
+        self.object().is_local()
+    }
+
+    /// `true` when both refer to the same object.
+    fn same_object(&self, other: &Self) -> bool {
+        self.object().same_object(other.object())
     }
 }

@@ -51,7 +51,7 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Binds `addr` (use port 0 for any free port) with `root` as the root object of every
-    /// connection: a `<Trait>Ref`, usually made with `<Trait>Ref::new(object)`.
+    /// connection: a `<Trait>Ref` of a local object, made with `<Trait>Ref::new(object)`.
     pub async fn bind<A: ToSocketAddrs, R: RemoteRef>(
         addr: A,
         root: R,
@@ -73,7 +73,7 @@ impl Server {
         Ok(Server {
             listener,
             local_addr,
-            root: root.object().to_dispatch(),
+            root: local_root(&root)?,
             config: Config::default(),
         })
     }
@@ -191,7 +191,7 @@ async fn serve_halves<R, W>(
     };
     tracing::debug!(%peer, "connection established");
     tokio::select! {
-        _ = connection.closed() => {}
+        _ = connection.shared().closed() => {}
         _ = drain.cancelled() => connection.drain(grace).await,
     }
 }
@@ -214,10 +214,23 @@ where
         reader,
         writer,
         config,
-        Some(root.object().to_dispatch()),
+        Some(local_root(&root)?),
         peer.to_owned(),
     )
     .await?;
-    connection.closed().await;
+    connection.shared().closed().await;
     Ok(())
+}
+
+/// The dispatcher of a root object, which must live in this process.
+fn local_root<R: RemoteRef>(root: &R) -> Result<Arc<dyn Dispatch>, CallError> {
+    root.object()
+        .local_dispatch()
+        .cloned()
+        .ok_or_else(|| CallError::Encode {
+            what: "the root object",
+            message: "a root object must be a local object (`FooRef::new(object)`), not a proxy \
+                  of an object in another process"
+                .into(),
+        })
 }

@@ -1,0 +1,112 @@
+//! [`CallFuture`]: what every call returns, remote or local.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use tokio::time::Sleep;
+
+use crate::connection::PendingCall;
+use crate::error::CallError;
+
+type LocalCall<R> = Pin<Box<dyn Future<Output = Result<R, CallError>> + Send>>;
+
+/// The future of a call: resolves to the method's return value or a [`CallError`].
+///
+/// Dropping it before it resolves cancels the call: the callee drops the handler. With a
+/// timeout (see [`ObjectRef::with_timeout`](crate::ObjectRef::with_timeout)) it resolves to
+/// [`CallError::Timeout`] once the timeout has passed since it was first polled, and the call
+/// is cancelled. Poll it inside a tokio runtime.
+#[must_use = "a call does nothing useful unless awaited; dropping it cancels it"]
+pub struct CallFuture<R> {
+    state: State<R>,
+    timeout: Option<Duration>,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+enum State<R> {
+    Failed(Option<CallError>),
+    Remote(PendingCall, PhantomData<fn() -> R>),
+    Local(LocalCall<R>),
+    Done,
+}
+
+impl<R> CallFuture<R> {
+    pub(crate) fn failed(e: CallError) -> Self {
+        CallFuture {
+            state: State::Failed(Some(e)),
+            timeout: None,
+            deadline: None,
+        }
+    }
+
+    pub(crate) fn remote(pending: PendingCall, timeout: Option<Duration>) -> Self {
+        CallFuture {
+            state: State::Remote(pending, PhantomData),
+            timeout,
+            deadline: None,
+        }
+    }
+
+    pub(crate) fn local(call: LocalCall<R>, timeout: Option<Duration>) -> Self {
+        CallFuture {
+            state: State::Local(call),
+            timeout,
+            deadline: None,
+        }
+    }
+}
+
+impl<R: DeserializeOwned> Future for CallFuture<R> {
+    type Output = Result<R, CallError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Every field is Unpin: the pending call is, the local future and the timer are boxed.
+        let this = self.get_mut();
+        if let (Some(timeout), None) = (this.timeout, &this.deadline) {
+            this.deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        }
+        let polled = match &mut this.state {
+            State::Failed(e) => Poll::Ready(Err(e.take().unwrap_or_else(polled_after_done))),
+            State::Remote(pending, _) => match Pin::new(&mut *pending).poll(cx) {
+                Poll::Ready(answer) => Poll::Ready(answer.and_then(|bytes| pending.decode(&bytes))),
+                Poll::Pending => Poll::Pending,
+            },
+            State::Local(call) => call.as_mut().poll(cx),
+            State::Done => Poll::Ready(Err(polled_after_done())),
+        };
+        if polled.is_ready() {
+            this.state = State::Done;
+            return polled;
+        }
+        if let Some(deadline) = &mut this.deadline {
+            if deadline.as_mut().poll(cx).is_ready() {
+                // Dropping the pending call tells the callee to stop.
+                this.state = State::Done;
+                return Poll::Ready(Err(CallError::Timeout {
+                    what: "the call",
+                    after: this.timeout.unwrap_or_default(),
+                }));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+fn polled_after_done() -> CallError {
+    CallError::Protocol {
+        message: "a CallFuture was polled after it completed".into(),
+    }
+}
+
+impl<R> fmt::Debug for CallFuture<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallFuture")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,112 @@
+//! [`Peer`]: the other end of a connection, as seen from a client, from a reference, or from
+//! inside a remote method handler ([`Peer::current`]).
+//!
+//! It tells when the connection is lost (PB's `notifyOnDisconnect`): await
+//! [`Peer::disconnected`], or register a callback with [`Peer::on_disconnect`] and take it
+//! back with [`DisconnectHook::cancel`]. Each callback runs at most once.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Weak};
+
+use crate::connection::Shared;
+
+tokio::task_local! {
+    static CURRENT: Peer;
+}
+
+/// The other end of a connection. Cheap to clone; holding one does not keep the connection
+/// open.
+#[derive(Clone)]
+pub struct Peer {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Peer")
+            .field("addr", &self.addr())
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+impl Peer {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Peer { shared }
+    }
+
+    /// Runs `fut` (a remote method handler) with `self` as [`Peer::current`].
+    pub(crate) fn scope<F: Future>(self, fut: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self, fut)
+    }
+
+    /// Inside a remote method handler: the peer that made the call. `None` elsewhere (and in
+    /// calls of local objects).
+    pub fn current() -> Option<Peer> {
+        CURRENT.try_with(Peer::clone).ok()
+    }
+
+    /// The peer's address (or a description of the transport).
+    pub fn addr(&self) -> &str {
+        self.shared.peer()
+    }
+
+    /// `true` until the connection is lost or closed.
+    pub fn is_connected(&self) -> bool {
+        self.shared.closed_reason().is_none()
+    }
+
+    /// Why the connection closed; `None` while it is open.
+    pub fn disconnect_reason(&self) -> Option<String> {
+        self.shared.closed_reason()
+    }
+
+    /// Resolves once the connection is lost or closed (at once if it already is).
+    pub fn disconnected(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.shared.closed()
+    }
+
+    /// Calls `callback` with the reason once the connection is lost or closed (at once if it
+    /// already is). It runs on whichever thread notices the loss: keep it short, never block.
+    pub fn on_disconnect(&self, callback: impl FnOnce(&str) + Send + 'static) -> DisconnectHook {
+        let id = self.shared.add_disconnect_hook(Box::new(callback));
+        DisconnectHook {
+            shared: Arc::downgrade(&self.shared),
+            id,
+        }
+    }
+
+    /// How many objects this side exports on the connection (the root object included).
+    pub fn exported_objects(&self) -> usize {
+        self.shared.exported_count()
+    }
+
+    /// How many of the peer's objects this side holds live proxies of.
+    pub fn imported_objects(&self) -> usize {
+        self.shared.imported_count()
+    }
+
+    /// Closes the connection: pending calls fail with `Disconnected`.
+    pub fn close(&self) {
+        self.shared.close_locally("closed by this side");
+    }
+}
+
+/// A registered disconnect callback; [`cancel`](DisconnectHook::cancel) takes it back.
+/// Dropping the hook leaves the callback registered.
+#[derive(Debug)]
+pub struct DisconnectHook {
+    shared: Weak<Shared>,
+    id: u64,
+}
+
+impl DisconnectHook {
+    /// Un-registers the callback. Returns `false` if it already ran (or the connection is
+    /// gone).
+    pub fn cancel(self) -> bool {
+        self.shared
+            .upgrade()
+            .is_some_and(|shared| shared.remove_disconnect_hook(self.id))
+    }
+}

@@ -29,7 +29,9 @@ use crate::refs::{RefContext, WireRef};
 
 /// The encoded return value of a handler, written when the answer frame is built (so that
 /// references in it are exported on the right connection).
-pub struct Answer(Box<dyn FnOnce(&mut BytesMut) -> Result<(), String> + Send>);
+pub struct Answer(WriteAnswer);
+
+type WriteAnswer = Box<dyn FnOnce(&mut BytesMut) -> Result<(), String> + Send>;
 
 impl Answer {
     pub(crate) fn write(self, buf: &mut BytesMut) -> Result<(), String> {

@@ -69,5 +69,6 @@ pub use server::{Server, serve_connection};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::error::RemoteError;
+    pub use serde;
     pub use crate::object::{Answer, Args, Dispatch, HandlerFuture, no_such_method, respond};
 }

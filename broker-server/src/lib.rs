@@ -1,1 +1,3 @@
 //! The broker: worker queue, the `Broker` remote trait and its service (built in its own issue).
+
+pub mod queue;

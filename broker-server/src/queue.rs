@@ -1,0 +1,699 @@
+//! The broker's worker queue: which worker a front end should use next.
+//!
+//! The broker keeps a queue of the *most able* workers and hands out the queue head
+//! whenever a front end asks for a worker. This module is that queue, with no I/O: the
+//! broker's service feeds it scheduler updates and connection drops, and asks it for
+//! [`WorkerQueue::next`].
+//!
+//! # Most able
+//!
+//! A worker is more able the more *spare capacity* it has:
+//!
+//! ```text
+//! spare = capacity - load - handed_out        (signed: may go negative)
+//! ```
+//!
+//! `capacity` and `load` come from the scheduler. `handed_out` counts how many times the
+//! broker handed this worker out since the scheduler last reported on it. Without it, a
+//! burst of requests arriving between two scheduler reports would all go to the same
+//! worker, because its reported load would not change until the next report; with it,
+//! each hand-out counts against the worker's spare capacity, so back-to-back requests
+//! spread over the workers. Once the scheduler reports again ([`Change::Added`] or
+//! [`Change::Load`]), the reported load already includes the work handed out, so the
+//! count starts again from zero.
+//!
+//! Spare capacity can be negative: when every worker is saturated, the least overloaded
+//! one is still handed out. [`WorkerQueue::next`] returns `None` only when there are no
+//! workers at all; whether to queue or refuse work is the front end's decision.
+//!
+//! Ties on spare capacity go to the worker handed out *least recently* (a worker never
+//! handed out counts as the least recent of all), so equal workers take turns round
+//! robin; the last tie-breaker is the worker id, so the order is always total and
+//! deterministic.
+//!
+//! # Sequence numbers and tombstones
+//!
+//! Scheduler updates may arrive out of order (over several connections, or after a
+//! reconnect that replays history). Every [`WorkerUpdate`] carries a sequence number, and
+//! the queue remembers, per worker, the last sequence number it applied: an update whose
+//! `seq` is not greater than that is [`Applied::Stale`] and changes nothing.
+//!
+//! The memory outlives the worker. When a worker is removed, its last sequence number is
+//! kept as a *tombstone*, so that an older `Added` that arrives late cannot resurrect a
+//! worker the scheduler has already removed. Only an update with a higher `seq` brings it
+//! back. (Tombstones are small — an id and a number — and are kept for as long as the
+//! queue lives.)
+//!
+//! A worker whose connection to the broker drops is taken out with
+//! [`WorkerQueue::remove`], which has no sequence number of its own: the worker's last
+//! applied `seq` becomes its tombstone.
+//!
+//! # Cost
+//!
+//! [`update`](WorkerQueue::update), [`next`](WorkerQueue::next) and
+//! [`remove`](WorkerQueue::remove) are O(log n) in the number of workers: workers sit in
+//! a [`BTreeSet`] ordered by ability, next to a [`HashMap`] by id. Only
+//! [`list`](WorkerQueue::list) walks the whole queue.
+//!
+//! # Example
+//!
+//! ```
+//! use broker_server::queue::{Applied, Change, WorkerId, WorkerQueue, WorkerUpdate};
+//!
+//! let mut queue = WorkerQueue::new();
+//! for (name, capacity) in [("a", 4), ("b", 2)] {
+//!     let update = WorkerUpdate {
+//!         worker: WorkerId::from(name),
+//!         seq: 1,
+//!         change: Change::Added { addr: format!("{name}.local:8992"), capacity, load: 0 },
+//!     };
+//!     assert_eq!(queue.update(update), Applied::Added);
+//! }
+//! // "a" has 4 spare, "b" 2: "a" goes out twice (4 → 3 → 2), then they alternate.
+//! let order: Vec<String> = (0..4).map(|_| queue.next().unwrap().worker.0).collect();
+//! assert_eq!(order, ["a", "a", "b", "a"]);
+//! ```
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The name of a worker, as the scheduler knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WorkerId(pub String);
+
+impl WorkerId {
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for WorkerId {
+    fn from(id: &str) -> Self {
+        WorkerId(id.to_owned())
+    }
+}
+
+impl From<String> for WorkerId {
+    fn from(id: String) -> Self {
+        WorkerId(id)
+    }
+}
+
+/// One update from the scheduler about one worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerUpdate {
+    /// The worker the update is about.
+    pub worker: WorkerId,
+    /// The update's sequence number. Per worker, only an update with a higher `seq` than
+    /// every update applied before is applied; the others are [`Applied::Stale`].
+    pub seq: u64,
+    /// What changed.
+    pub change: Change,
+}
+
+/// What changed about a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Change {
+    /// The worker joined (or re-joined) at `addr`. For a worker already in the queue, this
+    /// replaces its address, capacity and load.
+    Added {
+        /// Where front ends reach the worker, e.g. `"10.0.0.7:8992"`.
+        addr: String,
+        /// How much work the worker can take at once.
+        capacity: u32,
+        /// How much work it has now.
+        load: u32,
+    },
+    /// The worker's capacity or load changed. The reported load includes any work the
+    /// broker handed out to it before this report.
+    Load {
+        /// How much work the worker can take at once.
+        capacity: u32,
+        /// How much work it has now.
+        load: u32,
+    },
+    /// The scheduler removed the worker.
+    Removed,
+}
+
+/// What [`WorkerQueue::update`] did with an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Applied {
+    /// A worker not in the queue (never seen, or removed before) joined it.
+    Added,
+    /// A worker already in the queue got a new address, capacity and load.
+    Replaced,
+    /// A queued worker's capacity and load were updated.
+    LoadChanged,
+    /// The worker was removed. `was_queued` is false when it was not in the queue (never
+    /// seen, or already removed); its tombstone is recorded or advanced all the same, so an
+    /// older `Added` arriving later stays ignored.
+    Removed {
+        /// Whether the worker was in the queue until this update.
+        was_queued: bool,
+    },
+    /// The update's `seq` was not greater than the last one applied for this worker
+    /// (including a removed worker's tombstone); nothing changed.
+    Stale,
+    /// A [`Change::Load`] for a worker not in the queue; nothing changed and its `seq` was
+    /// not recorded.
+    UnknownWorker,
+}
+
+/// A worker handed out by [`WorkerQueue::next`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The worker's id.
+    pub worker: WorkerId,
+    /// Where to reach it.
+    pub addr: String,
+}
+
+/// A snapshot of one queued worker, as returned by [`WorkerQueue::list`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WorkerState {
+    /// The worker's id.
+    pub id: WorkerId,
+    /// Where to reach it.
+    pub addr: String,
+    /// Its capacity, as last reported.
+    pub capacity: u32,
+    /// Its load, as last reported.
+    pub load: u32,
+    /// Times it was handed out since the last report on it.
+    pub handed_out: u64,
+    /// `capacity - load - handed_out`; negative when overloaded.
+    pub spare: i64,
+}
+
+/// A queued worker's state.
+#[derive(Debug, Clone)]
+struct Live {
+    addr: String,
+    capacity: u32,
+    load: u32,
+    handed_out: u64,
+    /// Stamp of the last hand-out; 0 = never handed out (least recent of all).
+    last_handed: u64,
+}
+
+impl Live {
+    fn spare(&self) -> i64 {
+        let handed = i64::try_from(self.handed_out).unwrap_or(i64::MAX);
+        (i64::from(self.capacity) - i64::from(self.load)).saturating_sub(handed)
+    }
+}
+
+/// Everything the queue knows about one worker id.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// The last `seq` applied for this worker.
+    last_seq: u64,
+    /// `Some` while queued; `None` is a tombstone.
+    live: Option<Live>,
+}
+
+/// The position of a queued worker. Ascending order = queue order: most spare first,
+/// then least recently handed out, then by id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct QueueKey {
+    spare: Reverse<i64>,
+    last_handed: u64,
+    id: WorkerId,
+}
+
+impl QueueKey {
+    fn new(id: &WorkerId, live: &Live) -> Self {
+        QueueKey {
+            spare: Reverse(live.spare()),
+            last_handed: live.last_handed,
+            id: id.clone(),
+        }
+    }
+}
+
+/// The queue of workers, most able first. See the [module docs](self).
+#[derive(Debug, Clone, Default)]
+pub struct WorkerQueue {
+    /// Queued workers in queue order. Holds exactly the entries whose `live` is `Some`.
+    order: BTreeSet<QueueKey>,
+    /// Every worker ever seen, queued or tombstoned.
+    workers: HashMap<WorkerId, Entry>,
+    /// The last hand-out stamp given out; stamps start at 1.
+    clock: u64,
+}
+
+impl WorkerQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one scheduler update, unless it is stale. O(log n).
+    ///
+    /// Every applied `Added` or `Load` resets the worker's handed-out count to 0. See
+    /// [`Applied`] for the possible outcomes.
+    pub fn update(&mut self, update: WorkerUpdate) -> Applied {
+        let WorkerUpdate {
+            worker,
+            seq,
+            change,
+        } = update;
+        let entry = self.workers.get_mut(&worker);
+        if entry.as_ref().is_some_and(|entry| seq <= entry.last_seq) {
+            return Applied::Stale;
+        }
+        match (change, entry) {
+            (
+                Change::Added {
+                    addr,
+                    capacity,
+                    load,
+                },
+                entry,
+            ) => {
+                let fresh = Live {
+                    addr,
+                    capacity,
+                    load,
+                    handed_out: 0,
+                    last_handed: 0,
+                };
+                match entry {
+                    Some(Entry {
+                        last_seq,
+                        live: Some(live),
+                    }) => {
+                        *last_seq = seq;
+                        // Keep its hand-out history: a re-announced worker does not jump
+                        // the round robin.
+                        let last_handed = live.last_handed;
+                        Self::reposition(&mut self.order, &worker, live, |live| {
+                            *live = Live {
+                                last_handed,
+                                ..fresh
+                            };
+                        });
+                        Applied::Replaced
+                    }
+                    Some(entry) => {
+                        entry.last_seq = seq;
+                        self.order.insert(QueueKey::new(&worker, &fresh));
+                        entry.live = Some(fresh);
+                        Applied::Added
+                    }
+                    None => {
+                        self.order.insert(QueueKey::new(&worker, &fresh));
+                        self.workers.insert(
+                            worker,
+                            Entry {
+                                last_seq: seq,
+                                live: Some(fresh),
+                            },
+                        );
+                        Applied::Added
+                    }
+                }
+            }
+            (
+                Change::Load { capacity, load },
+                Some(Entry {
+                    last_seq,
+                    live: Some(live),
+                }),
+            ) => {
+                *last_seq = seq;
+                Self::reposition(&mut self.order, &worker, live, |live| {
+                    live.capacity = capacity;
+                    live.load = load;
+                    live.handed_out = 0;
+                });
+                Applied::LoadChanged
+            }
+            (Change::Load { .. }, _) => Applied::UnknownWorker,
+            (Change::Removed, Some(entry)) => {
+                entry.last_seq = seq;
+                let was_queued = match entry.live.take() {
+                    Some(live) => {
+                        self.order.remove(&QueueKey::new(&worker, &live));
+                        true
+                    }
+                    None => false,
+                };
+                Applied::Removed { was_queued }
+            }
+            (Change::Removed, None) => {
+                self.workers.insert(
+                    worker,
+                    Entry {
+                        last_seq: seq,
+                        live: None,
+                    },
+                );
+                Applied::Removed { was_queued: false }
+            }
+        }
+    }
+
+    /// Hands out the most able worker, or `None` when the queue is empty. O(log n).
+    ///
+    /// The worker's handed-out count goes up by one and it becomes the most recently
+    /// handed out, so the next call may well pick another worker.
+    #[expect(
+        clippy::should_implement_trait,
+        reason = "not an iterator: it never runs out while a worker is queued"
+    )]
+    pub fn next(&mut self) -> Option<Assignment> {
+        let head = self.order.pop_first()?;
+        let live = self
+            .workers
+            .get_mut(&head.id)
+            .and_then(|entry| entry.live.as_mut())
+            .expect("every key in the order set has a queued entry");
+        self.clock += 1;
+        live.handed_out = live.handed_out.saturating_add(1);
+        live.last_handed = self.clock;
+        let assignment = Assignment {
+            worker: head.id.clone(),
+            addr: live.addr.clone(),
+        };
+        self.order.insert(QueueKey::new(&head.id, live));
+        Some(assignment)
+    }
+
+    /// Takes a worker out of the queue because its connection to the broker dropped.
+    /// O(log n).
+    ///
+    /// The worker's last applied `seq` becomes its tombstone: it is handed out again only
+    /// after an `Added` with a higher `seq`. Returns whether it was queued.
+    pub fn remove(&mut self, worker: &WorkerId) -> bool {
+        let Some(live) = self
+            .workers
+            .get_mut(worker)
+            .and_then(|entry| entry.live.take())
+        else {
+            return false;
+        };
+        self.order.remove(&QueueKey::new(worker, &live));
+        true
+    }
+
+    /// A snapshot of every queued worker, in queue order (the head first). O(n).
+    pub fn list(&self) -> Vec<WorkerState> {
+        self.order
+            .iter()
+            .map(|key| {
+                let live = self.workers[&key.id]
+                    .live
+                    .as_ref()
+                    .expect("every key in the order set has a queued entry");
+                WorkerState {
+                    id: key.id.clone(),
+                    addr: live.addr.clone(),
+                    capacity: live.capacity,
+                    load: live.load,
+                    handed_out: live.handed_out,
+                    spare: live.spare(),
+                }
+            })
+            .collect()
+    }
+
+    /// The number of queued workers (tombstones not counted).
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether no worker is queued.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Changes a queued worker's state and moves it to its new place in the order.
+    fn reposition(
+        order: &mut BTreeSet<QueueKey>,
+        id: &WorkerId,
+        live: &mut Live,
+        change: impl FnOnce(&mut Live),
+    ) {
+        order.remove(&QueueKey::new(id, live));
+        change(live);
+        order.insert(QueueKey::new(id, live));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(name: &str) -> WorkerId {
+        WorkerId::from(name)
+    }
+
+    fn added(name: &str, seq: u64, capacity: u32, load: u32) -> WorkerUpdate {
+        WorkerUpdate {
+            worker: id(name),
+            seq,
+            change: Change::Added {
+                addr: format!("{name}:1"),
+                capacity,
+                load,
+            },
+        }
+    }
+
+    fn load(name: &str, seq: u64, capacity: u32, load: u32) -> WorkerUpdate {
+        WorkerUpdate {
+            worker: id(name),
+            seq,
+            change: Change::Load { capacity, load },
+        }
+    }
+
+    fn removed(name: &str, seq: u64) -> WorkerUpdate {
+        WorkerUpdate {
+            worker: id(name),
+            seq,
+            change: Change::Removed,
+        }
+    }
+
+    fn next_id(queue: &mut WorkerQueue) -> String {
+        queue.next().expect("a worker").worker.0
+    }
+
+    /// The order set holds exactly the queued workers, each under its current key.
+    fn check(queue: &WorkerQueue) {
+        let queued: BTreeSet<QueueKey> = queue
+            .workers
+            .iter()
+            .filter_map(|(id, entry)| entry.live.as_ref().map(|live| QueueKey::new(id, live)))
+            .collect();
+        assert_eq!(queued, queue.order);
+    }
+
+    #[test]
+    fn empty_queue_hands_out_nothing() {
+        let mut queue = WorkerQueue::new();
+        assert!(queue.is_empty());
+        assert_eq!(queue.len(), 0);
+        assert_eq!(queue.next(), None);
+        assert!(queue.list().is_empty());
+    }
+
+    #[test]
+    fn most_spare_capacity_first() {
+        let mut queue = WorkerQueue::new();
+        queue.update(added("a", 1, 10, 8)); // spare 2
+        queue.update(added("b", 1, 10, 1)); // spare 9
+        queue.update(added("c", 1, 4, 0)); // spare 4
+        let order: Vec<String> = queue.list().into_iter().map(|w| w.id.0).collect();
+        assert_eq!(order, ["b", "c", "a"]);
+        assert_eq!(
+            queue.next(),
+            Some(Assignment {
+                worker: id("b"),
+                addr: "b:1".into()
+            })
+        );
+        check(&queue);
+    }
+
+    #[test]
+    fn tie_goes_to_least_recently_handed_out() {
+        let mut queue = WorkerQueue::new();
+        queue.update(added("a", 1, 5, 0));
+        queue.update(added("b", 1, 5, 0));
+        // Never handed out: tie on spare and recency, broken by id.
+        assert_eq!(next_id(&mut queue), "a");
+        assert_eq!(next_id(&mut queue), "b");
+        // Both now spare 4; "a" went out longer ago.
+        assert_eq!(next_id(&mut queue), "a");
+        // Reports reset both counts; "b" was handed out longer ago than "a" now.
+        queue.update(load("a", 2, 5, 0));
+        queue.update(load("b", 2, 5, 0));
+        assert_eq!(next_id(&mut queue), "b");
+        check(&queue);
+    }
+
+    #[test]
+    fn back_to_back_requests_round_robin_over_equal_workers() {
+        let mut queue = WorkerQueue::new();
+        for name in ["c", "a", "b"] {
+            queue.update(added(name, 1, 3, 0));
+        }
+        let order: Vec<String> = (0..9).map(|_| next_id(&mut queue)).collect();
+        assert_eq!(order, ["a", "b", "c", "a", "b", "c", "a", "b", "c"]);
+        assert!(
+            queue
+                .list()
+                .iter()
+                .all(|w| w.handed_out == 3 && w.spare == 0)
+        );
+        check(&queue);
+    }
+
+    #[test]
+    fn stale_updates_are_ignored() {
+        let mut queue = WorkerQueue::new();
+        assert_eq!(queue.update(added("a", 5, 10, 0)), Applied::Added);
+        // Equal and lower seqs change nothing, whatever the change.
+        assert_eq!(queue.update(load("a", 5, 10, 9)), Applied::Stale);
+        assert_eq!(queue.update(load("a", 4, 10, 9)), Applied::Stale);
+        assert_eq!(queue.update(added("a", 3, 1, 1)), Applied::Stale);
+        assert_eq!(queue.update(removed("a", 5)), Applied::Stale);
+        assert_eq!(queue.list()[0].load, 0);
+        assert_eq!(queue.len(), 1);
+        // A higher seq applies; seqs are per worker.
+        assert_eq!(queue.update(load("a", 6, 10, 9)), Applied::LoadChanged);
+        assert_eq!(queue.update(added("b", 1, 1, 0)), Applied::Added);
+        assert_eq!(queue.list()[0].load, 9);
+        // Added for a queued worker replaces it.
+        assert_eq!(queue.update(added("a", 7, 20, 0)), Applied::Replaced);
+        assert_eq!(queue.list()[0].capacity, 20);
+        check(&queue);
+    }
+
+    #[test]
+    fn load_for_unknown_worker_is_reported_and_not_recorded() {
+        let mut queue = WorkerQueue::new();
+        assert_eq!(queue.update(load("x", 9, 1, 0)), Applied::UnknownWorker);
+        assert!(queue.is_empty());
+        // Its seq was not recorded: a lower-seq Added still applies.
+        assert_eq!(queue.update(added("x", 1, 1, 0)), Applied::Added);
+        check(&queue);
+    }
+
+    #[test]
+    fn tombstone_prevents_resurrection() {
+        let mut queue = WorkerQueue::new();
+        queue.update(added("a", 1, 10, 0));
+        assert_eq!(
+            queue.update(removed("a", 3)),
+            Applied::Removed { was_queued: true }
+        );
+        assert_eq!(queue.next(), None);
+        // A late Added or Load from before the removal cannot bring it back.
+        assert_eq!(queue.update(added("a", 2, 10, 0)), Applied::Stale);
+        assert_eq!(queue.update(load("a", 3, 10, 0)), Applied::Stale);
+        assert_eq!(queue.update(load("a", 4, 10, 0)), Applied::UnknownWorker);
+        assert!(queue.is_empty());
+        // A newer Added does.
+        assert_eq!(queue.update(added("a", 5, 10, 0)), Applied::Added);
+        assert_eq!(next_id(&mut queue), "a");
+        check(&queue);
+    }
+
+    #[test]
+    fn removal_arriving_before_addition_wins() {
+        let mut queue = WorkerQueue::new();
+        assert_eq!(
+            queue.update(removed("a", 2)),
+            Applied::Removed { was_queued: false }
+        );
+        assert_eq!(queue.update(added("a", 1, 10, 0)), Applied::Stale);
+        assert!(queue.is_empty());
+        check(&queue);
+    }
+
+    #[test]
+    fn remove_on_disconnect() {
+        let mut queue = WorkerQueue::new();
+        queue.update(added("a", 4, 10, 0));
+        queue.update(added("b", 1, 1, 0));
+        assert!(queue.remove(&id("a")));
+        assert!(!queue.remove(&id("a")));
+        assert!(!queue.remove(&id("nobody")));
+        assert_eq!(queue.len(), 1);
+        assert_eq!(next_id(&mut queue), "b");
+        assert_eq!(next_id(&mut queue), "b");
+        // Updates up to its last seq stay ignored; a later Added brings it back.
+        assert_eq!(queue.update(added("a", 4, 10, 0)), Applied::Stale);
+        assert_eq!(queue.update(load("a", 5, 10, 0)), Applied::UnknownWorker);
+        assert_eq!(queue.update(added("a", 5, 10, 0)), Applied::Added);
+        assert_eq!(next_id(&mut queue), "a");
+        check(&queue);
+    }
+
+    #[test]
+    fn reports_reset_the_handed_out_count() {
+        let mut queue = WorkerQueue::new();
+        queue.update(added("a", 1, 10, 0));
+        for _ in 0..4 {
+            queue.next();
+        }
+        assert_eq!(queue.list()[0].handed_out, 4);
+        assert_eq!(queue.list()[0].spare, 6);
+        // The scheduler's report now includes the four hand-outs.
+        queue.update(load("a", 2, 10, 4));
+        let state = &queue.list()[0];
+        assert_eq!((state.handed_out, state.spare), (0, 6));
+        queue.next();
+        queue.update(added("a", 3, 10, 1));
+        assert_eq!(queue.list()[0].handed_out, 0);
+        // A stale report does not reset it.
+        queue.next();
+        queue.update(load("a", 3, 10, 0));
+        assert_eq!(queue.list()[0].handed_out, 1);
+        check(&queue);
+    }
+
+    #[test]
+    fn overloaded_workers_are_still_handed_out() {
+        let mut queue = WorkerQueue::new();
+        queue.update(added("a", 1, 2, 9)); // spare -7
+        queue.update(added("b", 1, 0, 3)); // spare -3
+        assert_eq!(queue.list()[0].spare, -3);
+        assert_eq!(next_id(&mut queue), "b");
+        // An overloaded worker with u32::MAX load stays in range.
+        queue.update(added("c", 1, 0, u32::MAX));
+        assert_eq!(queue.list()[2].spare, -i64::from(u32::MAX));
+        queue.update(removed("a", 2));
+        queue.update(removed("b", 2));
+        assert_eq!(next_id(&mut queue), "c");
+        check(&queue);
+    }
+
+    #[test]
+    fn wire_types_implement_serde() {
+        // serde derives exist on the types that travel as remote-method arguments.
+        fn assert_serde<T: Serialize + for<'de> Deserialize<'de>>() {}
+        assert_serde::<WorkerUpdate>();
+        assert_serde::<Applied>();
+        assert_serde::<Assignment>();
+        assert_serde::<WorkerState>();
+        assert_eq!(id("w1").to_string(), "w1");
+    }
+}

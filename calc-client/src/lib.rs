@@ -23,6 +23,7 @@
 pub mod calculator;
 pub mod job;
 pub mod progress;
+pub mod worker;
 
 use std::io::Write;
 
@@ -47,4 +48,28 @@ pub fn init_logging(level: &str) -> Result<(), String> {
         .with_writer(std::io::stderr)
         .try_init()
         .map_err(|e| e.to_string())
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM: the signal to shut down gracefully.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot watch for SIGTERM: {e}; only Ctrl-C stops this");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -21,6 +21,8 @@
 //! ```
 
 pub mod calculator;
+pub mod demo;
+pub mod frontend;
 pub mod job;
 pub mod progress;
 pub mod worker;
@@ -72,4 +74,20 @@ pub async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// What the `calc-client` binary does: runs `job` on `workers` — or, when `None`, on a
+/// broker and three workers started in this process ([`demo::run`]) — and prints the
+/// report (per-worker table, then `total: <n>`) to stdout.
+pub async fn client_main(
+    workers: Option<frontend::Workers>,
+    job: job::Job,
+    options: &frontend::Options,
+) -> Result<job::JobReport, frontend::JobError> {
+    let report = match workers {
+        Some(workers) => frontend::run(job, &workers, options).await?,
+        None => demo::run(job, options).await?,
+    };
+    say(&report.to_string());
+    Ok(report)
 }

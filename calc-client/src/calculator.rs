@@ -13,8 +13,8 @@
 //! The worker runs each chunk on tokio's blocking pool with [`tokio::task::spawn_blocking`],
 //! like Twisted PB's `deferToThread`, and awaits the result; the I/O threads stay free (see
 //! [`crate::worker`]). If the caller gives up on a call (drops its future, or its deadline
-//! passes), rpc-core drops the handler, and the computation notices a stop flag within a few
-//! thousand numbers and frees its thread.
+//! passes), rpc-core drops the handler, and the computation notices a stop flag every 256
+//! numbers and frees its thread.
 //!
 //! # The algorithm
 //!
@@ -104,7 +104,7 @@ pub fn count_primes(start: u64, end: u64) -> u64 {
 /// [`count_primes`], giving up (with `None`) soon after `stop` becomes true.
 pub(crate) fn count_primes_until(start: u64, end: u64, stop: &AtomicBool) -> Option<u64> {
     /// How many numbers to test between two looks at the stop flag.
-    const BATCH: u64 = 4096;
+    const BATCH: u64 = 256;
     let mut count = 0;
     let mut from = start;
     while from < end {

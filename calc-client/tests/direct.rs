@@ -1,0 +1,104 @@
+//! The front end without a broker: `calc-client --workers a,b,c`, with workers that are
+//! dead before the job starts or die during it.
+
+mod common;
+
+use common::{PATIENCE, Proc, calc_client, progress, start_worker, total};
+
+/// One of three workers is dead before the job starts: connecting to it fails, the other
+/// two do all the work.
+#[test]
+fn a_worker_dead_before_the_job_is_skipped() {
+    let mut workers: Vec<(Proc, String)> = (1..=3).map(|id| start_worker(id, 1, None)).collect();
+    workers[0].0.kill();
+    let addrs: Vec<&str> = workers.iter().map(|(_, addr)| addr.as_str()).collect();
+    let list = addrs.join(",");
+    let mut client = Proc::spawn(
+        "calc-client",
+        &calc_client(),
+        &["--workers", &list, "--limit", "2000000", "--chunk", "20000"],
+    );
+    let status = client.wait_exit(PATIENCE);
+    assert!(status.success(), "calc-client failed:\n{}", client.log);
+    assert_eq!(total(&client.stdout), Some(148_933), "{}", client.log);
+    let rows: Vec<&String> = addrs
+        .iter()
+        .map(|addr| {
+            client
+                .stdout
+                .iter()
+                .find(|l| l.contains(addr))
+                .unwrap_or_else(|| panic!("no row for {addr}:\n{}", client.log))
+        })
+        .collect();
+    assert!(rows[0].contains("lost: could not connect"), "{}", rows[0]);
+    for row in &rows[1..] {
+        assert!(!row.contains("lost"), "{row}");
+        let chunks: usize = row.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert!(chunks > 0, "{row}");
+    }
+}
+
+/// Every worker dead before the job: exit non-zero with "no worker left".
+#[test]
+fn no_reachable_worker_is_a_clear_error() {
+    let (mut worker, addr) = start_worker(1, 1, None);
+    worker.kill();
+    let mut client = Proc::spawn(
+        "calc-client",
+        &calc_client(),
+        &["--workers", &addr, "--limit", "100000"],
+    );
+    let status = client.wait_exit(PATIENCE);
+    assert!(
+        !status.success(),
+        "calc-client succeeded without workers:\n{}",
+        client.log
+    );
+    assert!(
+        client.log.contains("error: no worker left") && client.log.contains(&addr),
+        "{}",
+        client.log
+    );
+    assert_eq!(total(&client.stdout), None);
+}
+
+/// Both workers die during the job: exit non-zero with "no worker left" and how many chunks
+/// were not computed.
+#[test]
+fn all_workers_dying_mid_job_is_a_clear_error() {
+    let mut workers: Vec<(Proc, String)> = (1..=2).map(|id| start_worker(id, 1, None)).collect();
+    let list = format!("{},{}", workers[0].1, workers[1].1);
+    let mut client = Proc::spawn(
+        "calc-client",
+        &calc_client(),
+        &[
+            "--workers",
+            &list,
+            "--limit",
+            "20000000",
+            "--chunk",
+            "100000",
+            "--progress",
+            "lines",
+        ],
+    );
+    client.wait_for(PATIENCE, |line| progress(line).filter(|&done| done >= 2));
+    for (worker, _) in &mut workers {
+        worker.kill();
+    }
+    let status = client.wait_exit(PATIENCE);
+    assert!(
+        !status.success(),
+        "calc-client succeeded without workers:\n{}",
+        client.log
+    );
+    assert!(
+        client
+            .log
+            .contains("error: no worker left: every worker is lost")
+            && client.log.contains("chunks not computed"),
+        "{}",
+        client.log
+    );
+}

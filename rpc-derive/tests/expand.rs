@@ -300,8 +300,6 @@ async fn references_travel_over_a_connection() {
 }
 
 #[tokio::test]
-#[ignore = "rpc-core race: an answer is decoded in the caller's task, after the reader has \
-            already applied the peer's Decref for the references in it"]
 async fn a_reference_returned_to_its_owner_arrives_as_the_original() {
     let server = Server::bind(
         "127.0.0.1:0",
@@ -323,8 +321,6 @@ async fn a_reference_returned_to_its_owner_arrives_as_the_original() {
 }
 
 #[tokio::test]
-#[ignore = "rpc-core: a direct call runs in the caller's task, so inside a handler it sees the \
-            handler's `Peer::current()`"]
 async fn a_direct_call_inside_a_handler_has_no_peer() {
     let server = Server::bind(
         "127.0.0.1:0",

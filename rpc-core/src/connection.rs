@@ -915,7 +915,9 @@ impl Shared {
                 deadline_ms,
                 refs,
             } => match self.resolve(refs) {
-                Ok(refs) => self.incoming_call(id, object, &method, deadline_ms, payload, refs),
+                Ok(refs) => {
+                    self.incoming_call(id, object, method.into_owned(), deadline_ms, payload, refs)
+                }
                 Err(message) => self.answer_error(id, RemoteErrorKind::BadArguments, message),
             },
             Message::Answer { id, refs } => {
@@ -953,7 +955,7 @@ impl Shared {
         self: &Arc<Self>,
         id: u64,
         object: u64,
-        method: &str,
+        method: String,
         deadline_ms: Option<u64>,
         args: Bytes,
         refs: Vec<ObjectRef>,
@@ -997,7 +999,7 @@ impl Shared {
         };
         let limit = self.config.max_frame_length;
         let started = decode_with(refs, || {
-            run_dispatch(target.as_ref(), method, Args::new(&args, limit))
+            run_dispatch(target.as_ref(), &method, Args::new(&args, limit))
         });
         let handler = match started {
             Ok(handler) => handler,

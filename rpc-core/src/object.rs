@@ -148,10 +148,9 @@ pub(crate) fn run_dispatch(
 /// Runs a started handler, turning a panic in it into a `Panicked` error.
 pub(crate) fn guard_handler(
     interface: &'static str,
-    method: &str,
+    method: String,
     handler: HandlerFuture,
 ) -> impl Future<Output = Result<Answer, RemoteError>> + Send + 'static {
-    let method = method.to_owned();
     AssertUnwindSafe(handler).catch_unwind().map(move |r| {
         r.unwrap_or_else(|_| {
             tracing::warn!(interface, method, "a remote method handler panicked");
@@ -324,7 +323,8 @@ where
     let started = decode_with(refs, || {
         run_dispatch(dispatch.as_ref(), method, Args::new(&encoded, limit))
     });
-    let started = started.map(|handler| guard_handler(dispatch.interface(), method, handler));
+    let started =
+        started.map(|handler| guard_handler(dispatch.interface(), method.to_owned(), handler));
     let call = async move {
         let answer = started?.await?;
         let mut buf = BytesMut::new();

@@ -73,7 +73,7 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
         let polled = match &mut this.state {
             State::Failed(e) => Poll::Ready(Err(e.take().unwrap_or_else(polled_after_done))),
             State::Remote(pending, _) => match Pin::new(&mut *pending).poll(cx) {
-                Poll::Ready(answer) => Poll::Ready(answer.and_then(|bytes| pending.decode(&bytes))),
+                Poll::Ready(answer) => Poll::Ready(answer.and_then(|reply| pending.decode(reply))),
                 Poll::Pending => Poll::Pending,
             },
             State::Local(call) => call.as_mut().poll(cx),

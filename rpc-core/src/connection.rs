@@ -42,11 +42,12 @@ use crate::call::CallFuture;
 use crate::codec;
 use crate::config::Config;
 use crate::error::{CallError, RemoteError, RemoteErrorKind};
-use crate::object::{Answer, Args, Dispatch, ObjectRef, guard_handler, run_dispatch};
+use crate::object::{Answer, Args, Dispatch, ObjectRef, Written, guard_handler, run_dispatch};
 use crate::outbox::Outbox;
 use crate::peer::Peer;
+use crate::protocol::WireRef;
 use crate::protocol::{self, Message};
-use crate::refs::{RefContext, WireRef};
+use crate::refs::{decode_with, encode_for, reference_table};
 
 /// Locks a mutex, ignoring poisoning: every critical section here leaves its data consistent.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,9 +92,22 @@ impl Closed {
     }
 }
 
+/// An answer as the reader hands it to the caller: the encoded value and its references,
+/// already resolved (see [`crate::refs`]).
+pub(crate) struct Reply {
+    payload: Bytes,
+    refs: Vec<ObjectRef>,
+}
+
+/// Why a frame could not be built.
+enum FrameError {
+    Encode(String),
+    TooLarge(usize),
+}
+
 struct Calls {
     /// Calls this side made that await their answer, by request id.
-    pending: HashMap<u64, oneshot::Sender<Result<Bytes, CallError>>>,
+    pending: HashMap<u64, oneshot::Sender<Result<Reply, CallError>>>,
     /// Set once, when the connection closes.
     closed: Option<Closed>,
 }
@@ -301,37 +315,34 @@ impl Connection {
         object: u64,
         method: &str,
         timeout: Option<Duration>,
-        write_args: impl FnOnce(&mut BytesMut) -> Result<(), CallError>,
+        write_args: impl FnOnce(&mut BytesMut) -> Result<(), String>,
     ) -> Result<PendingCall, CallError> {
         let shared = self.shared();
         if let Some(reason) = shared.closed_reason() {
             return Err(CallError::disconnected(reason));
         }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut frame = BytesMut::with_capacity(64);
-        let header = Message::Call {
+        let deadline_ms = timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        let header = |refs| Message::Call {
             id,
             object,
             method: Cow::Borrowed(method),
-            deadline_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            deadline_ms,
+            refs,
         };
-        codec::encode_into(&header, &mut frame).map_err(|message| CallError::Encode {
-            what: "call header",
-            message,
-        })?;
-        let limit = shared.config.max_frame_length;
-        let (written, _) = RefContext::connection(shared).encode(|| {
-            write_args(&mut frame)?;
-            if frame.len() > limit {
-                return Err(CallError::FrameTooLarge {
+        let (frame, ()) = shared
+            .encode_frame(header, write_args)
+            .map_err(|e| match e {
+                FrameError::Encode(message) => CallError::Encode {
+                    what: "arguments",
+                    message,
+                },
+                FrameError::TooLarge(size) => CallError::FrameTooLarge {
                     what: "call",
-                    size: frame.len(),
-                    limit,
-                });
-            }
-            Ok(())
-        });
-        written?;
+                    size,
+                    limit: shared.config.max_frame_length,
+                },
+            })?;
         let (tx, rx) = oneshot::channel();
         {
             let mut calls = lock(&shared.calls);
@@ -342,7 +353,7 @@ impl Connection {
         }
         // Sent on the first poll: calls made back to back (`join_all`, a pipeline) go out
         // together in one write.
-        shared.send(frame.freeze(), false);
+        shared.send(frame, false);
         Ok(PendingCall {
             rx,
             connection: self.clone(),
@@ -392,10 +403,7 @@ impl RemoteObject {
     {
         let timeout = timeout.or(self.connection.shared().config.default_call_timeout);
         let started = self.connection.start_call(self.id, method, timeout, |buf| {
-            codec::encode_into(args, buf).map_err(|message| CallError::Encode {
-                what: "arguments",
-                message,
-            })
+            codec::encode_into(args, buf)
         });
         match started {
             Ok(pending) => CallFuture::remote(pending, timeout),
@@ -439,7 +447,7 @@ impl Drop for RemoteObject {
 /// it is made and written out at the latest when it is first polled. Dropping it before the
 /// answer arrives sends a cancel to the callee.
 pub(crate) struct PendingCall {
-    rx: oneshot::Receiver<Result<Bytes, CallError>>,
+    rx: oneshot::Receiver<Result<Reply, CallError>>,
     connection: Connection,
     id: u64,
     sent: bool,
@@ -447,17 +455,16 @@ pub(crate) struct PendingCall {
 }
 
 impl PendingCall {
-    /// Decodes the answer (references in it resolve on this connection).
-    pub(crate) fn decode<R: DeserializeOwned>(&self, bytes: &[u8]) -> Result<R, CallError> {
-        let shared = self.connection.shared();
-        let limit = shared.config.max_frame_length;
-        let (value, _) = RefContext::connection(shared).enter(|| codec::decode(bytes, limit));
-        value.map_err(|message| CallError::Decode { message })
+    /// Decodes the answer.
+    pub(crate) fn decode<R: DeserializeOwned>(&self, reply: Reply) -> Result<R, CallError> {
+        let limit = self.connection.shared().config.max_frame_length;
+        decode_with(reply.refs, || codec::decode(&reply.payload, limit))
+            .map_err(|message| CallError::Decode { message })
     }
 }
 
 impl Future for PendingCall {
-    type Output = Result<Bytes, CallError>;
+    type Output = Result<Reply, CallError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if !self.sent {
@@ -645,6 +652,51 @@ impl Shared {
             .by_id
             .get(&id)
             .map(|e| Arc::clone(&e.object))
+    }
+
+    /// Resolves the reference table of a frame that just arrived.
+    fn resolve(self: &Arc<Self>, table: Vec<WireRef>) -> Result<Vec<ObjectRef>, String> {
+        table
+            .into_iter()
+            .map(|wire| match wire {
+                WireRef::SenderExports(id) => Ok(self.import(id)),
+                WireRef::ReceiverExports(id) => self
+                    .exported(id)
+                    .map(ObjectRef::from_dispatch)
+                    .ok_or_else(|| {
+                        format!("the peer sent back object {id}, which this side does not export")
+                    }),
+            })
+            .collect()
+    }
+
+    /// Encodes one frame: the header `header(refs)`, then the payload `write_payload` writes.
+    /// References in the payload are exported on this connection and listed in the header;
+    /// if anything fails, those exports are undone.
+    fn encode_frame<'m, K>(
+        self: &Arc<Self>,
+        header: impl Fn(Vec<WireRef>) -> Message<'m>,
+        write_payload: impl FnOnce(&mut BytesMut) -> Result<K, String>,
+    ) -> Result<(Bytes, K), FrameError> {
+        let limit = self.config.max_frame_length;
+        encode_for(self, || {
+            let mut frame = BytesMut::with_capacity(64);
+            codec::encode_into(&header(Vec::new()), &mut frame).map_err(FrameError::Encode)?;
+            let header_len = frame.len();
+            let kept = write_payload(&mut frame).map_err(FrameError::Encode)?;
+            let table = reference_table();
+            if !table.is_empty() {
+                // Rare: rewrite the header with the table the payload produced.
+                let mut with_refs = BytesMut::with_capacity(frame.len() + 10 * table.len());
+                codec::encode_into(&header(table), &mut with_refs).map_err(FrameError::Encode)?;
+                with_refs.extend_from_slice(&frame[header_len..]);
+                frame = with_refs;
+            }
+            if frame.len() > limit {
+                return Err(FrameError::TooLarge(frame.len()));
+            }
+            Ok((frame.freeze(), kept))
+        })
     }
 
     /// A proxy for the peer's object `id`, just received: one more reference to count.
@@ -861,8 +913,22 @@ impl Shared {
                 object,
                 method,
                 deadline_ms,
-            } => self.incoming_call(id, object, &method, deadline_ms, payload),
-            Message::Answer { id } => self.complete(id, Ok(payload)),
+                refs,
+            } => match self.resolve(refs) {
+                Ok(refs) => {
+                    self.incoming_call(id, object, method.into_owned(), deadline_ms, payload, refs)
+                }
+                Err(message) => self.answer_error(id, RemoteErrorKind::BadArguments, message),
+            },
+            Message::Answer { id, refs } => {
+                // Resolved even when nobody waits for the answer any more, so that the
+                // references in it are counted, and released again.
+                let reply = self
+                    .resolve(refs)
+                    .map(|refs| Reply { payload, refs })
+                    .map_err(|message| CallError::Decode { message });
+                self.complete(id, reply)
+            }
             Message::Error { id, error } => self.complete(id, Err(error.into())),
             Message::Cancel { id } => {
                 let task = lock(&self.running).remove(&id);
@@ -877,7 +943,7 @@ impl Shared {
         Ok(())
     }
 
-    fn complete(&self, id: u64, result: Result<Bytes, CallError>) {
+    fn complete(&self, id: u64, result: Result<Reply, CallError>) {
         let tx = lock(&self.calls).pending.remove(&id);
         // No entry: the caller gave up on the call (cancelled it); drop the answer.
         if let Some(tx) = tx {
@@ -889,9 +955,10 @@ impl Shared {
         self: &Arc<Self>,
         id: u64,
         object: u64,
-        method: &str,
+        method: String,
         deadline_ms: Option<u64>,
         args: Bytes,
+        refs: Vec<ObjectRef>,
     ) {
         if self.draining.load(Ordering::SeqCst) {
             return self.answer_error(
@@ -931,8 +998,9 @@ impl Shared {
             as_task: false,
         };
         let limit = self.config.max_frame_length;
-        let (started, _) = RefContext::connection(self)
-            .enter(|| run_dispatch(target.as_ref(), method, Args::new(&args, limit)));
+        let started = decode_with(refs, || {
+            run_dispatch(target.as_ref(), &method, Args::new(&args, limit))
+        });
         let handler = match started {
             Ok(handler) => handler,
             Err(e) => return self.answer(id, Err(e), false),
@@ -977,7 +1045,12 @@ impl Shared {
     fn answer(self: &Arc<Self>, id: u64, result: Result<Answer, RemoteError>, flush_now: bool) {
         let error = match result {
             Ok(answer) => match self.encode_answer(id, answer) {
-                Ok(frame) => return self.send(frame, flush_now),
+                Ok((frame, value)) => {
+                    self.send(frame, flush_now);
+                    // Dropped only now that its answer is queued (see `Answer`).
+                    drop(value);
+                    return;
+                }
                 Err(message) => RemoteError::new(RemoteErrorKind::BadAnswer, message),
             },
             Err(e) => e,
@@ -985,22 +1058,20 @@ impl Shared {
         self.send_message(&Message::Error { id, error }, flush_now);
     }
 
-    fn encode_answer(self: &Arc<Self>, id: u64, answer: Answer) -> Result<Bytes, String> {
-        let mut frame = BytesMut::with_capacity(64);
-        codec::encode_into(&Message::Answer { id }, &mut frame)?;
-        let limit = self.config.max_frame_length;
-        let (written, _) = RefContext::connection(self).encode(|| {
-            answer.write(&mut frame)?;
-            if frame.len() > limit {
-                return Err(format!(
-                    "the answer is {} bytes, over the {limit}-byte frame limit; return less \
-                     per call or raise max_frame_length on both ends",
-                    frame.len()
-                ));
-            }
-            Ok(())
-        });
-        written.map(|()| frame.freeze())
+    fn encode_answer(
+        self: &Arc<Self>,
+        id: u64,
+        answer: Answer,
+    ) -> Result<(Bytes, Written), String> {
+        self.encode_frame(|refs| Message::Answer { id, refs }, |buf| answer.write(buf))
+            .map_err(|e| match e {
+                FrameError::Encode(message) => message,
+                FrameError::TooLarge(size) => format!(
+                    "the answer is {size} bytes, over the {}-byte frame limit; return less per \
+                     call or raise max_frame_length on both ends",
+                    self.config.max_frame_length
+                ),
+            })
     }
 }
 

@@ -44,7 +44,7 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use broker_server::service::BrokerRef;
-use rpc_core::{CallError, Client, Config, RemoteErrorKind, RemoteRef};
+use rpc_core::{CallError, Client, Config, RemoteErrorKind};
 use tokio::task::JoinSet;
 
 use crate::calculator::{CalculatorRef, count_primes, known_prime_count};

@@ -57,7 +57,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use broker_server::queue::{Applied, Change, WorkerId, WorkerUpdate};
 use broker_server::service::BrokerRef;
-use rpc_core::{CallError, Client, RemoteRef, Server};
+use rpc_core::{CallError, Client, Server};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;

@@ -12,7 +12,7 @@ use calc_client::job::Job;
 use calc_client::progress::ProgressMode;
 use calc_client::worker::{Worker, WorkerConfig};
 use calc_client::{CalculatorRef, WorkerInfo};
-use rpc_core::{Client, RemoteRef};
+use rpc_core::Client;
 use tokio::net::TcpListener;
 
 const PATIENCE: Duration = Duration::from_secs(30);

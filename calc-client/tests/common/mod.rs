@@ -273,8 +273,9 @@ impl BrokerClient {
                 start.elapsed() < timeout,
                 "the broker still lists {ids:?} after {timeout:?}"
             );
+            // The timer must be made inside the runtime.
             self.runtime
-                .block_on(tokio::time::sleep(Duration::from_millis(5)));
+                .block_on(async { tokio::time::sleep(Duration::from_millis(5)).await });
         }
     }
 }

@@ -13,7 +13,8 @@
 //!   head of its queue of most able workers — and sends the chunk there, connecting on first
 //!   use and then reusing one connection per worker address. It keeps as many chunks in
 //!   flight as the workers the broker lists can take (the sum of `capacity + 1`, read with
-//!   `workers()` at the start and whenever a worker is lost), so every worker has work.
+//!   `workers()` at the start, every second, and whenever a worker is lost), so every
+//!   worker has work, including one that joins mid-job.
 //!
 //! # Failures
 //!
@@ -29,7 +30,9 @@
 //! broker, when the broker has offered no usable worker for [`Options::no_worker_grace`]
 //! while chunks wait and none is in flight. A chunk that fails [`Options::max_attempts`]
 //! times in a row for other reasons (a worker's handler panicking, say) fails the job too,
-//! with the last error: retrying forever would hide a bug.
+//! with the last error: retrying forever would hide a bug. Losing the broker itself fails
+//! the job too (a `Broker` error): without it, the front end cannot know which workers are
+//! alive.
 //!
 //! # Trust, but verify
 //!
@@ -50,6 +53,10 @@ use tokio::task::JoinSet;
 use crate::calculator::{CalculatorRef, count_primes, known_prime_count};
 use crate::job::{Check, Job, JobReport, WorkerStats};
 use crate::progress::{Progress, ProgressMode};
+
+/// Broker mode: how often the front end re-reads the broker's worker list to size its
+/// window, so that workers joining mid-job get work too.
+const RESIZE_EVERY: Duration = Duration::from_secs(1);
 
 /// Where the workers are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,6 +287,8 @@ enum Mode {
         broker: BrokerRef,
         /// Chunks to keep in flight.
         window: usize,
+        /// When the window was last sized.
+        sized: Instant,
     },
 }
 
@@ -398,6 +407,7 @@ impl<'a> Dispatch<'a> {
             client,
             broker,
             window: 0,
+            sized: Instant::now(),
         };
         self.refresh_window().await
     }
@@ -420,8 +430,12 @@ impl<'a> Dispatch<'a> {
             })
             .map(|w| w.capacity as usize + 1)
             .sum();
-        if let Mode::Broker { window: w, .. } = &mut self.mode {
+        if let Mode::Broker {
+            window: w, sized, ..
+        } = &mut self.mode
+        {
             *w = window;
+            *sized = Instant::now();
         }
         Ok(())
     }
@@ -458,16 +472,22 @@ impl<'a> Dispatch<'a> {
         let Mode::Broker {
             addr,
             broker,
-            window,
+            sized,
             ..
         } = &self.mode
         else {
             return Ok(None);
         };
-        if self.calls.len() >= *window {
-            return Ok(None);
-        }
         let (addr, broker) = (addr.clone(), broker.clone());
+        if sized.elapsed() >= RESIZE_EVERY {
+            // Workers may have joined (or left) since.
+            self.refresh_window().await?;
+        }
+        if let Mode::Broker { window, .. } = self.mode {
+            if self.calls.len() >= window {
+                return Ok(None);
+            }
+        }
         let mut skipped = 0;
         loop {
             let next = broker

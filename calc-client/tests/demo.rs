@@ -108,3 +108,25 @@ fn calc_client_without_arguments_runs_the_whole_demo_in_process() {
     ids.sort_unstable();
     assert_eq!(ids, ["1", "2", "3"], "{}", client.log);
 }
+
+/// SIGTERM stops a worker gracefully: it leaves the broker and exits 0.
+#[cfg(unix)]
+#[test]
+fn a_worker_stopped_with_sigterm_leaves_the_broker_and_exits_0() {
+    let (_broker, broker_addr) = start_broker();
+    let (mut worker, _) = start_worker(7, 1, Some(&broker_addr));
+    let broker = BrokerClient::connect(&broker_addr);
+    broker.wait_until(PATIENCE, |ids| ids == ["7"]);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let status = worker.wait_exit(PATIENCE);
+    assert!(
+        status.success(),
+        "calc-worker after SIGTERM: {status}\n{}",
+        worker.log
+    );
+    assert!(broker.workers().is_empty());
+}

@@ -193,6 +193,8 @@ async fn pending_calls_fail_when_the_in_memory_server_goes_away() {
         Err(CallError::Disconnected { .. }) => {}
         other => panic!("expected Disconnected, got {other:?}"),
     }
+    // The handler does not outlive its connection.
+    assert_eq!(mem.probe.next().await, Event::Dropped(1));
     within("the client to notice", mem.client().disconnected()).await;
     match within("a later call", mem.calc().calculate(1, 1)).await {
         Err(CallError::Disconnected { .. }) => {}

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use rpc_core::{CallError, Client, Config, RemoteErrorKind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[track_caller]
 fn assert_disconnected<T: std::fmt::Debug>(result: Result<T, CallError>) {
@@ -70,6 +71,8 @@ async fn pending_calls_fail_when_the_server_dies() {
     assert_eq!(probe.started(1).await, vec![1]);
     let run = server.begin_shutdown_abruptly();
     assert_disconnected(within("the pending call to fail", pending).await);
+    // The handler does not outlive its connection.
+    assert_eq!(probe.next().await, Event::Dropped(1));
     within("the client to notice", client.disconnected()).await;
     assert_disconnected(within("a later call", calc.calculate(1, 1)).await);
     assert!(
@@ -178,6 +181,41 @@ async fn graceful_shutdown_answers_the_calls_in_flight() {
     assert_disconnected(within("a call after shutdown", calc.calculate(1, 1)).await);
 }
 
+/// Graceful shutdown delivers an answer in flight even when it is larger than what the
+/// socket takes in one write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_delivers_large_answers_in_flight() {
+    // Far more than a loopback socket buffers (4 MiB at most by default).
+    const LEN: u32 = 16 << 20;
+    let config = Config::default().max_frame_length(64 << 20);
+    let (mut server, mut probe) = TestServer::calc_with(7, config.clone()).await;
+    let client = within("connect", Client::connect_with(server.addr, config))
+        .await
+        .unwrap();
+    let calc: CalculatorRef = client.root().await.unwrap();
+
+    let large = calc.wait_then_blob(1, LEN);
+    assert_eq!(probe.started(1).await, vec![1]);
+    let run = server.begin_shutdown();
+    let refused = within("the server to start draining", async {
+        loop {
+            if let Err(e) = calc.calculate(1, 1).await {
+                break e;
+            }
+        }
+    })
+    .await;
+    assert_eq!(refused.remote_kind(), Some(RemoteErrorKind::ShuttingDown));
+
+    probe.open_gate();
+    match within("the large answer", large).await {
+        Ok(blob) => assert!(blob.len() == LEN as usize && blob.iter().all(|&b| b == 0xAB)),
+        Err(e) => panic!("the answer of a call that ran to completion was lost: {e}"),
+    }
+    within("run_until to return", run).await.unwrap();
+    within("the client to be disconnected", client.disconnected()).await;
+}
+
 /// Shutdown with idle connections and a peer stuck in its handshake returns promptly: it
 /// does not wait for the handshake timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,4 +234,79 @@ async fn shutdown_does_not_wait_for_idle_or_handshaking_peers() {
     server.stop().await;
     within("the client to be disconnected", client.disconnected()).await;
     silent.expect_closed().await;
+}
+
+/// A call being dispatched while its runtime shuts down must not deadlock the connection's
+/// reader. (A `#[tokio::main]` server that gets a call during its shutdown would otherwise
+/// leave a thread hung on a mutex.)
+///
+/// The call blocks the server's reader thread at its first poll. Meanwhile the runtime shuts
+/// down (a sentinel task being dropped shows it has). Then the call is released, returns
+/// `Pending`, and the reader spawns it as a task on the closed runtime, which drops it on the
+/// spot. The reader must then finish normally: the server drops its end of the transport.
+#[test]
+fn runtime_shutdown_while_a_call_is_dispatched_does_not_deadlock() {
+    struct OnDrop(std::sync::mpsc::Sender<()>);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (root, probe) = Calc::root(8);
+    let (sentinel_tx, sentinel_rx) = std::sync::mpsc::channel();
+    let (mut peer, server_io) = tokio::io::duplex(64 * 1024);
+    runtime.block_on(async {
+        tokio::spawn(rpc_core::serve_connection(
+            server_io,
+            root,
+            Config::default(),
+            "in-memory test peer",
+        ));
+        let sentinel = OnDrop(sentinel_tx);
+        tokio::spawn(async move {
+            let _sentinel = sentinel;
+            std::future::pending::<()>().await
+        });
+        let mut bytes = frame(&hello_payload(rpc_core::protocol::PROTOCOL_VERSION));
+        bytes.extend(frame(&call_payload(
+            1,
+            rpc_core::protocol::ROOT_OBJECT,
+            "block_first_poll",
+            (1u64, true),
+        )));
+        peer.write_all(&bytes).await.unwrap();
+    });
+
+    assert_eq!(
+        probe.blocking_first_poll(),
+        Some(1),
+        "the call reached its handler"
+    );
+    runtime.shutdown_background();
+    sentinel_rx
+        .recv_timeout(PATIENCE)
+        .expect("the runtime drops its tasks on shutdown");
+    probe.release_blocked();
+
+    // The transport is runtime-agnostic: read our end on a runtime of our own.
+    let reader = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    reader.block_on(async {
+        within(
+            "the server's reader to finish and drop the transport",
+            async {
+                let mut received = Vec::new();
+                let _ = peer.read_to_end(&mut received).await;
+            },
+        )
+        .await
+    });
 }

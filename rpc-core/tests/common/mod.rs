@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rpc_core::protocol::{MAGIC, Message, PROTOCOL_VERSION};
@@ -48,9 +48,11 @@ pub fn assert_remote<T: std::fmt::Debug>(result: Result<T, CallError>, kind: Rem
 //     async fn remote_calculate(&self, a: i64, b: i64) -> (i64, u32);
 //     async fn remote_echo_after(&self, value: u64, delay_ms: u64) -> u64;
 //     async fn remote_wait(&self, tag: u64) -> u64;
+//     async fn remote_wait_then_blob(&self, tag: u64, len: u32) -> Vec<u8>;
 //     async fn remote_panic(&self, after_await: bool);
 //     async fn remote_size(&self, data: Vec<u8>) -> usize;
 //     async fn remote_blob(&self, len: u32) -> Vec<u8>;
+//     async fn remote_block_first_poll(&self, tag: u64, block: bool) -> u64;
 // }
 
 /// The calculator of the seed, plus hooks for tests.
@@ -62,12 +64,17 @@ pub trait Calculator: Send + Sync + 'static {
     /// Reports `Started(tag)`, waits until the gate opens, reports `Finished(tag)`, returns
     /// `tag`; reports `Dropped(tag)` if dropped before finishing.
     fn remote_wait(&self, tag: u64) -> impl Future<Output = u64> + Send;
+    /// Like `wait`, then returns `len` bytes.
+    fn remote_wait_then_blob(&self, tag: u64, len: u32) -> impl Future<Output = Vec<u8>> + Send;
     /// Panics (after one yield if `after_await`).
     fn remote_panic(&self, after_await: bool) -> impl Future<Output = ()> + Send;
     /// The length of `data`.
     fn remote_size(&self, data: Vec<u8>) -> impl Future<Output = usize> + Send;
     /// `len` bytes.
     fn remote_blob(&self, len: u32) -> impl Future<Output = Vec<u8>> + Send;
+    /// At its first poll, reports `tag` on the probe's *synchronous* channel and, if `block`,
+    /// blocks the thread until [`Probe::release_blocked`]; then behaves like `wait`.
+    fn remote_block_first_poll(&self, tag: u64, block: bool) -> impl Future<Output = u64> + Send;
 }
 
 /// Proxy of a [`Calculator`].
@@ -98,6 +105,10 @@ impl CalculatorRef {
         self.object.call_remote("wait", (tag,))
     }
 
+    pub fn wait_then_blob(&self, tag: u64, len: u32) -> rpc_core::CallFuture<Vec<u8>> {
+        self.object.call_remote("wait_then_blob", (tag, len))
+    }
+
     pub fn panic(&self, after_await: bool) -> rpc_core::CallFuture<()> {
         self.object.call_remote("panic", (after_await,))
     }
@@ -108,6 +119,10 @@ impl CalculatorRef {
 
     pub fn blob(&self, len: u32) -> rpc_core::CallFuture<Vec<u8>> {
         self.object.call_remote("blob", (len,))
+    }
+
+    pub fn block_first_poll(&self, tag: u64, block: bool) -> rpc_core::CallFuture<u64> {
+        self.object.call_remote("block_first_poll", (tag, block))
     }
 }
 
@@ -155,6 +170,12 @@ impl<T: Calculator> rpc_core::__private::Dispatch for CalculatorDispatch<T> {
                     this.remote_wait(tag).await
                 }))
             }
+            "wait_then_blob" => {
+                let (tag, len): (u64, u32) = args.decode(method)?;
+                Ok(rpc_core::__private::respond(async move {
+                    this.remote_wait_then_blob(tag, len).await
+                }))
+            }
             "panic" => {
                 let (after_await,): (bool,) = args.decode(method)?;
                 Ok(rpc_core::__private::respond(async move {
@@ -171,6 +192,12 @@ impl<T: Calculator> rpc_core::__private::Dispatch for CalculatorDispatch<T> {
                 let (len,): (u32,) = args.decode(method)?;
                 Ok(rpc_core::__private::respond(async move {
                     this.remote_blob(len).await
+                }))
+            }
+            "block_first_poll" => {
+                let (tag, block): (u64, bool) = args.decode(method)?;
+                Ok(rpc_core::__private::respond(async move {
+                    this.remote_block_first_poll(tag, block).await
                 }))
             }
             _ => Err(rpc_core::__private::no_such_method("Calculator", method)),
@@ -194,6 +221,8 @@ pub enum Event {
 pub struct Probe {
     events: mpsc::UnboundedReceiver<Event>,
     gate: Arc<watch::Sender<bool>>,
+    sync_events: std::sync::mpsc::Receiver<u64>,
+    released: Arc<(Mutex<bool>, Condvar)>,
 }
 
 impl Probe {
@@ -221,6 +250,19 @@ impl Probe {
     pub fn open_gate(&self) {
         self.gate.send_replace(true);
     }
+
+    /// Blocks the thread until a `block_first_poll` handler reports its tag, or for at most
+    /// [`PATIENCE`]; for tests that run no async code on this thread.
+    pub fn blocking_first_poll(&self) -> Option<u64> {
+        self.sync_events.recv_timeout(PATIENCE).ok()
+    }
+
+    /// Unblocks every `block_first_poll` handler, running or future.
+    pub fn release_blocked(&self) {
+        let (released, changed) = &*self.released;
+        *released.lock().unwrap() = true;
+        changed.notify_all();
+    }
 }
 
 /// A calculator with worker id `id`.
@@ -228,19 +270,30 @@ pub struct Calc {
     pub id: u32,
     events: mpsc::UnboundedSender<Event>,
     gate: Arc<watch::Sender<bool>>,
+    sync_events: std::sync::mpsc::Sender<u64>,
+    released: Arc<(Mutex<bool>, Condvar)>,
 }
 
 impl Calc {
     pub fn new(id: u32) -> (Calc, Probe) {
         let (tx, rx) = mpsc::unbounded_channel();
         let gate = Arc::new(watch::Sender::new(false));
+        let (sync_tx, sync_rx) = std::sync::mpsc::channel();
+        let released = Arc::new((Mutex::new(false), Condvar::new()));
         (
             Calc {
                 id,
                 events: tx,
                 gate: Arc::clone(&gate),
+                sync_events: sync_tx,
+                released: Arc::clone(&released),
             },
-            Probe { events: rx, gate },
+            Probe {
+                events: rx,
+                gate,
+                sync_events: sync_rx,
+                released,
+            },
         )
     }
 
@@ -295,6 +348,11 @@ impl Calculator for Calc {
         tag
     }
 
+    async fn remote_wait_then_blob(&self, tag: u64, len: u32) -> Vec<u8> {
+        self.remote_wait(tag).await;
+        vec![0xAB; len as usize]
+    }
+
     async fn remote_panic(&self, after_await: bool) {
         if after_await {
             tokio::task::yield_now().await;
@@ -308,6 +366,17 @@ impl Calculator for Calc {
 
     async fn remote_blob(&self, len: u32) -> Vec<u8> {
         vec![0xAB; len as usize]
+    }
+
+    async fn remote_block_first_poll(&self, tag: u64, block: bool) -> u64 {
+        let _ = self.sync_events.send(tag);
+        if block {
+            // Blocks this runtime thread on purpose: the test controls what happens meanwhile.
+            let (released, changed) = &*self.released;
+            let guard = released.lock().unwrap();
+            let _ = changed.wait_timeout_while(guard, PATIENCE, |released| !*released);
+        }
+        self.remote_wait(tag).await
     }
 }
 

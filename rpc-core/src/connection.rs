@@ -34,7 +34,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, oneshot};
-use tokio::task::AbortHandle;
 use tokio_util::codec::{Encoder, FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
@@ -152,7 +151,8 @@ pub(crate) struct Shared {
     /// The peer's objects this side holds proxies of, by the peer's id.
     imports: Mutex<HashMap<u64, Weak<RemoteObject>>>,
     /// Incoming calls whose handler runs as a task, by request id.
-    running: Mutex<HashMap<u64, AbortHandle>>,
+    /// Dropping a sender cancels its handler.
+    running: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     /// Incoming calls in flight (inline or as tasks).
     in_flight: AtomicUsize,
     draining: AtomicBool,
@@ -297,13 +297,18 @@ impl Connection {
                 notified.await;
             }
         };
-        if tokio::time::timeout(grace, idle).await.is_err() {
+        let deadline = tokio::time::Instant::now() + grace;
+        if tokio::time::timeout_at(deadline, idle).await.is_err() {
             tracing::warn!(
                 peer = %shared.peer,
                 "calls still running after the {grace:?} shutdown grace period are dropped"
             );
         }
-        let _ = shared.outbox.flush();
+        // Let the last answers reach the socket before closing it (within the grace period).
+        tokio::select! {
+            _ = tokio::time::timeout_at(deadline, shared.outbox.all_written()) => {}
+            _ = shared.closed_token.cancelled() => {}
+        }
         shared.close(Closed::Local("the server shut down".into()));
     }
 
@@ -792,10 +797,8 @@ impl Shared {
         for (_, tx) in pending {
             let _ = tx.send(Err(CallError::disconnected(why.reason())));
         }
-        let running = std::mem::take(&mut *lock(&self.running));
-        for (_, task) in running {
-            task.abort();
-        }
+        // Dropping the senders cancels the handlers.
+        drop(std::mem::take(&mut *lock(&self.running)));
         let exports = {
             let mut exports = lock(&self.exports);
             exports.by_address.clear();
@@ -860,21 +863,26 @@ impl Shared {
                 None => {
                     // Nothing more to read right now: send the answers of this burst.
                     self.flush();
-                    let partial = !frames.read_buffer().is_empty();
                     let frame_timeout = self.config.frame_timeout;
-                    let next = async {
-                        if partial {
-                            tokio::time::timeout(frame_timeout, frames.next())
-                                .await
-                                .map_err(|_| {
-                                    Closed::Protocol(format!(
-                                        "a frame took longer than {frame_timeout:?} to arrive"
-                                    ))
-                                })
-                        } else {
-                            Ok(frames.next().await)
+                    // The frame timer starts when the first bytes of a frame are buffered,
+                    // whenever that happens during this wait.
+                    let mut stall: Option<Pin<Box<tokio::time::Sleep>>> = None;
+                    let next = std::future::poll_fn(|cx| {
+                        if let Poll::Ready(next) = frames.poll_next_unpin(cx) {
+                            return Poll::Ready(Ok(next));
                         }
-                    };
+                        if frames.read_buffer().is_empty() {
+                            return Poll::Pending;
+                        }
+                        let timer = stall
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(frame_timeout)));
+                        match timer.as_mut().poll(cx) {
+                            Poll::Ready(()) => Poll::Ready(Err(Closed::Protocol(format!(
+                                "a frame took longer than {frame_timeout:?} to arrive"
+                            )))),
+                            Poll::Pending => Poll::Pending,
+                        }
+                    });
                     tokio::select! {
                         biased;
                         _ = self.closed_token.cancelled() => return,
@@ -897,6 +905,14 @@ impl Shared {
             }
             if self.outbox.queued_len() >= 64 * 1024 {
                 self.flush();
+                // Backpressure: a peer that sends calls but does not read the answers is not
+                // read from either until its answers drain, so nothing queues without bound.
+                if self.outbox.backlog() > self.config.max_frame_length {
+                    tokio::select! {
+                        _ = self.closed_token.cancelled() => return,
+                        _ = self.outbox.all_written() => {}
+                    }
+                }
             }
         };
         self.close(why);
@@ -931,10 +947,8 @@ impl Shared {
             }
             Message::Error { id, error } => self.complete(id, Err(error.into())),
             Message::Cancel { id } => {
-                let task = lock(&self.running).remove(&id);
-                if let Some(task) = task {
-                    task.abort();
-                }
+                // Dropping the sender cancels the handler.
+                drop(lock(&self.running).remove(&id));
             }
             Message::Decref { object, count } => self.release_sent(object, u64::from(count)),
             Message::Ping { nonce } => self.send_message(&Message::Pong { nonce }, false),
@@ -1023,18 +1037,34 @@ impl Shared {
         // Most handlers finish without waiting: answer them without a task switch.
         let mut cx = Context::from_waker(Waker::noop());
         if let Poll::Ready(result) = handler.as_mut().poll(&mut cx) {
+            self.answer(id, result, false);
             drop(in_flight);
-            return self.answer(id, result, false);
+            return;
         }
         in_flight.as_task = true;
         let shared = Arc::clone(self);
-        let mut running = lock(&self.running);
-        let task = tokio::spawn(async move {
-            let result = handler.await;
-            shared.answer(id, result, true);
+        // Register the cancel handle before spawning, and do not hold the lock across
+        // `spawn`: on a runtime that is shutting down, `spawn` drops the future on the spot,
+        // and `InFlight::drop` takes this lock.
+        let (cancel, cancelled) = oneshot::channel::<()>();
+        lock(&self.running).insert(id, cancel);
+        tokio::spawn(async move {
+            let result = tokio::select! {
+                biased;
+                // The sender was dropped: a Cancel from the caller, or the connection closed.
+                _ = cancelled => None,
+                // The connection closed, perhaps before the cancel handle was registered.
+                _ = shared.closed_token.cancelled() => None,
+                result = handler => Some(result),
+            };
+            // Queue the answer, free the slot, then write: a caller that sees the answer can
+            // make its next call at once, and a drain that sees no call in flight flushes it.
+            if let Some(result) = result {
+                shared.answer(id, result, false);
+            }
             drop(in_flight);
+            shared.flush();
         });
-        running.insert(id, task.abort_handle());
     }
 
     fn answer_error(self: &Arc<Self>, id: u64, kind: RemoteErrorKind, message: String) {

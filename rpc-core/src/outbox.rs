@@ -45,6 +45,8 @@ pub(crate) struct Outbox {
     queue: Mutex<Queue>,
     writer: Mutex<Writer>,
     wake_writer_task: Notify,
+    /// Notified when the writer task has written everything it was woken for.
+    written: Notify,
 }
 
 /// Outcome of an attempt to write.
@@ -66,6 +68,7 @@ impl Outbox {
                 blocked: false,
             }),
             wake_writer_task: Notify::new(),
+            written: Notify::new(),
         }
     }
 
@@ -175,6 +178,40 @@ impl Outbox {
             if let Err(e) = written.and_then(|()| self.flush()) {
                 return e;
             }
+            self.written.notify_waiters();
+        }
+    }
+
+    /// Bytes queued or taken by a writer and not yet written.
+    pub(crate) fn backlog(&self) -> usize {
+        let unwritten = self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwritten
+            .len();
+        unwritten + self.queued_len()
+    }
+
+    /// Resolves once everything queued so far has been handed to the socket (or the socket
+    /// is gone).
+    pub(crate) async fn all_written(&self) {
+        loop {
+            let notified = self.written.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.flush().is_err() {
+                return;
+            }
+            {
+                let w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+                if w.sink.is_none()
+                    || (!w.blocked && w.unwritten.is_empty() && self.queued_len() == 0)
+                {
+                    return;
+                }
+            }
+            notified.await;
         }
     }
 

@@ -52,27 +52,38 @@ pub fn init_logging(level: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Resolves on Ctrl-C or, on Unix, SIGTERM: the signal to shut down gracefully.
-pub async fn shutdown_signal() {
+/// A future that resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM: the signal to shut down
+/// gracefully. The handlers are installed when this is called, not when the future is first
+/// polled, so call it *before* announcing that the program is ready: a signal sent right
+/// after the announcement is then never the default, fatal one. Call it inside a tokio
+/// runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            }
-            Err(e) => {
-                tracing::warn!("cannot watch for SIGTERM: {e}; only Ctrl-C stops this");
-                let _ = tokio::signal::ctrl_c().await;
+                (interrupt, terminate) => {
+                    let error = interrupt.err().or(terminate.err());
+                    tracing::warn!("cannot watch for signals: {error:?}; falling back to Ctrl-C");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -308,12 +308,13 @@ pub async fn run(listen: &str, config: WorkerConfig) -> Result<(), CallError> {
         source: e,
     })?;
     let worker = Worker::start(listener, config)?;
+    let signal = crate::shutdown_signal(); // before the line: a signal after it is handled
     crate::say(&format!(
         "worker {} listening on {}",
         worker.id(),
         worker.local_addr()
     ));
-    crate::shutdown_signal().await;
+    signal.await;
     tracing::info!("shutting down");
     worker.shutdown().await;
     Ok(())

@@ -176,7 +176,9 @@ impl Calculator for Calc {
             Ok(Some(count)) => (count, self.id),
             // Only a dropped handler sets the flag, and then nobody is here to see this.
             Ok(None) => unreachable!("the stop flag is set only once this future is dropped"),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+            // A panic while counting: rpc-core answers the call with a `Panicked` error.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => panic!("the runtime is shutting down; the chunk was not counted"),
         }
     }
 

@@ -356,9 +356,11 @@ impl Connection {
             }
             calls.pending.insert(id, tx);
         }
-        // Sent on the first poll: calls made back to back (`join_all`, a pipeline) go out
-        // together in one write.
-        shared.send(frame, false);
+        // Written on the first poll, or by the writer task once this task yields: calls made
+        // back to back (`join_all`, a pipeline) go out together in one write.
+        if let Err(e) = shared.outbox.queue_soon(frame) {
+            tracing::error!(peer = %shared.peer, "could not queue a call: {e}");
+        }
         Ok(PendingCall {
             rx,
             connection: self.clone(),

@@ -17,6 +17,11 @@ type LocalCall<R> = Pin<Box<dyn Future<Output = Result<R, CallError>> + Send>>;
 
 /// The future of a call: resolves to the method's return value or a [`CallError`].
 ///
+/// Like any future it does its work when polled: the call's arguments are encoded when it is
+/// made, and the call is sent at the latest when the future is first polled (or dropped).
+/// Calls made back to back before any of them is awaited (`join_all`, `FuturesUnordered`)
+/// share one write. To fire a call and forget it, spawn its future.
+///
 /// Dropping it before it resolves cancels the call: the callee drops the handler. With a
 /// timeout (see [`ObjectRef::with_timeout`](crate::ObjectRef::with_timeout)) it resolves to
 /// [`CallError::Timeout`] once the timeout has passed since it was first polled, and the call

@@ -356,11 +356,9 @@ impl Connection {
             }
             calls.pending.insert(id, tx);
         }
-        // Written on the first poll, or by the writer task once this task yields: calls made
-        // back to back (`join_all`, a pipeline) go out together in one write.
-        if let Err(e) = shared.outbox.queue_soon(frame) {
-            tracing::error!(peer = %shared.peer, "could not queue a call: {e}");
-        }
+        // Written at the latest on the first poll (or drop): calls made back to back before
+        // they are awaited (`join_all`, a pipeline) go out together in one write.
+        shared.send(frame, false);
         Ok(PendingCall {
             rx,
             connection: self.clone(),

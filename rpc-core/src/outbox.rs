@@ -9,9 +9,9 @@
 //! whose future is dropped can never leave half a frame on the wire.
 //!
 //! The reader task *defers* the flush of answers it produced itself until it has no more
-//! frames to read, so a burst of pipelined calls is answered with one write. A call is queued
-//! when it is made and written when its future is first polled, or by the writer task once
-//! the calling task yields, whichever comes first: calls made back to back share a write.
+//! frames to read, so a burst of pipelined calls is answered with one write. Likewise a call
+//! is queued when it is made and written when its future is first polled (or dropped): calls
+//! made back to back before they are awaited (`join_all`, a pipeline) share one write.
 
 use std::io;
 use std::pin::Pin;
@@ -79,23 +79,6 @@ impl Outbox {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         let Queue { buf, codec } = &mut *q;
         codec.encode(frame, buf)
-    }
-
-    /// Queues one frame to be written soon without writing it now: if nobody flushes before,
-    /// the writer task does, once the current task yields. Frames queued in one go (calls
-    /// made back to back) thus share one write, and none waits for a flush that never comes.
-    pub(crate) fn queue_soon(&self, frame: Bytes) -> io::Result<()> {
-        let was_empty = {
-            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            let was_empty = q.buf.is_empty();
-            let Queue { buf, codec } = &mut *q;
-            codec.encode(frame, buf)?;
-            was_empty
-        };
-        if was_empty {
-            self.wake_writer_task.notify_one();
-        }
-        Ok(())
     }
 
     /// Bytes queued and not yet taken by a writer.

@@ -15,7 +15,7 @@
 //! per worker, only the token of its newest join; a callback whose token is no longer the
 //! current one does nothing. So a worker that re-joins over a new connection before (or
 //! after) its old one drops is not removed by the old one's drop. An applied
-//! [`Change::Removed`](crate::queue::Change::Removed) unties the worker as well, and a
+//! [`Change::Removed`] unties the worker as well, and a
 //! re-join cancels the callback of the tie it replaces, so callbacks do not pile up on a
 //! connection that a worker re-joins over again and again.
 //!

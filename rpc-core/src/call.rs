@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Sleep;
 
 use crate::connection::PendingCall;
-use crate::error::CallError;
+use crate::error::{CallError, RemoteErrorKind};
 
 type LocalCall<R> = Pin<Box<dyn Future<Output = Result<R, CallError>> + Send>>;
 
@@ -73,15 +73,24 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
         let polled = match &mut this.state {
             State::Failed(e) => Poll::Ready(Err(e.take().unwrap_or_else(polled_after_done))),
             State::Remote(pending, _) => match Pin::new(&mut *pending).poll(cx) {
-                Poll::Ready(answer) => Poll::Ready(answer.and_then(|bytes| pending.decode(&bytes))),
+                Poll::Ready(answer) => Poll::Ready(answer.and_then(|reply| pending.decode(reply))),
                 Poll::Pending => Poll::Pending,
             },
             State::Local(call) => call.as_mut().poll(cx),
             State::Done => Poll::Ready(Err(polled_after_done())),
         };
-        if polled.is_ready() {
+        if let Poll::Ready(result) = polled {
             this.state = State::Done;
-            return polled;
+            // The callee noticed the deadline first: to the caller it is the same timeout.
+            if let (Some(after), Err(CallError::Remote { kind, .. })) = (this.timeout, &result) {
+                if *kind == RemoteErrorKind::DeadlineExceeded {
+                    return Poll::Ready(Err(CallError::Timeout {
+                        what: "the call",
+                        after,
+                    }));
+                }
+            }
+            return Poll::Ready(result);
         }
         if let Some(deadline) = &mut this.deadline {
             if deadline.as_mut().poll(cx).is_ready() {

@@ -34,7 +34,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, oneshot};
-use tokio::task::AbortHandle;
 use tokio_util::codec::{Encoder, FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
@@ -42,11 +41,12 @@ use crate::call::CallFuture;
 use crate::codec;
 use crate::config::Config;
 use crate::error::{CallError, RemoteError, RemoteErrorKind};
-use crate::object::{Answer, Args, Dispatch, ObjectRef, guard_handler, run_dispatch};
+use crate::object::{Answer, Args, Dispatch, ObjectRef, Written, guard_handler, run_dispatch};
 use crate::outbox::Outbox;
 use crate::peer::Peer;
+use crate::protocol::WireRef;
 use crate::protocol::{self, Message};
-use crate::refs::{RefContext, WireRef};
+use crate::refs::{decode_with, encode_for, reference_table};
 
 /// Locks a mutex, ignoring poisoning: every critical section here leaves its data consistent.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,9 +91,22 @@ impl Closed {
     }
 }
 
+/// An answer as the reader hands it to the caller: the encoded value and its references,
+/// already resolved (see [`crate::refs`]).
+pub(crate) struct Reply {
+    payload: Bytes,
+    refs: Vec<ObjectRef>,
+}
+
+/// Why a frame could not be built.
+enum FrameError {
+    Encode(String),
+    TooLarge(usize),
+}
+
 struct Calls {
     /// Calls this side made that await their answer, by request id.
-    pending: HashMap<u64, oneshot::Sender<Result<Bytes, CallError>>>,
+    pending: HashMap<u64, oneshot::Sender<Result<Reply, CallError>>>,
     /// Set once, when the connection closes.
     closed: Option<Closed>,
 }
@@ -138,7 +151,8 @@ pub(crate) struct Shared {
     /// The peer's objects this side holds proxies of, by the peer's id.
     imports: Mutex<HashMap<u64, Weak<RemoteObject>>>,
     /// Incoming calls whose handler runs as a task, by request id.
-    running: Mutex<HashMap<u64, AbortHandle>>,
+    /// Dropping a sender cancels its handler.
+    running: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     /// Incoming calls in flight (inline or as tasks).
     in_flight: AtomicUsize,
     draining: AtomicBool,
@@ -283,13 +297,18 @@ impl Connection {
                 notified.await;
             }
         };
-        if tokio::time::timeout(grace, idle).await.is_err() {
+        let deadline = tokio::time::Instant::now() + grace;
+        if tokio::time::timeout_at(deadline, idle).await.is_err() {
             tracing::warn!(
                 peer = %shared.peer,
                 "calls still running after the {grace:?} shutdown grace period are dropped"
             );
         }
-        let _ = shared.outbox.flush();
+        // Let the last answers reach the socket before closing it (within the grace period).
+        tokio::select! {
+            _ = tokio::time::timeout_at(deadline, shared.outbox.all_written()) => {}
+            _ = shared.closed_token.cancelled() => {}
+        }
         shared.close(Closed::Local("the server shut down".into()));
     }
 
@@ -301,37 +320,34 @@ impl Connection {
         object: u64,
         method: &str,
         timeout: Option<Duration>,
-        write_args: impl FnOnce(&mut BytesMut) -> Result<(), CallError>,
+        write_args: impl FnOnce(&mut BytesMut) -> Result<(), String>,
     ) -> Result<PendingCall, CallError> {
         let shared = self.shared();
         if let Some(reason) = shared.closed_reason() {
             return Err(CallError::disconnected(reason));
         }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut frame = BytesMut::with_capacity(64);
-        let header = Message::Call {
+        let deadline_ms = timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        let header = |refs| Message::Call {
             id,
             object,
             method: Cow::Borrowed(method),
-            deadline_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            deadline_ms,
+            refs,
         };
-        codec::encode_into(&header, &mut frame).map_err(|message| CallError::Encode {
-            what: "call header",
-            message,
-        })?;
-        let limit = shared.config.max_frame_length;
-        let (written, _) = RefContext::connection(shared).encode(|| {
-            write_args(&mut frame)?;
-            if frame.len() > limit {
-                return Err(CallError::FrameTooLarge {
+        let (frame, ()) = shared
+            .encode_frame(header, write_args)
+            .map_err(|e| match e {
+                FrameError::Encode(message) => CallError::Encode {
+                    what: "arguments",
+                    message,
+                },
+                FrameError::TooLarge(size) => CallError::FrameTooLarge {
                     what: "call",
-                    size: frame.len(),
-                    limit,
-                });
-            }
-            Ok(())
-        });
-        written?;
+                    size,
+                    limit: shared.config.max_frame_length,
+                },
+            })?;
         let (tx, rx) = oneshot::channel();
         {
             let mut calls = lock(&shared.calls);
@@ -340,9 +356,11 @@ impl Connection {
             }
             calls.pending.insert(id, tx);
         }
-        // Sent on the first poll: calls made back to back (`join_all`, a pipeline) go out
-        // together in one write.
-        shared.send(frame.freeze(), false);
+        // Written on the first poll, or by the writer task once this task yields: calls made
+        // back to back (`join_all`, a pipeline) go out together in one write.
+        if let Err(e) = shared.outbox.queue_soon(frame) {
+            tracing::error!(peer = %shared.peer, "could not queue a call: {e}");
+        }
         Ok(PendingCall {
             rx,
             connection: self.clone(),
@@ -392,10 +410,7 @@ impl RemoteObject {
     {
         let timeout = timeout.or(self.connection.shared().config.default_call_timeout);
         let started = self.connection.start_call(self.id, method, timeout, |buf| {
-            codec::encode_into(args, buf).map_err(|message| CallError::Encode {
-                what: "arguments",
-                message,
-            })
+            codec::encode_into(args, buf)
         });
         match started {
             Ok(pending) => CallFuture::remote(pending, timeout),
@@ -439,7 +454,7 @@ impl Drop for RemoteObject {
 /// it is made and written out at the latest when it is first polled. Dropping it before the
 /// answer arrives sends a cancel to the callee.
 pub(crate) struct PendingCall {
-    rx: oneshot::Receiver<Result<Bytes, CallError>>,
+    rx: oneshot::Receiver<Result<Reply, CallError>>,
     connection: Connection,
     id: u64,
     sent: bool,
@@ -447,17 +462,16 @@ pub(crate) struct PendingCall {
 }
 
 impl PendingCall {
-    /// Decodes the answer (references in it resolve on this connection).
-    pub(crate) fn decode<R: DeserializeOwned>(&self, bytes: &[u8]) -> Result<R, CallError> {
-        let shared = self.connection.shared();
-        let limit = shared.config.max_frame_length;
-        let (value, _) = RefContext::connection(shared).enter(|| codec::decode(bytes, limit));
-        value.map_err(|message| CallError::Decode { message })
+    /// Decodes the answer.
+    pub(crate) fn decode<R: DeserializeOwned>(&self, reply: Reply) -> Result<R, CallError> {
+        let limit = self.connection.shared().config.max_frame_length;
+        decode_with(reply.refs, || codec::decode(&reply.payload, limit))
+            .map_err(|message| CallError::Decode { message })
     }
 }
 
 impl Future for PendingCall {
-    type Output = Result<Bytes, CallError>;
+    type Output = Result<Reply, CallError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if !self.sent {
@@ -647,6 +661,51 @@ impl Shared {
             .map(|e| Arc::clone(&e.object))
     }
 
+    /// Resolves the reference table of a frame that just arrived.
+    fn resolve(self: &Arc<Self>, table: Vec<WireRef>) -> Result<Vec<ObjectRef>, String> {
+        table
+            .into_iter()
+            .map(|wire| match wire {
+                WireRef::SenderExports(id) => Ok(self.import(id)),
+                WireRef::ReceiverExports(id) => self
+                    .exported(id)
+                    .map(ObjectRef::from_dispatch)
+                    .ok_or_else(|| {
+                        format!("the peer sent back object {id}, which this side does not export")
+                    }),
+            })
+            .collect()
+    }
+
+    /// Encodes one frame: the header `header(refs)`, then the payload `write_payload` writes.
+    /// References in the payload are exported on this connection and listed in the header;
+    /// if anything fails, those exports are undone.
+    fn encode_frame<'m, K>(
+        self: &Arc<Self>,
+        header: impl Fn(Vec<WireRef>) -> Message<'m>,
+        write_payload: impl FnOnce(&mut BytesMut) -> Result<K, String>,
+    ) -> Result<(Bytes, K), FrameError> {
+        let limit = self.config.max_frame_length;
+        encode_for(self, || {
+            let mut frame = BytesMut::with_capacity(64);
+            codec::encode_into(&header(Vec::new()), &mut frame).map_err(FrameError::Encode)?;
+            let header_len = frame.len();
+            let kept = write_payload(&mut frame).map_err(FrameError::Encode)?;
+            let table = reference_table();
+            if !table.is_empty() {
+                // Rare: rewrite the header with the table the payload produced.
+                let mut with_refs = BytesMut::with_capacity(frame.len() + 10 * table.len());
+                codec::encode_into(&header(table), &mut with_refs).map_err(FrameError::Encode)?;
+                with_refs.extend_from_slice(&frame[header_len..]);
+                frame = with_refs;
+            }
+            if frame.len() > limit {
+                return Err(FrameError::TooLarge(frame.len()));
+            }
+            Ok((frame.freeze(), kept))
+        })
+    }
+
     /// A proxy for the peer's object `id`, just received: one more reference to count.
     pub(crate) fn import(self: &Arc<Self>, id: u64) -> ObjectRef {
         if id == protocol::ROOT_OBJECT {
@@ -740,10 +799,8 @@ impl Shared {
         for (_, tx) in pending {
             let _ = tx.send(Err(CallError::disconnected(why.reason())));
         }
-        let running = std::mem::take(&mut *lock(&self.running));
-        for (_, task) in running {
-            task.abort();
-        }
+        // Dropping the senders cancels the handlers.
+        drop(std::mem::take(&mut *lock(&self.running)));
         let exports = {
             let mut exports = lock(&self.exports);
             exports.by_address.clear();
@@ -808,21 +865,26 @@ impl Shared {
                 None => {
                     // Nothing more to read right now: send the answers of this burst.
                     self.flush();
-                    let partial = !frames.read_buffer().is_empty();
                     let frame_timeout = self.config.frame_timeout;
-                    let next = async {
-                        if partial {
-                            tokio::time::timeout(frame_timeout, frames.next())
-                                .await
-                                .map_err(|_| {
-                                    Closed::Protocol(format!(
-                                        "a frame took longer than {frame_timeout:?} to arrive"
-                                    ))
-                                })
-                        } else {
-                            Ok(frames.next().await)
+                    // The frame timer starts when the first bytes of a frame are buffered,
+                    // whenever that happens during this wait.
+                    let mut stall: Option<Pin<Box<tokio::time::Sleep>>> = None;
+                    let next = std::future::poll_fn(|cx| {
+                        if let Poll::Ready(next) = frames.poll_next_unpin(cx) {
+                            return Poll::Ready(Ok(next));
                         }
-                    };
+                        if frames.read_buffer().is_empty() {
+                            return Poll::Pending;
+                        }
+                        let timer = stall
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(frame_timeout)));
+                        match timer.as_mut().poll(cx) {
+                            Poll::Ready(()) => Poll::Ready(Err(Closed::Protocol(format!(
+                                "a frame took longer than {frame_timeout:?} to arrive"
+                            )))),
+                            Poll::Pending => Poll::Pending,
+                        }
+                    });
                     tokio::select! {
                         biased;
                         _ = self.closed_token.cancelled() => return,
@@ -845,6 +907,14 @@ impl Shared {
             }
             if self.outbox.queued_len() >= 64 * 1024 {
                 self.flush();
+                // Backpressure: a peer that sends calls but does not read the answers is not
+                // read from either until its answers drain, so nothing queues without bound.
+                if self.outbox.backlog() > self.config.max_frame_length {
+                    tokio::select! {
+                        _ = self.closed_token.cancelled() => return,
+                        _ = self.outbox.all_written() => {}
+                    }
+                }
             }
         };
         self.close(why);
@@ -861,14 +931,26 @@ impl Shared {
                 object,
                 method,
                 deadline_ms,
-            } => self.incoming_call(id, object, &method, deadline_ms, payload),
-            Message::Answer { id } => self.complete(id, Ok(payload)),
+                refs,
+            } => match self.resolve(refs) {
+                Ok(refs) => {
+                    self.incoming_call(id, object, method.into_owned(), deadline_ms, payload, refs)
+                }
+                Err(message) => self.answer_error(id, RemoteErrorKind::BadArguments, message),
+            },
+            Message::Answer { id, refs } => {
+                // Resolved even when nobody waits for the answer any more, so that the
+                // references in it are counted, and released again.
+                let reply = self
+                    .resolve(refs)
+                    .map(|refs| Reply { payload, refs })
+                    .map_err(|message| CallError::Decode { message });
+                self.complete(id, reply)
+            }
             Message::Error { id, error } => self.complete(id, Err(error.into())),
             Message::Cancel { id } => {
-                let task = lock(&self.running).remove(&id);
-                if let Some(task) = task {
-                    task.abort();
-                }
+                // Dropping the sender cancels the handler.
+                drop(lock(&self.running).remove(&id));
             }
             Message::Decref { object, count } => self.release_sent(object, u64::from(count)),
             Message::Ping { nonce } => self.send_message(&Message::Pong { nonce }, false),
@@ -877,7 +959,7 @@ impl Shared {
         Ok(())
     }
 
-    fn complete(&self, id: u64, result: Result<Bytes, CallError>) {
+    fn complete(&self, id: u64, result: Result<Reply, CallError>) {
         let tx = lock(&self.calls).pending.remove(&id);
         // No entry: the caller gave up on the call (cancelled it); drop the answer.
         if let Some(tx) = tx {
@@ -889,9 +971,10 @@ impl Shared {
         self: &Arc<Self>,
         id: u64,
         object: u64,
-        method: &str,
+        method: String,
         deadline_ms: Option<u64>,
         args: Bytes,
+        refs: Vec<ObjectRef>,
     ) {
         if self.draining.load(Ordering::SeqCst) {
             return self.answer_error(
@@ -931,8 +1014,9 @@ impl Shared {
             as_task: false,
         };
         let limit = self.config.max_frame_length;
-        let (started, _) = RefContext::connection(self)
-            .enter(|| run_dispatch(target.as_ref(), method, Args::new(&args, limit)));
+        let started = decode_with(refs, || {
+            run_dispatch(target.as_ref(), &method, Args::new(&args, limit))
+        });
         let handler = match started {
             Ok(handler) => handler,
             Err(e) => return self.answer(id, Err(e), false),
@@ -955,18 +1039,34 @@ impl Shared {
         // Most handlers finish without waiting: answer them without a task switch.
         let mut cx = Context::from_waker(Waker::noop());
         if let Poll::Ready(result) = handler.as_mut().poll(&mut cx) {
+            self.answer(id, result, false);
             drop(in_flight);
-            return self.answer(id, result, false);
+            return;
         }
         in_flight.as_task = true;
         let shared = Arc::clone(self);
-        let mut running = lock(&self.running);
-        let task = tokio::spawn(async move {
-            let result = handler.await;
-            shared.answer(id, result, true);
+        // Register the cancel handle before spawning, and do not hold the lock across
+        // `spawn`: on a runtime that is shutting down, `spawn` drops the future on the spot,
+        // and `InFlight::drop` takes this lock.
+        let (cancel, cancelled) = oneshot::channel::<()>();
+        lock(&self.running).insert(id, cancel);
+        tokio::spawn(async move {
+            let result = tokio::select! {
+                biased;
+                // The sender was dropped: a Cancel from the caller, or the connection closed.
+                _ = cancelled => None,
+                // The connection closed, perhaps before the cancel handle was registered.
+                _ = shared.closed_token.cancelled() => None,
+                result = handler => Some(result),
+            };
+            // Queue the answer, free the slot, then write: a caller that sees the answer can
+            // make its next call at once, and a drain that sees no call in flight flushes it.
+            if let Some(result) = result {
+                shared.answer(id, result, false);
+            }
             drop(in_flight);
+            shared.flush();
         });
-        running.insert(id, task.abort_handle());
     }
 
     fn answer_error(self: &Arc<Self>, id: u64, kind: RemoteErrorKind, message: String) {
@@ -977,7 +1077,12 @@ impl Shared {
     fn answer(self: &Arc<Self>, id: u64, result: Result<Answer, RemoteError>, flush_now: bool) {
         let error = match result {
             Ok(answer) => match self.encode_answer(id, answer) {
-                Ok(frame) => return self.send(frame, flush_now),
+                Ok((frame, value)) => {
+                    self.send(frame, flush_now);
+                    // Dropped only now that its answer is queued (see `Answer`).
+                    drop(value);
+                    return;
+                }
                 Err(message) => RemoteError::new(RemoteErrorKind::BadAnswer, message),
             },
             Err(e) => e,
@@ -985,22 +1090,20 @@ impl Shared {
         self.send_message(&Message::Error { id, error }, flush_now);
     }
 
-    fn encode_answer(self: &Arc<Self>, id: u64, answer: Answer) -> Result<Bytes, String> {
-        let mut frame = BytesMut::with_capacity(64);
-        codec::encode_into(&Message::Answer { id }, &mut frame)?;
-        let limit = self.config.max_frame_length;
-        let (written, _) = RefContext::connection(self).encode(|| {
-            answer.write(&mut frame)?;
-            if frame.len() > limit {
-                return Err(format!(
-                    "the answer is {} bytes, over the {limit}-byte frame limit; return less \
-                     per call or raise max_frame_length on both ends",
-                    frame.len()
-                ));
-            }
-            Ok(())
-        });
-        written.map(|()| frame.freeze())
+    fn encode_answer(
+        self: &Arc<Self>,
+        id: u64,
+        answer: Answer,
+    ) -> Result<(Bytes, Written), String> {
+        self.encode_frame(|refs| Message::Answer { id, refs }, |buf| answer.write(buf))
+            .map_err(|e| match e {
+                FrameError::Encode(message) => message,
+                FrameError::TooLarge(size) => format!(
+                    "the answer is {size} bytes, over the {}-byte frame limit; return less per \
+                     call or raise max_frame_length on both ends",
+                    self.config.max_frame_length
+                ),
+            })
     }
 }
 

@@ -61,7 +61,6 @@ pub use config::Config;
 pub use error::{CallError, RemoteError, RemoteErrorKind};
 pub use object::{ObjectRef, RemoteRef};
 pub use peer::{DisconnectHook, Peer};
-pub use refs::WireRef;
 pub use rpc_derive::remote;
 pub use server::{Server, serve_connection};
 
@@ -69,6 +68,6 @@ pub use server::{Server, serve_connection};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::error::RemoteError;
-    pub use serde;
     pub use crate::object::{Answer, Args, Dispatch, HandlerFuture, no_such_method, respond};
+    pub use serde;
 }

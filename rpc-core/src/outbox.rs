@@ -9,7 +9,9 @@
 //! whose future is dropped can never leave half a frame on the wire.
 //!
 //! The reader task *defers* the flush of answers it produced itself until it has no more
-//! frames to read, so a burst of pipelined calls is answered with one write.
+//! frames to read, so a burst of pipelined calls is answered with one write. A call is queued
+//! when it is made and written when its future is first polled, or by the writer task once
+//! the calling task yields, whichever comes first: calls made back to back share a write.
 
 use std::io;
 use std::pin::Pin;
@@ -45,6 +47,8 @@ pub(crate) struct Outbox {
     queue: Mutex<Queue>,
     writer: Mutex<Writer>,
     wake_writer_task: Notify,
+    /// Notified when the writer task has written everything it was woken for.
+    written: Notify,
 }
 
 /// Outcome of an attempt to write.
@@ -66,6 +70,7 @@ impl Outbox {
                 blocked: false,
             }),
             wake_writer_task: Notify::new(),
+            written: Notify::new(),
         }
     }
 
@@ -74,6 +79,23 @@ impl Outbox {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         let Queue { buf, codec } = &mut *q;
         codec.encode(frame, buf)
+    }
+
+    /// Queues one frame to be written soon without writing it now: if nobody flushes before,
+    /// the writer task does, once the current task yields. Frames queued in one go (calls
+    /// made back to back) thus share one write, and none waits for a flush that never comes.
+    pub(crate) fn queue_soon(&self, frame: Bytes) -> io::Result<()> {
+        let was_empty = {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let was_empty = q.buf.is_empty();
+            let Queue { buf, codec } = &mut *q;
+            codec.encode(frame, buf)?;
+            was_empty
+        };
+        if was_empty {
+            self.wake_writer_task.notify_one();
+        }
+        Ok(())
     }
 
     /// Bytes queued and not yet taken by a writer.
@@ -175,6 +197,40 @@ impl Outbox {
             if let Err(e) = written.and_then(|()| self.flush()) {
                 return e;
             }
+            self.written.notify_waiters();
+        }
+    }
+
+    /// Bytes queued or taken by a writer and not yet written.
+    pub(crate) fn backlog(&self) -> usize {
+        let unwritten = self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwritten
+            .len();
+        unwritten + self.queued_len()
+    }
+
+    /// Resolves once everything queued so far has been handed to the socket (or the socket
+    /// is gone).
+    pub(crate) async fn all_written(&self) {
+        loop {
+            let notified = self.written.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.flush().is_err() {
+                return;
+            }
+            {
+                let w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+                if w.sink.is_none()
+                    || (!w.blocked && w.unwritten.is_empty() && self.queued_len() == 0)
+                {
+                    return;
+                }
+            }
+            notified.await;
         }
     }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Weak};
 use crate::connection::Shared;
 
 tokio::task_local! {
-    static CURRENT: Peer;
+    static CURRENT: Option<Peer>;
 }
 
 /// The other end of a connection. Cheap to clone; holding one does not keep the connection
@@ -38,13 +38,19 @@ impl Peer {
 
     /// Runs `fut` (a remote method handler) with `self` as [`Peer::current`].
     pub(crate) fn scope<F: Future>(self, fut: F) -> impl Future<Output = F::Output> {
-        CURRENT.scope(self, fut)
+        CURRENT.scope(Some(self), fut)
+    }
+
+    /// Runs `fut` (a call of a local object) with no [`Peer::current`], even when the caller
+    /// is a handler of a peer's call.
+    pub(crate) fn none<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(None, fut)
     }
 
     /// Inside a remote method handler: the peer that made the call. `None` elsewhere (and in
     /// calls of local objects).
     pub fn current() -> Option<Peer> {
-        CURRENT.try_with(Peer::clone).ok()
+        CURRENT.try_with(Option::clone).ok().flatten()
     }
 
     /// The peer's address (or a description of the transport).

@@ -12,6 +12,13 @@
 //! `Answer` frame then carries its payload, the bincode encoding of the argument tuple or of
 //! the return value, as the rest of the frame: payloads are neither copied nor re-encoded.
 //!
+//! **References.** An object reference inside a payload is written as a `u32` index into the
+//! `refs` table of the frame's header, whose entries are [`WireRef`]s. The receiver resolves
+//! the whole table as soon as the frame arrives, in frame order, before it reads any later
+//! frame: a reference can never be released by a later `Decref` while it is still on its way
+//! to the code that will decode it, and the references of an answer nobody waits for any
+//! more are still counted and released.
+//!
 //! The protocol is symmetric: after the handshake either side may call objects the other
 //! exported to it. Object ids resolve only in the table of the connection they were handed
 //! out on; id [`ROOT_OBJECT`] is the root object of the listener (a server's root; a client
@@ -74,11 +81,15 @@ pub enum Message<'a> {
         method: Cow<'a, str>,
         /// Milliseconds the caller will wait, counted from when the call was sent.
         deadline_ms: Option<u64>,
+        /// The references the arguments hold.
+        refs: Vec<WireRef>,
     },
     /// The call `id` returned; the frame's rest is the encoded return value.
     Answer {
         /// The request id of the call.
         id: u64,
+        /// The references the return value holds.
+        refs: Vec<WireRef>,
     },
     /// The call `id` failed at the callee.
     Error {
@@ -109,6 +120,18 @@ pub enum Message<'a> {
         /// The nonce of the `Ping`.
         nonce: u64,
     },
+}
+
+/// One entry of a frame's reference table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum WireRef {
+    /// An object the sender exports, by its id in the sender's table: the receiver gets a
+    /// proxy that calls it over this connection.
+    SenderExports(u64),
+    /// An object the receiver exported earlier, by its id in the receiver's table: it arrives
+    /// as the receiver's own object.
+    ReceiverExports(u64),
 }
 
 #[cfg(test)]

@@ -1,19 +1,18 @@
-//! How references travel: the serde side of [`ObjectRef`] and the per-connection tables of
-//! exported and imported objects.
+//! How references travel: the serde side of [`ObjectRef`].
 //!
-//! A reference is (de)serialized with a *context*: the connection the bytes are for or come
-//! from. Encoding and decoding of call arguments and answers set it (a thread-local, for the
-//! duration of that one encode or decode), so a `<Trait>Ref` inside any serde value — a `Vec`,
-//! an `Option`, a struct field — is handled wherever it sits:
+//! A reference inside an argument or a return value — a `<Trait>Ref` alone, in a `Vec`, an
+//! `Option`, a struct field — is written as an index into a *reference table* that travels
+//! beside the payload (see [`crate::protocol`]). Encoding and decoding set a context for that
+//! (a thread-local, for the duration of one encode or decode):
 //!
-//! - a **local object** sent over a connection is *exported* on it: it gets an id in that
-//!   connection's export table and travels as [`WireRef::SenderExports`]; the receiver gets a
-//!   proxy that calls back over the same connection;
-//! - a **proxy** sent back over the connection it came from travels as
-//!   [`WireRef::ReceiverExports`] and arrives as the original local object: same identity,
-//!   calls go straight to it;
-//! - a proxy of *another* connection is refused: pbrs never silently proxies between
-//!   connections.
+//! - encoding for a **connection**, a local object is *exported* on it and listed as
+//!   [`WireRef::SenderExports`]; a proxy that came from this same connection is listed as
+//!   [`WireRef::ReceiverExports`]; a proxy of another connection is refused (pbrs never
+//!   silently proxies between connections);
+//! - encoding **in process** (an untyped call of a local object), references are kept as
+//!   they are;
+//! - decoding, the table has already been resolved into `ObjectRef`s (by the connection's
+//!   reader, as the frame arrived), and an index picks one.
 //!
 //! **Lifetimes.** The exporter counts how many times it has *sent* each object; the receiver
 //! counts how many times it has *received* it into its live proxy. When the receiver's last
@@ -21,7 +20,7 @@
 //! `count`; the object is released (its `Drop` runs) only when the difference reaches zero.
 //! A reference re-sent while a decref is in flight is therefore never freed early: the
 //! exporter's count includes the re-send, the decref does not. The root object is never
-//! released. In-process calls (no connection) carry references in a side table instead.
+//! released.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -30,71 +29,79 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::connection::Shared;
 use crate::object::ObjectRef;
+use crate::protocol::WireRef;
 
-/// A reference on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum WireRef {
-    /// An object the sender exports, by its id in the sender's table.
-    SenderExports(u64),
-    /// An object the receiver exported earlier, by its id in the receiver's table.
-    ReceiverExports(u64),
-    /// Only within one process: an index into the side table of an in-process call.
-    InProcess(u32),
-}
-
-/// Where the references being encoded or decoded go to or come from.
-pub(crate) enum RefContext {
-    /// A connection; `exported` logs what this encode exported, to undo it if it fails.
-    Connection {
+/// Where the references being encoded go, or where the decoded ones come from.
+enum RefContext {
+    /// Encoding for a connection; `exported` logs what this encode exported, to undo it if
+    /// the encode fails.
+    Export {
         shared: Arc<Shared>,
+        table: Vec<WireRef>,
         exported: Vec<u64>,
     },
-    /// An in-process call: references travel as themselves.
-    InProcess { refs: Vec<ObjectRef> },
+    /// Encoding in process: references are kept as they are.
+    Collect { refs: Vec<ObjectRef> },
+    /// Decoding: the frame's table, resolved.
+    Resolve { refs: Vec<ObjectRef> },
 }
 
 thread_local! {
     static CONTEXT: RefCell<Option<RefContext>> = const { RefCell::new(None) };
 }
 
-impl RefContext {
-    pub(crate) fn connection(shared: &Arc<Shared>) -> Self {
-        RefContext::Connection {
-            shared: Arc::clone(shared),
-            exported: Vec::new(),
-        }
-    }
+/// Runs `f` with `context`; returns what `f` returned and the context.
+fn enter<R>(context: RefContext, f: impl FnOnce() -> R) -> (R, RefContext) {
+    let previous = CONTEXT.with(|c| c.borrow_mut().replace(context));
+    let result = f();
+    let context = CONTEXT
+        .with(|c| std::mem::replace(&mut *c.borrow_mut(), previous))
+        .expect("the reference context vanished during an encode");
+    (result, context)
+}
 
-    /// Runs `f` (one encode or decode) with this context; returns its result and the context.
-    pub(crate) fn enter<R>(self, f: impl FnOnce() -> R) -> (R, RefContext) {
-        let previous = CONTEXT.with(|c| c.borrow_mut().replace(self));
-        let result = f();
-        let context = CONTEXT
-            .with(|c| std::mem::replace(&mut *c.borrow_mut(), previous))
-            .expect("the reference context vanished during an encode");
-        (result, context)
-    }
-
-    /// Encodes with this context; if `encode` fails, the exports it made are undone.
-    pub(crate) fn encode<R, E>(
-        self,
-        encode: impl FnOnce() -> Result<R, E>,
-    ) -> (Result<R, E>, RefContext) {
-        let (result, context) = self.enter(encode);
-        if result.is_err() {
-            if let RefContext::Connection { shared, exported } = &context {
-                for id in exported {
-                    shared.release_sent(*id, 1);
-                }
+/// Runs `encode` (one encode for the connection `shared`). `encode` gets the reference table
+/// of what it has encoded so far from [`reference_table`]. If it fails, the exports it made
+/// are undone.
+pub(crate) fn encode_for<R, E>(
+    shared: &Arc<Shared>,
+    encode: impl FnOnce() -> Result<R, E>,
+) -> Result<R, E> {
+    let context = RefContext::Export {
+        shared: Arc::clone(shared),
+        table: Vec::new(),
+        exported: Vec::new(),
+    };
+    let (result, context) = enter(context, encode);
+    if result.is_err() {
+        if let RefContext::Export { exported, .. } = context {
+            for id in exported {
+                shared.release_sent(id, 1);
             }
         }
-        (result, context)
+    }
+    result
+}
+
+/// Inside [`encode_for`]: the reference table so far.
+pub(crate) fn reference_table() -> Vec<WireRef> {
+    CONTEXT.with(|c| match &*c.borrow() {
+        Some(RefContext::Export { table, .. }) => table.clone(),
+        _ => Vec::new(),
+    })
+}
+
+/// Runs `encode` in process; returns its result and the references it encoded.
+pub(crate) fn encode_in_process<R>(encode: impl FnOnce() -> R) -> (R, Vec<ObjectRef>) {
+    match enter(RefContext::Collect { refs: Vec::new() }, encode) {
+        (result, RefContext::Collect { refs }) => (result, refs),
+        (result, _) => (result, Vec::new()),
     }
 }
 
-fn with_context<R>(f: impl FnOnce(Option<&mut RefContext>) -> R) -> R {
-    CONTEXT.with(|c| f(c.borrow_mut().as_mut()))
+/// Runs `decode` with the resolved reference table `refs`.
+pub(crate) fn decode_with<R>(refs: Vec<ObjectRef>, decode: impl FnOnce() -> R) -> R {
+    enter(RefContext::Resolve { refs }, decode).0
 }
 
 const NO_CONTEXT: &str = "a reference can only be sent as an argument or return value of a \
@@ -102,52 +109,46 @@ const NO_CONTEXT: &str = "a reference can only be sent as an argument or return 
 
 impl Serialize for ObjectRef {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let wire = with_context(|context| match context {
-            None => Err(NO_CONTEXT.to_owned()),
-            Some(RefContext::InProcess { refs }) => {
-                refs.push(self.clone());
-                u32::try_from(refs.len() - 1)
-                    .map(WireRef::InProcess)
-                    .map_err(|_| "too many references in one call".to_owned())
-            }
-            Some(RefContext::Connection { shared, exported }) => {
-                let wire = self.to_wire(shared)?;
-                if let WireRef::SenderExports(id) = wire {
-                    exported.push(id);
+        let index = CONTEXT
+            .with(|c| match c.borrow_mut().as_mut() {
+                None | Some(RefContext::Resolve { .. }) => Err(NO_CONTEXT.to_owned()),
+                Some(RefContext::Collect { refs }) => {
+                    refs.push(self.clone());
+                    Ok(refs.len() - 1)
                 }
-                Ok(wire)
-            }
-        })
-        .map_err(serde::ser::Error::custom)?;
-        wire.serialize(serializer)
+                Some(RefContext::Export {
+                    shared,
+                    table,
+                    exported,
+                }) => {
+                    let wire = self.to_wire(shared)?;
+                    if let WireRef::SenderExports(id) = wire {
+                        exported.push(id);
+                    }
+                    table.push(wire);
+                    Ok(table.len() - 1)
+                }
+            })
+            .map_err(serde::ser::Error::custom)?;
+        u32::try_from(index)
+            .map_err(|_| serde::ser::Error::custom("too many references in one message"))?
+            .serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for ObjectRef {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let wire = WireRef::deserialize(deserializer)?;
-        with_context(|context| match (context, wire) {
-            (None, _) => Err(NO_CONTEXT.to_owned()),
-            (Some(RefContext::InProcess { refs }), WireRef::InProcess(i)) => refs
-                .get(i as usize)
-                .cloned()
-                .ok_or_else(|| format!("no reference {i} in this in-process call")),
-            (Some(RefContext::InProcess { .. }), other) => {
-                Err(format!("{other:?} is not valid in an in-process call"))
-            }
-            (Some(RefContext::Connection { shared, .. }), WireRef::SenderExports(id)) => {
-                Ok(shared.import(id))
-            }
-            (Some(RefContext::Connection { shared, .. }), WireRef::ReceiverExports(id)) => shared
-                .exported(id)
-                .map(ObjectRef::from_dispatch)
-                .ok_or_else(|| {
-                    format!("the peer sent back object {id}, which this side does not export")
+        let index = u32::deserialize(deserializer)? as usize;
+        CONTEXT
+            .with(|c| match &*c.borrow() {
+                Some(RefContext::Resolve { refs }) => refs.get(index).cloned().ok_or_else(|| {
+                    format!(
+                        "reference {index} is not in the message's table of {}",
+                        refs.len()
+                    )
                 }),
-            (Some(RefContext::Connection { .. }), WireRef::InProcess(_)) => {
-                Err("the peer sent an in-process reference".to_owned())
-            }
-        })
-        .map_err(serde::de::Error::custom)
+                _ => Err(NO_CONTEXT.to_owned()),
+            })
+            .map_err(serde::de::Error::custom)
     }
 }

@@ -47,8 +47,15 @@
 //!   without the prefix (`calculate`, `ping`), with the same arguments, returning an
 //!   `rpc_core::CallFuture<T>` that resolves to `Result<T, rpc_core::CallError>`.
 //!   `CalculatorRef::new(object)` and `CalculatorRef::from_arc(arc)` wrap a local
-//!   implementation; it also implements `rpc_core::RemoteRef`, which is how `rpc_core` hands
-//!   out references to objects that live in a peer.
+//!   implementation, and calls through such a reference run it directly, without encoding
+//!   anything (PB's `LocalAsRemote`). `with_timeout(duration)` gives the same reference with
+//!   a deadline on each call. It also implements `rpc_core::RemoteRef`, which is how
+//!   `rpc_core` hands out references to objects that live in a peer.
+//! - **Serde support for `CalculatorRef`**: a reference can be an argument or return value of
+//!   a remote method, also inside a `Vec`, an `Option` or a struct, and travels *by
+//!   reference*. A local object passed or returned is exported on that connection and the
+//!   peer gets a reference that calls back over it; a reference sent back over the
+//!   connection it came from arrives as the original object.
 //! - A private dispatcher that decodes a call's arguments and runs the matching `remote_*`
 //!   method. It knows only the remote methods.
 //!

@@ -27,7 +27,14 @@ const TAKEN: &[(&str, &str)] = &[
         "from_arc",
         "`#[remote]` generates it to wrap a local object",
     ),
+    (
+        "with_timeout",
+        "`#[remote]` generates it to set a deadline on calls",
+    ),
     ("object", "it comes from `rpc_core::RemoteRef`"),
+    ("peer", "it comes from `rpc_core::RemoteRef`"),
+    ("is_local", "it comes from `rpc_core::RemoteRef`"),
+    ("same_object", "it comes from `rpc_core::RemoteRef`"),
     ("from_object", "it comes from `rpc_core::RemoteRef`"),
     ("clone", "a proxy method would hide `Clone::clone`"),
     (

@@ -74,12 +74,28 @@ pub trait Inventory: Named {
     /// Old.
     #[deprecated = "use remote_add"]
     async fn remote_old(&self) -> u8;
+    /// References as arguments and results, alone and inside other types.
+    async fn remote_link(
+        &self,
+        other: InventoryRef,
+        more: Option<Vec<InventoryRef>>,
+        pair: Pair,
+    ) -> (Vec<InventoryRef>, Pair);
     /// Not remote: kept as is, never callable by peers.
     fn helper(&self) -> u32 {
         1
     }
     /// Not remote, no default.
     fn local_only(&self) -> String;
+}
+
+/// A struct holding a reference.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pair {
+    /// A reference.
+    pub left: InventoryRef,
+    /// A number.
+    pub right: u8,
 }
 
 /// The implementation.
@@ -140,6 +156,16 @@ impl Inventory for Store {
     async fn remote_old(&self) -> u8 {
         9
     }
+    async fn remote_link(
+        &self,
+        other: InventoryRef,
+        more: Option<Vec<InventoryRef>>,
+        pair: Pair,
+    ) -> (Vec<InventoryRef>, Pair) {
+        let mut all = vec![other];
+        all.extend(more.unwrap_or_default());
+        (all, pair)
+    }
     fn local_only(&self) -> String {
         "local".into()
     }
@@ -150,6 +176,8 @@ impl Inventory for Store {
 pub(crate) trait Counter {
     /// Next value.
     async fn remote_next(&self) -> u64;
+    /// A crate-private reference in and out.
+    async fn remote_pass(&self, other: CounterRef) -> Option<CounterRef>;
 }
 
 mod private {
@@ -159,6 +187,27 @@ mod private {
     #[remote]
     trait Unused {
         async fn remote_nothing(&self, x: u8) -> u8;
+        async fn remote_again(&self, me: UnusedRef) -> Vec<UnusedRef>;
+    }
+
+    /// A private trait that is used, with a private reference in and out.
+    #[remote]
+    trait Secret {
+        async fn remote_tell(&self, other: Option<SecretRef>) -> Option<SecretRef>;
+    }
+
+    struct Keeper;
+
+    impl Secret for Keeper {
+        async fn remote_tell(&self, other: Option<SecretRef>) -> Option<SecretRef> {
+            other
+        }
+    }
+
+    pub(crate) async fn secret() {
+        let keeper = SecretRef::new(Keeper);
+        let back = keeper.tell(Some(keeper.clone())).await.unwrap().unwrap();
+        assert!(rpc_core::RemoteRef::same_object(&back, &keeper));
     }
 
     /// A trait without remote methods: a reference that can be passed around but not called.
@@ -177,6 +226,9 @@ struct One;
 impl Counter for One {
     async fn remote_next(&self) -> u64 {
         1
+    }
+    async fn remote_pass(&self, other: CounterRef) -> Option<CounterRef> {
+        Some(other)
     }
 }
 
@@ -247,11 +299,48 @@ pub(crate) async fn exercise() {
     assert_eq!(<CounterRef as RemoteRef>::INTERFACE, "Counter");
 
     let _handle = private::handle();
+    private::secret().await;
+
+    // References in and out, directly and through the encoded in-process path.
+    let other = InventoryRef::new(Store);
+    let pair = Pair {
+        left: store.clone(),
+        right: 3,
+    };
+    let (all, pair) = store
+        .link(other.clone(), Some(vec![store.clone()]), pair)
+        .await
+        .unwrap();
+    assert!(all[0].same_object(&other) && all[1].same_object(&store));
+    assert!(pair.left.same_object(&store) && pair.right == 3);
+    let (all, _): (Vec<InventoryRef>, Pair) = store
+        .object()
+        .call_remote(
+            "link",
+            (
+                other.clone(),
+                None::<Vec<InventoryRef>>,
+                Pair {
+                    left: other.clone(),
+                    right: 0,
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(all.len() == 1 && all[0].same_object(&other));
+    let passed = counter.pass(counter.clone()).await.unwrap().unwrap();
+    assert!(passed.same_object(&counter) && passed.is_local() && passed.peer().is_none());
+    let timed = store.with_timeout(std::time::Duration::from_secs(60));
+    assert_eq!(timed.echo("t".into()).await.unwrap(), "t");
+    let timed = RemoteRef::with_timeout(&counter, std::time::Duration::from_secs(60));
+    assert_eq!(timed.next().await.unwrap(), 1);
 }
 
 #[allow(dead_code)] // only used when this file is compiled as a program by trybuild
 pub(crate) fn main() {
     tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap()
         .block_on(exercise());

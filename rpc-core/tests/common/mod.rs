@@ -1,0 +1,451 @@
+//! Shared test helpers: the test trait `Calculator`, its implementation `Calc` with a `Probe` that reports what handlers do,
+//! a server that is always stopped, and a raw-socket peer that speaks the wire protocol by hand.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use rpc_core::protocol::{MAGIC, Message, PROTOCOL_VERSION};
+use rpc_core::{CallError, Client, Config, RemoteErrorKind, Server, remote};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// How long any single expected event may take on a loaded machine.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Awaits `fut`, failing the test if it takes longer than [`PATIENCE`].
+pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(PATIENCE, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {PATIENCE:?} waiting for {what}"),
+    }
+}
+
+/// Asserts that `result` is a remote error of `kind`.
+#[track_caller]
+pub fn assert_remote<T: std::fmt::Debug>(result: Result<T, CallError>, kind: RemoteErrorKind) {
+    match result {
+        Err(CallError::Remote { kind: k, .. }) if k == kind => {}
+        other => panic!("expected a remote {kind:?} error, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test trait.
+// ---------------------------------------------------------------------------------------------
+
+/// The calculator of the seed, plus hooks for tests.
+#[remote]
+pub trait Calculator {
+    /// `(a + b, worker id)`.
+    async fn remote_calculate(&self, a: i64, b: i64) -> (i64, u32);
+    /// Returns `value` after `delay_ms` milliseconds (after one yield when 0).
+    async fn remote_echo_after(&self, value: u64, delay_ms: u64) -> u64;
+    /// Reports `Started(tag)`, waits until the gate opens, reports `Finished(tag)`, returns
+    /// `tag`; reports `Dropped(tag)` if dropped before finishing.
+    async fn remote_wait(&self, tag: u64) -> u64;
+    /// Like `wait`, then returns `len` bytes.
+    async fn remote_wait_then_blob(&self, tag: u64, len: u32) -> Vec<u8>;
+    /// Panics (after one yield if `after_await`).
+    async fn remote_panic(&self, after_await: bool);
+    /// The length of `data`.
+    async fn remote_size(&self, data: Vec<u8>) -> usize;
+    /// `len` bytes.
+    async fn remote_blob(&self, len: u32) -> Vec<u8>;
+    /// Reports `tag` on a synchronous channel on its first poll and, if `block`, blocks its
+    /// thread until released; then behaves like `wait`.
+    async fn remote_block_first_poll(&self, tag: u64, block: bool) -> u64;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The implementation and its probe.
+// ---------------------------------------------------------------------------------------------
+
+/// What a `wait` handler did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Started(u64),
+    Finished(u64),
+    Dropped(u64),
+}
+
+/// The test's side of a [`Calc`]: its events and the gate its `wait` handlers wait on.
+pub struct Probe {
+    events: mpsc::UnboundedReceiver<Event>,
+    gate: Arc<watch::Sender<bool>>,
+    sync_events: std::sync::mpsc::Receiver<u64>,
+    released: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Probe {
+    /// The next event.
+    pub async fn next(&mut self) -> Event {
+        within("a handler event", self.events.recv())
+            .await
+            .expect("every Calc is gone")
+    }
+
+    /// Waits for `Started` of `n` handlers (in any order) and returns their tags.
+    pub async fn started(&mut self, n: usize) -> Vec<u64> {
+        let mut tags = Vec::new();
+        while tags.len() < n {
+            match self.next().await {
+                Event::Started(t) => tags.push(t),
+                other => panic!("expected Started, got {other:?}"),
+            }
+        }
+        tags.sort_unstable();
+        tags
+    }
+
+    /// Lets every `wait` handler, running or future, finish.
+    pub fn open_gate(&self) {
+        self.gate.send_replace(true);
+    }
+
+    /// Blocks the thread until a `block_first_poll` handler reports its tag, or for at most
+    /// [`PATIENCE`]; for tests that run no async code on this thread.
+    pub fn blocking_first_poll(&self) -> Option<u64> {
+        self.sync_events.recv_timeout(PATIENCE).ok()
+    }
+
+    /// Unblocks every `block_first_poll` handler, running or future.
+    pub fn release_blocked(&self) {
+        let (released, changed) = &*self.released;
+        *released.lock().unwrap() = true;
+        changed.notify_all();
+    }
+}
+
+/// A calculator with worker id `id`.
+pub struct Calc {
+    pub id: u32,
+    events: mpsc::UnboundedSender<Event>,
+    gate: Arc<watch::Sender<bool>>,
+    sync_events: std::sync::mpsc::Sender<u64>,
+    released: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Calc {
+    pub fn new(id: u32) -> (Calc, Probe) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let gate = Arc::new(watch::Sender::new(false));
+        let (sync_tx, sync_rx) = std::sync::mpsc::channel();
+        let released = Arc::new((Mutex::new(false), Condvar::new()));
+        (
+            Calc {
+                id,
+                events: tx,
+                gate: Arc::clone(&gate),
+                sync_events: sync_tx,
+                released: Arc::clone(&released),
+            },
+            Probe {
+                events: rx,
+                gate,
+                sync_events: sync_rx,
+                released,
+            },
+        )
+    }
+
+    /// A proxy to a new local calculator.
+    pub fn root(id: u32) -> (CalculatorRef, Probe) {
+        let (calc, probe) = Calc::new(id);
+        (CalculatorRef::new(calc), probe)
+    }
+}
+
+/// Reports `Dropped` unless disarmed.
+struct DropSignal {
+    tag: u64,
+    events: mpsc::UnboundedSender<Event>,
+    armed: bool,
+}
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.events.send(Event::Dropped(self.tag));
+        }
+    }
+}
+
+impl Calculator for Calc {
+    async fn remote_calculate(&self, a: i64, b: i64) -> (i64, u32) {
+        (a + b, self.id)
+    }
+
+    async fn remote_echo_after(&self, value: u64, delay_ms: u64) -> u64 {
+        if delay_ms == 0 {
+            tokio::task::yield_now().await;
+        } else {
+            // The handler's "work", not synchronisation.
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        }
+        value
+    }
+
+    async fn remote_wait(&self, tag: u64) -> u64 {
+        let mut signal = DropSignal {
+            tag,
+            events: self.events.clone(),
+            armed: true,
+        };
+        let mut gate = self.gate.subscribe();
+        let _ = self.events.send(Event::Started(tag));
+        let _ = gate.wait_for(|open| *open).await;
+        signal.armed = false;
+        let _ = self.events.send(Event::Finished(tag));
+        tag
+    }
+
+    async fn remote_wait_then_blob(&self, tag: u64, len: u32) -> Vec<u8> {
+        self.remote_wait(tag).await;
+        vec![0xAB; len as usize]
+    }
+
+    async fn remote_panic(&self, after_await: bool) {
+        if after_await {
+            tokio::task::yield_now().await;
+        }
+        panic!("this handler panics on purpose");
+    }
+
+    async fn remote_size(&self, data: Vec<u8>) -> usize {
+        data.len()
+    }
+
+    async fn remote_blob(&self, len: u32) -> Vec<u8> {
+        vec![0xAB; len as usize]
+    }
+
+    async fn remote_block_first_poll(&self, tag: u64, block: bool) -> u64 {
+        let _ = self.sync_events.send(tag);
+        if block {
+            // Blocks this runtime thread on purpose: the test controls what happens meanwhile.
+            let (released, changed) = &*self.released;
+            let guard = released.lock().unwrap();
+            let _ = changed.wait_timeout_while(guard, PATIENCE, |released| !*released);
+        }
+        self.remote_wait(tag).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers and clients.
+// ---------------------------------------------------------------------------------------------
+
+/// A server on `127.0.0.1:0` running in a task; stopped by [`TestServer::stop`], or aborted
+/// when dropped (a failing test).
+pub struct TestServer {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(root: CalculatorRef, config: Config) -> TestServer {
+        let server = Server::bind("127.0.0.1:0", root)
+            .await
+            .expect("bind 127.0.0.1:0")
+            .with_config(config);
+        let addr = server.local_addr();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run_until(async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// A server of a new `Calc` with id `id` and the default config.
+    pub async fn calc(id: u32) -> (TestServer, Probe) {
+        TestServer::calc_with(id, Config::default()).await
+    }
+
+    pub async fn calc_with(id: u32, config: Config) -> (TestServer, Probe) {
+        let (root, probe) = Calc::root(id);
+        (TestServer::start(root, config).await, probe)
+    }
+
+    /// Begins the graceful shutdown; returns the task running `run_until`.
+    pub fn begin_shutdown(&mut self) -> JoinHandle<()> {
+        let _ = self.shutdown.take().expect("shut down twice").send(());
+        self.task.take().expect("shut down twice")
+    }
+
+    /// Kills the server at once (its task aborted, every connection dropped); returns the task.
+    pub fn begin_shutdown_abruptly(&mut self) -> JoinHandle<()> {
+        let task = self.task.take().expect("shut down twice");
+        task.abort();
+        task
+    }
+
+    /// Shuts down gracefully and waits for `run_until` to return.
+    pub async fn stop(mut self) {
+        let task = self.begin_shutdown();
+        within("run_until to return", task)
+            .await
+            .expect("the server task failed");
+    }
+
+    /// A connected client with the default config and its root proxy.
+    pub async fn client(&self) -> (Client, CalculatorRef) {
+        let client = within("connect", Client::connect(self.addr))
+            .await
+            .expect("connect");
+        let root = client.root().await.expect("root");
+        (client, root)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Asserts that `calc` answers a call correctly.
+pub async fn assert_serves(calc: &CalculatorRef, id: u32) {
+    let answer = within("a call", calc.calculate(20, 22)).await;
+    assert_eq!(answer.expect("the call failed"), (42, id));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The wire protocol by hand.
+// ---------------------------------------------------------------------------------------------
+
+/// A hello frame payload with `version`.
+pub fn hello_payload(version: u16) -> [u8; 8] {
+    let v = version.to_be_bytes();
+    [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], v[0], v[1], 0, 0]
+}
+
+/// `payload` with its 4-byte big-endian length in front.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// bincode 2, standard configuration: what pbrs puts on the wire.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("encode")
+}
+
+/// The payload of a call frame: the `Call` header and the encoded argument tuple.
+pub fn call_payload<A: Serialize>(id: u64, object: u64, method: &str, args: A) -> Vec<u8> {
+    let mut payload = encode(&Message::Call {
+        id,
+        object,
+        method: method.into(),
+        deadline_ms: None,
+        refs: Vec::new(),
+    });
+    payload.extend_from_slice(&encode(&args));
+    payload
+}
+
+/// Splits a frame payload into its message header and the rest.
+pub fn decode_message(payload: &[u8]) -> (Message<'static>, Vec<u8>) {
+    let (message, used): (Message<'static>, usize) = bincode::serde::decode_from_slice(
+        payload,
+        bincode::config::standard().with_limit::<{ 1 << 20 }>(),
+    )
+    .expect("decode a message");
+    (message, payload[used..].to_vec())
+}
+
+pub fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
+    let (value, used): (T, usize) = bincode::serde::decode_from_slice(
+        bytes,
+        bincode::config::standard().with_limit::<{ 1 << 20 }>(),
+    )
+    .expect("decode a value");
+    assert_eq!(used, bytes.len(), "trailing bytes after the value");
+    value
+}
+
+/// A TCP peer that writes whatever bytes the test wants.
+pub struct RawPeer {
+    pub stream: TcpStream,
+}
+
+impl RawPeer {
+    pub async fn connect(addr: SocketAddr) -> RawPeer {
+        let stream = within("raw connect", TcpStream::connect(addr))
+            .await
+            .expect("raw connect");
+        RawPeer { stream }
+    }
+
+    /// Connects and exchanges valid hellos.
+    pub async fn handshaken(addr: SocketAddr) -> RawPeer {
+        let mut peer = RawPeer::connect(addr).await;
+        peer.send(&frame(&hello_payload(PROTOCOL_VERSION))).await;
+        let hello = peer.read_frame().await;
+        assert_eq!(hello, hello_payload(PROTOCOL_VERSION), "the server's hello");
+        peer
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        within("a raw write", self.stream.write_all(bytes))
+            .await
+            .expect("raw write");
+    }
+
+    /// Reads one frame's payload.
+    pub async fn read_frame(&mut self) -> Vec<u8> {
+        within("a frame from the server", async {
+            let len = self.stream.read_u32().await.expect("read a frame length");
+            let mut payload = vec![0; len as usize];
+            self.stream
+                .read_exact(&mut payload)
+                .await
+                .expect("read a frame payload");
+            payload
+        })
+        .await
+    }
+
+    /// Sends a call and reads the message that answers it.
+    pub async fn call<A: Serialize>(
+        &mut self,
+        id: u64,
+        object: u64,
+        method: &str,
+        args: A,
+    ) -> (Message<'static>, Vec<u8>) {
+        self.send(&frame(&call_payload(id, object, method, args)))
+            .await;
+        decode_message(&self.read_frame().await)
+    }
+
+    /// Waits until the server closes the connection (EOF or reset); returns what it sent
+    /// meanwhile.
+    pub async fn expect_closed(&mut self) -> Vec<u8> {
+        within("the server to close the connection", async {
+            let mut received = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                match self.stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return received,
+                    Ok(n) => received.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await
+    }
+}

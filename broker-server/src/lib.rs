@@ -1,4 +1,58 @@
-//! The broker: worker queue, the `Broker` remote trait and its service (built in its own issue).
+//! # broker-server: which worker should take the next piece of work?
+//!
+//! The broker sits between the front ends of a distributed job and its workers. Workers
+//! [`join`](BrokerRef::join) it over their own connection; a scheduler (or the workers
+//! themselves) [`publish`](BrokerRef::publish)es their capacity and load; front ends ask for
+//! the [`next_worker`](BrokerRef::next_worker) and get the most able one. A worker whose
+//! connection drops leaves the queue at once.
+//!
+//! The pieces, each in its module:
+//! - [`queue`]: the worker queue, no I/O — what "most able" means, sequence numbers and
+//!   tombstones, O(log n) operations;
+//! - [`broker`]: the [`Broker`] remote trait, the contract clients program against;
+//! - [`service`]: [`BrokerService`], the implementation: the queue behind a mutex, and the
+//!   ties between workers and their connections;
+//! - [`server`]: [`run`] a broker on a listener until a shutdown future resolves, or
+//!   [`spawn`] one in the background of a program.
+//!
+//! The `broker-server` binary is [`run`] behind a command line: `broker-server --listen
+//! 127.0.0.1:8990` (see `broker-server --help`).
+//!
+//! ```
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use broker_server::BrokerRef;
+//! use broker_server::queue::{Change, WorkerId, WorkerUpdate};
+//! use rpc_core::Client;
+//!
+//! let running = broker_server::spawn("127.0.0.1:0").await?;
+//!
+//! // A worker joins over its own connection...
+//! let worker = Client::connect(running.local_addr()).await?;
+//! let update = WorkerUpdate {
+//!     worker: WorkerId::from("w1"),
+//!     seq: 1,
+//!     change: Change::Added { addr: "127.0.0.1:8992".into(), capacity: 2, load: 0 },
+//! };
+//! worker.root::<BrokerRef>().await?.join(update).await?;
+//!
+//! // ...and a front end asks where to send work.
+//! let front_end: BrokerRef = Client::connect(running.local_addr()).await?.root().await?;
+//! let next = front_end.next_worker().await?.expect("w1 is queued");
+//! assert_eq!(next.addr, "127.0.0.1:8992");
+//!
+//! // When the worker's connection drops, it leaves the queue.
+//! worker.close();
+//! # let mut left = running.service().subscribe();
+//! # while !running.service().is_empty() { left.recv().await?; }
+//! running.shutdown().await;
+//! # Ok(()) }
+//! ```
 
+pub mod broker;
 pub mod queue;
+pub mod server;
 pub mod service;
+
+pub use broker::{Broker, BrokerRef};
+pub use server::{RunningBroker, bind, run, run_service, shutdown_signal, spawn, spawn_on};
+pub use service::{BrokerService, WorkerEvent};

@@ -1,33 +1,441 @@
-//! The broker's remote interface, [`Broker`]: what front ends, workers and schedulers call.
+//! [`BrokerService`]: the [`Broker`] a broker serves, a [`WorkerQueue`] behind a mutex plus
+//! the ties between workers and the connections they joined over.
 //!
-//! The service behind it is built in its own module; this file fixes the contract.
+//! # Joins and connection drops
+//!
+//! A worker [`join`](Broker::remote_join)s over its own connection. The service applies the
+//! update to the queue and, if the worker is now queued, *ties* it to that connection: it
+//! registers a disconnect callback ([`Peer::on_disconnect`]) that takes the worker out of the
+//! queue ([`WorkerQueue::remove`]) the moment the connection drops. No polling, no timeout: a
+//! worker that is killed is gone from the queue as soon as the broker's side of its TCP
+//! connection notices (at once for a process that dies; after the keepalive timeout for a
+//! host that vanishes).
+//!
+//! Each tie carries a *join token*, a number that goes up with every join. The service keeps,
+//! per worker, only the token of its newest join; a callback whose token is no longer the
+//! current one does nothing. So a worker that re-joins over a new connection before (or
+//! after) its old one drops is not removed by the old one's drop. An applied
+//! [`Change::Removed`] unties the worker as well, and a
+//! re-join cancels the callback of the tie it replaces, so callbacks do not pile up on a
+//! connection that a worker re-joins over again and again.
+//!
+//! A join made in process (through a [`BrokerRef`](crate::BrokerRef) of a local service, not
+//! over a connection) has no connection to tie the worker to: it is queued like a
+//! [`publish`](Broker::remote_publish)ed worker, until a `Removed` update removes it.
+//!
+//! # Locking
+//!
+//! Every operation takes the one [`std::sync::Mutex`] for an O(log n) queue operation and a
+//! hash-map lookup, never across an `.await` and never while calling into rpc-core (the
+//! disconnect callback of a connection that is already closed runs at once, inside
+//! [`Peer::on_disconnect`], and takes the lock itself).
+//!
+//! # Watching it
+//!
+//! Joins and leaves are logged with `tracing` (info level; ignored drops and updates at debug,
+//! hand-outs at trace). In process, [`BrokerService::subscribe`] gives the same as a stream of
+//! [`WorkerEvent`]s, for tests, metrics, or a program that embeds the broker.
 
-use rpc_core::remote;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use crate::queue::{Applied, Assignment, WorkerState, WorkerUpdate};
+use rpc_core::{DisconnectHook, Peer};
+use tokio::sync::broadcast;
 
-/// The root object of a broker.
+use crate::broker::Broker;
+use crate::queue::{Applied, Assignment, Change, WorkerId, WorkerQueue, WorkerState, WorkerUpdate};
+
+/// How many [`WorkerEvent`]s a slow subscriber may fall behind before it misses some.
+const EVENT_BUFFER: usize = 1024;
+
+/// The broker's service: implements [`Broker`] over a [`WorkerQueue`]. See the
+/// [module docs](self).
 ///
-/// - A **front end** asks for [`next_worker`](BrokerRef::next_worker): the head of the queue
-///   of most able workers, counted against its spare capacity so that back-to-back requests
-///   spread.
-/// - A **worker** [`join`](BrokerRef::join)s over its own connection; it leaves the queue the
-///   moment that connection drops.
-/// - A **scheduler** (or the worker itself) [`publish`](BrokerRef::publish)es updates: worker
-///   added, capacity and load changed, worker removed. Each carries a sequence number; one not
-///   newer than the last applied for that worker is ignored.
-#[remote]
-pub trait Broker {
-    /// The most able worker (id and address), or `None` when no worker is queued.
-    async fn remote_next_worker(&self) -> Option<Assignment>;
+/// Cheap to clone: clones share one queue. Serve it with
+/// `Server::bind(addr, BrokerRef::new(service.clone()))` (or [`crate::run_service`]), and keep
+/// a clone to look at the queue or [`subscribe`](BrokerService::subscribe) in process.
+#[derive(Clone, Debug, Default)]
+pub struct BrokerService {
+    inner: Arc<Inner>,
+}
 
-    /// Applies a scheduler update about a worker.
-    async fn remote_publish(&self, update: WorkerUpdate) -> Applied;
+#[derive(Debug)]
+struct Inner {
+    state: Mutex<State>,
+    events: broadcast::Sender<WorkerEvent>,
+}
 
-    /// Applies `update` (normally [`Change::Added`](crate::queue::Change::Added)) and ties the
-    /// worker to the calling connection: when it drops, the worker leaves the queue at once.
-    async fn remote_join(&self, update: WorkerUpdate) -> Applied;
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            state: Mutex::default(),
+            events: broadcast::channel(EVENT_BUFFER).0,
+        }
+    }
+}
 
-    /// Every queued worker with its state, most able first.
-    async fn remote_workers(&self) -> Vec<WorkerState>;
+#[derive(Debug, Default)]
+struct State {
+    queue: WorkerQueue,
+    /// The joined workers that are queued, with the token of their newest join.
+    ties: HashMap<WorkerId, Tie>,
+    /// The last join token given out.
+    last_token: u64,
+}
+
+#[derive(Debug)]
+struct Tie {
+    token: u64,
+    /// The disconnect callback, to cancel when the tie is replaced or undone. `None` for the
+    /// moment between the join and the callback's registration.
+    hook: Option<DisconnectHook>,
+}
+
+/// Something that happened to a worker's tie to a connection, as seen by
+/// [`BrokerService::subscribe`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WorkerEvent {
+    /// A worker joined over a connection and is now tied to it.
+    Joined {
+        /// The worker.
+        worker: WorkerId,
+        /// The connection's peer address.
+        peer: String,
+    },
+    /// A worker's connection dropped and the worker left the queue.
+    Left {
+        /// The worker.
+        worker: WorkerId,
+        /// Why the connection closed.
+        reason: String,
+    },
+    /// A connection a worker had joined over dropped, but the worker had re-joined since (or
+    /// had been removed by an update): the queue was left as it was.
+    DisconnectIgnored {
+        /// The worker.
+        worker: WorkerId,
+    },
+}
+
+/// Locks the state. A panic while it was held (an invariant of the queue broken) is not a
+/// reason to stop serving the other calls, so poisoning is ignored.
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl BrokerService {
+    /// A service with an empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Hands out the most able worker (see [`WorkerQueue::next`]); `None` when no worker is
+    /// queued.
+    pub fn next_worker(&self) -> Option<Assignment> {
+        let assignment = lock(&self.inner.state).queue.next();
+        match &assignment {
+            Some(a) => tracing::trace!(worker = %a.worker, addr = %a.addr, "handed out"),
+            None => tracing::trace!("no worker to hand out"),
+        }
+        assignment
+    }
+
+    /// Applies a scheduler update (see [`WorkerQueue::update`]). An applied
+    /// [`Change::Removed`] also unties the worker from the connection it joined over.
+    pub fn publish(&self, update: WorkerUpdate) -> Applied {
+        let worker = update.worker.clone();
+        let seq = update.seq;
+        let added_addr = match &update.change {
+            Change::Added { addr, .. } => Some(addr.clone()),
+            _ => None,
+        };
+        let (applied, untied) = {
+            let mut state = lock(&self.inner.state);
+            let applied = state.queue.update(update);
+            let untied = match applied {
+                Applied::Removed { .. } => state.ties.remove(&worker),
+                _ => None,
+            };
+            (applied, untied)
+        };
+        cancel(untied);
+        match applied {
+            Applied::Added | Applied::Replaced => {
+                let addr = added_addr.unwrap_or_default();
+                tracing::info!(%worker, seq, %addr, outcome = ?applied, "worker added by update");
+            }
+            Applied::Removed { was_queued } => {
+                tracing::info!(%worker, seq, was_queued, "worker removed by update");
+            }
+            _ => tracing::debug!(%worker, seq, outcome = ?applied, "update"),
+        }
+        applied
+    }
+
+    /// Applies `update` and, when `peer` is given and the worker is queued afterwards, ties the
+    /// worker to that connection: when it drops, the worker leaves the queue, unless it has
+    /// joined again since. This is what [`Broker::remote_join`] does with the calling
+    /// connection ([`Peer::current`]).
+    ///
+    /// Any earlier tie of the worker is undone, whatever `peer` is: the newest join decides.
+    pub fn join(&self, update: WorkerUpdate, peer: Option<&Peer>) -> Applied {
+        let worker = update.worker.clone();
+        let seq = update.seq;
+        let addr = match &update.change {
+            Change::Added { addr, .. } => addr.clone(),
+            _ => String::new(),
+        };
+        let (applied, token, replaced) = {
+            let mut state = lock(&self.inner.state);
+            let applied = state.queue.update(update);
+            match applied {
+                Applied::Added | Applied::Replaced => {
+                    let replaced = state.ties.remove(&worker);
+                    let token = peer.map(|_| {
+                        state.last_token += 1;
+                        let token = state.last_token;
+                        state.ties.insert(worker.clone(), Tie { token, hook: None });
+                        token
+                    });
+                    (applied, token, replaced)
+                }
+                Applied::Removed { .. } => (applied, None, state.ties.remove(&worker)),
+                _ => (applied, None, None),
+            }
+        };
+        cancel(replaced);
+        let (Some(token), Some(peer)) = (token, peer) else {
+            match applied {
+                Applied::Added | Applied::Replaced => {
+                    tracing::info!(%worker, seq, %addr, "worker joined in process (not tied to a connection)");
+                }
+                _ => tracing::debug!(%worker, seq, outcome = ?applied, "join not applied"),
+            }
+            return applied;
+        };
+        tracing::info!(%worker, seq, %addr, peer = %peer.addr(), outcome = ?applied, "worker joined");
+        let _ = self.inner.events.send(WorkerEvent::Joined {
+            worker: worker.clone(),
+            peer: peer.addr().to_owned(),
+        });
+        // Outside the lock: on a connection that is already closed, the callback runs at once,
+        // right here, and takes the lock itself.
+        let inner = Arc::downgrade(&self.inner);
+        let dropped = worker.clone();
+        let hook = peer.on_disconnect(move |reason| disconnected(&inner, &dropped, token, reason));
+        let mut state = lock(&self.inner.state);
+        match state.ties.get_mut(&worker) {
+            Some(tie) if tie.token == token => tie.hook = Some(hook),
+            // Already dropped, re-joined or removed in the meantime: the callback is spent or
+            // would do nothing.
+            _ => {
+                drop(state);
+                hook.cancel();
+            }
+        }
+        applied
+    }
+
+    /// Every queued worker with its state, most able first. O(n).
+    pub fn workers(&self) -> Vec<WorkerState> {
+        lock(&self.inner.state).queue.list()
+    }
+
+    /// The number of queued workers.
+    pub fn len(&self) -> usize {
+        lock(&self.inner.state).queue.len()
+    }
+
+    /// Whether no worker is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The [`WorkerEvent`]s from now on: joins, and drops of the connections workers joined
+    /// over. A receiver that falls more than 1024 events behind misses the oldest ones
+    /// ([`broadcast::error::RecvError::Lagged`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<WorkerEvent> {
+        self.inner.events.subscribe()
+    }
+}
+
+/// Cancels the disconnect callback of a tie that was undone. Never called with the lock held.
+fn cancel(tie: Option<Tie>) {
+    if let Some(hook) = tie.and_then(|tie| tie.hook) {
+        hook.cancel();
+    }
+}
+
+/// The disconnect callback of the join that got `token`: removes `worker` if that join is
+/// still its newest.
+fn disconnected(inner: &Weak<Inner>, worker: &WorkerId, token: u64, reason: &str) {
+    // The service is gone (the broker shut down): nothing to remove from.
+    let Some(inner) = inner.upgrade() else {
+        return;
+    };
+    let was_queued = {
+        let mut state = lock(&inner.state);
+        match state.ties.get(worker) {
+            Some(tie) if tie.token == token => {
+                state.ties.remove(worker);
+                Some(state.queue.remove(worker))
+            }
+            _ => None,
+        }
+    };
+    let event = match was_queued {
+        Some(was_queued) => {
+            tracing::info!(%worker, reason, was_queued, "worker left: its connection dropped");
+            WorkerEvent::Left {
+                worker: worker.clone(),
+                reason: reason.to_owned(),
+            }
+        }
+        None => {
+            tracing::debug!(
+                %worker,
+                reason,
+                "a connection the worker joined over dropped, but it re-joined or was removed since"
+            );
+            WorkerEvent::DisconnectIgnored {
+                worker: worker.clone(),
+            }
+        }
+    };
+    let _ = inner.events.send(event);
+}
+
+impl Broker for BrokerService {
+    async fn remote_next_worker(&self) -> Option<Assignment> {
+        self.next_worker()
+    }
+
+    async fn remote_publish(&self, update: WorkerUpdate) -> Applied {
+        self.publish(update)
+    }
+
+    async fn remote_join(&self, update: WorkerUpdate) -> Applied {
+        self.join(update, Peer::current().as_ref())
+    }
+
+    async fn remote_workers(&self) -> Vec<WorkerState> {
+        self.workers()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BrokerRef;
+
+    fn added(name: &str, seq: u64, capacity: u32) -> WorkerUpdate {
+        WorkerUpdate {
+            worker: WorkerId::from(name),
+            seq,
+            change: Change::Added {
+                addr: format!("{name}:1"),
+                capacity,
+                load: 0,
+            },
+        }
+    }
+
+    fn ids(service: &BrokerService) -> Vec<String> {
+        service.workers().into_iter().map(|w| w.id.0).collect()
+    }
+
+    #[tokio::test]
+    async fn local_calls_go_straight_to_the_queue() {
+        let service = BrokerService::new();
+        let broker = BrokerRef::new(service.clone());
+        assert_eq!(broker.next_worker().await.unwrap(), None);
+        assert_eq!(
+            broker.publish(added("a", 1, 1)).await.unwrap(),
+            Applied::Added
+        );
+        // In process there is no connection: the join is applied but tied to nothing.
+        assert_eq!(broker.join(added("b", 1, 5)).await.unwrap(), Applied::Added);
+        assert!(lock(&service.inner.state).ties.is_empty());
+        assert_eq!(ids(&service), ["b", "a"]);
+        assert_eq!(service.len(), 2);
+        assert_eq!(broker.next_worker().await.unwrap().unwrap().worker.0, "b");
+    }
+
+    #[test]
+    fn a_stale_join_changes_nothing() {
+        let service = BrokerService::new();
+        assert_eq!(service.join(added("a", 5, 1), None), Applied::Added);
+        assert_eq!(service.join(added("a", 5, 9), None), Applied::Stale);
+        assert_eq!(service.workers()[0].capacity, 1);
+    }
+
+    #[test]
+    fn removal_by_update_unties() {
+        let service = BrokerService::new();
+        {
+            let mut state = lock(&service.inner.state);
+            state.queue.update(added("a", 1, 1));
+            state.ties.insert(
+                WorkerId::from("a"),
+                Tie {
+                    token: 7,
+                    hook: None,
+                },
+            );
+        }
+        let removed = WorkerUpdate {
+            worker: WorkerId::from("a"),
+            seq: 2,
+            change: Change::Removed,
+        };
+        assert_eq!(
+            service.publish(removed),
+            Applied::Removed { was_queued: true }
+        );
+        assert!(lock(&service.inner.state).ties.is_empty());
+        // Added back by the scheduler: the old connection's drop leaves it alone.
+        service.publish(added("a", 3, 1));
+        let mut events = service.subscribe();
+        disconnected(
+            &Arc::downgrade(&service.inner),
+            &WorkerId::from("a"),
+            7,
+            "gone",
+        );
+        assert_eq!(ids(&service), ["a"]);
+        assert_eq!(
+            events.try_recv().unwrap(),
+            WorkerEvent::DisconnectIgnored {
+                worker: WorkerId::from("a")
+            }
+        );
+    }
+
+    #[test]
+    fn the_current_token_removes() {
+        let service = BrokerService::new();
+        {
+            let mut state = lock(&service.inner.state);
+            state.queue.update(added("a", 1, 1));
+            state.ties.insert(
+                WorkerId::from("a"),
+                Tie {
+                    token: 3,
+                    hook: None,
+                },
+            );
+        }
+        let inner = Arc::downgrade(&service.inner);
+        disconnected(&inner, &WorkerId::from("a"), 2, "an older connection");
+        assert_eq!(ids(&service), ["a"]);
+        disconnected(&inner, &WorkerId::from("a"), 3, "its connection");
+        assert!(service.is_empty());
+        assert!(lock(&service.inner.state).ties.is_empty());
+        // The service being gone is fine too.
+        drop(service);
+        disconnected(&inner, &WorkerId::from("a"), 3, "late");
+    }
 }

@@ -26,7 +26,7 @@ pub const DEMO_WORKERS: u32 = 3;
 pub struct Cluster {
     broker_addr: SocketAddr,
     stop_broker: Option<oneshot::Sender<()>>,
-    broker: JoinHandle<()>,
+    broker: JoinHandle<Result<(), CallError>>,
     workers: Vec<Worker>,
 }
 
@@ -96,7 +96,11 @@ impl Cluster {
         if let Some(stop) = self.stop_broker.take() {
             let _ = stop.send(());
         }
-        let _ = (&mut self.broker).await;
+        match (&mut self.broker).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("the in-process broker failed: {e}"),
+            Err(e) => tracing::warn!("the in-process broker task failed: {e}"),
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 //!   worker never idles for a network round trip between two chunks. The next chunk goes to
 //!   the worker with the most room.
 //! - **Through a broker** ([`Workers::Broker`]): before sending each chunk the front end asks
-//!   the broker for [`next_worker`](broker_server::service::BrokerRef::next_worker) — the
+//!   the broker for [`next_worker`](broker_server::BrokerRef::next_worker) — the
 //!   head of its queue of most able workers — and sends the chunk there, connecting on first
 //!   use and then reusing one connection per worker address. It keeps as many chunks in
 //!   flight as the workers the broker lists can take (the sum of `capacity + 1`, read with
@@ -46,7 +46,7 @@ use std::fmt::Write as _;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use broker_server::service::BrokerRef;
+use broker_server::BrokerRef;
 use rpc_core::{CallError, Client, Config, RemoteErrorKind};
 use tokio::task::JoinSet;
 

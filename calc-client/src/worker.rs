@@ -55,8 +55,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use broker_server::BrokerRef;
 use broker_server::queue::{Applied, Change, WorkerId, WorkerUpdate};
-use broker_server::service::BrokerRef;
 use rpc_core::{CallError, Client, Server};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use broker_server::service::BrokerRef;
+use broker_server::BrokerRef;
 use calc_client::demo::{self, Cluster};
 use calc_client::frontend::{self, JobError, Options, Workers};
 use calc_client::job::Job;

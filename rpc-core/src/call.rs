@@ -11,11 +11,16 @@ use serde::de::DeserializeOwned;
 use tokio::time::Sleep;
 
 use crate::connection::PendingCall;
-use crate::error::CallError;
+use crate::error::{CallError, RemoteErrorKind};
 
 type LocalCall<R> = Pin<Box<dyn Future<Output = Result<R, CallError>> + Send>>;
 
 /// The future of a call: resolves to the method's return value or a [`CallError`].
+///
+/// Like any future it does its work when polled: the call's arguments are encoded when it is
+/// made, and the call is sent at the latest when the future is first polled (or dropped).
+/// Calls made back to back before any of them is awaited (`join_all`, `FuturesUnordered`)
+/// share one write. To fire a call and forget it, spawn its future.
 ///
 /// Dropping it before it resolves cancels the call: the callee drops the handler. With a
 /// timeout (see [`ObjectRef::with_timeout`](crate::ObjectRef::with_timeout)) it resolves to
@@ -79,9 +84,18 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
             State::Local(call) => call.as_mut().poll(cx),
             State::Done => Poll::Ready(Err(polled_after_done())),
         };
-        if polled.is_ready() {
+        if let Poll::Ready(result) = polled {
             this.state = State::Done;
-            return polled;
+            // The callee noticed the deadline first: to the caller it is the same timeout.
+            if let (Some(after), Err(CallError::Remote { kind, .. })) = (this.timeout, &result) {
+                if *kind == RemoteErrorKind::DeadlineExceeded {
+                    return Poll::Ready(Err(CallError::Timeout {
+                        what: "the call",
+                        after,
+                    }));
+                }
+            }
+            return Poll::Ready(result);
         }
         if let Some(deadline) = &mut this.deadline {
             if deadline.as_mut().poll(cx).is_ready() {

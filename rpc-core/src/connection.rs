@@ -356,8 +356,8 @@ impl Connection {
             }
             calls.pending.insert(id, tx);
         }
-        // Sent on the first poll: calls made back to back (`join_all`, a pipeline) go out
-        // together in one write.
+        // Written at the latest on the first poll (or drop): calls made back to back before
+        // they are awaited (`join_all`, a pipeline) go out together in one write.
         shared.send(frame, false);
         Ok(PendingCall {
             rx,

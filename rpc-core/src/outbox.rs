@@ -9,7 +9,9 @@
 //! whose future is dropped can never leave half a frame on the wire.
 //!
 //! The reader task *defers* the flush of answers it produced itself until it has no more
-//! frames to read, so a burst of pipelined calls is answered with one write.
+//! frames to read, so a burst of pipelined calls is answered with one write. Likewise a call
+//! is queued when it is made and written when its future is first polled (or dropped): calls
+//! made back to back before they are awaited (`join_all`, a pipeline) share one write.
 
 use std::io;
 use std::pin::Pin;

@@ -217,6 +217,7 @@ async fn huge_declared_length_in_arguments_is_bad_arguments() {
             object: ROOT_OBJECT,
             method: "size".into(),
             deadline_ms: None,
+            refs: Vec::new(),
         });
         payload.push(253);
         payload.extend_from_slice(&(1u64 << 60).to_le_bytes());
@@ -230,12 +231,16 @@ async fn huge_declared_length_in_arguments_is_bad_arguments() {
         }
         // A length that fits the limit but not the frame.
         let (answer, _) = raw.call(2, ROOT_OBJECT, "size", (vec![0u8; 10],)).await;
-        assert!(matches!(answer, Message::Answer { id: 2 }), "{answer:?}");
+        assert!(
+            matches!(answer, Message::Answer { id: 2, .. }),
+            "{answer:?}"
+        );
         let mut payload = encode(&Message::Call {
             id: 3,
             object: ROOT_OBJECT,
             method: "size".into(),
             deadline_ms: None,
+            refs: Vec::new(),
         });
         payload.push(252);
         payload.extend_from_slice(&(3u32 << 20).to_le_bytes());
@@ -248,7 +253,10 @@ async fn huge_declared_length_in_arguments_is_bad_arguments() {
         }
         // The raw connection still works.
         let (answer, value) = raw.call(4, ROOT_OBJECT, "calculate", (2i64, 3i64)).await;
-        assert!(matches!(answer, Message::Answer { id: 4 }), "{answer:?}");
+        assert!(
+            matches!(answer, Message::Answer { id: 4, .. }),
+            "{answer:?}"
+        );
         assert_eq!(decode_value::<(i64, u32)>(&value), (5, 3));
     })
     .await;
@@ -269,7 +277,10 @@ async fn unknown_object_is_no_such_object_and_the_connection_lives() {
             other => panic!("expected an error answer, got {other:?}"),
         }
         let (answer, value) = raw.call(2, ROOT_OBJECT, "calculate", (1i64, 2i64)).await;
-        assert!(matches!(answer, Message::Answer { id: 2 }), "{answer:?}");
+        assert!(
+            matches!(answer, Message::Answer { id: 2, .. }),
+            "{answer:?}"
+        );
         assert_eq!(decode_value::<(i64, u32)>(&value), (3, 3));
         // An unknown method over the raw connection, for good measure.
         let (answer, _) = raw.call(3, ROOT_OBJECT, "nope", ()).await;
@@ -293,7 +304,7 @@ async fn unknown_object_is_no_such_object_and_the_connection_lives() {
         let mut seen = Vec::new();
         for _ in 10..20 {
             match decode_message(&raw.read_frame().await) {
-                (Message::Answer { id }, value) => {
+                (Message::Answer { id, .. }, value) => {
                     assert_eq!(decode_value::<(i64, u32)>(&value), (id as i64, 3));
                     seen.push(id);
                 }
@@ -374,7 +385,10 @@ async fn stalled_frame_on_an_idle_connection_times_out() {
     with_good_neighbours(stalling_config(), |addr| async move {
         let mut raw = RawPeer::handshaken(addr).await;
         let (answer, _) = raw.call(1, ROOT_OBJECT, "calculate", (1i64, 1i64)).await;
-        assert!(matches!(answer, Message::Answer { id: 1 }), "{answer:?}");
+        assert!(
+            matches!(answer, Message::Answer { id: 1, .. }),
+            "{answer:?}"
+        );
         raw.send(&100u32.to_be_bytes()).await;
         raw.send(&[0; 6]).await;
         raw.expect_closed().await;

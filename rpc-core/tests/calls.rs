@@ -217,7 +217,8 @@ async fn calls_beyond_the_in_flight_limit_are_overloaded() {
     let (server, mut probe) = TestServer::calc_with(7, config).await;
     let (client, calc) = server.client().await;
 
-    let running: Vec<_> = (0..4).map(|tag| calc.wait(tag)).collect();
+    // Spawned: a call is sent when its future is first polled.
+    let running: Vec<_> = (0..4).map(|tag| tokio::spawn(calc.wait(tag))).collect();
     assert_eq!(probe.started(4).await, vec![0, 1, 2, 3]);
 
     match within("the 5th call", calc.calculate(1, 1)).await {
@@ -237,7 +238,7 @@ async fn calls_beyond_the_in_flight_limit_are_overloaded() {
 
     probe.open_gate();
     let answers = within("the 4 running calls", futures::future::join_all(running)).await;
-    let answers: Vec<u64> = answers.into_iter().map(Result::unwrap).collect();
+    let answers: Vec<u64> = answers.into_iter().map(|a| a.unwrap().unwrap()).collect();
     assert_eq!(answers, vec![0, 1, 2, 3]);
 
     assert_serves(&calc, 7).await;
@@ -276,17 +277,18 @@ async fn dropping_a_call_cancels_the_remote_handler() {
     let (server, mut probe) = TestServer::calc(9).await;
     let (client, calc) = server.client().await;
 
-    let call = calc.wait(1);
+    // Spawned: a call is sent when its future is first polled; aborting the task drops it.
+    let call = tokio::spawn(calc.wait(1));
     assert_eq!(probe.started(1).await, vec![1]);
-    drop(call);
+    call.abort();
     assert_eq!(probe.next().await, Event::Dropped(1));
 
     // The connection is fine, and a call that is not dropped still completes.
     assert_serves(&calc, 9).await;
-    let call = calc.wait(2);
+    let call = tokio::spawn(calc.wait(2));
     assert_eq!(probe.started(1).await, vec![2]);
     probe.open_gate();
-    assert_eq!(within("a call", call).await.unwrap(), 2);
+    assert_eq!(within("a call", call).await.unwrap().unwrap(), 2);
     assert_eq!(probe.next().await, Event::Finished(2));
 
     drop(client);

@@ -152,13 +152,14 @@ async fn remote_errors_over_the_in_memory_transport() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_call_is_cancelled_over_the_in_memory_transport() {
     let mut mem = InMemory::start(24).await;
-    let call = mem.calc().wait(1);
+    // Spawned: a call is sent when its future is first polled; aborting the task drops it.
+    let call = tokio::spawn(mem.calc().wait(1));
     assert_eq!(mem.probe.started(1).await, vec![1]);
-    drop(call);
+    call.abort();
     assert_eq!(mem.probe.next().await, Event::Dropped(1));
 
     // Cancelled inside a select! as well: the losing branch's call is dropped. Both calls are
-    // sent when their futures are made, in this order, and the server reads them in order.
+    // sent when select! first polls them, in this order, and the server reads them in order.
     let calc = mem.calc().clone();
     let winner = within("select", async {
         tokio::select! {
@@ -172,10 +173,10 @@ async fn dropped_call_is_cancelled_over_the_in_memory_transport() {
     assert_eq!(mem.probe.next().await, Event::Started(2));
     assert_eq!(mem.probe.next().await, Event::Dropped(2));
 
-    let late = mem.calc().wait(3);
+    let late = tokio::spawn(mem.calc().wait(3));
     assert_eq!(mem.probe.started(1).await, vec![3]);
     mem.probe.open_gate();
-    assert_eq!(within("a call", late).await.unwrap(), 3);
+    assert_eq!(within("a call", late).await.unwrap().unwrap(), 3);
     assert_eq!(mem.probe.next().await, Event::Finished(3));
     assert_serves(mem.calc(), 24).await;
     mem.finish().await;
@@ -185,11 +186,11 @@ async fn dropped_call_is_cancelled_over_the_in_memory_transport() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_calls_fail_when_the_in_memory_server_goes_away() {
     let mut mem = InMemory::start(25).await;
-    let pending = mem.calc().wait(1);
+    let pending = tokio::spawn(mem.calc().wait(1));
     assert_eq!(mem.probe.started(1).await, vec![1]);
     let server = mem.server.take().unwrap();
     server.abort();
-    match within("the pending call to fail", pending).await {
+    match within("the pending call to fail", pending).await.unwrap() {
         Err(CallError::Disconnected { .. }) => {}
         other => panic!("expected Disconnected, got {other:?}"),
     }

@@ -24,7 +24,8 @@ async fn pending_calls_fail_when_the_server_shuts_down() {
     let (mut server, mut probe) = TestServer::calc_with(1, config).await;
     let (client, calc) = server.client().await;
 
-    let pending: Vec<_> = (0..3).map(|tag| calc.wait(tag)).collect();
+    // Spawned: a call is sent when its future is first polled.
+    let pending: Vec<_> = (0..3).map(|tag| tokio::spawn(calc.wait(tag))).collect();
     assert_eq!(probe.started(3).await, vec![0, 1, 2]);
 
     let run = server.begin_shutdown();
@@ -34,7 +35,7 @@ async fn pending_calls_fail_when_the_server_shuts_down() {
     )
     .await;
     for result in results {
-        assert_disconnected(result);
+        assert_disconnected(result.unwrap());
     }
     within("the client to notice", client.disconnected()).await;
     assert!(!client.is_connected());
@@ -67,10 +68,10 @@ async fn pending_calls_fail_when_the_server_dies() {
     let (mut server, mut probe) = TestServer::calc(2).await;
     let (client, calc) = server.client().await;
 
-    let pending = calc.wait(1);
+    let pending = tokio::spawn(calc.wait(1));
     assert_eq!(probe.started(1).await, vec![1]);
     let run = server.begin_shutdown_abruptly();
-    assert_disconnected(within("the pending call to fail", pending).await);
+    assert_disconnected(within("the pending call to fail", pending).await.unwrap());
     // The handler does not outlive its connection.
     assert_eq!(probe.next().await, Event::Dropped(1));
     within("the client to notice", client.disconnected()).await;
@@ -89,10 +90,10 @@ async fn closing_the_client_fails_pending_calls_and_cancels_their_handlers() {
     let (server, mut probe) = TestServer::calc(3).await;
     let (client, calc) = server.client().await;
 
-    let pending = calc.wait(1);
+    let pending = tokio::spawn(calc.wait(1));
     assert_eq!(probe.started(1).await, vec![1]);
     client.close();
-    assert_disconnected(within("the pending call to fail", pending).await);
+    assert_disconnected(within("the pending call to fail", pending).await.unwrap());
     assert_eq!(probe.next().await, Event::Dropped(1));
     assert_disconnected(within("a later call", calc.calculate(1, 1)).await);
 
@@ -133,8 +134,9 @@ async fn graceful_shutdown_answers_the_calls_in_flight() {
     let (client, calc) = server.client().await;
     let (other_client, other_calc) = server.client().await;
 
-    let running: Vec<_> = (0..3).map(|tag| calc.wait(tag)).collect();
-    let other_running = other_calc.wait(10);
+    // Spawned: a call is sent when its future is first polled.
+    let running: Vec<_> = (0..3).map(|tag| tokio::spawn(calc.wait(tag))).collect();
+    let other_running = tokio::spawn(other_calc.wait(10));
     assert_eq!(probe.started(4).await, vec![0, 1, 2, 10]);
 
     let run = server.begin_shutdown();
@@ -171,9 +173,9 @@ async fn graceful_shutdown_answers_the_calls_in_flight() {
 
     probe.open_gate();
     let answers = within("the running calls", futures::future::join_all(running)).await;
-    let answers: Vec<u64> = answers.into_iter().map(Result::unwrap).collect();
+    let answers: Vec<u64> = answers.into_iter().map(|a| a.unwrap().unwrap()).collect();
     assert_eq!(answers, vec![0, 1, 2]);
-    assert_eq!(within("a call", other_running).await.unwrap(), 10);
+    assert_eq!(within("a call", other_running).await.unwrap().unwrap(), 10);
 
     within("run_until to return", run).await.unwrap();
     within("the client to be disconnected", client.disconnected()).await;
@@ -194,7 +196,7 @@ async fn graceful_shutdown_delivers_large_answers_in_flight() {
         .unwrap();
     let calc: CalculatorRef = client.root().await.unwrap();
 
-    let large = calc.wait_then_blob(1, LEN);
+    let large = tokio::spawn(calc.wait_then_blob(1, LEN));
     assert_eq!(probe.started(1).await, vec![1]);
     let run = server.begin_shutdown();
     let refused = within("the server to start draining", async {
@@ -208,7 +210,7 @@ async fn graceful_shutdown_delivers_large_answers_in_flight() {
     assert_eq!(refused.remote_kind(), Some(RemoteErrorKind::ShuttingDown));
 
     probe.open_gate();
-    match within("the large answer", large).await {
+    match within("the large answer", large).await.unwrap() {
         Ok(blob) => assert!(blob.len() == LEN as usize && blob.iter().all(|&b| b == 0xAB)),
         Err(e) => panic!("the answer of a call that ran to completion was lost: {e}"),
     }

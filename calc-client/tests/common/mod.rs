@@ -11,8 +11,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
+use broker_server::BrokerRef;
 use broker_server::queue::WorkerState;
-use broker_server::service::BrokerRef;
 use rpc_core::Client;
 
 /// A generous limit for anything a test waits for.

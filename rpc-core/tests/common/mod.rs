@@ -1,5 +1,4 @@
-//! Shared test helpers: the test trait `Calculator` (a hand-written `#[remote]` expansion until
-//! rpc-derive lands), its implementation `Calc` with a `Probe` that reports what handlers do,
+//! Shared test helpers: the test trait `Calculator`, its implementation `Calc` with a `Probe` that reports what handlers do,
 //! a server that is always stopped, and a raw-socket peer that speaks the wire protocol by hand.
 
 #![allow(dead_code, unreachable_pub)]
@@ -10,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rpc_core::protocol::{MAGIC, Message, PROTOCOL_VERSION};
-use rpc_core::{CallError, Client, Config, RemoteErrorKind, Server};
+use rpc_core::{CallError, Client, Config, RemoteErrorKind, Server, remote};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -41,168 +40,27 @@ pub fn assert_remote<T: std::fmt::Debug>(result: Result<T, CallError>, kind: Rem
 // The test trait.
 // ---------------------------------------------------------------------------------------------
 
-// replace with #[remote] once rpc-derive lands
-//
-// #[remote]
-// pub trait Calculator {
-//     async fn remote_calculate(&self, a: i64, b: i64) -> (i64, u32);
-//     async fn remote_echo_after(&self, value: u64, delay_ms: u64) -> u64;
-//     async fn remote_wait(&self, tag: u64) -> u64;
-//     async fn remote_wait_then_blob(&self, tag: u64, len: u32) -> Vec<u8>;
-//     async fn remote_panic(&self, after_await: bool);
-//     async fn remote_size(&self, data: Vec<u8>) -> usize;
-//     async fn remote_blob(&self, len: u32) -> Vec<u8>;
-//     async fn remote_block_first_poll(&self, tag: u64, block: bool) -> u64;
-// }
-
 /// The calculator of the seed, plus hooks for tests.
-pub trait Calculator: Send + Sync + 'static {
+#[remote]
+pub trait Calculator {
     /// `(a + b, worker id)`.
-    fn remote_calculate(&self, a: i64, b: i64) -> impl Future<Output = (i64, u32)> + Send;
+    async fn remote_calculate(&self, a: i64, b: i64) -> (i64, u32);
     /// Returns `value` after `delay_ms` milliseconds (after one yield when 0).
-    fn remote_echo_after(&self, value: u64, delay_ms: u64) -> impl Future<Output = u64> + Send;
+    async fn remote_echo_after(&self, value: u64, delay_ms: u64) -> u64;
     /// Reports `Started(tag)`, waits until the gate opens, reports `Finished(tag)`, returns
     /// `tag`; reports `Dropped(tag)` if dropped before finishing.
-    fn remote_wait(&self, tag: u64) -> impl Future<Output = u64> + Send;
+    async fn remote_wait(&self, tag: u64) -> u64;
     /// Like `wait`, then returns `len` bytes.
-    fn remote_wait_then_blob(&self, tag: u64, len: u32) -> impl Future<Output = Vec<u8>> + Send;
+    async fn remote_wait_then_blob(&self, tag: u64, len: u32) -> Vec<u8>;
     /// Panics (after one yield if `after_await`).
-    fn remote_panic(&self, after_await: bool) -> impl Future<Output = ()> + Send;
+    async fn remote_panic(&self, after_await: bool);
     /// The length of `data`.
-    fn remote_size(&self, data: Vec<u8>) -> impl Future<Output = usize> + Send;
+    async fn remote_size(&self, data: Vec<u8>) -> usize;
     /// `len` bytes.
-    fn remote_blob(&self, len: u32) -> impl Future<Output = Vec<u8>> + Send;
-    /// At its first poll, reports `tag` on the probe's *synchronous* channel and, if `block`,
-    /// blocks the thread until [`Probe::release_blocked`]; then behaves like `wait`.
-    fn remote_block_first_poll(&self, tag: u64, block: bool) -> impl Future<Output = u64> + Send;
-}
-
-/// Proxy of a [`Calculator`].
-#[derive(Clone, Debug)]
-pub struct CalculatorRef {
-    object: rpc_core::ObjectRef,
-}
-
-impl CalculatorRef {
-    /// A reference to a local object.
-    pub fn new<T: Calculator>(object: T) -> Self {
-        CalculatorRef {
-            object: rpc_core::ObjectRef::from_dispatch(Arc::new(CalculatorDispatch(Arc::new(
-                object,
-            )))),
-        }
-    }
-
-    pub fn calculate(&self, a: i64, b: i64) -> rpc_core::CallFuture<(i64, u32)> {
-        self.object.call_remote("calculate", (a, b))
-    }
-
-    pub fn echo_after(&self, value: u64, delay_ms: u64) -> rpc_core::CallFuture<u64> {
-        self.object.call_remote("echo_after", (value, delay_ms))
-    }
-
-    pub fn wait(&self, tag: u64) -> rpc_core::CallFuture<u64> {
-        self.object.call_remote("wait", (tag,))
-    }
-
-    pub fn wait_then_blob(&self, tag: u64, len: u32) -> rpc_core::CallFuture<Vec<u8>> {
-        self.object.call_remote("wait_then_blob", (tag, len))
-    }
-
-    pub fn panic(&self, after_await: bool) -> rpc_core::CallFuture<()> {
-        self.object.call_remote("panic", (after_await,))
-    }
-
-    pub fn size(&self, data: Vec<u8>) -> rpc_core::CallFuture<usize> {
-        self.object.call_remote("size", (data,))
-    }
-
-    pub fn blob(&self, len: u32) -> rpc_core::CallFuture<Vec<u8>> {
-        self.object.call_remote("blob", (len,))
-    }
-
-    pub fn block_first_poll(&self, tag: u64, block: bool) -> rpc_core::CallFuture<u64> {
-        self.object.call_remote("block_first_poll", (tag, block))
-    }
-}
-
-impl rpc_core::RemoteRef for CalculatorRef {
-    const INTERFACE: &'static str = "Calculator";
-
-    fn from_object(object: rpc_core::ObjectRef) -> Self {
-        CalculatorRef { object }
-    }
-
-    fn object(&self) -> &rpc_core::ObjectRef {
-        &self.object
-    }
-}
-
-struct CalculatorDispatch<T>(Arc<T>);
-
-impl<T: Calculator> rpc_core::__private::Dispatch for CalculatorDispatch<T> {
-    fn interface(&self) -> &'static str {
-        "Calculator"
-    }
-
-    fn dispatch(
-        &self,
-        method: &str,
-        args: rpc_core::__private::Args<'_>,
-    ) -> Result<rpc_core::__private::HandlerFuture, rpc_core::__private::RemoteError> {
-        let this = Arc::clone(&self.0);
-        match method {
-            "calculate" => {
-                let (a, b): (i64, i64) = args.decode(method)?;
-                Ok(rpc_core::__private::respond(async move {
-                    this.remote_calculate(a, b).await
-                }))
-            }
-            "echo_after" => {
-                let (value, delay_ms): (u64, u64) = args.decode(method)?;
-                Ok(rpc_core::__private::respond(async move {
-                    this.remote_echo_after(value, delay_ms).await
-                }))
-            }
-            "wait" => {
-                let (tag,): (u64,) = args.decode(method)?;
-                Ok(rpc_core::__private::respond(async move {
-                    this.remote_wait(tag).await
-                }))
-            }
-            "wait_then_blob" => {
-                let (tag, len): (u64, u32) = args.decode(method)?;
-                Ok(rpc_core::__private::respond(async move {
-                    this.remote_wait_then_blob(tag, len).await
-                }))
-            }
-            "panic" => {
-                let (after_await,): (bool,) = args.decode(method)?;
-                Ok(rpc_core::__private::respond(async move {
-                    this.remote_panic(after_await).await
-                }))
-            }
-            "size" => {
-                let (data,): (Vec<u8>,) = args.decode(method)?;
-                Ok(rpc_core::__private::respond(async move {
-                    this.remote_size(data).await
-                }))
-            }
-            "blob" => {
-                let (len,): (u32,) = args.decode(method)?;
-                Ok(rpc_core::__private::respond(async move {
-                    this.remote_blob(len).await
-                }))
-            }
-            "block_first_poll" => {
-                let (tag, block): (u64, bool) = args.decode(method)?;
-                Ok(rpc_core::__private::respond(async move {
-                    this.remote_block_first_poll(tag, block).await
-                }))
-            }
-            _ => Err(rpc_core::__private::no_such_method("Calculator", method)),
-        }
-    }
+    async fn remote_blob(&self, len: u32) -> Vec<u8>;
+    /// Reports `tag` on a synchronous channel on its first poll and, if `block`, blocks its
+    /// thread until released; then behaves like `wait`.
+    async fn remote_block_first_poll(&self, tag: u64, block: bool) -> u64;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -494,6 +352,7 @@ pub fn call_payload<A: Serialize>(id: u64, object: u64, method: &str, args: A) -
         object,
         method: method.into(),
         deadline_ms: None,
+        refs: Vec::new(),
     });
     payload.extend_from_slice(&encode(&args));
     payload

@@ -1,0 +1,228 @@
+//! Serving a broker: [`run`] on a listener until a shutdown future resolves (what the
+//! `broker-server` binary and the tests do), and [`spawn`] to start one in the background of
+//! any tokio program (what the calculation demo does).
+//!
+//! Both serve a [`BrokerService`] as the root object of every connection, through
+//! [`rpc_core::Server`], and shut down gracefully: stop accepting, let the calls in flight
+//! finish (up to [`rpc_core::Config::shutdown_grace`]), close every connection. Workers tied to
+//! those connections leave the queue as they close.
+//!
+//! ```
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use broker_server::BrokerRef;
+//! use rpc_core::Client;
+//!
+//! // In process, on any free loopback port:
+//! let running = broker_server::spawn("127.0.0.1:0").await?;
+//!
+//! // Workers, schedulers and front ends connect to `running.local_addr()`.
+//! let client = Client::connect(running.local_addr()).await?;
+//! let broker: BrokerRef = client.root().await?;
+//! assert_eq!(broker.next_worker().await?, None);
+//!
+//! running.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use rpc_core::{CallError, Server};
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::broker::BrokerRef;
+use crate::service::BrokerService;
+
+/// Serves a fresh [`BrokerService`] on `listener` until `shutdown` resolves, then shuts down
+/// gracefully (see the [module docs](self)).
+///
+/// ```no_run
+/// # async fn f() -> Result<(), rpc_core::CallError> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8990").await.unwrap();
+/// broker_server::run(listener, async { tokio::signal::ctrl_c().await.unwrap() }).await?;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// Only if the listener's address cannot be read: a listener that `bind` returned always
+/// has one. Errors on single connections are logged and never end the service.
+pub async fn run(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CallError> {
+    run_service(listener, BrokerService::new(), shutdown).await
+}
+
+/// Like [`run`], serving `service`: keep a clone of it to look at the queue or
+/// [`subscribe`](BrokerService::subscribe) to its events while it is served.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_service(
+    listener: TcpListener,
+    service: BrokerService,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CallError> {
+    let server = Server::from_listener(listener, BrokerRef::new(service))?;
+    let addr = server.local_addr();
+    tracing::info!(%addr, "broker serving");
+    server.run_until(shutdown).await;
+    tracing::info!(%addr, "broker stopped");
+    Ok(())
+}
+
+/// Binds `addr` (port 0 for any free port) and serves a fresh broker there in a background
+/// task, until [`RunningBroker::shutdown`] (or until the [`RunningBroker`] is dropped).
+///
+/// # Errors
+/// When `addr` cannot be bound; the message names the address.
+pub async fn spawn(addr: impl ToSocketAddrs) -> io::Result<RunningBroker> {
+    let listener = bind(addr).await?;
+    spawn_on(listener, BrokerService::new())
+}
+
+/// Like [`spawn`], serving `service` on an already bound `listener`.
+///
+/// # Errors
+/// Only if the listener's address cannot be read.
+pub fn spawn_on(listener: TcpListener, service: BrokerService) -> io::Result<RunningBroker> {
+    let local_addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(run_service(listener, service.clone(), async move {
+        // A dropped sender (the `RunningBroker` dropped) stops the broker too.
+        let _ = stopped.await;
+    }));
+    Ok(RunningBroker {
+        local_addr,
+        service,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+/// Binds a TCP listener on `addr`, with an error that says which address failed and what
+/// to try.
+///
+/// # Errors
+/// When the address does not resolve or cannot be bound (in use, not local, no permission).
+pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+    // `ToSocketAddrs` cannot be displayed; resolve first to name the address in errors.
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("could not resolve the address to listen on: {e}"),
+            )
+        })?
+        .collect();
+    TcpListener::bind(addrs.as_slice()).await.map_err(|e| {
+        let shown = match addrs.as_slice() {
+            [one] => one.to_string(),
+            many => format!("{many:?}"),
+        };
+        let hint = match e.kind() {
+            io::ErrorKind::AddrInUse => {
+                " (is another broker running there? pick another port, or 0 for any free one)"
+            }
+            io::ErrorKind::AddrNotAvailable => " (that address is not one of this host's)",
+            io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+            _ => "",
+        };
+        io::Error::new(e.kind(), format!("could not listen on {shown}: {e}{hint}"))
+    })
+}
+
+/// A broker serving in a background task, from [`spawn`] or [`spawn_on`].
+///
+/// Dropping it starts the shutdown without waiting for it; [`shutdown`](Self::shutdown)
+/// waits until every connection is closed.
+#[derive(Debug)]
+pub struct RunningBroker {
+    local_addr: SocketAddr,
+    service: BrokerService,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), CallError>>>,
+}
+
+impl RunningBroker {
+    /// The address the broker listens on: what workers, schedulers and front ends connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The service being served: the queue, in process.
+    pub fn service(&self) -> &BrokerService {
+        &self.service
+    }
+
+    /// A [`BrokerRef`] that calls the service directly, in process (no connection: a
+    /// [`join`](BrokerRef::join) through it ties the worker to nothing).
+    pub fn broker(&self) -> BrokerRef {
+        BrokerRef::new(self.service.clone())
+    }
+
+    /// Shuts the broker down gracefully and waits until it has: no longer accepting, calls in
+    /// flight finished, every connection closed.
+    ///
+    /// # Panics
+    /// If the serving task panicked (a bug), the panic is resumed here.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("the broker stopped with an error: {e}"),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {} // cancelled: the runtime is shutting down
+        }
+    }
+}
+
+impl Drop for RunningBroker {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM; elsewhere than Unix, on Ctrl-C.
+///
+/// The handlers are installed when this is called, not when the future is first polled, so a
+/// signal that arrives in between is not lost (nor does it kill the process).
+///
+/// # Errors
+/// If a signal handler cannot be installed.
+pub fn shutdown_signal() -> io::Result<impl Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            let which = tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            };
+            tracing::info!("{which} received: shutting down");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::warn!("cannot wait for Ctrl-C ({e}); shutting down");
+                return;
+            }
+            tracing::info!("Ctrl-C received: shutting down");
+        })
+    }
+}

@@ -1,0 +1,220 @@
+//! The real `broker-server` binary: it announces its address on stdout, serves the broker
+//! there, and exits 0 promptly on SIGTERM; `--help` documents it; a bad address is a clear
+//! error.
+//!
+//! Every process a test starts is killed when the test ends, passed or failed ([`Broker`]'s
+//! `Drop`). Waits are bounded by [`PATIENCE`]; nothing sleeps to synchronise.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use broker_server::BrokerRef;
+use rpc_core::Client;
+
+/// How long any wait in these tests may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+const BINARY: &str = env!("CARGO_BIN_EXE_broker-server");
+
+/// A running `broker-server` process; killed on drop if it is still running.
+struct Broker {
+    child: Child,
+    addr: SocketAddr,
+    /// Everything it wrote on stderr, once it has exited.
+    stderr: mpsc::Receiver<String>,
+    /// What came on stdout after the announce line: `None` at the end of the output.
+    more_stdout: mpsc::Receiver<Option<std::io::Result<String>>>,
+}
+
+impl Broker {
+    /// Starts the binary on a free loopback port and waits for its announce line.
+    fn start() -> Broker {
+        let mut child = Command::new(BINARY)
+            .args(["--listen", "127.0.0.1:0", "--log-level", "debug"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start broker-server");
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        // Read on threads: a pipe read cannot time out, a channel receive can.
+        let (line_tx, line_rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = line_tx.send(lines.next());
+            // Any further line would break the "exactly one line" promise.
+            let _ = line_tx.send(lines.next());
+        });
+        let (stderr_tx, stderr_rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            let _ = stderr_tx.send(text);
+        });
+        let mut broker = Broker {
+            child,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            stderr: stderr_rx,
+            more_stdout: line_rx,
+        };
+        let line = match broker.more_stdout.recv_timeout(PATIENCE) {
+            Ok(Some(Ok(line))) => line,
+            other => panic!(
+                "no announce line from broker-server ({other:?}); stderr:\n{}",
+                broker.stderr_after_kill()
+            ),
+        };
+        let addr = line
+            .strip_prefix("broker listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        broker.addr = addr.parse().expect("an address in the announce line");
+        broker
+    }
+
+    /// Sends SIGTERM, as a service manager would.
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed: {status}");
+    }
+
+    /// Waits for the process to exit, polling `try_wait` within [`PATIENCE`].
+    fn wait(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if start.elapsed() > PATIENCE {
+                panic!(
+                    "broker-server still running {PATIENCE:?} after SIGTERM; stderr:\n{}",
+                    self.stderr_after_kill()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills the process (if still running) and returns what it wrote on stderr.
+    fn stderr_after_kill(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr.recv_timeout(PATIENCE).unwrap_or_default()
+    }
+}
+
+/// Runs `command` to the end, within [`PATIENCE`] (killed and failed after that).
+fn run_to_end(command: &mut Command) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start broker-server");
+    let start = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if start.elapsed() > PATIENCE {
+            let _ = child.kill();
+            let output = child.wait_with_output();
+            panic!("broker-server still running after {PATIENCE:?}: {output:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("collect the output")
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serves_then_exits_zero_on_sigterm() {
+    let mut broker = Broker::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = tokio::time::timeout(PATIENCE, Client::connect(broker.addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        let broker_ref: BrokerRef = client.root().await.unwrap();
+        let workers = tokio::time::timeout(PATIENCE, broker_ref.workers())
+            .await
+            .expect("answer in time")
+            .expect("workers()");
+        assert!(workers.is_empty());
+        assert_eq!(broker_ref.next_worker().await.unwrap(), None);
+        // An open connection must not hold the shutdown up.
+        broker.terminate();
+        let status = broker.wait();
+        let stderr = broker.stderr.recv_timeout(PATIENCE).unwrap_or_default();
+        assert!(status.success(), "exit status {status}; stderr:\n{stderr}");
+        assert!(stderr.contains("SIGTERM"), "stderr:\n{stderr}");
+        let more = broker
+            .more_stdout
+            .recv_timeout(PATIENCE)
+            .expect("stdout closed");
+        assert!(more.is_none(), "a second line on stdout: {more:?}");
+        tokio::time::timeout(PATIENCE, client.disconnected())
+            .await
+            .expect("the client sees the connection close");
+    });
+}
+
+#[test]
+fn help_documents_the_options() {
+    let output = run_to_end(Command::new(BINARY).arg("--help"));
+    assert!(output.status.success(), "{output:?}");
+    let help = String::from_utf8(output.stdout).unwrap();
+    for wanted in [
+        "--listen",
+        "--log-level",
+        "RUST_LOG",
+        "SIGTERM",
+        "127.0.0.1:8990",
+    ] {
+        assert!(
+            help.contains(wanted),
+            "--help does not mention {wanted}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn an_address_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = run_to_end(Command::new(BINARY).args(["--listen", &addr]));
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains(&addr) && stderr.contains("--listen"),
+        "stderr should name the address and the option:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_log_level_is_refused() {
+    let output = run_to_end(Command::new(BINARY).args([
+        "--listen",
+        "127.0.0.1:0",
+        "--log-level",
+        "broker_server=loud",
+    ]));
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--log-level"), "{stderr}");
+}

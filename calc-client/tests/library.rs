@@ -64,19 +64,24 @@ async fn a_long_chunk_does_not_stall_other_calls_and_cancelling_frees_its_slot()
     let client = Client::connect(worker.local_addr()).await.unwrap();
     let calc: CalculatorRef = client.root().await.unwrap();
 
+    let load_is = |n: u32| {
+        let calc = calc.clone();
+        move || {
+            let calc = calc.clone();
+            async move { (calc.info().await.unwrap().load == n).then_some(()) }
+        }
+    };
+    // The long chunk must take the only slot first (else the short one would just run).
     let long = tokio::spawn({
         let calc = calc.clone();
         async move { calc.count_primes(FOREVER.0, FOREVER.1).await }
     });
+    eventually("the long chunk is counted in the load", load_is(1)).await;
     let queued = tokio::spawn({
         let calc = calc.clone();
         async move { calc.count_primes(0, 100).await }
     });
-    eventually("both chunks are counted in the load", || {
-        let calc = calc.clone();
-        async move { (calc.info().await.unwrap().load == 2).then_some(()) }
-    })
-    .await;
+    eventually("both chunks are counted in the load", load_is(2)).await;
 
     let quick = calc.with_timeout(Duration::from_secs(5));
     assert_eq!(quick.calculate(40, 2).await.unwrap(), (42, 9));
@@ -102,11 +107,7 @@ async fn a_long_chunk_does_not_stall_other_calls_and_cancelling_frees_its_slot()
             .unwrap(),
         (25, 9)
     );
-    eventually("the load is back to 0", || {
-        let calc = calc.clone();
-        async move { (calc.info().await.unwrap().load == 0).then_some(()) }
-    })
-    .await;
+    eventually("the load is back to 0", load_is(0)).await;
     worker.shutdown().await;
 }
 

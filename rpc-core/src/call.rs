@@ -12,6 +12,7 @@ use tokio::time::Sleep;
 
 use crate::connection::PendingCall;
 use crate::error::{CallError, RemoteErrorKind};
+use crate::peer::{Peer, WithPeer};
 
 type LocalCall<R> = Pin<Box<dyn Future<Output = Result<R, CallError>> + Send>>;
 
@@ -36,7 +37,9 @@ pub struct CallFuture<R> {
 enum State<R> {
     Failed(Option<CallError>),
     Remote(PendingCall, PhantomData<fn() -> R>),
-    Local(LocalCall<R>),
+    /// A call of a local object, polled with no [`Peer::current`](crate::Peer::current)
+    /// even when the caller is a handler of a peer's call.
+    Local(WithPeer<LocalCall<R>>),
     Done,
 }
 
@@ -59,7 +62,7 @@ impl<R> CallFuture<R> {
 
     pub(crate) fn local(call: LocalCall<R>, timeout: Option<Duration>) -> Self {
         CallFuture {
-            state: State::Local(call),
+            state: State::Local(Peer::none(call)),
             timeout,
             deadline: None,
         }
@@ -81,7 +84,7 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
                 Poll::Ready(answer) => Poll::Ready(answer.and_then(|reply| pending.decode(reply))),
                 Poll::Pending => Poll::Pending,
             },
-            State::Local(call) => call.as_mut().poll(cx),
+            State::Local(call) => Pin::new(call).poll(cx),
             State::Done => Poll::Ready(Err(polled_after_done())),
         };
         if let Poll::Ready(result) = polled {

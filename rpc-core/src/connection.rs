@@ -29,6 +29,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use futures::future::Either;
 use futures::{FutureExt, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -41,7 +42,7 @@ use crate::call::CallFuture;
 use crate::codec;
 use crate::config::Config;
 use crate::error::{CallError, RemoteError, RemoteErrorKind};
-use crate::object::{Answer, Args, Dispatch, ObjectRef, Written, guard_handler, run_dispatch};
+use crate::object::{Answer, Args, Dispatch, ObjectRef, guard_handler, run_dispatch};
 use crate::outbox::Outbox;
 use crate::peer::Peer;
 use crate::protocol::WireRef;
@@ -335,7 +336,7 @@ impl Connection {
             deadline_ms,
             refs,
         };
-        let (frame, ()) = shared
+        let frame = shared
             .encode_frame(header, write_args)
             .map_err(|e| match e {
                 FrameError::Encode(message) => CallError::Encode {
@@ -678,17 +679,17 @@ impl Shared {
     /// Encodes one frame: the header `header(refs)`, then the payload `write_payload` writes.
     /// References in the payload are exported on this connection and listed in the header;
     /// if anything fails, those exports are undone.
-    fn encode_frame<'m, K>(
+    fn encode_frame<'m>(
         self: &Arc<Self>,
         header: impl Fn(Vec<WireRef>) -> Message<'m>,
-        write_payload: impl FnOnce(&mut BytesMut) -> Result<K, String>,
-    ) -> Result<(Bytes, K), FrameError> {
+        write_payload: impl FnOnce(&mut BytesMut) -> Result<(), String>,
+    ) -> Result<Bytes, FrameError> {
         let limit = self.config.max_frame_length;
         encode_for(self, || {
             let mut frame = BytesMut::with_capacity(64);
             codec::encode_into(&header(Vec::new()), &mut frame).map_err(FrameError::Encode)?;
             let header_len = frame.len();
-            let kept = write_payload(&mut frame).map_err(FrameError::Encode)?;
+            write_payload(&mut frame).map_err(FrameError::Encode)?;
             let table = reference_table();
             if !table.is_empty() {
                 // Rare: rewrite the header with the table the payload produced.
@@ -700,7 +701,7 @@ impl Shared {
             if frame.len() > limit {
                 return Err(FrameError::TooLarge(frame.len()));
             }
-            Ok((frame.freeze(), kept))
+            Ok(frame.freeze())
         })
     }
 
@@ -857,6 +858,9 @@ impl Shared {
         mut frames: FramedRead<R, LengthDelimitedCodec>,
     ) {
         let limit = self.config.max_frame_length;
+        // Registered once, not on every wait.
+        let closed = self.closed_token.clone();
+        let mut closed = std::pin::pin!(closed.cancelled());
         let why = loop {
             let next = match frames.next().now_or_never() {
                 Some(next) => next,
@@ -885,7 +889,7 @@ impl Shared {
                     });
                     tokio::select! {
                         biased;
-                        _ = self.closed_token.cancelled() => return,
+                        _ = &mut closed => return,
                         next = next => match next {
                             Ok(next) => next,
                             Err(why) => break why,
@@ -909,7 +913,7 @@ impl Shared {
                 // read from either until its answers drain, so nothing queues without bound.
                 if self.outbox.backlog() > self.config.max_frame_length {
                     tokio::select! {
-                        _ = self.closed_token.cancelled() => return,
+                        _ = &mut closed => return,
                         _ = self.outbox.all_written() => {}
                     }
                 }
@@ -1020,23 +1024,23 @@ impl Shared {
             Err(e) => return self.answer(id, Err(e), false),
         };
         let handler = guard_handler(target.interface(), method, handler);
-        let deadline = deadline_ms.map(Duration::from_millis);
-        let mut handler = Box::pin(Peer::new(Arc::clone(self)).scope(async move {
-            match deadline {
-                None => handler.await,
-                Some(deadline) => tokio::time::timeout(deadline, handler)
+        let handler = match deadline_ms.map(Duration::from_millis) {
+            None => Either::Left(handler),
+            Some(deadline) => Either::Right(Box::pin(async move {
+                tokio::time::timeout(deadline, handler)
                     .await
                     .unwrap_or_else(|_| {
                         Err(RemoteError::new(
                             RemoteErrorKind::DeadlineExceeded,
                             format!("the caller's deadline of {deadline:?} passed"),
                         ))
-                    }),
-            }
-        }));
+                    })
+            })),
+        };
+        let mut handler = Peer::new(Arc::clone(self)).scope(handler);
         // Most handlers finish without waiting: answer them without a task switch.
         let mut cx = Context::from_waker(Waker::noop());
-        if let Poll::Ready(result) = handler.as_mut().poll(&mut cx) {
+        if let Poll::Ready(result) = Pin::new(&mut handler).poll(&mut cx) {
             self.answer(id, result, false);
             drop(in_flight);
             return;
@@ -1074,11 +1078,11 @@ impl Shared {
     /// Sends the answer of incoming call `id`; references in it are exported here.
     fn answer(self: &Arc<Self>, id: u64, result: Result<Answer, RemoteError>, flush_now: bool) {
         let error = match result {
-            Ok(answer) => match self.encode_answer(id, answer) {
-                Ok((frame, value)) => {
+            Ok(answer) => match self.encode_answer(id, &answer) {
+                Ok(frame) => {
                     self.send(frame, flush_now);
-                    // Dropped only now that its answer is queued (see `Answer`).
-                    drop(value);
+                    // Dropped only now that its frame is queued (see `Answer`).
+                    drop(answer);
                     return;
                 }
                 Err(message) => RemoteError::new(RemoteErrorKind::BadAnswer, message),
@@ -1088,11 +1092,7 @@ impl Shared {
         self.send_message(&Message::Error { id, error }, flush_now);
     }
 
-    fn encode_answer(
-        self: &Arc<Self>,
-        id: u64,
-        answer: Answer,
-    ) -> Result<(Bytes, Written), String> {
+    fn encode_answer(self: &Arc<Self>, id: u64, answer: &Answer) -> Result<Bytes, String> {
         self.encode_frame(|refs| Message::Answer { id, refs }, |buf| answer.write(buf))
             .map_err(|e| match e {
                 FrameError::Encode(message) => message,

@@ -42,6 +42,7 @@ use crate::call::CallFuture;
 use crate::codec;
 use crate::config::Config;
 use crate::error::{CallError, RemoteError, RemoteErrorKind};
+use crate::exports::ExportTable;
 use crate::object::{Answer, Args, Dispatch, ObjectRef, guard_handler, run_dispatch};
 use crate::outbox::Outbox;
 use crate::peer::Peer;
@@ -112,27 +113,6 @@ struct Calls {
     closed: Option<Closed>,
 }
 
-/// An object this side exports on the connection.
-struct Export {
-    object: Arc<dyn Dispatch>,
-    /// References sent minus references the peer said it dropped.
-    sent: u64,
-    /// The root object: never released.
-    permanent: bool,
-}
-
-struct Exports {
-    by_id: HashMap<u64, Export>,
-    /// Object identity (the address of its dispatcher) to id, so that an object sent twice
-    /// gets one id.
-    by_address: HashMap<usize, u64>,
-    next_id: u64,
-}
-
-fn address(object: &Arc<dyn Dispatch>) -> usize {
-    Arc::as_ptr(object) as *const () as usize
-}
-
 type DisconnectCallback = Box<dyn FnOnce(&str) + Send>;
 
 struct Hooks {
@@ -148,7 +128,7 @@ pub(crate) struct Shared {
     calls: Mutex<Calls>,
     is_closed: AtomicBool,
     next_id: AtomicU64,
-    exports: Mutex<Exports>,
+    exports: Mutex<ExportTable>,
     /// The peer's objects this side holds proxies of, by the peer's id.
     imports: Mutex<HashMap<u64, Weak<RemoteObject>>>,
     /// Incoming calls whose handler runs as a task, by request id.
@@ -216,24 +196,7 @@ impl Connection {
             }
         }
 
-        let mut exports = Exports {
-            by_id: HashMap::new(),
-            by_address: HashMap::new(),
-            next_id: protocol::ROOT_OBJECT + 1,
-        };
-        if let Some(root) = root {
-            exports
-                .by_address
-                .insert(address(&root), protocol::ROOT_OBJECT);
-            exports.by_id.insert(
-                protocol::ROOT_OBJECT,
-                Export {
-                    object: root,
-                    sent: 0,
-                    permanent: true,
-                },
-            );
-        }
+        let exports = ExportTable::new(root, config.max_exported_objects);
         let keepalive = config.keepalive;
         let shared = Arc::new(Shared {
             outbox: Outbox::new(Box::new(writer), config.max_frame_length),
@@ -578,7 +541,7 @@ impl Shared {
     }
 
     pub(crate) fn exported_count(&self) -> usize {
-        lock(&self.exports).by_id.len()
+        lock(&self.exports).len()
     }
 
     pub(crate) fn imported_count(&self) -> usize {
@@ -593,71 +556,22 @@ impl Shared {
         if self.is_closed.load(Ordering::Acquire) {
             return Err("the connection is closed".into());
         }
-        let mut exports = lock(&self.exports);
-        if let Some(&id) = exports.by_address.get(&address(object)) {
-            let export = exports
-                .by_id
-                .get_mut(&id)
-                .expect("the export tables are out of step");
-            if !export.permanent {
-                export.sent += 1;
-            }
-            return Ok(id);
-        }
-        let limit = self.config.max_exported_objects;
-        if exports.by_id.len() >= limit {
-            return Err(format!(
-                "this side already exports {limit} objects on the connection to {}, the limit \
-                 (max_exported_objects); let the peer drop references it holds, or raise the \
-                 limit",
-                self.peer
-            ));
-        }
-        let id = exports.next_id;
-        exports.next_id += 1;
-        exports.by_address.insert(address(object), id);
-        exports.by_id.insert(
-            id,
-            Export {
-                object: Arc::clone(object),
-                sent: 1,
-                permanent: false,
-            },
-        );
-        Ok(id)
+        lock(&self.exports)
+            .export(object)
+            .map_err(|e| format!("{e} (connection to {})", self.peer))
     }
 
     /// The peer dropped `count` references to exported object `id` (or an encode that sent
     /// them failed): release it when none are left.
     pub(crate) fn release_sent(&self, id: u64, count: u64) {
-        let released = {
-            let mut exports = lock(&self.exports);
-            match exports.by_id.get_mut(&id) {
-                Some(export) if !export.permanent => {
-                    export.sent = export.sent.saturating_sub(count);
-                    if export.sent == 0 {
-                        let export = exports.by_id.remove(&id);
-                        if let Some(export) = &export {
-                            exports.by_address.remove(&address(&export.object));
-                        }
-                        export
-                    } else {
-                        None
-                    }
-                }
-                _ => None,
-            }
-        };
+        let released = lock(&self.exports).release(id, count);
         // The object's Drop runs here, outside the lock.
         drop(released);
     }
 
     /// The local object this side exported as `id`.
     pub(crate) fn exported(&self, id: u64) -> Option<Arc<dyn Dispatch>> {
-        lock(&self.exports)
-            .by_id
-            .get(&id)
-            .map(|e| Arc::clone(&e.object))
+        lock(&self.exports).get(id)
     }
 
     /// Resolves the reference table of a frame that just arrived.
@@ -800,11 +714,7 @@ impl Shared {
         }
         // Dropping the senders cancels the handlers.
         drop(std::mem::take(&mut *lock(&self.running)));
-        let exports = {
-            let mut exports = lock(&self.exports);
-            exports.by_address.clear();
-            std::mem::take(&mut exports.by_id)
-        };
+        let exports = lock(&self.exports).clear();
         // Exported objects are released here, outside the lock.
         drop(exports);
         let _ = self.outbox.flush();

@@ -48,6 +48,7 @@ mod codec;
 mod config;
 mod connection;
 mod error;
+mod exports;
 mod object;
 mod outbox;
 mod peer;

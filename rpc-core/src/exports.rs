@@ -1,0 +1,199 @@
+//! [`ExportTable`]: the objects one side of a connection exports to the other, with how many
+//! references to each it has sent and not yet had back.
+//!
+//! An object gets an id the first time it is sent over the connection; sending it again
+//! reuses the id (identity is the address of its dispatcher) and counts one more reference.
+//! A decref from the peer subtracts what the peer received; the entry goes when the count
+//! reaches zero, and with it the table's hold on the object. The root object is exported at
+//! id [`ROOT_OBJECT`](crate::protocol::ROOT_OBJECT) and is never released. See
+//! [`crate::refs`] for why counting references *sent* makes a re-send during a decref safe.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::object::Dispatch;
+use crate::protocol::ROOT_OBJECT;
+
+/// An object this side exports on the connection.
+pub(crate) struct Export {
+    object: Arc<dyn Dispatch>,
+    /// References sent minus references the peer said it dropped.
+    sent: u64,
+    /// The root object: never released.
+    permanent: bool,
+}
+
+/// The export table of one connection.
+pub(crate) struct ExportTable {
+    by_id: HashMap<u64, Export>,
+    /// Object identity (the address of its dispatcher) to id, so that an object sent twice
+    /// gets one id.
+    by_address: HashMap<usize, u64>,
+    next_id: u64,
+    limit: usize,
+}
+
+fn address(object: &Arc<dyn Dispatch>) -> usize {
+    Arc::as_ptr(object) as *const () as usize
+}
+
+impl ExportTable {
+    /// A table holding `root` (if any) and room for `limit` objects in all.
+    pub(crate) fn new(root: Option<Arc<dyn Dispatch>>, limit: usize) -> Self {
+        let mut table = ExportTable {
+            by_id: HashMap::new(),
+            by_address: HashMap::new(),
+            next_id: ROOT_OBJECT + 1,
+            limit,
+        };
+        if let Some(root) = root {
+            table.by_address.insert(address(&root), ROOT_OBJECT);
+            let root = Export {
+                object: root,
+                sent: 0,
+                permanent: true,
+            };
+            table.by_id.insert(ROOT_OBJECT, root);
+        }
+        table
+    }
+
+    /// How many objects are exported (the root included).
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Exports `object` (again): returns its id and counts one more reference sent. Fails
+    /// when a new object would exceed the limit.
+    pub(crate) fn export(&mut self, object: &Arc<dyn Dispatch>) -> Result<u64, String> {
+        if let Some(&id) = self.by_address.get(&address(object)) {
+            let export = self
+                .by_id
+                .get_mut(&id)
+                .expect("the export tables are out of step");
+            if !export.permanent {
+                export.sent += 1;
+            }
+            return Ok(id);
+        }
+        if self.by_id.len() >= self.limit {
+            return Err(format!(
+                "this side already exports {} objects on the connection, the limit \
+                 (max_exported_objects); let the peer drop references it holds, or raise the \
+                 limit",
+                self.limit
+            ));
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_address.insert(address(object), id);
+        let export = Export {
+            object: Arc::clone(object),
+            sent: 1,
+            permanent: false,
+        };
+        self.by_id.insert(id, export);
+        Ok(id)
+    }
+
+    /// `count` references to `id` came back (a decref, or an encode that failed). Returns
+    /// the object when none are left, for the caller to drop outside its lock.
+    #[must_use = "the released object must be dropped outside the table's lock"]
+    pub(crate) fn release(&mut self, id: u64, count: u64) -> Option<Arc<dyn Dispatch>> {
+        let export = self.by_id.get_mut(&id).filter(|e| !e.permanent)?;
+        export.sent = export.sent.saturating_sub(count);
+        if export.sent > 0 {
+            return None;
+        }
+        let export = self.by_id.remove(&id)?;
+        self.by_address.remove(&address(&export.object));
+        Some(export.object)
+    }
+
+    /// The object exported as `id`.
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<dyn Dispatch>> {
+        self.by_id.get(&id).map(|e| Arc::clone(&e.object))
+    }
+
+    /// Empties the table (the connection closed); returns the objects for the caller to drop
+    /// outside its lock.
+    #[must_use = "the released objects must be dropped outside the table's lock"]
+    pub(crate) fn clear(&mut self) -> Vec<Arc<dyn Dispatch>> {
+        self.by_address.clear();
+        self.by_id.drain().map(|(_, e)| e.object).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::RemoteError;
+    use crate::object::{Args, HandlerFuture, no_such_method};
+
+    struct Nothing;
+
+    impl Dispatch for Nothing {
+        fn interface(&self) -> &'static str {
+            "Nothing"
+        }
+
+        fn dispatch(&self, method: &str, _: Args<'_>) -> Result<HandlerFuture, RemoteError> {
+            Err(no_such_method("Nothing", method))
+        }
+    }
+
+    fn object() -> Arc<dyn Dispatch> {
+        Arc::new(Nothing)
+    }
+
+    #[test]
+    fn an_object_sent_twice_has_one_id_and_needs_both_references_back() {
+        let mut table = ExportTable::new(None, 10);
+        let a = object();
+        let id = table.export(&a).unwrap();
+        assert_eq!(table.export(&a).unwrap(), id);
+        assert!(table.release(id, 1).is_none());
+        assert!(table.get(id).is_some());
+        assert!(table.release(id, 1).is_some());
+        assert!(table.get(id).is_none());
+        // Sent again after release: a new id.
+        assert_ne!(table.export(&a).unwrap(), id);
+    }
+
+    #[test]
+    fn a_resend_during_a_decref_keeps_the_object() {
+        let mut table = ExportTable::new(None, 10);
+        let a = object();
+        let id = table.export(&a).unwrap();
+        // The peer drops its copy (decref of 1 in flight) while this side sends it again.
+        table.export(&a).unwrap();
+        assert!(table.release(id, 1).is_none(), "released early");
+        assert!(table.get(id).is_some());
+    }
+
+    #[test]
+    fn the_root_is_never_released_and_counts_against_the_limit() {
+        let root = object();
+        let mut table = ExportTable::new(Some(Arc::clone(&root)), 2);
+        assert_eq!(table.export(&root).unwrap(), ROOT_OBJECT);
+        assert!(table.release(ROOT_OBJECT, u64::MAX).is_none());
+        assert!(table.get(ROOT_OBJECT).is_some());
+        let a = object();
+        table.export(&a).unwrap();
+        let refused = table.export(&object()).unwrap_err();
+        assert!(refused.contains("max_exported_objects"), "{refused}");
+        assert_eq!(table.len(), 2);
+        assert_eq!(table.clear().len(), 2);
+        assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn unknown_ids_and_excess_counts_are_harmless() {
+        let mut table = ExportTable::new(None, 10);
+        assert!(table.release(42, 1).is_none());
+        let a = object();
+        let id = table.export(&a).unwrap();
+        assert!(table.release(id, 1000).is_some());
+        assert!(table.release(id, 1).is_none());
+    }
+}

@@ -21,8 +21,10 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Time for the hello exchange once connected. Default 10 s.
     pub handshake_timeout: Duration,
-    /// Time for the rest of a frame to arrive once its first bytes have. Bounds how long a
-    /// slow or stalled peer can hold a half-received frame (and its buffer). Default 30 s.
+    /// Time for the rest of a frame to arrive once its first bytes (even just its length
+    /// header) have, and how long a peer may take no byte of what this side has to send it.
+    /// Bounds how long a slow or stalled peer can hold a half-received frame (and the buffer
+    /// reserved for it) or a full output queue. Default 30 s.
     pub frame_timeout: Duration,
     /// On graceful shutdown, how long calls in flight may still run before their connections
     /// are closed anyway. Default 10 s.

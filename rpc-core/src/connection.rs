@@ -162,6 +162,10 @@ impl Connection {
         R: AsyncRead + Send + Unpin + 'static,
         W: AsyncWrite + Send + Unpin + 'static,
     {
+        let reader = CountingReader {
+            inner: reader,
+            total: 0,
+        };
         let mut frames = FramedRead::new(reader, codec::frame_codec(config.max_frame_length));
         let handshake =
             async {
@@ -230,10 +234,16 @@ impl Connection {
         tokio::spawn(Arc::clone(&shared).read_loop(frames));
         let writer_shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            let e = writer_shared.outbox.run_writer_task().await;
-            writer_shared.close(Closed::Transport(format!(
-                "writing to the peer failed: {e}"
-            )));
+            let e = writer_shared
+                .outbox
+                .run_writer_task(writer_shared.config.frame_timeout)
+                .await;
+            let why = if e.kind() == io::ErrorKind::TimedOut {
+                Closed::Protocol(e.to_string())
+            } else {
+                Closed::Transport(format!("writing to the peer failed: {e}"))
+            };
+            writer_shared.close(why);
         });
         if let Some((interval, timeout)) = keepalive {
             tokio::spawn(Arc::clone(&shared).keepalive(interval, timeout));
@@ -553,10 +563,13 @@ impl Shared {
 
     /// Exports `object` (again): returns its id and counts one more reference sent.
     pub(crate) fn export(&self, object: &Arc<dyn Dispatch>) -> Result<u64, String> {
+        let mut exports = lock(&self.exports);
+        // Checked under the lock: `close` sets the flag before it empties the table, so an
+        // object can never slip into the table of a closed connection.
         if self.is_closed.load(Ordering::Acquire) {
             return Err("the connection is closed".into());
         }
-        lock(&self.exports)
+        exports
             .export(object)
             .map_err(|e| format!("{e} (connection to {})", self.peer))
     }
@@ -765,9 +778,12 @@ impl Shared {
 
     async fn read_loop<R: AsyncRead + Unpin>(
         self: Arc<Self>,
-        mut frames: FramedRead<R, LengthDelimitedCodec>,
+        mut frames: FramedRead<CountingReader<R>, LengthDelimitedCodec>,
     ) {
         let limit = self.config.max_frame_length;
+        // Bytes of the stream that made up complete frames: whatever was read beyond them is
+        // a frame on its way (perhaps only its length header, which the codec has consumed).
+        let mut complete = frames.get_ref().total - frames.read_buffer().len() as u64;
         // Registered once, not on every wait.
         let closed = self.closed_token.clone();
         let mut closed = std::pin::pin!(closed.cancelled());
@@ -785,7 +801,7 @@ impl Shared {
                         if let Poll::Ready(next) = frames.poll_next_unpin(cx) {
                             return Poll::Ready(Ok(next));
                         }
-                        if frames.read_buffer().is_empty() {
+                        if frames.get_ref().total == complete {
                             return Poll::Pending;
                         }
                         let timer = stall
@@ -811,6 +827,7 @@ impl Shared {
                 None => break Closed::Transport("the peer closed the connection".into()),
                 Some(Err(e)) => break read_error(e, limit),
                 Some(Ok(frame)) => {
+                    complete += 4 + frame.len() as u64;
                     self.note_received();
                     if let Err(why) = self.handle_frame(frame.freeze()) {
                         break why;
@@ -819,14 +836,6 @@ impl Shared {
             }
             if self.outbox.queued_len() >= 64 * 1024 {
                 self.flush();
-                // Backpressure: a peer that sends calls but does not read the answers is not
-                // read from either until its answers drain, so nothing queues without bound.
-                if self.outbox.backlog() > self.config.max_frame_length {
-                    tokio::select! {
-                        _ = &mut closed => return,
-                        _ = self.outbox.all_written() => {}
-                    }
-                }
             }
         };
         self.close(why);
@@ -906,6 +915,20 @@ impl Shared {
                 ),
             );
         };
+        // Backpressure without ever stopping to read (two peers that both stopped reading
+        // while their outboxes were full would wait for each other for ever): while the
+        // answers already queued for the peer exceed one frame, new calls are refused.
+        let backlog = self.outbox.backlog();
+        if backlog > self.config.max_frame_length {
+            return self.answer_error(
+                id,
+                RemoteErrorKind::Overloaded,
+                format!(
+                    "{backlog} bytes are waiting to be sent on this connection; read the \
+                     answers of earlier calls before sending more"
+                ),
+            );
+        }
         let max = self.config.max_in_flight_calls;
         if self.in_flight.fetch_add(1, Ordering::SeqCst) >= max {
             if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -974,6 +997,14 @@ impl Shared {
             // Queue the answer, free the slot, then write: a caller that sees the answer can
             // make its next call at once, and a drain that sees no call in flight flushes it.
             if let Some(result) = result {
+                // A peer that does not read cannot make answers pile up: each waits (holding
+                // its in-flight slot) until the queue is below one frame again.
+                while shared.outbox.backlog() > shared.config.max_frame_length {
+                    tokio::select! {
+                        _ = shared.closed_token.cancelled() => return,
+                        _ = shared.outbox.all_written() => {}
+                    }
+                }
                 shared.answer(id, result, false);
             }
             drop(in_flight);
@@ -1012,6 +1043,26 @@ impl Shared {
                     self.config.max_frame_length
                 ),
             })
+    }
+}
+
+/// The read half of a transport, counting the bytes it has read (to tell when a frame has
+/// started to arrive, see the frame timer in `read_loop`).
+pub(crate) struct CountingReader<R> {
+    inner: R,
+    total: u64,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for CountingReader<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.total += (buf.filled().len() - before) as u64;
+        polled
     }
 }
 

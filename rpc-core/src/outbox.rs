@@ -17,6 +17,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
@@ -53,8 +54,10 @@ pub(crate) struct Outbox {
 
 /// Outcome of an attempt to write.
 enum Progress {
+    /// Everything was written.
     Done,
-    Blocked,
+    /// The socket is full; `wrote` says whether it took anything before filling up.
+    Blocked { wrote: bool },
 }
 
 impl Outbox {
@@ -111,7 +114,7 @@ impl Outbox {
                 if w.blocked {
                     return Ok(());
                 }
-                if let Progress::Blocked = self.write_all_queued(&mut w, &mut cx)? {
+                if let Progress::Blocked { .. } = self.write_all_queued(&mut w, &mut cx)? {
                     w.blocked = true;
                     drop(w);
                     self.wake_writer_task.notify_one();
@@ -136,13 +139,14 @@ impl Outbox {
                 "the connection is closed",
             ));
         };
+        let mut wrote = false;
         loop {
             if unwritten.is_empty() {
                 *unwritten = self.take_queued();
                 if unwritten.is_empty() {
                     return match Pin::new(sink).poll_flush(cx) {
                         Poll::Ready(r) => r.map(|()| Progress::Done),
-                        Poll::Pending => Ok(Progress::Blocked),
+                        Poll::Pending => Ok(Progress::Blocked { wrote }),
                     };
                 }
             }
@@ -153,31 +157,53 @@ impl Outbox {
                         "the peer takes no more data",
                     ));
                 }
-                Poll::Ready(Ok(n)) => unwritten.advance(n),
+                Poll::Ready(Ok(n)) => {
+                    unwritten.advance(n);
+                    wrote = true;
+                }
                 Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Ok(Progress::Blocked),
+                Poll::Pending => return Ok(Progress::Blocked { wrote }),
             }
         }
     }
 
     /// The writer task's job: whenever a flush found the socket full, wait until it drains
-    /// and write everything queued. Returns on a write error.
-    pub(crate) async fn run_writer_task(&self) -> io::Error {
+    /// and write everything queued. Returns on a write error, or when the peer has taken no
+    /// byte for `stall_timeout` while data waits (it stopped reading).
+    pub(crate) async fn run_writer_task(&self, stall_timeout: Duration) -> io::Error {
         loop {
             self.wake_writer_task.notified().await;
-            let written = std::future::poll_fn(|cx| {
-                let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-                match self.write_all_queued(&mut w, cx) {
-                    Ok(Progress::Done) => {
-                        w.blocked = false;
-                        Poll::Ready(Ok(()))
+            loop {
+                // Wait until the socket takes something, for at most `stall_timeout`.
+                let step = std::future::poll_fn(|cx| {
+                    let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+                    match self.write_all_queued(&mut w, cx) {
+                        Ok(Progress::Done) => {
+                            w.blocked = false;
+                            Poll::Ready(Ok(true))
+                        }
+                        Ok(Progress::Blocked { wrote: true }) => Poll::Ready(Ok(false)),
+                        Ok(Progress::Blocked { wrote: false }) => Poll::Pending,
+                        Err(e) => Poll::Ready(Err(e)),
                     }
-                    Ok(Progress::Blocked) => Poll::Pending,
-                    Err(e) => Poll::Ready(Err(e)),
+                });
+                match tokio::time::timeout(stall_timeout, step).await {
+                    Ok(Ok(true)) => break,
+                    Ok(Ok(false)) => continue,
+                    Ok(Err(e)) => return e,
+                    Err(_) => {
+                        return io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "the peer has read nothing for {stall_timeout:?} while {} bytes \
+                                 waited to be sent to it",
+                                self.backlog()
+                            ),
+                        );
+                    }
                 }
-            })
-            .await;
-            if let Err(e) = written.and_then(|()| self.flush()) {
+            }
+            if let Err(e) = self.flush() {
                 return e;
             }
             self.written.notify_waiters();

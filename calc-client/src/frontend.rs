@@ -383,7 +383,9 @@ impl<'a> Dispatch<'a> {
                     slot.client = Some(client);
                     slot.calc = Some(calc);
                 }
-                Err(e) => self.lose(slot, &format!("could not connect: {e}")),
+                Err(e) => {
+                    self.lose(slot, &format!("could not connect: {e}"));
+                }
             }
         }
     }
@@ -440,11 +442,12 @@ impl<'a> Dispatch<'a> {
         Ok(())
     }
 
-    /// Stops using a worker: closing its connection fails its other calls at once.
-    fn lose(&mut self, slot: usize, why: &str) {
+    /// Stops using a worker: closing its connection fails its other calls at once. Returns
+    /// `false` if it was already lost.
+    fn lose(&mut self, slot: usize, why: &str) -> bool {
         let slot = &mut self.slots[slot];
         if slot.lost.is_some() {
-            return;
+            return false;
         }
         tracing::warn!(worker = %slot.addr, "worker lost: {why}");
         self.progress
@@ -454,6 +457,7 @@ impl<'a> Dispatch<'a> {
         if let Some(client) = slot.client.take() {
             client.close();
         }
+        true
     }
 
     /// Direct mode: the usable worker with the most room, if any has room.
@@ -610,12 +614,17 @@ impl<'a> Dispatch<'a> {
             }
             Err(error) => {
                 let addr = s.addr.clone();
-                self.attempts[done.chunk] += 1;
                 self.retried += 1;
                 tracing::debug!(worker = %addr, chunk = ?self.chunks[done.chunk], "chunk failed: {error}");
                 if worker_gone(&error) {
-                    self.lose(done.slot, &error.to_string());
-                    self.refresh_window().await?;
+                    // Not the chunk's fault: it is retried on the workers left, however many
+                    // die under it; the job fails only when none is left. The window is
+                    // re-sized once per lost worker, not once per chunk it had.
+                    if self.lose(done.slot, &error.to_string()) {
+                        self.refresh_window().await?;
+                    }
+                } else {
+                    self.attempts[done.chunk] += 1;
                 }
                 if self.attempts[done.chunk] >= self.options.max_attempts {
                     return Err(JobError::ChunkFailed {

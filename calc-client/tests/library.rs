@@ -226,3 +226,38 @@ async fn direct_mode_uses_every_worker() {
         worker.shutdown().await;
     }
 }
+
+/// Losing workers is not a chunk's fault: with `max_attempts(1)`, chunks in flight on two
+/// workers that die are still retried on the third, and the job completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_workers_do_not_count_as_failed_attempts() {
+    let mut workers = Vec::new();
+    for id in 1..=3 {
+        workers.push(Worker::start(loopback().await, WorkerConfig::new(id).capacity(1)).unwrap());
+    }
+    let addrs = workers.iter().map(|w| w.local_addr().to_string()).collect();
+    let job = tokio::spawn(async move {
+        frontend::run(
+            Job::new(2_000_000).with_chunk(10_000),
+            &Workers::Direct(addrs),
+            &quiet().max_attempts(1),
+        )
+        .await
+    });
+    // Mid-job: both doomed workers are computing a chunk.
+    eventually("two workers are busy", || {
+        let busy = workers[1].load() > 0 && workers[2].load() > 0;
+        async move { busy.then_some(()) }
+    })
+    .await;
+    // Dropped without shutdown: their servers stop at once, like a crash.
+    let survivor = workers.remove(0);
+    drop(workers);
+    let report = tokio::time::timeout(PATIENCE, job)
+        .await
+        .expect("the job did not finish")
+        .unwrap()
+        .expect("the job failed although a worker was left");
+    assert_eq!(report.total, 148_933);
+    survivor.shutdown().await;
+}

@@ -1,7 +1,7 @@
 //! The wire protocol, version 1.
 //!
 //! A connection is a stream of frames: a 4-byte big-endian length, then that many bytes
-//! (see [`crate::codec`] and [`Config::max_frame_length`](crate::Config::max_frame_length)).
+//! (at most [`Config::max_frame_length`](crate::Config::max_frame_length) bytes).
 //!
 //! **Handshake.** Both sides first send one 8-byte hello frame, `b"PBRS"`, the protocol
 //! version as a big-endian `u16`, and two reserved zero bytes, then read the peer's. A wrong

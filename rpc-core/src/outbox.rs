@@ -16,6 +16,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -50,6 +51,8 @@ pub(crate) struct Outbox {
     wake_writer_task: Notify,
     /// Notified when the writer task has written everything it was woken for.
     written: Notify,
+    /// Bytes queued or taken by a writer and not yet written.
+    backlog: AtomicUsize,
 }
 
 /// Outcome of an attempt to write.
@@ -74,6 +77,7 @@ impl Outbox {
             }),
             wake_writer_task: Notify::new(),
             written: Notify::new(),
+            backlog: AtomicUsize::new(0),
         }
     }
 
@@ -81,7 +85,11 @@ impl Outbox {
     pub(crate) fn queue(&self, frame: Bytes) -> io::Result<()> {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         let Queue { buf, codec } = &mut *q;
-        codec.encode(frame, buf)
+        let before = buf.len();
+        codec.encode(frame, buf)?;
+        self.backlog
+            .fetch_add(buf.len() - before, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Bytes queued and not yet taken by a writer.
@@ -159,6 +167,7 @@ impl Outbox {
                 }
                 Poll::Ready(Ok(n)) => {
                     unwritten.advance(n);
+                    self.backlog.fetch_sub(n, Ordering::Relaxed);
                     wrote = true;
                 }
                 Poll::Ready(Err(e)) => return Err(e),
@@ -212,13 +221,7 @@ impl Outbox {
 
     /// Bytes queued or taken by a writer and not yet written.
     pub(crate) fn backlog(&self) -> usize {
-        let unwritten = self
-            .writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .unwritten
-            .len();
-        unwritten + self.queued_len()
+        self.backlog.load(Ordering::Relaxed)
     }
 
     /// Resolves once everything queued so far has been handed to the socket (or the socket

@@ -50,7 +50,9 @@ pub trait Broker {
     ///
     /// An applied [`Change::Removed`](crate::queue::Change::Removed) also unties a joined
     /// worker from its connection: if the scheduler adds it back later, the drop of that
-    /// connection no longer removes it.
+    /// connection no longer removes it. A `Removed` for a worker the broker does not know is
+    /// [`Applied::UnknownWorker`], and records nothing; a new worker is [`Applied::Full`] when
+    /// the broker tracks as many as it may (see [`remote_join`](Self::remote_join)).
     async fn remote_publish(&self, update: WorkerUpdate) -> Applied;
 
     /// Applies `update` (normally [`Change::Added`](crate::queue::Change::Added)) and ties the
@@ -60,6 +62,9 @@ pub trait Broker {
     /// connection only: the drop of an older one no longer removes it. After its connection
     /// dropped, a worker re-joins with a `seq` higher than any update applied for it before
     /// (a drop keeps its last `seq` as a tombstone); an older one is [`Applied::Stale`].
+    ///
+    /// A new worker is refused with [`Applied::Full`] when the broker already tracks as many
+    /// workers as it may (`broker-server --max-workers`), all of them queued.
     async fn remote_join(&self, update: WorkerUpdate) -> Applied;
 
     /// Every queued worker with its state, most able first.

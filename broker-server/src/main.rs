@@ -1,7 +1,8 @@
 //! `broker-server`: the pbrs broker as a program.
 //!
 //! Parses the command line, sets up logging, binds the listener, prints
-//! `broker listening on <addr>` on stdout, and calls [`broker_server::run`] until SIGINT
+//! `broker listening on <addr>` on stdout, and serves a [`broker_server::BrokerService`] limited
+//! to `--max-workers` ids with [`broker_server::run_service`] until SIGINT
 //! (Ctrl-C) or SIGTERM. Everything else is in the library.
 
 use std::io::{IsTerminal, Write};
@@ -33,6 +34,28 @@ struct Cli {
     /// `info,broker_server=debug`. Without it, RUST_LOG is used when set, else `info`.
     #[arg(long, value_name = "LEVEL", value_parser = parse_filter)]
     log_level: Option<String>,
+
+    /// The most worker ids the broker keeps track of: queued workers plus the tombstones of
+    /// removed ones (which keep late, out-of-date updates from bringing a worker back). At
+    /// the limit, a new worker takes the place of the tombstone removed longest ago; when
+    /// every tracked id is a queued worker, it is refused (`Full`, logged as a warning). Bounds
+    /// the broker's memory whatever peers publish.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = broker_server::queue::DEFAULT_MAX_IDS,
+        value_parser = parse_max_workers
+    )]
+    max_workers: usize,
+}
+
+/// A positive number of workers.
+fn parse_max_workers(n: &str) -> Result<usize, String> {
+    match n.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e} (expected a positive whole number)")),
+    }
 }
 
 /// Accepts what [`EnvFilter`] accepts, so that a typo is reported by the command line.
@@ -72,7 +95,8 @@ async fn main() -> ExitCode {
         // Whoever started us cannot learn the address: not fatal for the service itself.
         tracing::warn!("could not print the listening address on stdout: {e}");
     }
-    match broker_server::run(listener, shutdown).await {
+    let service = broker_server::BrokerService::with_limit(cli.max_workers);
+    match broker_server::run_service(listener, service, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("broker-server: {e}");

@@ -41,19 +41,39 @@
 //! The memory outlives the worker. When a worker is removed, its last sequence number is
 //! kept as a *tombstone*, so that an older `Added` that arrives late cannot resurrect a
 //! worker the scheduler has already removed. Only an update with a higher `seq` brings it
-//! back. (Tombstones are small — an id and a number — and are kept for as long as the
-//! queue lives.)
+//! back. Tombstones are small — an id and a couple of numbers — and are kept until the
+//! [limit](#bounded-memory) on tracked ids needs the room.
 //!
 //! A worker whose connection to the broker drops is taken out with
 //! [`WorkerQueue::remove`], which has no sequence number of its own: the worker's last
 //! applied `seq` becomes its tombstone.
 //!
+//! A [`Change::Removed`] for a worker the queue does not know at all (never seen, or its
+//! tombstone was evicted) records nothing and is [`Applied::UnknownWorker`], like a
+//! [`Change::Load`] for an unknown worker. The trade-off: a `Removed` that overtakes the
+//! worker's very first `Added` is lost, and the late `Added` then queues the worker. Bounded
+//! memory wins: otherwise anyone able to publish could grow the queue with a tombstone per
+//! made-up id. A scheduler that needs the removal to stick re-sends it after the `Added`.
+//!
+//! # Bounded memory
+//!
+//! The queue tracks at most [`limit`](WorkerQueue::limit) worker ids, queued workers and
+//! tombstones together ([`WorkerQueue::with_limit`]; [`WorkerQueue::new`] allows
+//! [`DEFAULT_MAX_IDS`]). Only an `Added` for an id the queue does not track adds one. When
+//! the queue is at its limit:
+//!
+//! - if there are tombstones, the *oldest* one (by the time its worker was last removed, by
+//!   update or by [`remove`](WorkerQueue::remove)) is evicted to make room: that worker then
+//!   counts as never seen, so a late `Added` older than its removal would queue it again;
+//! - if every tracked id is a queued worker, the `Added` is refused with [`Applied::Full`]
+//!   and nothing changes (nor is its `seq` recorded).
+//!
 //! # Cost
 //!
 //! [`update`](WorkerQueue::update), [`next`](WorkerQueue::next) and
-//! [`remove`](WorkerQueue::remove) are O(log n) in the number of workers: workers sit in
-//! a [`BTreeSet`] ordered by ability, next to a [`HashMap`] by id. Only
-//! [`list`](WorkerQueue::list) walks the whole queue.
+//! [`remove`](WorkerQueue::remove) are O(log n) in the number of tracked ids: workers sit
+//! in a [`BTreeSet`] ordered by ability, next to a [`HashMap`] by id, and tombstones in a
+//! [`BTreeMap`] by removal order. Only [`list`](WorkerQueue::list) walks the whole queue.
 //!
 //! # Example
 //!
@@ -75,10 +95,14 @@
 //! ```
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+/// How many worker ids (queued workers plus tombstones) [`WorkerQueue::new`] tracks at most.
+/// See [bounded memory](self#bounded-memory).
+pub const DEFAULT_MAX_IDS: usize = 100_000;
 
 /// The name of a worker, as the scheduler knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -157,9 +181,9 @@ pub enum Applied {
     Replaced,
     /// A queued worker's capacity and load were updated.
     LoadChanged,
-    /// The worker was removed. `was_queued` is false when it was not in the queue (never
-    /// seen, or already removed); its tombstone is recorded or advanced all the same, so an
-    /// older `Added` arriving later stays ignored.
+    /// The worker was removed. `was_queued` is false when it was already removed (a
+    /// tombstone); its tombstone is advanced all the same, so an older `Added` arriving later
+    /// stays ignored.
     Removed {
         /// Whether the worker was in the queue until this update.
         was_queued: bool,
@@ -167,9 +191,14 @@ pub enum Applied {
     /// The update's `seq` was not greater than the last one applied for this worker
     /// (including a removed worker's tombstone); nothing changed.
     Stale,
-    /// A [`Change::Load`] for a worker not in the queue; nothing changed and its `seq` was
-    /// not recorded.
+    /// A [`Change::Load`] for a worker not in the queue, or a [`Change::Removed`] for a worker
+    /// the queue does not track at all (never seen, or its tombstone evicted); nothing changed
+    /// and its `seq` was not recorded.
     UnknownWorker,
+    /// A [`Change::Added`] for a new id, refused because the queue tracks as many ids as its
+    /// [limit](WorkerQueue::limit) allows and all of them are queued workers (no tombstone to
+    /// evict); nothing changed and its `seq` was not recorded.
+    Full,
 }
 
 /// A worker handed out by [`WorkerQueue::next`].
@@ -223,6 +252,9 @@ struct Entry {
     last_seq: u64,
     /// `Some` while queued; `None` is a tombstone.
     live: Option<Live>,
+    /// A tombstone's removal stamp, its key in [`WorkerQueue::tombstones`]; `None` exactly
+    /// while queued.
+    removed: Option<u64>,
 }
 
 /// The position of a queued worker. Ascending order = queue order: most spare first,
@@ -245,20 +277,58 @@ impl QueueKey {
 }
 
 /// The queue of workers, most able first. See the [module docs](self).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct WorkerQueue {
     /// Queued workers in queue order. Holds exactly the entries whose `live` is `Some`.
     order: BTreeSet<QueueKey>,
-    /// Every worker ever seen, queued or tombstoned.
+    /// Every tracked worker, queued or tombstoned. At most `max_ids` of them.
     workers: HashMap<WorkerId, Entry>,
+    /// The tombstones by removal stamp, oldest first: exactly the entries whose `live` is
+    /// `None`, each under its `removed` stamp.
+    tombstones: BTreeMap<u64, WorkerId>,
     /// The last hand-out stamp given out; stamps start at 1.
     clock: u64,
+    /// The last removal stamp given out; stamps start at 1.
+    removals: u64,
+    /// The most ids `workers` may hold.
+    max_ids: usize,
+}
+
+impl Default for WorkerQueue {
+    /// An empty queue tracking at most [`DEFAULT_MAX_IDS`] ids.
+    fn default() -> Self {
+        Self::with_limit(DEFAULT_MAX_IDS)
+    }
 }
 
 impl WorkerQueue {
-    /// An empty queue.
+    /// An empty queue tracking at most [`DEFAULT_MAX_IDS`] worker ids.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty queue tracking at most `max_ids` worker ids: queued workers and tombstones
+    /// together (see [bounded memory](self#bounded-memory)). With 0, every `Added` is
+    /// [`Applied::Full`].
+    pub fn with_limit(max_ids: usize) -> Self {
+        WorkerQueue {
+            order: BTreeSet::new(),
+            workers: HashMap::new(),
+            tombstones: BTreeMap::new(),
+            clock: 0,
+            removals: 0,
+            max_ids,
+        }
+    }
+
+    /// The most worker ids (queued workers plus tombstones) the queue tracks.
+    pub fn limit(&self) -> usize {
+        self.max_ids
+    }
+
+    /// The number of worker ids the queue tracks now: queued workers plus tombstones.
+    pub fn tracked(&self) -> usize {
+        self.workers.len()
     }
 
     /// Applies one scheduler update, unless it is stale. O(log n).
@@ -295,6 +365,7 @@ impl WorkerQueue {
                     Some(Entry {
                         last_seq,
                         live: Some(live),
+                        ..
                     }) => {
                         *last_seq = seq;
                         // Keep its hand-out history: a re-announced worker does not jump
@@ -310,17 +381,28 @@ impl WorkerQueue {
                     }
                     Some(entry) => {
                         entry.last_seq = seq;
+                        if let Some(stamp) = entry.removed.take() {
+                            self.tombstones.remove(&stamp);
+                        }
                         self.order.insert(QueueKey::new(&worker, &fresh));
                         entry.live = Some(fresh);
                         Applied::Added
                     }
                     None => {
+                        if self.workers.len() >= self.max_ids {
+                            // Make room by forgetting the oldest tombstone, if there is one.
+                            let Some((_, evicted)) = self.tombstones.pop_first() else {
+                                return Applied::Full;
+                            };
+                            self.workers.remove(&evicted);
+                        }
                         self.order.insert(QueueKey::new(&worker, &fresh));
                         self.workers.insert(
                             worker,
                             Entry {
                                 last_seq: seq,
                                 live: Some(fresh),
+                                removed: None,
                             },
                         );
                         Applied::Added
@@ -332,6 +414,7 @@ impl WorkerQueue {
                 Some(Entry {
                     last_seq,
                     live: Some(live),
+                    ..
                 }),
             ) => {
                 *last_seq = seq;
@@ -352,18 +435,12 @@ impl WorkerQueue {
                     }
                     None => false,
                 };
+                Self::entomb(&mut self.tombstones, &mut self.removals, worker, entry);
                 Applied::Removed { was_queued }
             }
-            (Change::Removed, None) => {
-                self.workers.insert(
-                    worker,
-                    Entry {
-                        last_seq: seq,
-                        live: None,
-                    },
-                );
-                Applied::Removed { was_queued: false }
-            }
+            // Recording a tombstone for an id never seen would let any publisher grow the
+            // queue without bound; see the module docs for the trade-off.
+            (Change::Removed, None) => Applied::UnknownWorker,
         }
     }
 
@@ -399,14 +476,19 @@ impl WorkerQueue {
     /// The worker's last applied `seq` becomes its tombstone: it is handed out again only
     /// after an `Added` with a higher `seq`. Returns whether it was queued.
     pub fn remove(&mut self, worker: &WorkerId) -> bool {
-        let Some(live) = self
-            .workers
-            .get_mut(worker)
-            .and_then(|entry| entry.live.take())
-        else {
+        let Some(entry) = self.workers.get_mut(worker) else {
+            return false;
+        };
+        let Some(live) = entry.live.take() else {
             return false;
         };
         self.order.remove(&QueueKey::new(worker, &live));
+        Self::entomb(
+            &mut self.tombstones,
+            &mut self.removals,
+            worker.clone(),
+            entry,
+        );
         true
     }
 
@@ -439,6 +521,23 @@ impl WorkerQueue {
     /// Whether no worker is queued.
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
+    }
+
+    /// Makes `entry` (already taken out of the order) the newest tombstone, moving it if it
+    /// already was one.
+    fn entomb(
+        tombstones: &mut BTreeMap<u64, WorkerId>,
+        removals: &mut u64,
+        id: WorkerId,
+        entry: &mut Entry,
+    ) {
+        debug_assert!(entry.live.is_none());
+        if let Some(stamp) = entry.removed.take() {
+            tombstones.remove(&stamp);
+        }
+        *removals += 1;
+        entry.removed = Some(*removals);
+        tombstones.insert(*removals, id);
     }
 
     /// Changes a queued worker's state and moves it to its new place in the order.
@@ -494,7 +593,8 @@ mod tests {
         queue.next().expect("a worker").worker.0
     }
 
-    /// The order set holds exactly the queued workers, each under its current key.
+    /// The order set holds exactly the queued workers, each under its current key; the
+    /// tombstone map exactly the others, each under its stamp; no more ids than the limit.
     fn check(queue: &WorkerQueue) {
         let queued: BTreeSet<QueueKey> = queue
             .workers
@@ -502,6 +602,24 @@ mod tests {
             .filter_map(|(id, entry)| entry.live.as_ref().map(|live| QueueKey::new(id, live)))
             .collect();
         assert_eq!(queued, queue.order);
+        let buried: BTreeMap<u64, WorkerId> = queue
+            .workers
+            .iter()
+            .filter(|(_, entry)| entry.live.is_none())
+            .map(|(id, entry)| (entry.removed.expect("a tombstone has a stamp"), id.clone()))
+            .collect();
+        assert_eq!(buried, queue.tombstones);
+        assert!(
+            queue
+                .workers
+                .values()
+                .all(|entry| entry.live.is_some() != entry.removed.is_some())
+        );
+        assert!(queue.tracked() <= queue.limit());
+    }
+
+    fn tombstone_ids(queue: &WorkerQueue) -> Vec<String> {
+        queue.tombstones.values().map(|id| id.0.clone()).collect()
     }
 
     #[test]
@@ -617,15 +735,95 @@ mod tests {
     }
 
     #[test]
-    fn removal_arriving_before_addition_wins() {
+    fn removal_of_a_never_seen_worker_is_not_recorded() {
         let mut queue = WorkerQueue::new();
+        assert_eq!(queue.update(removed("a", 2)), Applied::UnknownWorker);
+        assert_eq!(queue.tracked(), 0);
+        // The trade-off: a removal that overtakes the first Added is lost.
+        assert_eq!(queue.update(added("a", 1, 10, 0)), Applied::Added);
+        // Once seen, a removal is recorded and does win over an older Added.
         assert_eq!(
-            queue.update(removed("a", 2)),
+            queue.update(removed("a", 3)),
+            Applied::Removed { was_queued: true }
+        );
+        assert_eq!(
+            queue.update(removed("a", 4)),
             Applied::Removed { was_queued: false }
         );
-        assert_eq!(queue.update(added("a", 1, 10, 0)), Applied::Stale);
+        assert_eq!(queue.update(added("a", 3, 10, 0)), Applied::Stale);
         assert!(queue.is_empty());
+        assert_eq!(queue.tracked(), 1);
         check(&queue);
+    }
+
+    #[test]
+    fn random_removals_do_not_grow_the_queue() {
+        let mut queue = WorkerQueue::new();
+        for i in 0..1000 {
+            assert_eq!(
+                queue.update(removed(&format!("x{i}"), 1)),
+                Applied::UnknownWorker
+            );
+        }
+        assert_eq!(queue.tracked(), 0);
+        assert_eq!(WorkerQueue::new().limit(), DEFAULT_MAX_IDS);
+        check(&queue);
+    }
+
+    #[test]
+    fn the_oldest_tombstone_is_evicted_to_make_room() {
+        let mut queue = WorkerQueue::with_limit(4);
+        for name in ["a", "b", "c", "d"] {
+            assert_eq!(queue.update(added(name, 1, 1, 0)), Applied::Added);
+        }
+        // Removal order: c (disconnect), a (update), b; then a again, which makes it the
+        // newest tombstone.
+        assert!(queue.remove(&id("c")));
+        queue.update(removed("a", 2));
+        queue.update(removed("b", 2));
+        queue.update(removed("a", 3));
+        assert_eq!(tombstone_ids(&queue), ["c", "b", "a"]);
+        check(&queue);
+
+        // Each new id evicts the oldest tombstone.
+        assert_eq!(queue.update(added("e", 1, 1, 0)), Applied::Added);
+        assert_eq!(tombstone_ids(&queue), ["b", "a"]);
+        assert_eq!(queue.tracked(), 4);
+        // "c" is forgotten: its old Added counts as new and evicts "b".
+        assert_eq!(queue.update(added("c", 1, 1, 0)), Applied::Added);
+        assert_eq!(tombstone_ids(&queue), ["a"]);
+        // "a" is still remembered: an Added older than its removal stays stale.
+        assert_eq!(queue.update(added("a", 3, 1, 0)), Applied::Stale);
+        // A re-added tombstone is no longer one, and takes no new room.
+        assert_eq!(queue.update(added("a", 4, 1, 0)), Applied::Added);
+        assert!(queue.tombstones.is_empty());
+        assert_eq!(queue.tracked(), 4);
+        check(&queue);
+    }
+
+    #[test]
+    fn a_full_queue_of_live_workers_refuses_new_ids() {
+        let mut queue = WorkerQueue::with_limit(2);
+        assert_eq!(queue.update(added("a", 1, 1, 0)), Applied::Added);
+        assert_eq!(queue.update(added("b", 1, 1, 0)), Applied::Added);
+        let before = queue.list();
+        assert_eq!(queue.update(added("c", 5, 9, 0)), Applied::Full);
+        assert_eq!(queue.list(), before);
+        assert_eq!(queue.tracked(), 2);
+        // Known ids are still updated.
+        assert_eq!(queue.update(added("a", 2, 3, 0)), Applied::Replaced);
+        assert_eq!(queue.update(load("b", 2, 3, 1)), Applied::LoadChanged);
+        // Its seq was not recorded: once there is room, a lower seq applies.
+        queue.update(removed("b", 3));
+        assert_eq!(queue.update(added("c", 1, 1, 0)), Applied::Added);
+        assert_eq!(queue.tracked(), 2);
+        assert_eq!(queue.update(removed("b", 4)), Applied::UnknownWorker);
+        // A limit of 0 refuses everything.
+        let mut none = WorkerQueue::with_limit(0);
+        assert_eq!(none.update(added("a", 1, 1, 0)), Applied::Full);
+        assert!(none.is_empty());
+        check(&queue);
+        check(&none);
     }
 
     #[test]

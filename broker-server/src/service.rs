@@ -23,6 +23,13 @@
 //! over a connection) has no connection to tie the worker to: it is queued like a
 //! [`publish`](Broker::remote_publish)ed worker, until a `Removed` update removes it.
 //!
+//! # Bounded memory
+//!
+//! The queue tracks a limited number of worker ids ([`BrokerService::with_limit`]; see
+//! [bounded memory](crate::queue#bounded-memory)), since any peer may
+//! [`publish`](Broker::remote_publish). A join or update refused because every tracked id is a
+//! queued worker returns [`Applied::Full`] and is logged as a warning.
+//!
 //! # Locking
 //!
 //! Every operation takes the one [`std::sync::Mutex`] for an O(log n) queue operation and a
@@ -67,14 +74,24 @@ struct Inner {
 
 impl Default for Inner {
     fn default() -> Self {
+        Inner::with_limit(crate::queue::DEFAULT_MAX_IDS)
+    }
+}
+
+impl Inner {
+    fn with_limit(max_workers: usize) -> Self {
         Inner {
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                queue: WorkerQueue::with_limit(max_workers),
+                ties: HashMap::new(),
+                last_token: 0,
+            }),
             events: broadcast::channel(EVENT_BUFFER).0,
         }
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     queue: WorkerQueue,
     /// The joined workers that are queued, with the token of their newest join.
@@ -127,9 +144,25 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl BrokerService {
-    /// A service with an empty queue.
+    /// A service with an empty queue that tracks at most
+    /// [`DEFAULT_MAX_IDS`](crate::queue::DEFAULT_MAX_IDS) worker ids.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A service with an empty queue that tracks at most `max_workers` worker ids: queued
+    /// workers plus tombstones of removed ones (see [`WorkerQueue::with_limit`]). At the limit,
+    /// a new worker evicts the oldest tombstone, or is refused with [`Applied::Full`] when
+    /// there is none.
+    pub fn with_limit(max_workers: usize) -> Self {
+        BrokerService {
+            inner: Arc::new(Inner::with_limit(max_workers)),
+        }
+    }
+
+    /// The most worker ids the queue tracks (see [`with_limit`](Self::with_limit)).
+    pub fn limit(&self) -> usize {
+        lock(&self.inner.state).queue.limit()
     }
 
     /// Hands out the most able worker (see [`WorkerQueue::next`]); `None` when no worker is
@@ -170,6 +203,7 @@ impl BrokerService {
             Applied::Removed { was_queued } => {
                 tracing::info!(%worker, seq, was_queued, "worker removed by update");
             }
+            Applied::Full => full(&worker, seq, self.limit()),
             _ => tracing::debug!(%worker, seq, outcome = ?applied, "update"),
         }
         applied
@@ -212,6 +246,7 @@ impl BrokerService {
                 Applied::Added | Applied::Replaced => {
                     tracing::info!(%worker, seq, %addr, "worker joined in process (not tied to a connection)");
                 }
+                Applied::Full => full(&worker, seq, self.limit()),
                 _ => tracing::debug!(%worker, seq, outcome = ?applied, "join not applied"),
             }
             return applied;
@@ -260,6 +295,16 @@ impl BrokerService {
     pub fn subscribe(&self) -> broadcast::Receiver<WorkerEvent> {
         self.inner.events.subscribe()
     }
+}
+
+/// Logs a worker refused because the queue tracks as many ids as it may, all queued.
+fn full(worker: &WorkerId, seq: u64, limit: usize) {
+    tracing::warn!(
+        %worker,
+        seq,
+        limit,
+        "worker refused: the broker already tracks as many workers as it may (--max-workers)"
+    );
 }
 
 /// Cancels the disconnect callback of a tie that was undone. Never called with the lock held.
@@ -370,6 +415,18 @@ mod tests {
         assert_eq!(service.join(added("a", 5, 1), None), Applied::Added);
         assert_eq!(service.join(added("a", 5, 9), None), Applied::Stale);
         assert_eq!(service.workers()[0].capacity, 1);
+    }
+
+    #[test]
+    fn a_full_service_refuses_publish_and_join() {
+        let service = BrokerService::with_limit(1);
+        assert_eq!(service.limit(), 1);
+        assert_eq!(service.publish(added("a", 1, 1)), Applied::Added);
+        assert_eq!(service.publish(added("b", 1, 1)), Applied::Full);
+        assert_eq!(service.join(added("b", 1, 1), None), Applied::Full);
+        assert_eq!(ids(&service), ["a"]);
+        assert!(lock(&service.inner.state).ties.is_empty());
+        assert_eq!(BrokerService::new().limit(), crate::queue::DEFAULT_MAX_IDS);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The real `broker-server` binary: it announces its address on stdout, serves the broker
 //! there, and exits 0 promptly on SIGTERM; `--help` documents it; a bad address is a clear
-//! error.
+//! error; `--max-workers` bounds the workers it tracks.
 //!
 //! Every process a test starts is killed when the test ends, passed or failed ([`Broker`]'s
 //! `Drop`). Waits are bounded by [`PATIENCE`]; nothing sleeps to synchronise.
@@ -33,8 +33,14 @@ struct Broker {
 impl Broker {
     /// Starts the binary on a free loopback port and waits for its announce line.
     fn start() -> Broker {
+        Self::start_with(&[])
+    }
+
+    /// Like [`start`](Self::start), with `extra` arguments.
+    fn start_with(extra: &[&str]) -> Broker {
         let mut child = Command::new(BINARY)
             .args(["--listen", "127.0.0.1:0", "--log-level", "debug"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -184,6 +190,8 @@ fn help_documents_the_options() {
         "RUST_LOG",
         "SIGTERM",
         "127.0.0.1:8990",
+        "--max-workers",
+        "[default: 100000]",
     ] {
         assert!(
             help.contains(wanted),
@@ -217,4 +225,55 @@ fn a_bad_log_level_is_refused() {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("--log-level"), "{stderr}");
+}
+
+#[test]
+fn max_workers_refuses_a_worker_beyond_the_limit() {
+    use broker_server::queue::{Applied, Change, WorkerId, WorkerUpdate};
+
+    fn added(name: &str) -> WorkerUpdate {
+        WorkerUpdate {
+            worker: WorkerId::from(name),
+            seq: 1,
+            change: Change::Added {
+                addr: format!("{name}.test:1"),
+                capacity: 1,
+                load: 0,
+            },
+        }
+    }
+
+    let mut broker = Broker::start_with(&["--max-workers", "1"]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = tokio::time::timeout(PATIENCE, Client::connect(broker.addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        let scheduler: BrokerRef = client.root().await.unwrap();
+        assert_eq!(scheduler.publish(added("a")).await.unwrap(), Applied::Added);
+        assert_eq!(scheduler.publish(added("b")).await.unwrap(), Applied::Full);
+        assert_eq!(scheduler.workers().await.unwrap().len(), 1);
+        client.close();
+    });
+    broker.terminate();
+    let status = broker.wait();
+    let stderr = broker.stderr.recv_timeout(PATIENCE).unwrap_or_default();
+    assert!(status.success(), "exit status {status}; stderr:\n{stderr}");
+    assert!(
+        stderr.contains("WARN") && stderr.contains("worker refused"),
+        "the refusal should be a warning; stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn max_workers_zero_is_refused() {
+    let output =
+        run_to_end(Command::new(BINARY).args(["--listen", "127.0.0.1:0", "--max-workers", "0"]));
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--max-workers"), "{stderr}");
 }

@@ -1,6 +1,6 @@
 //! The broker over real loopback TCP, served by [`broker_server::run`] (or `run_service`, to
 //! watch its events): the order workers are handed out in, stale and removing updates, and
-//! workers leaving the queue when their connection drops.
+//! workers leaving the queue when their connection drops; the bound on tracked workers.
 //!
 //! Nothing here sleeps to wait: tests wait for an event (a worker gone from `workers()`, a
 //! `WorkerEvent`) under a generous timeout, and every broker a test starts, it stops.
@@ -408,5 +408,71 @@ async fn a_worker_removed_by_update_and_added_back_is_untied_from_its_connection
     drop(worker);
     close_and_wait(worker_client, &mut events, "witness").await;
     assert_eq!(worker_ids(&scheduler).await, ["w"]);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn removing_a_never_seen_worker_records_nothing() {
+    let broker = TestBroker::start().await;
+    let (_client, scheduler) = broker.connect().await;
+    assert_eq!(
+        scheduler
+            .publish(update("nobody", 2, Change::Removed))
+            .await
+            .unwrap(),
+        Applied::UnknownWorker
+    );
+    // Nothing was recorded: an Added with a lower seq still applies.
+    assert_eq!(
+        scheduler.publish(added("nobody", 1, 1, 0)).await.unwrap(),
+        Applied::Added
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_worker_beyond_the_limit_is_refused() {
+    let service = BrokerService::with_limit(2);
+    let broker = TestBroker::start_with(Some(service.clone())).await;
+    let (_scheduler_client, scheduler) = broker.connect().await;
+    let (_worker_client, worker) = broker.connect().await;
+    assert_eq!(
+        scheduler.publish(added("a", 1, 1, 0)).await.unwrap(),
+        Applied::Added
+    );
+    assert_eq!(
+        worker.join(added("b", 1, 1, 0)).await.unwrap(),
+        Applied::Added
+    );
+    // Both ids are queued workers: a third is refused, over publish and join alike.
+    assert_eq!(
+        scheduler.publish(added("c", 1, 1, 0)).await.unwrap(),
+        Applied::Full
+    );
+    assert_eq!(
+        worker.join(added("c", 1, 1, 0)).await.unwrap(),
+        Applied::Full
+    );
+    assert_eq!(worker_ids(&scheduler).await, ["a", "b"]);
+
+    // Once "a" is removed, its tombstone makes way for "c".
+    assert_eq!(
+        scheduler
+            .publish(update("a", 2, Change::Removed))
+            .await
+            .unwrap(),
+        Applied::Removed { was_queued: true }
+    );
+    assert_eq!(
+        scheduler.publish(added("c", 1, 1, 0)).await.unwrap(),
+        Applied::Added
+    );
+    assert_eq!(worker_ids(&scheduler).await, ["b", "c"]);
+    // "a"'s tombstone is gone: the queue is full of workers again.
+    assert_eq!(
+        scheduler.publish(added("a", 1, 1, 0)).await.unwrap(),
+        Applied::Full
+    );
+    assert_eq!(service.workers().len(), 2);
     broker.stop().await;
 }

@@ -1,6 +1,7 @@
 //! Model test for the broker's worker queue: random operations are applied both to
 //! `WorkerQueue` and to an obviously correct model (a `Vec` scanned linearly), and every
-//! result must agree.
+//! result must agree. The queue's limit on tracked ids is [`LIMIT`], below the number of
+//! names, so eviction of tombstones and `Applied::Full` are both exercised.
 
 use std::cmp::Reverse;
 
@@ -11,6 +12,9 @@ use proptest::prelude::*;
 
 /// A few worker names, so updates often hit the same worker.
 const NAMES: [&str; 4] = ["w0", "w1", "w2", "w3"];
+
+/// The most worker ids the queue (and the model) track.
+const LIMIT: usize = 3;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -71,16 +75,36 @@ struct ModelEntry {
     last_seq: u64,
     /// `None` = removed (tombstone).
     live: Option<ModelLive>,
+    /// When it was last removed (a tombstone's age); a larger number is more recent.
+    removed_at: u64,
 }
 
 /// The queue as the spec states it, with linear scans everywhere.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Model {
     entries: Vec<ModelEntry>,
     clock: u64,
+    /// Counts removals, to order tombstones by age.
+    removals: u64,
+    limit: usize,
 }
 
 impl Model {
+    fn new(limit: usize) -> Self {
+        Model {
+            entries: Vec::new(),
+            clock: 0,
+            removals: 0,
+            limit,
+        }
+    }
+
+    /// Marks entry `i` (no longer queued) as removed now.
+    fn bury(&mut self, i: usize) {
+        self.removals += 1;
+        self.entries[i].removed_at = self.removals;
+    }
+
     fn update(&mut self, update: WorkerUpdate) -> Applied {
         let position = self.entries.iter().position(|e| e.id == update.worker);
         if let Some(i) = position {
@@ -116,10 +140,27 @@ impl Model {
                         outcome
                     }
                     None => {
+                        if self.entries.len() >= self.limit {
+                            // Forget the tombstone removed longest ago, or refuse.
+                            let oldest = self
+                                .entries
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, e)| e.live.is_none())
+                                .min_by_key(|(_, e)| e.removed_at)
+                                .map(|(i, _)| i);
+                            match oldest {
+                                Some(i) => {
+                                    self.entries.remove(i);
+                                }
+                                None => return Applied::Full,
+                            }
+                        }
                         self.entries.push(ModelEntry {
                             id: update.worker,
                             last_seq: update.seq,
                             live: Some(live),
+                            removed_at: 0,
                         });
                         Applied::Added
                     }
@@ -143,18 +184,12 @@ impl Model {
                 Some(i) => {
                     let entry = &mut self.entries[i];
                     entry.last_seq = update.seq;
-                    Applied::Removed {
-                        was_queued: entry.live.take().is_some(),
-                    }
+                    let was_queued = entry.live.take().is_some();
+                    self.bury(i);
+                    Applied::Removed { was_queued }
                 }
-                None => {
-                    self.entries.push(ModelEntry {
-                        id: update.worker,
-                        last_seq: update.seq,
-                        live: None,
-                    });
-                    Applied::Removed { was_queued: false }
-                }
+                // Never seen (or forgotten): nothing is recorded.
+                None => Applied::UnknownWorker,
             },
             other => panic!("the model does not know {other:?}"),
         }
@@ -185,10 +220,14 @@ impl Model {
     }
 
     fn remove(&mut self, worker: &WorkerId) -> bool {
-        self.entries
-            .iter_mut()
-            .find(|e| &e.id == worker)
-            .is_some_and(|e| e.live.take().is_some())
+        let Some(i) = self.entries.iter().position(|e| &e.id == worker) else {
+            return false;
+        };
+        if self.entries[i].live.take().is_none() {
+            return false;
+        }
+        self.bury(i);
+        true
     }
 
     fn list_sorted_by_id(&self) -> Vec<WorkerState> {
@@ -216,8 +255,8 @@ proptest! {
 
     #[test]
     fn queue_agrees_with_linear_model(ops in prop::collection::vec(op(), 0..80)) {
-        let mut queue = WorkerQueue::new();
-        let mut model = Model::default();
+        let mut queue = WorkerQueue::with_limit(LIMIT);
+        let mut model = Model::new(LIMIT);
         for (step, op) in ops.into_iter().enumerate() {
             match op {
                 Op::Update(update) => {
@@ -241,6 +280,8 @@ proptest! {
             let list = queue.list();
             prop_assert_eq!(list.len(), queue.len());
             prop_assert_eq!(queue.is_empty(), list.is_empty());
+            prop_assert_eq!(queue.tracked(), model.entries.len());
+            prop_assert!(queue.tracked() <= LIMIT);
             // Queue order: the head is the model's choice and spare never increases.
             let model_head = model.head().map(|i| model.entries[i].id.clone());
             prop_assert_eq!(list.first().map(|w| w.id.clone()), model_head);

@@ -10,7 +10,7 @@
 //! constant, so [`decode`] picks the smallest of a few fixed limits that is at least the
 //! configured frame limit (at most twice it; 4 MiB exactly for the default 4 MiB frames).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::codec::LengthDelimitedCodec;
@@ -36,10 +36,18 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     dst: &mut BytesMut,
 ) -> Result<(), String> {
-    let mut writer = dst.writer();
-    bincode::serde::encode_into_std_write(value, &mut writer, config())
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    bincode::serde::encode_into_writer(value, BufWriter(dst), config()).map_err(|e| e.to_string())
+}
+
+/// bincode's writer straight into a `BytesMut` (no `std::io::Write` in between: serde
+/// writes many values a few bytes at a time).
+struct BufWriter<'a>(&'a mut BytesMut);
+
+impl bincode::enc::write::Writer for BufWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
 }
 
 /// Encodes `value` on its own.

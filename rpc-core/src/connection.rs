@@ -589,6 +589,9 @@ impl Shared {
 
     /// Resolves the reference table of a frame that just arrived.
     fn resolve(self: &Arc<Self>, table: Vec<WireRef>) -> Result<Vec<ObjectRef>, String> {
+        if table.is_empty() {
+            return Ok(Vec::new());
+        }
         table
             .into_iter()
             .map(|wire| match wire {
@@ -784,6 +787,7 @@ impl Shared {
         // Bytes of the stream that made up complete frames: whatever was read beyond them is
         // a frame on its way (perhaps only its length header, which the codec has consumed).
         let mut complete = frames.get_ref().total - frames.read_buffer().len() as u64;
+        let mut received = false;
         // Registered once, not on every wait.
         let closed = self.closed_token.clone();
         let mut closed = std::pin::pin!(closed.cancelled());
@@ -791,7 +795,11 @@ impl Shared {
             let next = match frames.next().now_or_never() {
                 Some(next) => next,
                 None => {
-                    // Nothing more to read right now: send the answers of this burst.
+                    // Nothing more to read right now: send the answers of this burst, and note
+                    // the time for the keepalive once per burst, not per frame.
+                    if std::mem::take(&mut received) {
+                        self.note_received();
+                    }
                     self.flush();
                     let frame_timeout = self.config.frame_timeout;
                     // The frame timer starts when the first bytes of a frame are buffered,
@@ -828,7 +836,7 @@ impl Shared {
                 Some(Err(e)) => break read_error(e, limit),
                 Some(Ok(frame)) => {
                     complete += 4 + frame.len() as u64;
-                    self.note_received();
+                    received = true;
                     if let Err(why) = self.handle_frame(frame.freeze()) {
                         break why;
                     }

@@ -90,7 +90,7 @@ impl Client {
 
     /// The server's root object as an untyped reference.
     pub fn root_object(&self) -> ObjectRef {
-        ObjectRef::remote(RemoteObject::root(self.connection.clone()))
+        ObjectRef::remote(RemoteObject::root(self.connection.clone(), None))
     }
 
     /// Calls `method` on the root object with the argument tuple `args`, untyped

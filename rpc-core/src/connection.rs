@@ -351,6 +351,8 @@ pub(crate) struct RemoteObject {
     /// How many times the peer sent this object to this proxy (0 for the root: not counted).
     received: AtomicU64,
     counted: bool,
+    /// The name of its remote trait, as the peer said (unknown for a root from `Client::root`).
+    interface: Option<String>,
 }
 
 impl fmt::Debug for RemoteObject {
@@ -361,13 +363,18 @@ impl fmt::Debug for RemoteObject {
 
 impl RemoteObject {
     /// The root object of the peer of `connection`.
-    pub(crate) fn root(connection: Connection) -> Arc<RemoteObject> {
+    pub(crate) fn root(connection: Connection, interface: Option<String>) -> Arc<RemoteObject> {
         Arc::new(RemoteObject {
             connection,
             id: protocol::ROOT_OBJECT,
             received: AtomicU64::new(0),
             counted: false,
+            interface,
         })
+    }
+
+    pub(crate) fn interface(&self) -> Option<&str> {
+        self.interface.as_deref()
     }
 
     pub(crate) fn call<A, R>(
@@ -595,7 +602,7 @@ impl Shared {
         table
             .into_iter()
             .map(|wire| match wire {
-                WireRef::SenderExports(id) => Ok(self.import(id)),
+                WireRef::SenderExports { id, interface } => Ok(self.import(id, interface)),
                 WireRef::ReceiverExports(id) => self
                     .exported(id)
                     .map(ObjectRef::from_dispatch)
@@ -636,9 +643,9 @@ impl Shared {
     }
 
     /// A proxy for the peer's object `id`, just received: one more reference to count.
-    pub(crate) fn import(self: &Arc<Self>, id: u64) -> ObjectRef {
+    pub(crate) fn import(self: &Arc<Self>, id: u64, interface: String) -> ObjectRef {
         if id == protocol::ROOT_OBJECT {
-            return ObjectRef::remote(RemoteObject::root(self.connection()));
+            return ObjectRef::remote(RemoteObject::root(self.connection(), Some(interface)));
         }
         let mut imports = lock(&self.imports);
         if let Some(existing) = imports.get(&id).and_then(Weak::upgrade) {
@@ -650,6 +657,7 @@ impl Shared {
             id,
             received: AtomicU64::new(1),
             counted: true,
+            interface: Some(interface),
         });
         imports.insert(id, Arc::downgrade(&object));
         ObjectRef::remote(object)

@@ -69,6 +69,8 @@ pub use server::{Server, serve_connection};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::error::RemoteError;
-    pub use crate::object::{Answer, Args, Dispatch, HandlerFuture, no_such_method, respond};
+    pub use crate::object::{
+        Answer, Args, Dispatch, HandlerFuture, deserialize_ref, no_such_method, respond,
+    };
     pub use serde;
 }

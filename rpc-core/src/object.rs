@@ -113,6 +113,22 @@ where
     Box::pin(async move { Ok(Answer(Box::new(fut.await))) })
 }
 
+/// Deserializes a typed reference, refusing a reference to an object of another trait.
+pub fn deserialize_ref<'de, R, D>(deserializer: D) -> Result<R, D::Error>
+where
+    R: RemoteRef,
+    D: serde::Deserializer<'de>,
+{
+    let object = <ObjectRef as serde::Deserialize<'de>>::deserialize(deserializer)?;
+    match object.interface() {
+        Some(found) if found != R::INTERFACE => Err(serde::de::Error::custom(format!(
+            "expected a reference to a `{}`, got one to a `{found}`",
+            R::INTERFACE
+        ))),
+        _ => Ok(R::from_object(object)),
+    }
+}
+
 /// The error for a method name an object does not expose remotely.
 pub fn no_such_method(interface: &'static str, method: &str) -> RemoteError {
     RemoteError::new(
@@ -207,6 +223,16 @@ impl ObjectRef {
         matches!(self.target, Target::Local(_))
     }
 
+    /// The name of the object's remote trait, when known: always for a local object and for
+    /// one received as an argument or result; not for a root object obtained with
+    /// [`Client::root`](crate::Client::root).
+    pub fn interface(&self) -> Option<&str> {
+        match &self.target {
+            Target::Local(d) => Some(d.interface()),
+            Target::Remote(r) => r.interface(),
+        }
+    }
+
     /// `true` when both refer to the same object: the same local object, or the same object
     /// of the same connection.
     pub fn same_object(&self, other: &ObjectRef) -> bool {
@@ -248,7 +274,10 @@ impl ObjectRef {
     /// How this reference is written for the connection `shared`.
     pub(crate) fn to_wire(&self, shared: &Arc<Shared>) -> Result<WireRef, String> {
         match &self.target {
-            Target::Local(d) => shared.export(d).map(WireRef::SenderExports),
+            Target::Local(d) => shared.export(d).map(|id| WireRef::SenderExports {
+                id,
+                interface: d.interface().to_owned(),
+            }),
             Target::Remote(r) => r.to_wire(shared),
         }
     }

@@ -123,12 +123,18 @@ pub enum Message<'a> {
 }
 
 /// One entry of a frame's reference table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum WireRef {
-    /// An object the sender exports, by its id in the sender's table: the receiver gets a
-    /// proxy that calls it over this connection.
-    SenderExports(u64),
+    /// An object the sender exports, by its id in the sender's table, and the name of its
+    /// remote trait: the receiver gets a proxy that calls it over this connection, and refuses
+    /// it where a reference to another trait is expected.
+    SenderExports {
+        /// The object's id in the sender's export table.
+        id: u64,
+        /// The name of the object's remote trait.
+        interface: String,
+    },
     /// An object the receiver exported earlier, by its id in the receiver's table: it arrives
     /// as the receiver's own object.
     ReceiverExports(u64),

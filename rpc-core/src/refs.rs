@@ -122,7 +122,7 @@ impl Serialize for ObjectRef {
                     exported,
                 }) => {
                     let wire = self.to_wire(shared)?;
-                    if let WireRef::SenderExports(id) = wire {
+                    if let WireRef::SenderExports { id, .. } = wire {
                         exported.push(id);
                     }
                     table.push(wire);

@@ -467,3 +467,36 @@ async fn disconnect_callbacks_fire_once_and_can_be_taken_back() {
     ));
     assert_eq!(fired.load(Ordering::SeqCst), 1);
 }
+
+/// A reference to an object of another trait is refused where a typed reference is expected,
+/// with a message that names both traits; nothing else is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_of_the_wrong_trait_is_refused() {
+    let (dropped, _drops) = mpsc::unbounded_channel();
+    let thing = ThingRef::new(Item { serial: 9, dropped });
+    let (hub, _) = HubObject::new();
+    let local_hub = HubRef::new(hub);
+    for transport in BOTH {
+        let s = Setup::default(transport).await;
+        for hub in [&s.hub, &local_hub] {
+            // Untyped, so the caller can send what the trait would not let it.
+            let wrong = hub
+                .object()
+                .call_remote::<_, Result<u32, String>>("call_back", (thing.clone(), 3u32))
+                .await;
+            match wrong {
+                Err(CallError::Remote {
+                    kind: RemoteErrorKind::BadArguments,
+                    message,
+                }) => assert!(
+                    message.contains("expected a reference to a `Listener`, got one to a `Thing`"),
+                    "{message}"
+                ),
+                other => panic!("expected BadArguments, got {other:?}"),
+            }
+        }
+        let (seen, _calls) = mpsc::unbounded_channel();
+        let listener = ListenerRef::new(Recorder { seen });
+        assert_eq!(s.hub.call_back(listener, 4).await.unwrap(), Ok(8));
+    }
+}

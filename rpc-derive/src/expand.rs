@@ -312,10 +312,8 @@ fn serde_impls(iface: &Interface) -> TokenStream {
             where
                 __D: #serde::Deserializer<'de>,
             {
-                ::core::result::Result::map(
-                    <::rpc_core::ObjectRef as #serde::Deserialize<'de>>::deserialize(deserializer),
-                    <Self as ::rpc_core::RemoteRef>::from_object,
-                )
+                // Refuses a reference to an object of another remote trait.
+                ::rpc_core::__private::deserialize_ref::<Self, __D>(deserializer)
             }
         }
     }

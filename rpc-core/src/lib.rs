@@ -32,9 +32,20 @@
 //!
 //! Only methods named `remote_*` are reachable from the network; the proxy drops the prefix.
 //! Many calls may be in flight on one connection; answers arrive in any order. Errors are
-//! [`CallError`]s. The modules document the pieces: [`protocol`] the wire format, `codec`
-//! bincode and framing, `connection` what runs inside a connection, `outbox` how writes are
-//! batched.
+//! [`CallError`]s.
+//!
+//! Objects also travel *by reference*: a `<Trait>Ref` can be an argument or a return value,
+//! both ways. A local object passed over a connection is exported on it and the peer calls it
+//! back; a reference handed back to its owner arrives as the original object. A `<Trait>Ref`
+//! made with `new` calls its object directly. [`Peer`] tells when a connection is lost;
+//! dropping a call's future cancels it at the callee; [`ObjectRef::with_timeout`] sets a
+//! deadline that travels with the call; [`blocking::Client`] serves programs without a
+//! runtime.
+//!
+//! The modules document the pieces: [`protocol`] the wire format, `codec` bincode and
+//! framing, `connection` what runs inside a connection, `outbox` how writes are batched,
+//! `refs` and `exports` how references travel and are counted, `peer` the disconnect
+//! notifications.
 
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]

@@ -1,17 +1,19 @@
 //! The outbox: how frames get from many tasks onto one socket.
 //!
-//! Any task may queue a frame. Whoever queues it then tries to become the writer: if no one
-//! else is writing, it writes everything queued so far, its own frame and every frame queued
-//! meanwhile by others, in as few `write` calls as the socket takes. Many pipelined calls share
-//! one syscall, and a lone call costs no task switch. Writes never wait here: a write the
-//! socket cannot take now is left to the connection's writer task, which waits for the
-//! socket to drain while the others keep queueing. Because no write ever waits, a caller
-//! whose future is dropped can never leave half a frame on the wire.
+//! Any task may queue a frame, and then flush: if no one else is writing, the flusher writes
+//! everything queued so far, its own frames and every frame queued meanwhile by others, in as
+//! few `write` calls as the socket takes; if someone else is writing, they write it. Many
+//! pipelined calls share one syscall, and a lone call costs no task switch. Writes never wait
+//! here: a write the socket cannot take now is left to the connection's writer task, which
+//! waits for the socket to drain while the others keep queueing (and gives up on a peer that
+//! takes nothing for `frame_timeout`). Because no write ever waits, a caller whose future is
+//! dropped can never leave half a frame on the wire.
 //!
-//! The reader task *defers* the flush of answers it produced itself until it has no more
-//! frames to read, so a burst of pipelined calls is answered with one write. Likewise a call
-//! is queued when it is made and written when its future is first polled (or dropped): calls
-//! made back to back before they are awaited (`join_all`, a pipeline) share one write.
+//! When to flush is the callers' choice. The reader task *defers* the flush of answers it
+//! produced itself until it has no more frames to read, so a burst of pipelined calls is
+//! answered with one write. A call is queued when it is made and flushed when its future is
+//! first polled (or dropped): calls made back to back before they are awaited (`join_all`, a
+//! pipeline) share one write.
 
 use std::io;
 use std::pin::Pin;

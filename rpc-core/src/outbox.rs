@@ -51,8 +51,10 @@ pub(crate) struct Outbox {
     queue: Mutex<Queue>,
     writer: Mutex<Writer>,
     wake_writer_task: Notify,
-    /// Notified when the writer task has written everything it was woken for.
+    /// Notified whenever a writer (a flush or the writer task) has written everything.
     written: Notify,
+    /// How many `all_written` calls are waiting (so that flushes skip the notify otherwise).
+    waiting_for_written: AtomicUsize,
     /// Bytes queued or taken by a writer and not yet written.
     backlog: AtomicUsize,
 }
@@ -79,6 +81,7 @@ impl Outbox {
             }),
             wake_writer_task: Notify::new(),
             written: Notify::new(),
+            waiting_for_written: AtomicUsize::new(0),
             backlog: AtomicUsize::new(0),
         }
     }
@@ -133,6 +136,11 @@ impl Outbox {
             }
             // A frame queued while we held the lock found it taken and left: write it.
             if self.queued_len() == 0 {
+                // Everything is written: wake whoever waits for that (`all_written`), also
+                // when the writer task was not involved.
+                if self.waiting_for_written.load(Ordering::SeqCst) > 0 {
+                    self.written.notify_waiters();
+                }
                 return Ok(());
             }
         }
@@ -229,6 +237,14 @@ impl Outbox {
     /// Resolves once everything queued so far has been handed to the socket (or the socket
     /// is gone).
     pub(crate) async fn all_written(&self) {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting_for_written.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting_for_written);
         loop {
             let notified = self.written.notified();
             let mut notified = std::pin::pin!(notified);
@@ -258,5 +274,6 @@ impl Outbox {
             .take();
         drop(sink);
         self.wake_writer_task.notify_one();
+        self.written.notify_waiters();
     }
 }

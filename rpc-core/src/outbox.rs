@@ -252,13 +252,22 @@ impl Outbox {
             if self.flush().is_err() {
                 return;
             }
-            {
+            let blocked = {
                 let w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
                 if w.sink.is_none()
                     || (!w.blocked && w.unwritten.is_empty() && self.queued_len() == 0)
                 {
                     return;
                 }
+                w.blocked
+            };
+            if !blocked {
+                // Not blocked, yet not all written: another flush holds the socket, or frames
+                // came in after ours (whose flush may have found the lock taken by us here).
+                // Only the writer task notifies after a blocked spell, so flush again rather
+                // than wait.
+                tokio::task::yield_now().await;
+                continue;
             }
             notified.await;
         }

@@ -5,7 +5,7 @@
 //! cargo run --release -p broker-server --example next_worker_rate
 //! ```
 //!
-//! Starts a broker in process on a loopback port ([`broker_server::spawn`]), registers the
+//! Starts a broker in process on a loopback port ([`broker_server::spawn_on`]), registers the
 //! workers from one client with `publish` (Added updates, pipelined: a batch of calls in
 //! flight at once with [`join_all`]), then, for each size, measures for a fixed time:
 //!
@@ -104,7 +104,11 @@ async fn pipelined_rate(broker: &BrokerRef) -> Result<f64, Box<dyn Error>> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let running = broker_server::spawn("127.0.0.1:0").await?;
+    // Room for the 100,000 workers of the second row and then some (the default limit is
+    // exactly 100,000).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let running =
+        broker_server::spawn_on(listener, broker_server::BrokerService::with_limit(200_000))?;
     let client = Client::connect(running.local_addr()).await?;
     let broker: BrokerRef = client.root().await?;
     let local = running.broker();

@@ -68,6 +68,9 @@
 //! - if every tracked id is a queued worker, the `Added` is refused with [`Applied::Full`]
 //!   and nothing changes (nor is its `seq` recorded).
 //!
+//! Ids and addresses are bounded too ([`MAX_ID_LEN`], [`MAX_ADDR_LEN`]): an update with a
+//! longer one is [`Applied::Invalid`], so the limit on ids also bounds their bytes.
+//!
 //! # Cost
 //!
 //! [`update`](WorkerQueue::update), [`next`](WorkerQueue::next) and
@@ -103,6 +106,14 @@ use serde::{Deserialize, Serialize};
 /// How many worker ids (queued workers plus tombstones) [`WorkerQueue::new`] tracks at most.
 /// See [bounded memory](self#bounded-memory).
 pub const DEFAULT_MAX_IDS: usize = 100_000;
+
+/// The longest worker id (in bytes) the queue accepts; longer ones are [`Applied::Invalid`].
+/// With [`DEFAULT_MAX_IDS`], it bounds what the ids of the queue can take.
+pub const MAX_ID_LEN: usize = 256;
+
+/// The longest worker address (in bytes) the queue accepts; longer ones are
+/// [`Applied::Invalid`].
+pub const MAX_ADDR_LEN: usize = 256;
 
 /// The name of a worker, as the scheduler knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -199,6 +210,9 @@ pub enum Applied {
     /// [limit](WorkerQueue::limit) allows and all of them are queued workers (no tombstone to
     /// evict); nothing changed and its `seq` was not recorded.
     Full,
+    /// The worker id is longer than [`MAX_ID_LEN`] or the address longer than
+    /// [`MAX_ADDR_LEN`]; nothing changed and its `seq` was not recorded.
+    Invalid,
 }
 
 /// A worker handed out by [`WorkerQueue::next`].
@@ -341,6 +355,10 @@ impl WorkerQueue {
             seq,
             change,
         } = update;
+        let long_addr = matches!(&change, Change::Added { addr, .. } if addr.len() > MAX_ADDR_LEN);
+        if worker.0.len() > MAX_ID_LEN || long_addr {
+            return Applied::Invalid;
+        }
         let entry = self.workers.get_mut(&worker);
         if entry.as_ref().is_some_and(|entry| seq <= entry.last_seq) {
             return Applied::Stale;
@@ -559,6 +577,31 @@ mod tests {
 
     fn id(name: &str) -> WorkerId {
         WorkerId::from(name)
+    }
+
+    #[test]
+    fn overlong_ids_and_addresses_are_refused() {
+        let mut q = WorkerQueue::new();
+        let long = "w".repeat(MAX_ID_LEN + 1);
+        assert_eq!(q.update(added(&long, 1, 1, 0)), Applied::Invalid);
+        let removal = WorkerUpdate {
+            worker: id(&long),
+            seq: 2,
+            change: Change::Removed,
+        };
+        assert_eq!(q.update(removal), Applied::Invalid);
+        let mut far = added("a", 1, 1, 0);
+        if let Change::Added { addr, .. } = &mut far.change {
+            *addr = "x".repeat(MAX_ADDR_LEN + 1);
+        }
+        assert_eq!(q.update(far), Applied::Invalid);
+        assert_eq!(q.tracked(), 0);
+        // At the limits, accepted.
+        let mut edge = added(&"w".repeat(MAX_ID_LEN), 1, 1, 0);
+        if let Change::Added { addr, .. } = &mut edge.change {
+            *addr = "x".repeat(MAX_ADDR_LEN);
+        }
+        assert_eq!(q.update(edge), Applied::Added);
     }
 
     fn added(name: &str, seq: u64, capacity: u32, load: u32) -> WorkerUpdate {

@@ -204,6 +204,7 @@ impl BrokerService {
                 tracing::info!(%worker, seq, was_queued, "worker removed by update");
             }
             Applied::Full => full(&worker, seq, self.limit()),
+            Applied::Invalid => invalid(&worker, seq),
             _ => tracing::debug!(%worker, seq, outcome = ?applied, "update"),
         }
         applied
@@ -247,6 +248,7 @@ impl BrokerService {
                     tracing::info!(%worker, seq, %addr, "worker joined in process (not tied to a connection)");
                 }
                 Applied::Full => full(&worker, seq, self.limit()),
+                Applied::Invalid => invalid(&worker, seq),
                 _ => tracing::debug!(%worker, seq, outcome = ?applied, "join not applied"),
             }
             return applied;
@@ -304,6 +306,17 @@ fn full(worker: &WorkerId, seq: u64, limit: usize) {
         seq,
         limit,
         "worker refused: the broker already tracks as many workers as it may (--max-workers)"
+    );
+}
+
+fn invalid(worker: &WorkerId, seq: u64) {
+    let shown: String = worker.0.chars().take(40).collect();
+    tracing::warn!(
+        worker = %shown,
+        seq,
+        "update refused: the worker id or address is too long (at most {} and {} bytes)",
+        crate::queue::MAX_ID_LEN,
+        crate::queue::MAX_ADDR_LEN
     );
 }
 

@@ -11,10 +11,10 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 use crate::call::CallFuture;
 use crate::config::Config;
 use crate::connection::Connection;
-use crate::connection::RemoteObject;
 use crate::error::CallError;
 use crate::object::{ObjectRef, RemoteRef};
 use crate::peer::{DisconnectHook, Peer};
+use crate::remote_object::RemoteObject;
 
 /// A connection to a pbrs server (PB's `PBClientFactory`). Cheap to clone; the connection
 /// closes when the last clone of the client and of every proxy obtained through it is gone,

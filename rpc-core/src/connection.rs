@@ -19,7 +19,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -31,14 +30,12 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures::future::Either;
 use futures::{FutureExt, StreamExt};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, oneshot};
 use tokio_util::codec::{Encoder, FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
-use crate::call::CallFuture;
 use crate::codec;
 use crate::config::Config;
 use crate::error::{CallError, RemoteError, RemoteErrorKind};
@@ -49,6 +46,7 @@ use crate::peer::Peer;
 use crate::protocol::WireRef;
 use crate::protocol::{self, Message};
 use crate::refs::{decode_with, encode_for, reference_table};
+use crate::remote_object::RemoteObject;
 
 /// Locks a mutex, ignoring poisoning: every critical section here leaves its data consistent.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -289,7 +287,7 @@ impl Connection {
     /// Queues a call of `method` on the peer's object `object`; `write_args` appends the
     /// encoded argument tuple to the frame (references in it are exported on this
     /// connection).
-    fn start_call(
+    pub(crate) fn start_call(
         &self,
         object: u64,
         method: &str,
@@ -340,92 +338,6 @@ impl Connection {
             sent: false,
             done: false,
         })
-    }
-}
-
-/// An object exported by the peer, as this side holds it: the inside of a remote
-/// `ObjectRef`. When the last reference to it drops, the peer is told (a decref).
-pub(crate) struct RemoteObject {
-    connection: Connection,
-    id: u64,
-    /// How many times the peer sent this object to this proxy (0 for the root: not counted).
-    received: AtomicU64,
-    counted: bool,
-    /// The name of its remote trait, as the peer said (unknown for a root from `Client::root`).
-    interface: Option<String>,
-}
-
-impl fmt::Debug for RemoteObject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "object {} of {}", self.id, self.connection.shared().peer)
-    }
-}
-
-impl RemoteObject {
-    /// The root object of the peer of `connection`.
-    pub(crate) fn root(connection: Connection, interface: Option<String>) -> Arc<RemoteObject> {
-        Arc::new(RemoteObject {
-            connection,
-            id: protocol::ROOT_OBJECT,
-            received: AtomicU64::new(0),
-            counted: false,
-            interface,
-        })
-    }
-
-    pub(crate) fn interface(&self) -> Option<&str> {
-        self.interface.as_deref()
-    }
-
-    pub(crate) fn call<A, R>(
-        &self,
-        method: &str,
-        args: &A,
-        timeout: Option<Duration>,
-    ) -> CallFuture<R>
-    where
-        A: Serialize,
-        R: DeserializeOwned + Send + 'static,
-    {
-        let timeout = timeout.or(self.connection.shared().config.default_call_timeout);
-        let started = self.connection.start_call(self.id, method, timeout, |buf| {
-            codec::encode_into(args, buf)
-        });
-        match started {
-            Ok(pending) => CallFuture::remote(pending, timeout),
-            Err(e) => CallFuture::failed(e),
-        }
-    }
-
-    pub(crate) fn peer(&self) -> Peer {
-        Peer::new(Arc::clone(self.connection.shared()))
-    }
-
-    pub(crate) fn same_object(&self, other: &RemoteObject) -> bool {
-        self.id == other.id && Arc::ptr_eq(self.connection.shared(), other.connection.shared())
-    }
-
-    /// Written for `shared`: valid only on the connection it came from.
-    pub(crate) fn to_wire(&self, shared: &Arc<Shared>) -> Result<WireRef, String> {
-        if Arc::ptr_eq(self.connection.shared(), shared) {
-            Ok(WireRef::ReceiverExports(self.id))
-        } else {
-            Err(format!(
-                "a reference to an object of {} cannot be sent to {}: references are valid only \
-                 on the connection they came from, and pbrs does not proxy between connections",
-                self.connection.shared().peer,
-                shared.peer
-            ))
-        }
-    }
-}
-
-impl Drop for RemoteObject {
-    fn drop(&mut self) {
-        if self.counted {
-            let count = *self.received.get_mut();
-            self.connection.shared().release_import(self, count);
-        }
     }
 }
 
@@ -507,6 +419,11 @@ impl Shared {
     /// The peer's address, or a description of the transport.
     pub(crate) fn peer(&self) -> &str {
         &self.peer
+    }
+
+    /// The connection's limits and timeouts.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
     }
 
     /// `None` while open; why it closed otherwise.
@@ -649,30 +566,24 @@ impl Shared {
         }
         let mut imports = lock(&self.imports);
         if let Some(existing) = imports.get(&id).and_then(Weak::upgrade) {
-            existing.received.fetch_add(1, Ordering::Relaxed);
+            existing.received_again();
             return ObjectRef::remote(existing);
         }
-        let object = Arc::new(RemoteObject {
-            connection: self.connection(),
-            id,
-            received: AtomicU64::new(1),
-            counted: true,
-            interface: Some(interface),
-        });
+        let object = RemoteObject::imported(self.connection(), id, interface);
         imports.insert(id, Arc::downgrade(&object));
         ObjectRef::remote(object)
     }
 
     /// The last proxy of `object` is gone: tell the peer how many references it dropped.
-    fn release_import(&self, object: &RemoteObject, count: u64) {
+    pub(crate) fn release_import(&self, object: &RemoteObject, count: u64) {
         {
             let mut imports = lock(&self.imports);
             // A newer proxy may already stand in this id's place: leave that one alone.
             if imports
-                .get(&object.id)
+                .get(&object.id())
                 .is_some_and(|w| std::ptr::eq(w.as_ptr(), object))
             {
-                imports.remove(&object.id);
+                imports.remove(&object.id());
             }
         }
         if self.is_closed.load(Ordering::Acquire) || count == 0 {
@@ -681,7 +592,7 @@ impl Shared {
         let count = u32::try_from(count).unwrap_or(u32::MAX);
         self.send_message(
             &Message::Decref {
-                object: object.id,
+                object: object.id(),
                 count,
             },
             true,

@@ -44,7 +44,7 @@
 //!
 //! The modules document the pieces: [`protocol`] the wire format, `codec` bincode and
 //! framing, `connection` what runs inside a connection, `outbox` how writes are batched,
-//! `refs` and `exports` how references travel and are counted, `peer` the disconnect
+//! `refs`, `exports` and `remote_object` how references travel and are counted, `peer` the disconnect
 //! notifications.
 
 #![warn(missing_docs, unreachable_pub)]
@@ -65,6 +65,7 @@ mod outbox;
 mod peer;
 pub mod protocol;
 mod refs;
+mod remote_object;
 mod server;
 
 pub use call::CallFuture;

@@ -22,11 +22,12 @@ use serde::de::DeserializeOwned;
 
 use crate::call::CallFuture;
 use crate::codec;
-use crate::connection::{RemoteObject, Shared};
+use crate::connection::Shared;
 use crate::error::{CallError, RemoteError, RemoteErrorKind};
 use crate::peer::Peer;
 use crate::protocol::WireRef;
 use crate::refs::{decode_with, encode_in_process};
+use crate::remote_object::RemoteObject;
 
 /// The return value of a handler, encoded when the answer frame is built (so that
 /// references in it are exported on the right connection). It is dropped only after its

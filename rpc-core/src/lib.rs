@@ -44,8 +44,8 @@
 //!
 //! The modules document the pieces: [`protocol`] the wire format, `codec` bincode and
 //! framing, `connection` what runs inside a connection, `outbox` how writes are batched,
-//! `refs`, `exports` and `remote_object` how references travel and are counted, `peer` the disconnect
-//! notifications.
+//! `refs`, `exports` and `remote_object` how references travel and are counted, `peer` the
+//! disconnect notifications.
 
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]

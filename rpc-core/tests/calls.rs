@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use rand::Rng;
 use rpc_core::{CallError, Config, RemoteErrorKind};
 
 /// The seed's demo: three workers on three ports, one client each, results totalled.
@@ -59,24 +58,7 @@ async fn thousand_concurrent_calls_each_get_their_own_answer() {
     let (server, _probe) = TestServer::calc(1).await;
     let (client, calc) = server.client().await;
 
-    let work: Vec<(u64, u64)> = {
-        let mut rng = rand::rng();
-        (0..1000)
-            .map(|i| {
-                (
-                    (i << 32) | rng.random::<u32>() as u64,
-                    rng.random_range(0..=20),
-                )
-            })
-            .collect()
-    };
-    let calls = work
-        .iter()
-        .map(|&(value, delay)| calc.echo_after(value, delay));
-    let answers = within("1,000 answers", futures::future::join_all(calls)).await;
-    for (answer, (value, _)) in answers.into_iter().zip(&work) {
-        assert_eq!(answer.expect("a call failed"), *value);
-    }
+    thousand_echoes(&calc).await;
     assert_serves(&calc, 1).await;
 
     drop(client);

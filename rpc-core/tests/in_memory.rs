@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use rand::Rng;
 use rpc_core::protocol::PROTOCOL_VERSION;
 use rpc_core::{CallError, Client, Config, RemoteErrorKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -109,24 +108,7 @@ async fn calls_over_the_in_memory_transport() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_concurrent_calls_over_the_in_memory_transport() {
     let mem = InMemory::start(22).await;
-    let work: Vec<(u64, u64)> = {
-        let mut rng = rand::rng();
-        (0..1000)
-            .map(|i| {
-                (
-                    (i << 32) | rng.random::<u32>() as u64,
-                    rng.random_range(0..=20),
-                )
-            })
-            .collect()
-    };
-    let calls = work
-        .iter()
-        .map(|&(value, delay)| mem.calc().echo_after(value, delay));
-    let answers = within("1,000 answers", futures::future::join_all(calls)).await;
-    for (answer, (value, _)) in answers.into_iter().zip(&work) {
-        assert_eq!(answer.expect("a call failed"), *value);
-    }
+    thousand_echoes(mem.calc()).await;
     assert_serves(mem.calc(), 22).await;
     mem.finish().await;
 }

@@ -317,6 +317,30 @@ impl Drop for TestServer {
     }
 }
 
+/// Makes 1,000 calls at once on `calc`, each handler waiting a random 0-20 ms, and checks that
+/// every answer goes to its own call.
+pub async fn thousand_echoes(calc: &CalculatorRef) {
+    use rand::Rng;
+    let work: Vec<(u64, u64)> = {
+        let mut rng = rand::rng();
+        (0..1000)
+            .map(|i| {
+                (
+                    (i << 32) | u64::from(rng.random::<u32>()),
+                    rng.random_range(0..=20),
+                )
+            })
+            .collect()
+    };
+    let calls = work
+        .iter()
+        .map(|&(value, delay)| calc.echo_after(value, delay));
+    let answers = within("1,000 answers", futures::future::join_all(calls)).await;
+    for (answer, (value, _)) in answers.into_iter().zip(&work) {
+        assert_eq!(answer.expect("a call failed"), *value);
+    }
+}
+
 /// Asserts that `calc` answers a call correctly.
 pub async fn assert_serves(calc: &CalculatorRef, id: u32) {
     let answer = within("a call", calc.calculate(20, 22)).await;

@@ -761,7 +761,7 @@ impl Shared {
                     }
                 }
             }
-            if self.outbox.queued_len() >= 64 * 1024 {
+            if self.outbox.backlog() >= 64 * 1024 {
                 self.flush();
             }
         };

@@ -10,24 +10,26 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use tokio::time::Sleep;
 
-use crate::connection::PendingCall;
+use crate::conn::caller::WithCaller;
+use crate::conn::pending_call::PendingCall;
 use crate::error::{CallError, RemoteErrorKind};
-use crate::peer::{Peer, WithPeer};
 
 type LocalCall<R> = Pin<Box<dyn Future<Output = Result<R, CallError>> + Send>>;
 
 /// The future of a call: resolves to the method's return value or a [`CallError`].
 ///
-/// Like any future it does its work when polled: the call's arguments are encoded when it is
-/// made, and the call is sent at the latest when the future is first polled (or dropped).
-/// Calls made back to back before any of them is awaited (`join_all`, `FuturesUnordered`)
-/// share one write. To fire a call and forget it, spawn its future.
+/// It is lazy like every Rust future: its arguments are encoded when it is made (a call too
+/// large for the frame limit fails with [`CallError::FrameTooLarge`] when polled, and nothing
+/// is sent), but **nothing is sent and nothing runs before it is first polled**. Dropped before
+/// its first poll, the call never happened. Calls awaited together (`join_all`,
+/// `FuturesUnordered`, `buffer_unordered`) share one write. To fire a call and forget it, spawn
+/// its future.
 ///
-/// Dropping it before it resolves cancels the call: the callee drops the handler. With a
-/// timeout (see [`ObjectRef::with_timeout`](crate::ObjectRef::with_timeout)) it resolves to
-/// [`CallError::Timeout`] once the timeout has passed since it was first polled, and the call
-/// is cancelled. Poll it inside a tokio runtime.
-#[must_use = "a call does nothing useful unless awaited; dropping it cancels it"]
+/// Dropping it after its first poll and before it resolves cancels the call: the callee drops
+/// the handler. With a timeout (see [`ObjectRef::with_timeout`](crate::ObjectRef::with_timeout))
+/// it resolves to [`CallError::Timeout`] once the timeout has passed since its first poll, and
+/// the call is cancelled. Poll it inside a tokio runtime.
+#[must_use = "a call is sent only when its future is first polled (awaited); dropped before               that it never happens, dropped after that it is cancelled at the callee"]
 pub struct CallFuture<R> {
     state: State<R>,
     timeout: Option<Duration>,
@@ -39,7 +41,7 @@ enum State<R> {
     Remote(PendingCall, PhantomData<fn() -> R>),
     /// A call of a local object, polled with no [`Peer::current`](crate::Peer::current)
     /// even when the caller is a handler of a peer's call.
-    Local(WithPeer<LocalCall<R>>),
+    Local(WithCaller<LocalCall<R>>),
     Done,
 }
 
@@ -62,7 +64,7 @@ impl<R> CallFuture<R> {
 
     pub(crate) fn local(call: LocalCall<R>, timeout: Option<Duration>) -> Self {
         CallFuture {
-            state: State::Local(Peer::none(call)),
+            state: State::Local(WithCaller::new(None, call)),
             timeout,
             deadline: None,
         }

@@ -10,11 +10,12 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 
 use crate::call::CallFuture;
 use crate::config::Config;
-use crate::connection::Connection;
+use crate::conn::remote_object::RemoteObject;
+use crate::conn::{Connection, establish};
 use crate::error::CallError;
+use crate::io::budget::MemoryBudget;
 use crate::object::{ObjectRef, RemoteRef};
 use crate::peer::{DisconnectHook, Peer};
-use crate::remote_object::RemoteObject;
 
 /// A connection to a pbrs server (PB's `PBClientFactory`). Cheap to clone; the connection
 /// closes when the last clone of the client and of every proxy obtained through it is gone,
@@ -65,7 +66,8 @@ impl Client {
             .map(|a: SocketAddr| a.to_string())
             .unwrap_or_else(|_| "unknown peer".into());
         let (reader, writer) = stream.into_split();
-        let connection = Connection::establish(reader, writer, config, None, peer).await?;
+        let memory = MemoryBudget::new(config.memory_budget);
+        let connection = establish(reader, writer, config, None, peer, memory).await?;
         Ok(Client { connection })
     }
 
@@ -75,8 +77,9 @@ impl Client {
         T: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (reader, writer) = tokio::io::split(transport);
-        let connection =
-            Connection::establish(reader, writer, config, None, "in-process peer".into()).await?;
+        let memory = MemoryBudget::new(config.memory_budget);
+        let peer = "in-process peer".to_owned();
+        let connection = establish(reader, writer, config, None, peer, memory).await?;
         Ok(Client { connection })
     }
 

@@ -39,6 +39,34 @@ pub struct Config {
     /// Deadline of every call made on this connection that sets none itself
     /// ([`ObjectRef::with_timeout`](crate::ObjectRef::with_timeout)). Default none.
     pub default_call_timeout: Option<Duration>,
+    /// Bytes one connection may hold queued for its peer, every kind of frame counted:
+    /// answers, error answers, pongs, calls, cancels, decrefs. `None` (the default) means
+    /// three times [`max_frame_length`](Config::max_frame_length) (12 MiB for 4 MiB frames).
+    ///
+    /// The budget is split in thirds. While more than a third is queued, new incoming calls
+    /// are answered `Overloaded`. Calls and answers (frames that can wait) are queued while
+    /// the queue stays within two thirds, and otherwise wait until the peer has read enough;
+    /// the last third is room for the small frames that cannot wait (error answers, pongs,
+    /// cancels, decrefs). A frame that would take the queue past the whole budget means the
+    /// peer keeps sending but does not read what it is sent: the connection is closed, with
+    /// one warning naming the peer. Values below `max_frame_length` + 64 KiB are raised to
+    /// that.
+    pub output_budget: Option<usize>,
+    /// Bytes all the connections of one [`Server`](crate::Server) may hold together in
+    /// frames still arriving and in frames queued for their peers. Default 256 MiB. A
+    /// connection whose next incoming frame is large (over 64 KiB) waits before reading it
+    /// while the budget is spent, and so do calls and answers about to be queued; small
+    /// frames are always read, so small calls keep being served. A [`Client`](crate::Client)
+    /// has a budget of this size for its one connection.
+    pub memory_budget: usize,
+    /// Connections a [`Server`](crate::Server) serves at once. A connection accepted beyond
+    /// it is closed at once (and logged); the server goes on accepting. Default 10,000.
+    pub max_connections: usize,
+    /// How deeply nested a decoded value may be (headers, arguments and answers, on both
+    /// ends): deeper input is refused (`BadArguments` for arguments) instead of exhausting
+    /// the stack. One level is one value inside another: a struct field, a sequence or map
+    /// element, an enum's content, an `Option`'s `Some`, a newtype. Default 128.
+    pub max_decode_depth: usize,
 }
 
 impl Default for Config {
@@ -53,6 +81,10 @@ impl Default for Config {
             max_exported_objects: 10_000,
             keepalive: Some((Duration::from_secs(30), Duration::from_secs(20))),
             default_call_timeout: None,
+            output_budget: None,
+            memory_budget: 256 * 1024 * 1024,
+            max_connections: 10_000,
+            max_decode_depth: crate::codec::DEFAULT_MAX_DECODE_DEPTH,
         }
     }
 }
@@ -117,6 +149,40 @@ impl Config {
     /// Sets [`default_call_timeout`](Config::default_call_timeout).
     pub fn default_call_timeout(mut self, timeout: Duration) -> Self {
         self.default_call_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets [`output_budget`](Config::output_budget).
+    pub fn output_budget(mut self, bytes: usize) -> Self {
+        self.output_budget = Some(bytes);
+        self
+    }
+
+    /// The output budget in force: [`output_budget`](Config::output_budget), or three frame
+    /// lengths, and never below one frame length + 64 KiB.
+    pub fn effective_output_budget(&self) -> usize {
+        let floor = self.max_frame_length.saturating_add(64 * 1024);
+        self.output_budget
+            .unwrap_or(self.max_frame_length.saturating_mul(3))
+            .max(floor)
+    }
+
+    /// Sets [`memory_budget`](Config::memory_budget) (at least one frame length is always
+    /// let through).
+    pub fn memory_budget(mut self, bytes: usize) -> Self {
+        self.memory_budget = bytes;
+        self
+    }
+
+    /// Sets [`max_connections`](Config::max_connections) (at least 1).
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// Sets [`max_decode_depth`](Config::max_decode_depth) (at least 1).
+    pub fn max_decode_depth(mut self, levels: usize) -> Self {
+        self.max_decode_depth = levels.max(1);
         self
     }
 

@@ -147,6 +147,9 @@ pub enum RemoteErrorKind {
     BadAnswer,
     /// The call's deadline passed before the handler finished; the handler was stopped.
     DeadlineExceeded,
+    /// A kind this version does not know (sent by a newer peer); the message says more.
+    #[serde(other)]
+    Other,
 }
 
 impl fmt::Display for RemoteErrorKind {
@@ -160,6 +163,7 @@ impl fmt::Display for RemoteErrorKind {
             RemoteErrorKind::ShuttingDown => "shutting down",
             RemoteErrorKind::BadAnswer => "bad answer",
             RemoteErrorKind::DeadlineExceeded => "deadline exceeded",
+            RemoteErrorKind::Other => "other",
         };
         f.write_str(s)
     }
@@ -181,5 +185,24 @@ impl RemoteError {
             kind,
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+
+    #[test]
+    fn an_unknown_kind_from_a_newer_peer_is_other() {
+        // bincode writes a unit variant as its index: 200 is no kind this version knows.
+        let mut bytes = codec::encode(&200u32).unwrap().to_vec();
+        bytes.extend_from_slice(&codec::encode("from the future").unwrap());
+        let error: RemoteError = codec::decode(&bytes, 1024, 16).unwrap();
+        assert_eq!(error.kind, RemoteErrorKind::Other);
+        assert_eq!(error.message, "from the future");
+        let known = codec::encode(&RemoteErrorKind::Overloaded).unwrap();
+        let back: RemoteErrorKind = codec::decode(&known, 1024, 16).unwrap();
+        assert_eq!(back, RemoteErrorKind::Overloaded);
     }
 }

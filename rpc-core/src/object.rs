@@ -1,118 +1,32 @@
 //! Objects and references: [`ObjectRef`], the untyped handle to an object that lives here or
-//! across a connection; [`RemoteRef`], the trait of the typed `<Trait>Ref` proxies that
-//! `#[remote]` generates; and [`Dispatch`], the server side of an object.
+//! across a connection, and [`RemoteRef`], the trait of the typed `<Trait>Ref` proxies that
+//! `#[remote]` generates. The server side of an object is a [`Dispatch`].
 //!
-//! A `Dispatch`, given a method name and the encoded arguments, decodes them, runs the trait
-//! method and encodes its result. `#[remote]` writes the `Dispatch` of every trait; only
-//! methods named `remote_*` get a dispatch arm, so no name a peer sends can reach anything
-//! else.
+//! An `ObjectRef` is serde: as an argument or return value of a remote call it travels by
+//! reference (the connection layer's reference context writes it, see [`crate::protocol`]).
 
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::FutureExt;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::call::CallFuture;
 use crate::codec;
-use crate::connection::Shared;
-use crate::error::{CallError, RemoteError, RemoteErrorKind};
+use crate::conn::pending_call::PendingCall;
+use crate::conn::refctx::{
+    Reference, decode_with, deserialize_reference, encode_in_process, serialize_reference,
+};
+use crate::conn::remote_object::RemoteObject;
+use crate::dispatch::{Args, Dispatch, guard_handler, panicked, run_dispatch};
+use crate::error::CallError;
 use crate::peer::Peer;
-use crate::protocol::WireRef;
-use crate::refs::{decode_with, encode_in_process};
-use crate::remote_object::RemoteObject;
-
-/// The return value of a handler, encoded when the answer frame is built (so that
-/// references in it are exported on the right connection). It is dropped only after its
-/// frame is queued, so that a reference in it, sent back to its owner, is not released (by
-/// the decref its drop sends) before the answer that carries it.
-pub struct Answer(Box<dyn EncodeValue>);
-
-/// A value that can encode itself: the erased return value of a handler.
-trait EncodeValue: Send {
-    fn encode(&self, buf: &mut BytesMut) -> Result<(), String>;
-}
-
-impl<T: Serialize + Send> EncodeValue for T {
-    fn encode(&self, buf: &mut BytesMut) -> Result<(), String> {
-        codec::encode_into(self, buf)
-    }
-}
-
-impl Answer {
-    pub(crate) fn write(&self, buf: &mut BytesMut) -> Result<(), String> {
-        self.0.encode(buf)
-    }
-}
-
-impl fmt::Debug for Answer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Answer")
-    }
-}
-
-/// What a dispatched call runs: resolves to the handler's answer.
-pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Answer, RemoteError>> + Send>>;
-
-/// The server side of an object: routes a method name and encoded arguments to the code.
-///
-/// Implemented by `#[remote]`; implement it by hand only for dynamic objects.
-pub trait Dispatch: Send + Sync + 'static {
-    /// The name of the remote trait (for messages and logs).
-    fn interface(&self) -> &'static str;
-
-    /// Starts the call of `method`. Returns an error at once for an unknown method or
-    /// arguments that do not decode.
-    fn dispatch(&self, method: &str, args: Args<'_>) -> Result<HandlerFuture, RemoteError>;
-
-    /// The typed handle that lets a `<Trait>Ref` call this local object directly, without
-    /// encoding anything.
-    fn direct(&self) -> Option<&dyn Any> {
-        None
-    }
-}
-
-/// The encoded argument tuple of an incoming call.
-#[derive(Debug, Clone, Copy)]
-pub struct Args<'a> {
-    bytes: &'a [u8],
-    limit: usize,
-}
-
-impl<'a> Args<'a> {
-    pub(crate) fn new(bytes: &'a [u8], limit: usize) -> Self {
-        Args { bytes, limit }
-    }
-
-    /// Decodes the argument tuple of `method`; a mismatch is a `BadArguments` error.
-    pub fn decode<A: DeserializeOwned>(&self, method: &str) -> Result<A, RemoteError> {
-        codec::decode(self.bytes, self.limit).map_err(|e| {
-            RemoteError::new(
-                RemoteErrorKind::BadArguments,
-                format!(
-                    "the arguments of `{method}` do not decode as its parameter types ({e}); \
-                     do both sides use the same version of the remote trait?"
-                ),
-            )
-        })
-    }
-}
-
-/// Turns a handler's future into a [`HandlerFuture`] whose answer encodes its output.
-pub fn respond<F, R>(fut: F) -> HandlerFuture
-where
-    F: Future<Output = R> + Send + 'static,
-    R: Serialize + Send + 'static,
-{
-    Box::pin(async move { Ok(Answer(Box::new(fut.await))) })
-}
 
 /// Deserializes a typed reference, refusing a reference to an object of another trait.
 pub fn deserialize_ref<'de, R, D>(deserializer: D) -> Result<R, D::Error>
@@ -130,51 +44,6 @@ where
     }
 }
 
-/// The error for a method name an object does not expose remotely.
-pub fn no_such_method(interface: &'static str, method: &str) -> RemoteError {
-    RemoteError::new(
-        RemoteErrorKind::NoSuchMethod,
-        format!(
-            "`{interface}` has no remote method `{method}` (callable names are the trait's \
-             `remote_*` methods without the prefix)"
-        ),
-    )
-}
-
-fn panicked(interface: &str, method: &str) -> RemoteError {
-    RemoteError::new(
-        RemoteErrorKind::Panicked,
-        format!("the handler of `{interface}.{method}` panicked"),
-    )
-}
-
-/// Starts a dispatched call; a panic while starting it (in the decoding of its arguments,
-/// say) becomes a `Panicked` error.
-pub(crate) fn run_dispatch(
-    target: &dyn Dispatch,
-    method: &str,
-    args: Args<'_>,
-) -> Result<HandlerFuture, RemoteError> {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| target.dispatch(method, args))) {
-        Ok(started) => started,
-        Err(_) => Err(panicked(target.interface(), method)),
-    }
-}
-
-/// Runs a started handler, turning a panic in it into a `Panicked` error.
-pub(crate) fn guard_handler(
-    interface: &'static str,
-    method: String,
-    handler: HandlerFuture,
-) -> impl Future<Output = Result<Answer, RemoteError>> + Send + 'static {
-    AssertUnwindSafe(handler).catch_unwind().map(move |r| {
-        r.unwrap_or_else(|_| {
-            tracing::warn!(interface, method, "a remote method handler panicked");
-            Err(panicked(interface, &method))
-        })
-    })
-}
-
 /// An untyped reference to an object: a local one, called directly, or one exported by the
 /// peer of a connection, called over it. Cheap to clone; clones refer to the same object.
 ///
@@ -183,21 +52,15 @@ pub(crate) fn guard_handler(
 /// or return value of a remote call it travels by reference (see [`crate::protocol`]).
 #[derive(Clone)]
 pub struct ObjectRef {
-    target: Target,
+    target: Reference,
     timeout: Option<Duration>,
-}
-
-#[derive(Clone)]
-enum Target {
-    Local(Arc<dyn Dispatch>),
-    Remote(Arc<RemoteObject>),
 }
 
 impl fmt::Debug for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.target {
-            Target::Local(d) => write!(f, "ObjectRef(local {})", d.interface()),
-            Target::Remote(r) => write!(f, "ObjectRef({r:?})"),
+            Reference::Local(d) => write!(f, "ObjectRef(local {})", d.interface()),
+            Reference::Remote(r) => write!(f, "ObjectRef({r:?})"),
         }
     }
 }
@@ -207,21 +70,25 @@ impl ObjectRef {
     #[doc(hidden)]
     pub fn from_dispatch(dispatch: Arc<dyn Dispatch>) -> ObjectRef {
         ObjectRef {
-            target: Target::Local(dispatch),
+            target: Reference::Local(dispatch),
             timeout: None,
         }
     }
 
     pub(crate) fn remote(remote: Arc<RemoteObject>) -> ObjectRef {
+        ObjectRef::from_reference(Reference::Remote(remote))
+    }
+
+    fn from_reference(target: Reference) -> ObjectRef {
         ObjectRef {
-            target: Target::Remote(remote),
+            target,
             timeout: None,
         }
     }
 
     /// `true` when the object lives in this process.
     pub fn is_local(&self) -> bool {
-        matches!(self.target, Target::Local(_))
+        matches!(self.target, Reference::Local(_))
     }
 
     /// The name of the object's remote trait, when known: always for a local object and for
@@ -229,8 +96,8 @@ impl ObjectRef {
     /// [`Client::root`](crate::Client::root).
     pub fn interface(&self) -> Option<&str> {
         match &self.target {
-            Target::Local(d) => Some(d.interface()),
-            Target::Remote(r) => r.interface(),
+            Reference::Local(d) => Some(d.interface()),
+            Reference::Remote(r) => r.interface(),
         }
     }
 
@@ -238,10 +105,10 @@ impl ObjectRef {
     /// of the same connection.
     pub fn same_object(&self, other: &ObjectRef) -> bool {
         match (&self.target, &other.target) {
-            (Target::Local(a), Target::Local(b)) => {
+            (Reference::Local(a), Reference::Local(b)) => {
                 std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
             }
-            (Target::Remote(a), Target::Remote(b)) => a.same_object(b),
+            (Reference::Remote(a), Reference::Remote(b)) => a.same_object(b),
             _ => false,
         }
     }
@@ -250,8 +117,8 @@ impl ObjectRef {
     /// its loss, inspect it.
     pub fn peer(&self) -> Option<Peer> {
         match &self.target {
-            Target::Local(_) => None,
-            Target::Remote(r) => Some(r.peer()),
+            Reference::Local(_) => None,
+            Reference::Remote(r) => Some(Peer::new(Arc::clone(r.connection().shared()))),
         }
     }
 
@@ -267,19 +134,8 @@ impl ObjectRef {
 
     pub(crate) fn local_dispatch(&self) -> Option<&Arc<dyn Dispatch>> {
         match &self.target {
-            Target::Local(d) => Some(d),
-            Target::Remote(_) => None,
-        }
-    }
-
-    /// How this reference is written for the connection `shared`.
-    pub(crate) fn to_wire(&self, shared: &Arc<Shared>) -> Result<WireRef, String> {
-        match &self.target {
-            Target::Local(d) => shared.export(d).map(|id| WireRef::SenderExports {
-                id,
-                interface: d.interface().to_owned(),
-            }),
-            Target::Remote(r) => r.to_wire(shared),
+            Reference::Local(d) => Some(d),
+            Reference::Remote(_) => None,
         }
     }
 
@@ -317,11 +173,33 @@ impl ObjectRef {
         R: DeserializeOwned + Send + 'static,
     {
         match &self.target {
-            Target::Remote(remote) => remote.call(method, &args, self.timeout),
-            Target::Local(dispatch) => {
+            Reference::Remote(remote) => call_over_connection(remote, method, &args, self.timeout),
+            Reference::Local(dispatch) => {
                 call_in_process(Arc::clone(dispatch), method, &args, self.timeout)
             }
         }
+    }
+}
+
+/// A call of the peer's object `remote`, over its connection.
+fn call_over_connection<A, R>(
+    remote: &RemoteObject,
+    method: &str,
+    args: &A,
+    timeout: Option<Duration>,
+) -> CallFuture<R>
+where
+    A: Serialize,
+    R: DeserializeOwned + Send + 'static,
+{
+    let connection = remote.connection();
+    let timeout = timeout.or(connection.shared().config().default_call_timeout);
+    let started = PendingCall::start(connection, remote.id(), method, timeout, |buf| {
+        codec::encode_into(args, buf)
+    });
+    match started {
+        Ok(pending) => CallFuture::remote(pending, timeout),
+        Err(e) => CallFuture::failed(e),
     }
 }
 
@@ -349,8 +227,9 @@ where
         }
     };
     let limit = codec::MAX_FRAME_LENGTH_CEILING;
+    let depth = codec::DEFAULT_MAX_DECODE_DEPTH;
     let started = decode_with(refs, || {
-        run_dispatch(dispatch.as_ref(), method, Args::new(&encoded, limit))
+        run_dispatch(dispatch.as_ref(), method, Args::new(&encoded, limit, depth))
     });
     let started =
         started.map(|handler| guard_handler(dispatch.interface(), method.to_owned(), handler));
@@ -362,10 +241,22 @@ where
             what: "answer",
             message,
         })?;
-        decode_with(refs, || codec::decode(&buf, limit))
+        decode_with(refs, || codec::decode(&buf, limit, depth))
             .map_err(|message| CallError::Decode { message })
     };
     CallFuture::local(Box::pin(call), timeout)
+}
+
+impl Serialize for ObjectRef {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_reference(&self.target, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_reference(deserializer).map(ObjectRef::from_reference)
+    }
 }
 
 /// A typed reference, generated by `#[remote]` as `<Trait>Ref`.

@@ -5,45 +5,11 @@
 //! [`Peer::disconnected`], or register a callback with [`Peer::on_disconnect`] and take it
 //! back with [`DisconnectHook::cancel`]. Each callback runs at most once.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
 
-use crate::connection::Shared;
-
-thread_local! {
-    /// The peer of the handler being polled on this thread, if any.
-    static CURRENT: RefCell<Option<Peer>> = const { RefCell::new(None) };
-}
-
-/// A future polled with a given [`Peer::current`] (like a tokio task-local, but `Unpin` when
-/// the future is, so a handler can be polled in place and then moved into a task unboxed).
-pub(crate) struct WithPeer<F> {
-    peer: Option<Peer>,
-    fut: F,
-}
-
-impl<F: Future + Unpin> Future for WithPeer<F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = &mut *self;
-        // Swap the peer in for the poll and back out after, also on a panic (the swap back
-        // runs in a guard's drop).
-        struct Restore<'a>(&'a mut Option<Peer>);
-        impl Drop for Restore<'_> {
-            fn drop(&mut self) {
-                CURRENT.with(|c| std::mem::swap(&mut *c.borrow_mut(), self.0));
-            }
-        }
-        CURRENT.with(|c| std::mem::swap(&mut *c.borrow_mut(), &mut this.peer));
-        let _restore = Restore(&mut this.peer);
-        Pin::new(&mut this.fut).poll(cx)
-    }
-}
+use crate::conn::{Shared, caller};
 
 /// The other end of a connection. Cheap to clone; holding one does not keep the connection
 /// open.
@@ -66,24 +32,10 @@ impl Peer {
         Peer { shared }
     }
 
-    /// Runs `fut` (a remote method handler) with `self` as [`Peer::current`].
-    pub(crate) fn scope<F: Future + Unpin>(self, fut: F) -> WithPeer<F> {
-        WithPeer {
-            peer: Some(self),
-            fut,
-        }
-    }
-
-    /// Runs `fut` (a call of a local object) with no [`Peer::current`], even when the caller
-    /// is a handler of a peer's call.
-    pub(crate) fn none<F: Future + Unpin>(fut: F) -> WithPeer<F> {
-        WithPeer { peer: None, fut }
-    }
-
     /// Inside a remote method handler: the peer that made the call. `None` elsewhere (and in
     /// calls of local objects).
     pub fn current() -> Option<Peer> {
-        CURRENT.with(|c| c.borrow().clone())
+        caller::current().map(Peer::new)
     }
 
     /// The peer's address (or a description of the transport).
@@ -124,6 +76,18 @@ impl Peer {
     /// How many of the peer's objects this side holds live proxies of.
     pub fn imported_objects(&self) -> usize {
         self.shared.imported_count()
+    }
+
+    /// Bytes queued for the peer and not yet written (bounded by
+    /// [`Config::output_budget`](crate::Config::output_budget)).
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.queued_bytes()
+    }
+
+    /// Calls of the peer running on this side now (bounded by
+    /// [`Config::max_in_flight_calls`](crate::Config::max_in_flight_calls)).
+    pub fn calls_in_flight(&self) -> usize {
+        self.shared.calls_in_flight()
     }
 
     /// Closes the connection: pending calls fail with `Disconnected`.

@@ -4,11 +4,14 @@
 //! The accept loop never ends because of one connection: a failed handshake or a peer that
 //! breaks the protocol closes that connection (with one warning line naming the peer), and
 //! an `accept` error such as running out of file descriptors is logged and retried after a
-//! short back-off.
+//! short back-off. Beyond [`Config::max_connections`] a new connection is closed at once.
+//! All the connections of a server share one memory budget ([`Config::memory_budget`]);
+//! [`ServerStats`] reads it, and the connection count, while the server runs.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -17,9 +20,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::connection::Connection;
+use crate::conn::{drain as drain_connection, establish};
+use crate::dispatch::Dispatch;
 use crate::error::CallError;
-use crate::object::{Dispatch, RemoteRef};
+use crate::io::budget::MemoryBudget;
+use crate::object::RemoteRef;
 
 /// A listener and its root object (PB's `PBServerFactory(root)`).
 ///
@@ -38,6 +43,61 @@ pub struct Server {
     local_addr: SocketAddr,
     root: Arc<dyn Dispatch>,
     config: Config,
+    stats: ServerStats,
+}
+
+/// Live figures of a running [`Server`]: what its connections hold, and how many there are.
+/// Cheap to clone; take it with [`Server::stats`] before `run`.
+#[derive(Debug, Clone)]
+pub struct ServerStats {
+    memory: Arc<MemoryBudget>,
+    connections: Arc<AtomicUsize>,
+    refused: Arc<AtomicU64>,
+}
+
+impl ServerStats {
+    fn new(config: &Config) -> Self {
+        ServerStats {
+            memory: MemoryBudget::new(config.memory_budget),
+            connections: Arc::new(AtomicUsize::new(0)),
+            refused: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Bytes held now by all connections in frames still arriving and frames queued for
+    /// their peers.
+    pub fn bytes_held(&self) -> usize {
+        self.memory.in_use()
+    }
+
+    /// The most bytes ever held at once (see [`bytes_held`](ServerStats::bytes_held)).
+    pub fn peak_bytes_held(&self) -> usize {
+        self.memory.peak()
+    }
+
+    /// The memory budget ([`Config::memory_budget`]).
+    pub fn memory_budget(&self) -> usize {
+        self.memory.limit()
+    }
+
+    /// Connections being served now (handshaking included).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections closed at once because [`Config::max_connections`] were being served.
+    pub fn refused_connections(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts one connection while alive.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for Server {
@@ -70,18 +130,27 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .map_err(|e| CallError::io("could not read the listener's address", e))?;
+        let config = Config::default();
         Ok(Server {
             listener,
             local_addr,
             root: local_root(&root)?,
-            config: Config::default(),
+            stats: ServerStats::new(&config),
+            config,
         })
     }
 
-    /// Uses `config` for every connection accepted from now on.
+    /// Uses `config` for every connection accepted from now on (and a new memory budget of
+    /// its size: take [`stats`](Server::stats) after this).
     pub fn with_config(mut self, config: Config) -> Server {
+        self.stats = ServerStats::new(&config);
         self.config = config;
         self
+    }
+
+    /// Live figures of this server, to read while it runs.
+    pub fn stats(&self) -> ServerStats {
+        self.stats.clone()
     }
 
     /// The address the server listens on.
@@ -103,6 +172,7 @@ impl Server {
             local_addr,
             root,
             config,
+            stats,
         } = self;
         let drain = CancellationToken::new();
         let mut connections = JoinSet::new();
@@ -117,13 +187,35 @@ impl Server {
             match accepted {
                 Ok((stream, peer)) => {
                     backoff = Duration::from_millis(5);
-                    connections.spawn(serve_tcp(
+                    if stats.connections.load(Ordering::SeqCst) >= config.max_connections {
+                        let refused = stats.refused.fetch_add(1, Ordering::SeqCst) + 1;
+                        // One line for the first refusal and one per thousand after it: a
+                        // flood of connections must not become a flood of log lines.
+                        if refused % 1000 == 1 {
+                            tracing::warn!(
+                                %peer,
+                                "refused a connection: {} connections are being served (the \
+                                 max_connections limit); {refused} refused so far",
+                                config.max_connections
+                            );
+                        }
+                        drop(stream);
+                        continue;
+                    }
+                    stats.connections.fetch_add(1, Ordering::SeqCst);
+                    let counted = Counted(Arc::clone(&stats.connections));
+                    let served = serve_tcp(
                         stream,
                         peer,
                         Arc::clone(&root),
                         config.clone(),
                         drain.clone(),
-                    ));
+                        Arc::clone(&stats.memory),
+                    );
+                    connections.spawn(async move {
+                        let _counted = counted;
+                        served.await
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors, a connection reset before accept, ...: none of
@@ -158,12 +250,22 @@ async fn serve_tcp(
     root: Arc<dyn Dispatch>,
     config: Config,
     drain: CancellationToken,
+    memory: Arc<MemoryBudget>,
 ) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, "could not set TCP_NODELAY: {e}");
     }
     let (reader, writer) = stream.into_split();
-    serve_halves(reader, writer, peer.to_string(), root, config, drain).await;
+    serve_halves(
+        reader,
+        writer,
+        peer.to_string(),
+        root,
+        config,
+        drain,
+        memory,
+    )
+    .await;
 }
 
 async fn serve_halves<R, W>(
@@ -173,13 +275,14 @@ async fn serve_halves<R, W>(
     root: Arc<dyn Dispatch>,
     config: Config,
     drain: CancellationToken,
+    memory: Arc<MemoryBudget>,
 ) where
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
     let grace = config.shutdown_grace;
     let established = tokio::select! {
-        established = Connection::establish(reader, writer, config, Some(root), peer.clone()) => established,
+        established = establish(reader, writer, config, Some(root), peer.clone(), memory) => established,
         _ = drain.cancelled() => return,
     };
     let connection = match established {
@@ -192,7 +295,7 @@ async fn serve_halves<R, W>(
     tracing::debug!(%peer, "connection established");
     tokio::select! {
         _ = connection.shared().closed() => {}
-        _ = drain.cancelled() => connection.drain(grace).await,
+        _ = drain.cancelled() => drain_connection(&connection, grace).await,
     }
 }
 
@@ -210,14 +313,9 @@ where
     R: RemoteRef,
 {
     let (reader, writer) = tokio::io::split(transport);
-    let connection = Connection::establish(
-        reader,
-        writer,
-        config,
-        Some(local_root(&root)?),
-        peer.to_owned(),
-    )
-    .await?;
+    let memory = MemoryBudget::new(config.memory_budget);
+    let root = Some(local_root(&root)?);
+    let connection = establish(reader, writer, config, root, peer.to_owned(), memory).await?;
     connection.shared().closed().await;
     Ok(())
 }

@@ -207,6 +207,35 @@ async fn malformed_message_headers_close_the_connection() {
     .await;
 }
 
+/// Arguments nested deeper than `Config::max_decode_depth` are `BadArguments` naming the
+/// limit; the connection lives on. (With 2 levels a call header and `(i64, i64)` still decode;
+/// `(Vec<u8>,)` with an element is 3 deep.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arguments_nested_too_deep_are_bad_arguments() {
+    with_good_neighbours(Config::default().max_decode_depth(2), |addr| async move {
+        let mut raw = RawPeer::handshaken(addr).await;
+        match raw.call(1, ROOT_OBJECT, "size", (vec![1u8, 2],)).await.0 {
+            Message::Error { id: 1, error } => {
+                assert_eq!(error.kind, RemoteErrorKind::BadArguments, "{error:?}");
+                assert!(error.message.contains("max_decode_depth"), "{error:?}");
+            }
+            other => panic!("expected an error answer, got {other:?}"),
+        }
+        let (answer, _) = raw.call(2, ROOT_OBJECT, "size", (Vec::<u8>::new(),)).await;
+        assert!(
+            matches!(answer, Message::Answer { id: 2, .. }),
+            "{answer:?}"
+        );
+        let (answer, value) = raw.call(3, ROOT_OBJECT, "calculate", (2i64, 3i64)).await;
+        assert!(
+            matches!(answer, Message::Answer { id: 3, .. }),
+            "{answer:?}"
+        );
+        assert_eq!(decode_value::<(i64, u32)>(&value), (5, 3));
+    })
+    .await;
+}
+
 /// Huge declared lengths in the *arguments* are `BadArguments`, not a dead connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_declared_length_in_arguments_is_bad_arguments() {

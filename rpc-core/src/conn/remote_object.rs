@@ -1,31 +1,22 @@
 //! [`RemoteObject`]: an object the peer exported, as this side holds it (the inside of a
 //! remote [`ObjectRef`](crate::ObjectRef)).
 //!
-//! It counts how many times the peer sent it (see [`crate::refs`]); when the last reference
-//! to it drops, the peer is told with a decref of that count. Calls through it go over the
-//! connection it came from, and it can be sent back only over that same connection.
+//! Every reference that arrives becomes one `RemoteObject` (shared by the clones of its
+//! `ObjectRef`); the connection's import table counts them, and when the last one of an
+//! object is dropped the peer is sent a decref (see `imports`). It can be sent back only
+//! over the connection it came from.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
-use crate::call::CallFuture;
-use crate::codec;
-use crate::connection::{Connection, Shared};
-use crate::peer::Peer;
+use super::shared::{Connection, Shared};
 use crate::protocol::{self, WireRef};
 
-/// An object exported by the peer, as this side holds it: the inside of a remote
-/// `ObjectRef`. When the last reference to it drops, the peer is told (a decref).
+/// An object exported by the peer, as this side holds it.
 pub(crate) struct RemoteObject {
     connection: Connection,
     id: u64,
-    /// How many times the peer sent this object to this proxy (0 for the root: not counted).
-    received: AtomicU64,
+    /// Counted in the import table (every object but the peer's root).
     counted: bool,
     /// The name of its remote trait, as the peer said (unknown for a root from `Client::root`).
     interface: Option<String>,
@@ -43,32 +34,25 @@ impl fmt::Debug for RemoteObject {
 }
 
 impl RemoteObject {
-    /// The root object of the peer of `connection`.
+    /// The root object of the peer of `connection` (permanent: never counted).
     pub(crate) fn root(connection: Connection, interface: Option<String>) -> Arc<RemoteObject> {
         Arc::new(RemoteObject {
             connection,
             id: protocol::ROOT_OBJECT,
-            received: AtomicU64::new(0),
             counted: false,
             interface,
         })
     }
 
-    /// A proxy of the peer's object `id`, just received for the first time (or again after
-    /// the previous proxy was dropped).
+    /// A proxy of the peer's object `id`, whose reference just arrived (and was counted in
+    /// the import table).
     pub(crate) fn imported(connection: Connection, id: u64, interface: String) -> Arc<Self> {
         Arc::new(RemoteObject {
             connection,
             id,
-            received: AtomicU64::new(1),
             counted: true,
             interface: Some(interface),
         })
-    }
-
-    /// The peer sent this object once more.
-    pub(crate) fn received_again(&self) {
-        self.received.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Its id in the peer's export table.
@@ -80,28 +64,9 @@ impl RemoteObject {
         self.interface.as_deref()
     }
 
-    pub(crate) fn call<A, R>(
-        &self,
-        method: &str,
-        args: &A,
-        timeout: Option<Duration>,
-    ) -> CallFuture<R>
-    where
-        A: Serialize,
-        R: DeserializeOwned + Send + 'static,
-    {
-        let timeout = timeout.or(self.connection.shared().config().default_call_timeout);
-        let started = self.connection.start_call(self.id, method, timeout, |buf| {
-            codec::encode_into(args, buf)
-        });
-        match started {
-            Ok(pending) => CallFuture::remote(pending, timeout),
-            Err(e) => CallFuture::failed(e),
-        }
-    }
-
-    pub(crate) fn peer(&self) -> Peer {
-        Peer::new(Arc::clone(self.connection.shared()))
+    /// The connection it lives behind.
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.connection
     }
 
     pub(crate) fn same_object(&self, other: &RemoteObject) -> bool {
@@ -126,8 +91,7 @@ impl RemoteObject {
 impl Drop for RemoteObject {
     fn drop(&mut self) {
         if self.counted {
-            let count = *self.received.get_mut();
-            self.connection.shared().release_import(self, count);
+            self.connection.shared().release_import(self.id);
         }
     }
 }

@@ -14,11 +14,18 @@
 //! answered with one write. A call is queued when it is made and flushed when its future is
 //! first polled (or dropped): calls made back to back before they are awaited (`join_all`, a
 //! pipeline) share one write.
+//!
+//! **Budget.** Everything queued counts against the connection's output budget
+//! ([`Config::output_budget`](crate::Config::output_budget)) and the server's
+//! [`MemoryBudget`]. Frames that can wait (calls, answers: [`Outbox::try_queue`]) are taken
+//! while the queue is within two thirds of the budget; frames that cannot wait (errors, pongs,
+//! cancels, decrefs: [`Outbox::queue`]) may use the last third, and one that would go past the
+//! whole budget is refused: the peer sends but does not read, and the connection must close.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -27,6 +34,7 @@ use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
 use tokio_util::codec::{Encoder, LengthDelimitedCodec};
 
+use super::budget::MemoryBudget;
 use crate::codec;
 
 /// The write half of a transport.
@@ -36,6 +44,8 @@ pub(crate) type Sink = Box<dyn AsyncWrite + Send + Unpin>;
 struct Queue {
     buf: BytesMut,
     codec: LengthDelimitedCodec,
+    /// Set by [`Outbox::close`]: nothing more is queued.
+    closed: bool,
 }
 
 /// The socket and what is left of a write that it could not take at once.
@@ -57,6 +67,31 @@ pub(crate) struct Outbox {
     waiting_for_written: AtomicUsize,
     /// Bytes queued or taken by a writer and not yet written.
     backlog: AtomicUsize,
+    /// The output budget (bytes).
+    budget: usize,
+    /// The server-wide budget this outbox charges.
+    memory: Arc<MemoryBudget>,
+    /// Notified when bytes were written while someone waits for room.
+    room: Notify,
+    waiting_for_room: AtomicUsize,
+}
+
+/// A frame that cannot wait would take the queue past the output budget.
+#[derive(Debug)]
+pub(crate) struct Overflow {
+    pub(crate) queued: usize,
+    pub(crate) budget: usize,
+}
+
+impl std::fmt::Display for Overflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the peer keeps sending but does not read what it is sent: {} bytes are queued for \
+             it, and the output budget is {} bytes",
+            self.queued, self.budget
+        )
+    }
 }
 
 /// Outcome of an attempt to write.
@@ -68,11 +103,18 @@ enum Progress {
 }
 
 impl Outbox {
-    pub(crate) fn new(sink: Sink, max_frame: usize) -> Self {
+    /// An outbox writing to `sink`, holding at most `budget` bytes, charging `memory`.
+    pub(crate) fn new(
+        sink: Sink,
+        max_frame: usize,
+        budget: usize,
+        memory: Arc<MemoryBudget>,
+    ) -> Self {
         Outbox {
             queue: Mutex::new(Queue {
                 buf: BytesMut::with_capacity(8 * 1024),
                 codec: codec::frame_codec(max_frame),
+                closed: false,
             }),
             writer: Mutex::new(Writer {
                 sink: Some(sink),
@@ -83,18 +125,114 @@ impl Outbox {
             written: Notify::new(),
             waiting_for_written: AtomicUsize::new(0),
             backlog: AtomicUsize::new(0),
+            budget,
+            memory,
+            room: Notify::new(),
+            waiting_for_room: AtomicUsize::new(0),
         }
     }
 
-    /// Queues one frame (length prefix added here). Does not write: call [`Outbox::flush`].
-    pub(crate) fn queue(&self, frame: Bytes) -> io::Result<()> {
+    /// Above this many queued bytes, frames that can wait do wait.
+    fn wait_threshold(&self) -> usize {
+        self.budget / 3 * 2
+    }
+
+    /// `true` while more than a third of the budget is queued: new incoming calls are refused.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.backlog() > self.budget / 3
+    }
+
+    /// Queues a frame that cannot wait (length prefix added here); refused if it would take
+    /// the queue past the output budget. Does not write: call [`Outbox::flush`].
+    pub(crate) fn queue(&self, frame: Bytes) -> Result<(), Overflow> {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        let Queue { buf, codec } = &mut *q;
-        let before = buf.len();
-        codec.encode(frame, buf)?;
-        self.backlog
-            .fetch_add(buf.len() - before, Ordering::Relaxed);
+        let queued = self.backlog();
+        if queued + 4 + frame.len() > self.budget {
+            return Err(Overflow {
+                queued,
+                budget: self.budget,
+            });
+        }
+        self.push(&mut q, frame);
         Ok(())
+    }
+
+    /// Queues a frame that can wait (a call, an answer) if there is room for it now: the
+    /// queue is empty or stays within two thirds of the budget, and the server's budget is
+    /// not spent. Otherwise hands the frame back; wait with [`Outbox::room`] and try again.
+    /// Runs `before` (under the queue's lock) when the frame is taken, before it can be
+    /// written.
+    pub(crate) fn try_queue(&self, frame: Bytes, before: impl FnOnce()) -> Result<(), Bytes> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let queued = self.backlog();
+        let fits = queued == 0
+            || (queued + 4 + frame.len() <= self.wait_threshold() && self.memory.has_room());
+        if !fits && !q.closed {
+            return Err(frame);
+        }
+        before();
+        self.push(&mut q, frame);
+        Ok(())
+    }
+
+    fn push(&self, q: &mut Queue, frame: Bytes) {
+        if q.closed {
+            // The connection is closing: the frame would never be written.
+            return;
+        }
+        let Queue { buf, codec, .. } = q;
+        let before = buf.len();
+        if let Err(e) = codec.encode(frame, buf) {
+            // Only an oversize frame fails to encode, and callers check the size first.
+            tracing::error!("could not queue a frame: {e}");
+            return;
+        }
+        let added = buf.len() - before;
+        self.backlog.fetch_add(added, Ordering::Relaxed);
+        self.memory.charge(added);
+    }
+
+    /// Resolves once some bytes have been written (or the outbox closed) after it was called:
+    /// a frame that can wait may find room now.
+    pub(crate) async fn room(&self) {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let notified = self.room.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        self.waiting_for_room.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting_for_room);
+        if self.backlog() == 0 || self.is_closed() {
+            return;
+        }
+        // Wait for bytes to be written here, or, if the server's budget is what is spent, for
+        // it to be released anywhere.
+        let memory = &self.memory;
+        if memory.has_room() {
+            notified.await;
+        } else {
+            tokio::select! {
+                _ = notified => {}
+                _ = memory.wait_until(|| memory.has_room()) => {}
+            }
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).closed
+    }
+
+    /// Bytes were written: account for them.
+    fn wrote(&self, n: usize) {
+        self.backlog.fetch_sub(n, Ordering::Relaxed);
+        self.memory.release(n);
+        if self.waiting_for_room.load(Ordering::SeqCst) > 0 {
+            self.room.notify_waiters();
+        }
     }
 
     /// Bytes queued and not yet taken by a writer.
@@ -177,7 +315,7 @@ impl Outbox {
                 }
                 Poll::Ready(Ok(n)) => {
                     unwritten.advance(n);
-                    self.backlog.fetch_sub(n, Ordering::Relaxed);
+                    self.wrote(n);
                     wrote = true;
                 }
                 Poll::Ready(Err(e)) => return Err(e),
@@ -273,16 +411,22 @@ impl Outbox {
         }
     }
 
-    /// Drops the socket (the peer sees the connection close); later flushes fail.
+    /// Drops the socket (the peer sees the connection close) and whatever was not written;
+    /// later flushes fail and later frames are dropped.
     pub(crate) fn close(&self) {
-        let sink = self
-            .writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .sink
-            .take();
+        let (sink, unwritten) = {
+            let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            (w.sink.take(), std::mem::take(&mut w.unwritten))
+        };
         drop(sink);
+        let queued = {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.closed = true;
+            std::mem::take(&mut q.buf)
+        };
+        self.wrote(unwritten.len() + queued.len());
         self.wake_writer_task.notify_one();
         self.written.notify_waiters();
+        self.room.notify_waiters();
     }
 }

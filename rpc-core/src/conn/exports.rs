@@ -1,17 +1,21 @@
 //! [`ExportTable`]: the objects one side of a connection exports to the other, with how many
 //! references to each it has sent and not yet had back.
 //!
-//! An object gets an id the first time it is sent over the connection; sending it again
-//! reuses the id (identity is the address of its dispatcher) and counts one more reference.
-//! A decref from the peer subtracts what the peer received; the entry goes when the count
-//! reaches zero, and with it the table's hold on the object. The root object is exported at
-//! id [`ROOT_OBJECT`](crate::protocol::ROOT_OBJECT) and is never released. See
-//! [`crate::refs`] for why counting references *sent* makes a re-send during a decref safe.
+//! An object gets an id the first time it is encoded for the connection; encoding it again
+//! reuses the id (identity is the address of its dispatcher). A reference counts in two
+//! steps: encoding makes it *pending*, and only once the frame that carries it is about to be
+//! queued is it *committed* (sent). An object with no committed reference is not callable: a
+//! peer that guesses the next id cannot reach an object whose frame was never queued (a call
+//! future dropped before its first poll, an answer that failed to encode), and a failed frame
+//! rolls its pending references back. A decref from the peer subtracts what the peer
+//! received; the entry goes when nothing is sent or pending, and with it the table's hold on
+//! the object. The root object is exported at id [`ROOT_OBJECT`] and is never released. See
+//! `refctx` for why counting references *sent* makes a re-send during a decref safe.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::object::Dispatch;
+use crate::dispatch::Dispatch;
 use crate::protocol::ROOT_OBJECT;
 
 /// An object this side exports on the connection.
@@ -19,6 +23,8 @@ pub(crate) struct Export {
     object: Arc<dyn Dispatch>,
     /// References sent minus references the peer said it dropped.
     sent: u64,
+    /// References encoded in frames not yet queued.
+    pending: u64,
     /// The root object: never released.
     permanent: bool,
 }
@@ -51,6 +57,7 @@ impl ExportTable {
             let root = Export {
                 object: root,
                 sent: 0,
+                pending: 0,
                 permanent: true,
             };
             table.by_id.insert(ROOT_OBJECT, root);
@@ -63,8 +70,8 @@ impl ExportTable {
         self.by_id.len()
     }
 
-    /// Exports `object` (again): returns its id and counts one more reference sent. Fails
-    /// when a new object would exceed the limit.
+    /// Exports `object` (again): returns its id and counts one more reference pending (see
+    /// [`commit`](ExportTable::commit)). Fails when a new object would exceed the limit.
     pub(crate) fn export(&mut self, object: &Arc<dyn Dispatch>) -> Result<u64, String> {
         if let Some(&id) = self.by_address.get(&address(object)) {
             let export = self
@@ -72,7 +79,7 @@ impl ExportTable {
                 .get_mut(&id)
                 .expect("the export tables are out of step");
             if !export.permanent {
-                export.sent += 1;
+                export.pending += 1;
             }
             return Ok(id);
         }
@@ -89,20 +96,44 @@ impl ExportTable {
         self.by_address.insert(address(object), id);
         let export = Export {
             object: Arc::clone(object),
-            sent: 1,
+            sent: 0,
+            pending: 1,
             permanent: false,
         };
         self.by_id.insert(id, export);
         Ok(id)
     }
 
-    /// `count` references to `id` came back (a decref, or an encode that failed). Returns
-    /// the object when none are left, for the caller to drop outside its lock.
+    /// The frame carrying one pending reference to `id` is being queued: the reference is
+    /// sent, and the object callable.
+    pub(crate) fn commit(&mut self, id: u64) {
+        if let Some(export) = self.by_id.get_mut(&id).filter(|e| !e.permanent) {
+            export.pending = export.pending.saturating_sub(1);
+            export.sent += 1;
+        }
+    }
+
+    /// The frame carrying one pending reference to `id` will never be queued. Returns the
+    /// object when nothing is left, for the caller to drop outside its lock.
+    #[must_use = "the released object must be dropped outside the table's lock"]
+    pub(crate) fn roll_back(&mut self, id: u64) -> Option<Arc<dyn Dispatch>> {
+        let export = self.by_id.get_mut(&id).filter(|e| !e.permanent)?;
+        export.pending = export.pending.saturating_sub(1);
+        self.remove_if_unused(id)
+    }
+
+    /// `count` references to `id` came back (a decref). Returns the object when none are
+    /// left, for the caller to drop outside its lock.
     #[must_use = "the released object must be dropped outside the table's lock"]
     pub(crate) fn release(&mut self, id: u64, count: u64) -> Option<Arc<dyn Dispatch>> {
         let export = self.by_id.get_mut(&id).filter(|e| !e.permanent)?;
         export.sent = export.sent.saturating_sub(count);
-        if export.sent > 0 {
+        self.remove_if_unused(id)
+    }
+
+    fn remove_if_unused(&mut self, id: u64) -> Option<Arc<dyn Dispatch>> {
+        let export = self.by_id.get(&id)?;
+        if export.sent > 0 || export.pending > 0 {
             return None;
         }
         let export = self.by_id.remove(&id)?;
@@ -110,9 +141,13 @@ impl ExportTable {
         Some(export.object)
     }
 
-    /// The object exported as `id`.
+    /// The object exported as `id`, if the peer may call it (a frame handing it over was
+    /// queued).
     pub(crate) fn get(&self, id: u64) -> Option<Arc<dyn Dispatch>> {
-        self.by_id.get(&id).map(|e| Arc::clone(&e.object))
+        self.by_id
+            .get(&id)
+            .filter(|e| e.permanent || e.sent > 0)
+            .map(|e| Arc::clone(&e.object))
     }
 
     /// Empties the table (the connection closed); returns the objects for the caller to drop
@@ -127,8 +162,8 @@ impl ExportTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dispatch::{Args, HandlerFuture, no_such_method};
     use crate::error::RemoteError;
-    use crate::object::{Args, HandlerFuture, no_such_method};
 
     struct Nothing;
 
@@ -152,6 +187,8 @@ mod tests {
         let a = object();
         let id = table.export(&a).unwrap();
         assert_eq!(table.export(&a).unwrap(), id);
+        table.commit(id);
+        table.commit(id);
         assert!(table.release(id, 1).is_none());
         assert!(table.get(id).is_some());
         assert!(table.release(id, 1).is_some());
@@ -165,8 +202,10 @@ mod tests {
         let mut table = ExportTable::new(None, 10);
         let a = object();
         let id = table.export(&a).unwrap();
+        table.commit(id);
         // The peer drops its copy (decref of 1 in flight) while this side sends it again.
         table.export(&a).unwrap();
+        table.commit(id);
         assert!(table.release(id, 1).is_none(), "released early");
         assert!(table.get(id).is_some());
     }
@@ -193,7 +232,35 @@ mod tests {
         assert!(table.release(42, 1).is_none());
         let a = object();
         let id = table.export(&a).unwrap();
+        table.commit(id);
         assert!(table.release(id, 1000).is_some());
         assert!(table.release(id, 1).is_none());
+    }
+
+    #[test]
+    fn an_object_is_callable_only_once_a_frame_handing_it_over_is_queued() {
+        let mut table = ExportTable::new(None, 10);
+        let a = object();
+        let id = table.export(&a).unwrap();
+        assert!(
+            table.get(id).is_none(),
+            "callable before its frame was queued"
+        );
+        // The frame failed: the object is gone, and its id is never callable.
+        assert!(table.roll_back(id).is_some());
+        assert!(table.get(id).is_none());
+        assert_eq!(table.len(), 0);
+        // Sent once, and once more in a frame that then failed: still callable.
+        let id = table.export(&a).unwrap();
+        table.commit(id);
+        table.export(&a).unwrap();
+        assert!(table.roll_back(id).is_none());
+        assert!(table.get(id).is_some());
+        // A decref while another frame with it is pending keeps the entry (not callable).
+        table.export(&a).unwrap();
+        assert!(table.release(id, 1).is_none());
+        assert!(table.get(id).is_none());
+        table.commit(id);
+        assert!(table.get(id).is_some());
     }
 }

@@ -1,0 +1,156 @@
+//! [`Admission`]: which incoming calls may run on a connection.
+//!
+//! A call is refused while the connection drains (`ShuttingDown`) or when
+//! `max_in_flight_calls` are already running (`Overloaded`); a request id already running is a
+//! broken peer. Each admitted call holds a slot, with the handle that cancels its handler,
+//! until it finishes or is cancelled: a cancel frees the slot at once, not when the handler's
+//! task next runs. Tickets tell a finished call from a newer call that reused its id.
+
+use std::collections::HashMap;
+
+use tokio::sync::oneshot;
+
+/// Why a call was not admitted.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The connection is draining.
+    ShuttingDown,
+    /// `max` calls are running.
+    Full { max: usize },
+    /// A call with this id is still running: the peer breaks the protocol.
+    DuplicateId,
+}
+
+/// An admitted call's claim on its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ticket {
+    id: u64,
+    serial: u64,
+}
+
+struct Running {
+    serial: u64,
+    /// Dropping it cancels the handler.
+    _cancel: oneshot::Sender<()>,
+}
+
+/// The incoming calls in flight on one connection.
+pub(crate) struct Admission {
+    max: usize,
+    draining: bool,
+    running: HashMap<u64, Running>,
+    next_serial: u64,
+}
+
+impl Admission {
+    pub(crate) fn new(max: usize) -> Self {
+        Admission {
+            max,
+            draining: false,
+            running: HashMap::new(),
+            next_serial: 0,
+        }
+    }
+
+    /// Admits call `id`: its ticket, and the receiver that fires (with an error) when the
+    /// call is cancelled.
+    pub(crate) fn admit(&mut self, id: u64) -> Result<(Ticket, oneshot::Receiver<()>), Refusal> {
+        if self.draining {
+            return Err(Refusal::ShuttingDown);
+        }
+        if self.running.contains_key(&id) {
+            return Err(Refusal::DuplicateId);
+        }
+        if self.running.len() >= self.max {
+            return Err(Refusal::Full { max: self.max });
+        }
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let (cancel, cancelled) = oneshot::channel();
+        self.running.insert(
+            id,
+            Running {
+                serial,
+                _cancel: cancel,
+            },
+        );
+        Ok((Ticket { id, serial }, cancelled))
+    }
+
+    /// The call of `ticket` is over; `true` if this freed its slot (it was not cancelled).
+    pub(crate) fn finish(&mut self, ticket: Ticket) -> bool {
+        match self.running.get(&ticket.id) {
+            Some(r) if r.serial == ticket.serial => {
+                self.running.remove(&ticket.id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The caller cancelled `id`: its slot is free now and its handler is told to stop.
+    pub(crate) fn cancel(&mut self, id: u64) -> bool {
+        self.running.remove(&id).is_some()
+    }
+
+    /// Cancels every call (the connection closed).
+    pub(crate) fn cancel_all(&mut self) {
+        self.running.clear();
+    }
+
+    /// Refuse new calls from now on.
+    pub(crate) fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Calls holding a slot.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.running.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_holds_and_a_cancel_frees_its_slot_at_once() {
+        let mut admission = Admission::new(2);
+        let (a, mut a_cancelled) = admission.admit(1).unwrap();
+        let (_b, _) = admission.admit(2).unwrap();
+        assert_eq!(admission.admit(3).unwrap_err(), Refusal::Full { max: 2 });
+        assert!(admission.cancel(1));
+        assert!(a_cancelled.try_recv().is_err(), "the handler is told");
+        assert_eq!(admission.in_flight(), 1);
+        // The cancelled call's task finishing later frees nothing more.
+        assert!(!admission.finish(a));
+        let (c, _) = admission.admit(3).unwrap();
+        assert!(admission.finish(c));
+        assert_eq!(admission.in_flight(), 1);
+    }
+
+    #[test]
+    fn a_reused_id_is_refused_while_running_and_tickets_are_not_confused() {
+        let mut admission = Admission::new(10);
+        let (old, _) = admission.admit(7).unwrap();
+        assert_eq!(admission.admit(7).unwrap_err(), Refusal::DuplicateId);
+        assert!(admission.cancel(7));
+        let (new, _) = admission.admit(7).unwrap();
+        assert!(
+            !admission.finish(old),
+            "the old call freed the new one's slot"
+        );
+        assert_eq!(admission.in_flight(), 1);
+        assert!(admission.finish(new));
+    }
+
+    #[test]
+    fn draining_refuses_and_cancel_all_empties() {
+        let mut admission = Admission::new(10);
+        admission.admit(1).unwrap();
+        admission.drain();
+        assert_eq!(admission.admit(2).unwrap_err(), Refusal::ShuttingDown);
+        admission.cancel_all();
+        assert_eq!(admission.in_flight(), 0);
+    }
+}

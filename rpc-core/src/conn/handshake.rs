@@ -1,0 +1,53 @@
+//! The handshake: each side sends its hello, then reads the peer's, within
+//! `handshake_timeout`. Both send before reading, so a mismatch is reported on both sides.
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_util::codec::Encoder;
+
+use crate::codec;
+use crate::config::Config;
+use crate::error::CallError;
+use crate::io::frame_reader::{FrameReader, ReadError};
+use crate::protocol;
+
+/// Exchanges hellos over `frames` and `writer`.
+pub(crate) async fn handshake<R, W>(
+    frames: &mut FrameReader<R>,
+    writer: &mut W,
+    config: &Config,
+) -> Result<(), CallError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let exchange = async {
+        let mut hello = BytesMut::new();
+        codec::frame_codec(config.max_frame_length)
+            .encode(Bytes::copy_from_slice(&protocol::hello()), &mut hello)
+            .map_err(|e| CallError::io("could not encode the hello", e))?;
+        let sent = async {
+            writer.write_all(&hello).await?;
+            writer.flush().await
+        };
+        sent.await
+            .map_err(|e| CallError::disconnected(format!("sending the hello failed: {e}")))?;
+        match frames.next_frame().await {
+            Ok(None) => Err(CallError::disconnected(
+                "the peer closed the connection during the handshake",
+            )),
+            Err(ReadError::Protocol(m)) => Err(CallError::protocol(format!("bad hello: {m}"))),
+            Err(ReadError::Transport(e)) => Err(CallError::disconnected(format!(
+                "reading the peer's hello failed: {e}"
+            ))),
+            Ok(Some(frame)) => protocol::check_hello(&frame).map_err(CallError::protocol),
+        }
+    };
+    match tokio::time::timeout(config.handshake_timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(CallError::Timeout {
+            what: "the pbrs handshake",
+            after: config.handshake_timeout,
+        }),
+    }
+}

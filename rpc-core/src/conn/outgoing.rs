@@ -1,0 +1,91 @@
+//! [`PendingTable`]: the calls this side made on a connection that await their answer, by
+//! request id. Registering, completing, cancelling and failing them all at once on close are
+//! plain operations on a plain struct (the future that waits is `pending_call`'s).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::refctx::Reference;
+use crate::error::CallError;
+
+/// An answer as the reader hands it to the caller: the encoded value and its references,
+/// already resolved (see `refctx`).
+pub(crate) struct Reply {
+    pub(crate) payload: Bytes,
+    pub(crate) refs: Vec<Reference>,
+}
+
+/// Where the answer of one call goes.
+pub(crate) type ReplySender = oneshot::Sender<Result<Reply, CallError>>;
+
+/// The calls awaiting an answer, and whether the connection has closed.
+#[derive(Default)]
+pub(crate) struct PendingTable {
+    pending: HashMap<u64, ReplySender>,
+    /// Set once, when the connection closes: nothing registers after that.
+    closed: Option<String>,
+}
+
+impl PendingTable {
+    /// Registers call `id`; refused (with the reason) once the connection has closed.
+    pub(crate) fn register(&mut self, id: u64, tx: ReplySender) -> Result<(), String> {
+        if let Some(reason) = &self.closed {
+            return Err(reason.clone());
+        }
+        self.pending.insert(id, tx);
+        Ok(())
+    }
+
+    /// The answer to `id` arrived: where to send it (`None` if the caller gave up).
+    pub(crate) fn complete(&mut self, id: u64) -> Option<ReplySender> {
+        self.pending.remove(&id)
+    }
+
+    /// The caller gave up on `id`; `true` if it was still waiting (tell the callee).
+    pub(crate) fn cancel(&mut self, id: u64) -> bool {
+        self.pending.remove(&id).is_some()
+    }
+
+    /// The connection closed: every waiting call, to be failed outside the lock.
+    pub(crate) fn fail_all(&mut self, reason: &str) -> Vec<ReplySender> {
+        self.closed = Some(reason.to_owned());
+        self.pending.drain().map(|(_, tx)| tx).collect()
+    }
+
+    /// Calls awaiting an answer.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_complete_cancel_and_close() {
+        let mut table = PendingTable::default();
+        let (tx1, _rx1) = oneshot::channel();
+        let (tx2, _rx2) = oneshot::channel();
+        let (tx3, mut rx3) = oneshot::channel();
+        table.register(1, tx1).unwrap();
+        table.register(2, tx2).unwrap();
+        table.register(3, tx3).unwrap();
+        assert!(table.complete(1).is_some());
+        assert!(table.complete(1).is_none(), "answered twice");
+        assert!(table.cancel(2));
+        assert!(!table.cancel(2));
+        let failed = table.fail_all("gone");
+        assert_eq!(failed.len(), 1);
+        for tx in failed {
+            let _ = tx.send(Err(CallError::disconnected("gone")));
+        }
+        assert!(rx3.try_recv().unwrap().is_err());
+        let (tx4, _rx4) = oneshot::channel();
+        assert_eq!(table.register(4, tx4).unwrap_err(), "gone");
+        assert_eq!(table.len(), 0);
+    }
+}

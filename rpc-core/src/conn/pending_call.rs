@@ -1,0 +1,187 @@
+//! [`PendingCall`]: an outgoing call, from its encoded frame to its answer.
+//!
+//! A call is lazy like every Rust future. Its frame is encoded when it is made (so that a call
+//! too large for the frame limit fails at once), but nothing is registered, queued or sent
+//! before its first poll; dropped before that, it leaves no trace (the objects its arguments
+//! would have exported are rolled back). On the first poll the call is registered and its
+//! frame queued (waiting for room if the output budget is spent), and the future yields once
+//! before writing: calls made back to back and awaited together (`join_all`,
+//! `FuturesUnordered`, `buffer_unordered`) are all queued in that first round of polls and go
+//! out in one write in the next. Dropped after its first poll and before its answer, the call
+//! is cancelled at the callee.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::lifecycle::lock;
+use super::outgoing::Reply;
+use super::refctx::{EncodedFrame, FrameError, decode_with, encode_frame};
+use super::shared::{Connection, Shared};
+use crate::codec;
+use crate::error::CallError;
+use crate::protocol::Message;
+
+type Room = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// An outgoing call awaiting its answer (the encoded return value).
+pub(crate) struct PendingCall {
+    connection: Connection,
+    id: u64,
+    /// The frame, until it is queued.
+    frame: Option<EncodedFrame>,
+    /// Waiting for room in the outbox.
+    room: Option<Room>,
+    /// Where the answer arrives, from the first poll on.
+    rx: Option<oneshot::Receiver<Result<Reply, CallError>>>,
+    flushed: bool,
+    done: bool,
+}
+
+impl PendingCall {
+    /// The call `id` whose frame is `frame`, on `connection`: not registered, nothing sent.
+    pub(crate) fn new(connection: Connection, id: u64, frame: EncodedFrame) -> Self {
+        PendingCall {
+            connection,
+            id,
+            frame: Some(frame),
+            room: None,
+            rx: None,
+            flushed: false,
+            done: false,
+        }
+    }
+
+    /// Encodes a call of `method` on the peer's object `object`; `write_args` appends the
+    /// encoded argument tuple (references in it are exported on this connection, pending
+    /// until the frame is queued). Nothing is sent before the call is first polled.
+    pub(crate) fn start(
+        connection: &Connection,
+        object: u64,
+        method: &str,
+        timeout: Option<Duration>,
+        write_args: impl FnOnce(&mut BytesMut) -> Result<(), String>,
+    ) -> Result<PendingCall, CallError> {
+        let shared = connection.shared();
+        if let Some(reason) = shared.closed_reason() {
+            return Err(CallError::disconnected(reason));
+        }
+        let id = shared.next_request_id();
+        let deadline_ms = timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        let header = |refs| Message::Call {
+            id,
+            object,
+            method: Cow::Borrowed(method),
+            deadline_ms,
+            refs,
+        };
+        let frame = encode_frame(shared, header, write_args).map_err(|e| match e {
+            FrameError::Encode(message) => CallError::Encode {
+                what: "arguments",
+                message,
+            },
+            FrameError::TooLarge(size) => CallError::FrameTooLarge {
+                what: "call",
+                size,
+                limit: shared.config().max_frame_length,
+            },
+        })?;
+        Ok(PendingCall::new(connection.clone(), id, frame))
+    }
+
+    /// Decodes the answer.
+    pub(crate) fn decode<R: DeserializeOwned>(&self, reply: Reply) -> Result<R, CallError> {
+        let config = self.connection.shared().config();
+        let (limit, depth) = (config.max_frame_length, config.max_decode_depth);
+        decode_with(reply.refs, || codec::decode(&reply.payload, limit, depth))
+            .map_err(|message| CallError::Decode { message })
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        self.connection.shared()
+    }
+
+    fn disconnected(&self) -> CallError {
+        CallError::disconnected(
+            self.shared()
+                .closed_reason()
+                .unwrap_or_else(|| "the connection closed".into()),
+        )
+    }
+}
+
+impl Future for PendingCall {
+    type Output = Result<Reply, CallError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if this.rx.is_none() {
+            let (tx, rx) = oneshot::channel();
+            let registered = lock(&this.shared().pending).register(this.id, tx);
+            if let Err(reason) = registered {
+                this.done = true;
+                this.frame = None;
+                return Poll::Ready(Err(CallError::disconnected(reason)));
+            }
+            this.rx = Some(rx);
+        }
+        if let Some(mut frame) = this.frame.take() {
+            loop {
+                if let Some(room) = this.room.as_mut() {
+                    if room.as_mut().poll(cx).is_pending() {
+                        this.frame = Some(frame);
+                        return Poll::Pending;
+                    }
+                    this.room = None;
+                }
+                match frame.try_queue() {
+                    Ok(()) => break,
+                    Err(unqueued) => {
+                        frame = unqueued;
+                        let shared = Arc::clone(this.shared());
+                        this.room = Some(Box::pin(async move { shared.outbox.room().await }));
+                    }
+                }
+            }
+            // Queued: come back at once to write it, so that calls polled in the same round
+            // share the write.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if !this.flushed {
+            this.flushed = true;
+            this.shared().flush();
+        }
+        let rx = this.rx.as_mut().expect("registered above");
+        let result = match Pin::new(rx).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(result)) => result,
+            Poll::Ready(Err(_)) => Err(this.disconnected()),
+        };
+        this.done = true;
+        Poll::Ready(result)
+    }
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        // Never polled, or never queued: nothing was sent (the frame's exports roll back).
+        if self.done || self.rx.is_none() {
+            return;
+        }
+        let shared = Arc::clone(self.shared());
+        let was_pending = lock(&shared.pending).cancel(self.id);
+        if was_pending && self.frame.is_none() {
+            shared.send_control(&Message::Cancel { id: self.id }, true);
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The reader task: reads frames and hands each to the router, until the connection closes.
+//!
+//! It never stops reading because the outbox is full (two peers that both did would wait for
+//! each other for ever); the output budget and `Overloaded` refusals bound what the peer can
+//! make this side queue instead. It notes the time for the keepalive once per burst of
+//! frames, and writes what the burst queued when the burst ends (see `incoming` for how that
+//! write is shared with the handler tasks).
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use tokio::io::AsyncRead;
+
+use super::incoming::FlushGuard;
+use super::lifecycle::Closed;
+use super::router::route_frame;
+use super::shared::Shared;
+use crate::io::frame_reader::{FrameReader, ReadError};
+
+/// Closes the connection when dropped, whatever ended the task holding it (a panic
+/// included): a connection is never left half alive.
+pub(crate) struct CloseOnExit {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) task: &'static str,
+}
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        if !self.shared.is_closed() {
+            let why = if std::thread::panicking() {
+                format!("the connection's {} task panicked", self.task)
+            } else {
+                format!("the connection's {} task ended", self.task)
+            };
+            self.shared.close(Closed::Local(why));
+        }
+    }
+}
+
+/// Reads and routes frames until the peer closes, breaks the protocol, or this side closes.
+pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
+    shared: Arc<Shared>,
+    mut frames: FrameReader<R>,
+) {
+    let _close = CloseOnExit {
+        shared: Arc::clone(&shared),
+        task: "reader",
+    };
+    // Registered once, not on every wait.
+    let closed = shared.lifecycle.token().clone();
+    let mut closed = std::pin::pin!(closed.cancelled());
+    let mut burst: Option<FlushGuard> = None;
+    let why = loop {
+        let next = match frames.next_frame().now_or_never() {
+            Some(next) => next,
+            None => {
+                // Nothing more to read right now: the burst is over.
+                if burst.take().is_some() {
+                    shared.note_received();
+                }
+                tokio::select! {
+                    biased;
+                    _ = &mut closed => return,
+                    next = frames.next_frame() => next,
+                }
+            }
+        };
+        match next {
+            Ok(None) => break Closed::Transport("the peer closed the connection".into()),
+            Err(ReadError::Protocol(m)) => break Closed::Protocol(m),
+            Err(ReadError::Transport(e)) => {
+                break Closed::Transport(format!("reading from the peer failed: {e}"));
+            }
+            Ok(Some(frame)) => {
+                if burst.is_none() {
+                    burst = Some(FlushGuard::new(&shared));
+                }
+                if let Err(why) = route_frame(&shared, frame.freeze()) {
+                    break why;
+                }
+            }
+        }
+        if shared.outbox.backlog() >= 64 * 1024 {
+            shared.flush();
+        }
+    };
+    drop(burst);
+    shared.close(why);
+}

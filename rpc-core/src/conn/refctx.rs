@@ -1,0 +1,306 @@
+//! How references travel: the context that encodes and decodes [`Reference`]s, and the
+//! frames built with it.
+//!
+//! A reference inside an argument or a return value — a `<Trait>Ref` alone, in a `Vec`, an
+//! `Option`, a struct field — is written as an index into a *reference table* that travels
+//! in the frame's header (see [`crate::protocol`]). Encoding and decoding set a context for
+//! that (a thread-local, for the duration of one encode or decode, restored even if the
+//! encode panics):
+//!
+//! - encoding for a **connection** ([`encode_frame`]), a local object is *exported* on it and
+//!   listed as [`WireRef::SenderExports`]; a proxy that came from this same connection is
+//!   listed as [`WireRef::ReceiverExports`]; a proxy of another connection is refused (pbrs
+//!   never silently proxies between connections). The exports stay pending until the frame
+//!   is queued ([`EncodedFrame`]), and are rolled back if it never is, or the encode fails or
+//!   panics;
+//! - encoding **in process** (an untyped call of a local object), references are kept as
+//!   they are;
+//! - decoding, the table has already been resolved into `Reference`s ([`resolve`], by the
+//!   connection's reader, as the frame arrived, in frame order), and an index picks one.
+//!
+//! **Lifetimes.** The exporter counts how many times it has *sent* each object; the receiver
+//! counts how many times it has *received* it. When the receiver's last proxy drops, it sends
+//! `Decref { object, count: received }`, and the exporter subtracts `count`; the object is
+//! released (its `Drop` runs) only when the difference reaches zero. A reference re-sent while
+//! a decref is in flight is therefore never freed early: the exporter's count includes the
+//! re-send, the decref does not. The root object is never released.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::remote_object::RemoteObject;
+use super::shared::Shared;
+use crate::codec;
+use crate::dispatch::Dispatch;
+use crate::protocol::{self, Message, WireRef};
+
+/// A reference to an object: a local one, or one the peer of a connection exported.
+#[derive(Clone)]
+pub(crate) enum Reference {
+    Local(Arc<dyn Dispatch>),
+    Remote(Arc<RemoteObject>),
+}
+
+impl Reference {
+    /// How this reference is written for the connection `shared` (a local object is
+    /// exported on it, pending).
+    fn to_wire(&self, shared: &Arc<Shared>) -> Result<WireRef, String> {
+        match self {
+            Reference::Local(d) => shared.export(d).map(|id| WireRef::SenderExports {
+                id,
+                interface: d.interface().to_owned(),
+            }),
+            Reference::Remote(r) => r.to_wire(shared),
+        }
+    }
+}
+
+/// Encoding for a connection: the table so far, the exports to commit or roll back, and the
+/// peer's objects referred to (kept alive until the frame is queued).
+struct ExportContext {
+    shared: Arc<Shared>,
+    table: Vec<WireRef>,
+    exported: Vec<u64>,
+    held: Vec<Arc<RemoteObject>>,
+}
+
+impl Drop for ExportContext {
+    fn drop(&mut self) {
+        // Still here: the encode failed or panicked before its frame was built.
+        if !self.exported.is_empty() {
+            self.shared.roll_back_exports(&self.exported);
+        }
+    }
+}
+
+/// Where the references being encoded go, or where the decoded ones come from.
+enum Context {
+    Export(ExportContext),
+    /// Encoding in process: references are kept as they are.
+    Collect(Vec<Reference>),
+    /// Decoding: the frame's table, resolved.
+    Resolve(Vec<Reference>),
+}
+
+thread_local! {
+    static CONTEXT: RefCell<Option<Context>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `context`; returns what `f` returned and the context. If `f` panics, the
+/// previous context is restored and `context` dropped (rolling back its exports).
+fn enter<R>(context: Context, f: impl FnOnce() -> R) -> (R, Context) {
+    struct Restore(Option<Option<Context>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(previous) = self.0.take() {
+                let current = CONTEXT.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
+                drop(current);
+            }
+        }
+    }
+    let previous = CONTEXT.with(|c| c.borrow_mut().replace(context));
+    let mut restore = Restore(Some(previous));
+    let result = f();
+    let previous = restore.0.take().expect("restored twice");
+    let context = CONTEXT
+        .with(|c| std::mem::replace(&mut *c.borrow_mut(), previous))
+        .expect("the reference context vanished during an encode");
+    (result, context)
+}
+
+/// Why a frame could not be built.
+#[derive(Debug)]
+pub(crate) enum FrameError {
+    Encode(String),
+    TooLarge(usize),
+}
+
+/// A frame encoded for a connection, with the exports it made still pending: they are
+/// committed when it is queued ([`EncodedFrame::try_queue`]), and rolled back if it is
+/// dropped unqueued. It also holds the proxies of the peer's objects it refers to: were the
+/// last of them dropped before the frame is queued (a lazy call's arguments are dropped when
+/// the call is made), the decref would reach the peer before the frame that needs the object.
+pub(crate) struct EncodedFrame {
+    shared: Arc<Shared>,
+    bytes: Bytes,
+    exported: Vec<u64>,
+    _held: Vec<Arc<RemoteObject>>,
+}
+
+impl EncodedFrame {
+    /// Queues the frame (one that can wait: a call or an answer) if the outbox has room for
+    /// it now, committing its exports just before; otherwise hands it back (wait with
+    /// `outbox.room()` and try again).
+    pub(crate) fn try_queue(mut self) -> Result<(), EncodedFrame> {
+        let shared = Arc::clone(&self.shared);
+        let bytes = self.bytes.clone();
+        let queued = shared.outbox.try_queue(bytes, || {
+            let exported = std::mem::take(&mut self.exported);
+            if !exported.is_empty() {
+                self.shared.commit_exports(&exported);
+            }
+        });
+        match queued {
+            // Dropped here, outside the queue's lock: the proxies it holds may send decrefs.
+            Ok(()) => Ok(()),
+            Err(_) => Err(self),
+        }
+    }
+}
+
+impl Drop for EncodedFrame {
+    fn drop(&mut self) {
+        if !self.exported.is_empty() {
+            self.shared.roll_back_exports(&self.exported);
+        }
+    }
+}
+
+/// Encodes one frame for `shared`: the header `header(refs)`, then the payload
+/// `write_payload` writes. References in the payload are exported on the connection (pending)
+/// and listed in the header.
+pub(crate) fn encode_frame<'m>(
+    shared: &Arc<Shared>,
+    header: impl Fn(Vec<WireRef>) -> Message<'m>,
+    write_payload: impl FnOnce(&mut BytesMut) -> Result<(), String>,
+) -> Result<EncodedFrame, FrameError> {
+    let limit = shared.config().max_frame_length;
+    let context = Context::Export(ExportContext {
+        shared: Arc::clone(shared),
+        table: Vec::new(),
+        exported: Vec::new(),
+        held: Vec::new(),
+    });
+    let (result, context) = enter(context, || {
+        let mut frame = BytesMut::with_capacity(64);
+        codec::encode_into(&header(Vec::new()), &mut frame).map_err(FrameError::Encode)?;
+        let header_len = frame.len();
+        write_payload(&mut frame).map_err(FrameError::Encode)?;
+        Ok((frame, header_len))
+    });
+    let Context::Export(mut context) = context else {
+        unreachable!("the export context was replaced");
+    };
+    let (mut frame, header_len) = result?;
+    let table = std::mem::take(&mut context.table);
+    if !table.is_empty() {
+        // Rare: rewrite the header with the table the payload produced.
+        let mut with_refs = BytesMut::with_capacity(frame.len() + 10 * table.len());
+        codec::encode_into(&header(table), &mut with_refs).map_err(FrameError::Encode)?;
+        with_refs.extend_from_slice(&frame[header_len..]);
+        frame = with_refs;
+    }
+    if frame.len() > limit {
+        return Err(FrameError::TooLarge(frame.len()));
+    }
+    Ok(EncodedFrame {
+        shared: Arc::clone(shared),
+        bytes: frame.freeze(),
+        exported: std::mem::take(&mut context.exported),
+        _held: std::mem::take(&mut context.held),
+    })
+}
+
+/// Runs `encode` in process; returns its result and the references it encoded.
+pub(crate) fn encode_in_process<R>(encode: impl FnOnce() -> R) -> (R, Vec<Reference>) {
+    match enter(Context::Collect(Vec::new()), encode) {
+        (result, Context::Collect(refs)) => (result, refs),
+        (result, _) => (result, Vec::new()),
+    }
+}
+
+/// Runs `decode` with the resolved reference table `refs`.
+pub(crate) fn decode_with<R>(refs: Vec<Reference>, decode: impl FnOnce() -> R) -> R {
+    enter(Context::Resolve(refs), decode).0
+}
+
+/// Resolves the reference table of a frame that just arrived on `shared`.
+pub(crate) fn resolve(shared: &Arc<Shared>, table: Vec<WireRef>) -> Result<Vec<Reference>, String> {
+    if table.is_empty() {
+        return Ok(Vec::new());
+    }
+    table
+        .into_iter()
+        .map(|wire| match wire {
+            WireRef::SenderExports { id, interface } => {
+                let connection = shared.connection();
+                if id == protocol::ROOT_OBJECT {
+                    return Ok(Reference::Remote(RemoteObject::root(
+                        connection,
+                        Some(interface),
+                    )));
+                }
+                shared.note_import(id);
+                Ok(Reference::Remote(RemoteObject::imported(
+                    connection, id, interface,
+                )))
+            }
+            WireRef::ReceiverExports(id) => {
+                shared.exported(id).map(Reference::Local).ok_or_else(|| {
+                    format!("the peer sent back object {id}, which this side does not export")
+                })
+            }
+        })
+        .collect()
+}
+
+const NO_CONTEXT: &str = "a reference can only be sent as an argument or return value of a \
+                          remote call (it was serialized outside of one)";
+
+/// Serializes `reference` as an index into the current context's table.
+pub(crate) fn serialize_reference<S: Serializer>(
+    reference: &Reference,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let index = CONTEXT
+        .with(|c| match c.borrow_mut().as_mut() {
+            None | Some(Context::Resolve(_)) => Err(NO_CONTEXT.to_owned()),
+            Some(Context::Collect(refs)) => {
+                refs.push(reference.clone());
+                Ok(refs.len() - 1)
+            }
+            Some(Context::Export(ExportContext {
+                shared,
+                table,
+                exported,
+                held,
+            })) => {
+                let wire = reference.to_wire(shared)?;
+                if let Reference::Remote(remote) = reference {
+                    held.push(Arc::clone(remote));
+                }
+                if let WireRef::SenderExports { id, .. } = wire {
+                    if id != protocol::ROOT_OBJECT {
+                        exported.push(id);
+                    }
+                }
+                table.push(wire);
+                Ok(table.len() - 1)
+            }
+        })
+        .map_err(serde::ser::Error::custom)?;
+    u32::try_from(index)
+        .map_err(|_| serde::ser::Error::custom("too many references in one message"))?
+        .serialize(serializer)
+}
+
+/// Deserializes a reference: an index into the current context's resolved table.
+pub(crate) fn deserialize_reference<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Reference, D::Error> {
+    let index = u32::deserialize(deserializer)? as usize;
+    CONTEXT
+        .with(|c| match &*c.borrow() {
+            Some(Context::Resolve(refs)) => refs.get(index).cloned().ok_or_else(|| {
+                format!(
+                    "reference {index} is not in the message's table of {}",
+                    refs.len()
+                )
+            }),
+            _ => Err(NO_CONTEXT.to_owned()),
+        })
+        .map_err(serde::de::Error::custom)
+}

@@ -1,0 +1,82 @@
+//! The frame router: what the reader does with each frame that arrives, in order.
+//!
+//! A frame's header is decoded (with the byte and depth limits) and its reference table
+//! resolved before the next frame is looked at, so a reference can never be released by a
+//! later decref while it is on its way to the code that will decode it. Answers complete the
+//! call they belong to; calls go to `incoming`; cancels free the call's slot and stop its
+//! handler; decrefs release exports; pings are answered. A frame that does not decode is a
+//! broken peer: the connection closes.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::incoming::{incoming_call, refuse};
+use super::lifecycle::{Closed, lock};
+use super::outgoing::Reply;
+use super::refctx::resolve;
+use super::shared::Shared;
+use crate::codec;
+use crate::error::{CallError, RemoteErrorKind};
+use crate::protocol::Message;
+
+/// Routes one frame; an error closes the connection.
+pub(crate) fn route_frame(shared: &Arc<Shared>, frame: Bytes) -> Result<(), Closed> {
+    let config = shared.config();
+    let (message, used) = codec::decode_prefix::<Message<'static>>(
+        &frame,
+        config.max_frame_length,
+        config.max_decode_depth,
+    )
+    .map_err(|e| Closed::Protocol(format!("undecodable message: {e}")))?;
+    let payload = frame.slice(used..);
+    match message {
+        Message::Call {
+            id,
+            object,
+            method,
+            deadline_ms,
+            refs,
+        } => match resolve(shared, refs) {
+            Ok(refs) => incoming_call(
+                shared,
+                id,
+                object,
+                method.into_owned(),
+                deadline_ms,
+                payload,
+                refs,
+            )?,
+            Err(message) => refuse(shared, id, RemoteErrorKind::BadArguments, message),
+        },
+        Message::Answer { id, refs } => {
+            // Resolved even when nobody waits for the answer any more, so that the
+            // references in it are counted, and released again.
+            let reply = resolve(shared, refs)
+                .map(|refs| Reply { payload, refs })
+                .map_err(|message| CallError::Decode { message });
+            complete(shared, id, reply);
+        }
+        Message::Error { id, error } => complete(shared, id, Err(error.into())),
+        Message::Cancel { id } => {
+            // Frees the slot now; dropping the cancel handle stops the handler.
+            let mut admission = lock(&shared.admission);
+            if admission.cancel(id) && admission.in_flight() == 0 {
+                drop(admission);
+                shared.idle.notify_waiters();
+            }
+        }
+        Message::Decref { object, count } => shared.release_sent(object, u64::from(count)),
+        Message::Ping { nonce } => shared.send_control(&Message::Pong { nonce }, false),
+        Message::Pong { .. } => {}
+    }
+    Ok(())
+}
+
+fn complete(shared: &Shared, id: u64, result: Result<Reply, CallError>) {
+    let tx = lock(&shared.pending).complete(id);
+    // No entry: the caller gave up on the call (cancelled it); drop the answer.
+    if let Some(tx) = tx {
+        let _ = tx.send(result);
+    }
+}

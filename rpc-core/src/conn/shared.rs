@@ -1,0 +1,319 @@
+//! [`Shared`]: the state of one connection, shared by its handles and its tasks, and
+//! [`Connection`], the handle whose last drop closes it.
+//!
+//! `Shared` composes the plain tables (pending calls, admission, exports, imports), the
+//! lifecycle and the outbox, and offers the operations the layers above build on: queue a
+//! frame (one that can wait, or one that cannot), flush, export and release objects, close.
+//! It knows nothing of frames' meaning beyond the few control messages it sends itself.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::admission::Admission;
+use super::exports::ExportTable;
+use super::imports::ImportTable;
+use super::lifecycle::{Closed, DisconnectCallback, Lifecycle, lock};
+use super::outgoing::PendingTable;
+use crate::codec;
+use crate::config::Config;
+use crate::dispatch::Dispatch;
+use crate::error::CallError;
+use crate::io::budget::MemoryBudget;
+use crate::io::outbox::{Outbox, Sink};
+use crate::protocol::Message;
+
+/// A handle to a live (or closed) connection. Cheap to clone; when the last handle is
+/// dropped (client, proxies, server bookkeeping), the connection closes.
+#[derive(Clone)]
+pub(crate) struct Connection {
+    handle: Arc<Handle>,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.close(Closed::Local(
+            "every handle to the connection was dropped".into(),
+        ));
+    }
+}
+
+impl Connection {
+    /// The first handle of a connection whose state is `shared`.
+    pub(crate) fn new(shared: Arc<Shared>) -> Connection {
+        let handle = Arc::new(Handle {
+            shared: Arc::clone(&shared),
+        });
+        *lock(&shared.handle) = Arc::downgrade(&handle);
+        Connection { handle }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+}
+
+/// The state of a connection, shared by its handles and its tasks.
+pub(crate) struct Shared {
+    config: Config,
+    peer: String,
+    pub(crate) outbox: Outbox,
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) pending: Mutex<PendingTable>,
+    next_id: AtomicU64,
+    exports: Mutex<ExportTable>,
+    imports: Mutex<ImportTable>,
+    pub(crate) admission: Mutex<Admission>,
+    /// Notified when the last incoming call in flight finishes.
+    pub(crate) idle: Notify,
+    /// Handler tasks spawned and not yet started, plus one while the reader is in a burst:
+    /// whoever brings it to zero flushes (see `incoming`).
+    pub(crate) unstarted: AtomicUsize,
+    /// The handles' shared part, to hand out new handles (for imported objects).
+    handle: Mutex<Weak<Handle>>,
+    started: Instant,
+    /// When the last frame arrived, in microseconds since `started` (for the keepalive).
+    last_received_us: AtomicU64,
+}
+
+impl Shared {
+    /// The state of a connection to `peer` writing to `sink`, charging `memory`; `root`, if
+    /// any, is exported as object [`ROOT_OBJECT`](crate::protocol::ROOT_OBJECT).
+    pub(crate) fn new(
+        config: Config,
+        peer: String,
+        sink: Sink,
+        memory: Arc<MemoryBudget>,
+        root: Option<Arc<dyn Dispatch>>,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            outbox: Outbox::new(
+                sink,
+                config.max_frame_length,
+                config.effective_output_budget(),
+                memory,
+            ),
+            exports: Mutex::new(ExportTable::new(root, config.max_exported_objects)),
+            admission: Mutex::new(Admission::new(config.max_in_flight_calls)),
+            config,
+            peer,
+            lifecycle: Lifecycle::new(),
+            pending: Mutex::new(PendingTable::default()),
+            next_id: AtomicU64::new(1),
+            imports: Mutex::new(ImportTable::default()),
+            idle: Notify::new(),
+            unstarted: AtomicUsize::new(0),
+            handle: Mutex::new(Weak::new()),
+            started: Instant::now(),
+            last_received_us: AtomicU64::new(0),
+        })
+    }
+
+    /// The peer's address, or a description of the transport.
+    pub(crate) fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// The connection's limits and timeouts.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A request id for a new outgoing call.
+    pub(crate) fn next_request_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// `None` while open; why it closed otherwise.
+    pub(crate) fn closed_reason(&self) -> Option<String> {
+        self.lifecycle.reason()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lifecycle.is_closed()
+    }
+
+    /// Resolves once the connection is closed.
+    pub(crate) fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.lifecycle.closed()
+    }
+
+    pub(crate) fn close_locally(&self, reason: &str) {
+        self.close(Closed::Local(reason.to_owned()));
+    }
+
+    /// A handle to this connection (a new one if every other handle is gone, which means the
+    /// connection is already closed).
+    pub(crate) fn connection(self: &Arc<Self>) -> Connection {
+        let handle = lock(&self.handle).upgrade().unwrap_or_else(|| {
+            Arc::new(Handle {
+                shared: Arc::clone(self),
+            })
+        });
+        Connection { handle }
+    }
+
+    pub(crate) fn add_disconnect_hook(&self, callback: DisconnectCallback) -> u64 {
+        self.lifecycle.add_hook(callback)
+    }
+
+    pub(crate) fn remove_disconnect_hook(&self, id: u64) -> bool {
+        self.lifecycle.remove_hook(id)
+    }
+
+    pub(crate) fn exported_count(&self) -> usize {
+        lock(&self.exports).len()
+    }
+
+    pub(crate) fn imported_count(&self) -> usize {
+        lock(&self.imports).len()
+    }
+
+    /// Bytes queued for the peer and not yet written.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.outbox.backlog()
+    }
+
+    /// Incoming calls in flight.
+    pub(crate) fn calls_in_flight(&self) -> usize {
+        lock(&self.admission).in_flight()
+    }
+
+    /// Exports `object` (again): returns its id and counts one more reference pending until
+    /// [`commit_export`](Shared::commit_export).
+    pub(crate) fn export(&self, object: &Arc<dyn Dispatch>) -> Result<u64, String> {
+        let mut exports = lock(&self.exports);
+        // Checked under the lock: `close` sets the flag before it empties the table, so an
+        // object can never slip into the table of a closed connection.
+        if self.is_closed() {
+            return Err("the connection is closed".into());
+        }
+        exports
+            .export(object)
+            .map_err(|e| format!("{e} (connection to {})", self.peer))
+    }
+
+    /// The frame carrying pending references to `ids` is being queued.
+    pub(crate) fn commit_exports(&self, ids: &[u64]) {
+        let mut exports = lock(&self.exports);
+        for &id in ids {
+            exports.commit(id);
+        }
+    }
+
+    /// The frame carrying pending references to `ids` will never be queued.
+    pub(crate) fn roll_back_exports(&self, ids: &[u64]) {
+        let released: Vec<_> = {
+            let mut exports = lock(&self.exports);
+            ids.iter().filter_map(|&id| exports.roll_back(id)).collect()
+        };
+        // The objects' Drop runs here, outside the lock.
+        drop(released);
+    }
+
+    /// The peer dropped `count` references to exported object `id`: release it when none are
+    /// left.
+    pub(crate) fn release_sent(&self, id: u64, count: u64) {
+        let released = lock(&self.exports).release(id, count);
+        drop(released);
+    }
+
+    /// The local object this side exported as `id`, if the peer may call it.
+    pub(crate) fn exported(&self, id: u64) -> Option<Arc<dyn Dispatch>> {
+        lock(&self.exports).get(id)
+    }
+
+    /// A reference to the peer's object `id` arrived.
+    pub(crate) fn note_import(&self, id: u64) {
+        lock(&self.imports).received(id);
+    }
+
+    /// A proxy of the peer's object `id` was dropped: when it was the last, tell the peer
+    /// how many references it dropped.
+    pub(crate) fn release_import(&self, id: u64) {
+        let Some(count) = lock(&self.imports).dropped(id) else {
+            return;
+        };
+        if self.is_closed() || count == 0 {
+            return;
+        }
+        let count = u32::try_from(count).unwrap_or(u32::MAX);
+        self.send_control(&Message::Decref { object: id, count }, true);
+    }
+
+    /// Queues a frame that cannot wait; one that would take the queue past the output budget
+    /// closes the connection (the peer sends and does not read).
+    pub(crate) fn queue_control(&self, frame: Bytes, flush_now: bool) {
+        if let Err(overflow) = self.outbox.queue(frame) {
+            self.close(Closed::Protocol(overflow.to_string()));
+            return;
+        }
+        if flush_now {
+            self.flush();
+        }
+    }
+
+    /// Encodes and queues a control message (error answer, pong, cancel, decref).
+    pub(crate) fn send_control(&self, message: &Message<'_>, flush_now: bool) {
+        match codec::encode(message) {
+            Ok(frame) => self.queue_control(frame, flush_now),
+            Err(e) => tracing::error!(peer = %self.peer, "could not encode a message: {e}"),
+        }
+    }
+
+    /// Writes what is queued, if no one else is writing.
+    pub(crate) fn flush(&self) {
+        if let Err(e) = self.outbox.flush() {
+            self.close(Closed::Transport(format!(
+                "writing to the peer failed: {e}"
+            )));
+        }
+    }
+
+    /// Closes the connection, once: pending calls fail with `Disconnected`, handlers are
+    /// cancelled, exported objects released, the transport dropped, hooks run.
+    pub(crate) fn close(&self, why: Closed) {
+        if !self.lifecycle.begin_close(&why) {
+            return;
+        }
+        match &why {
+            Closed::Protocol(r) => {
+                tracing::warn!(peer = %self.peer, "closing the connection: {r}")
+            }
+            Closed::Transport(r) | Closed::Local(r) => {
+                tracing::debug!(peer = %self.peer, "connection closed: {r}")
+            }
+        }
+        let pending = lock(&self.pending).fail_all(why.reason());
+        for tx in pending {
+            let _ = tx.send(Err(CallError::disconnected(why.reason())));
+        }
+        // Dropping the cancel handles stops the handlers.
+        lock(&self.admission).cancel_all();
+        self.idle.notify_waiters();
+        let exports = lock(&self.exports).clear();
+        // Exported objects are released here, outside the lock.
+        drop(exports);
+        let _ = self.outbox.flush();
+        self.outbox.close();
+        self.lifecycle.finish(why.reason());
+    }
+
+    /// A frame arrived just now (for the keepalive).
+    pub(crate) fn note_received(&self) {
+        let us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.last_received_us.store(us, Ordering::Relaxed);
+    }
+
+    /// When the last frame arrived (the start of the connection if none has).
+    pub(crate) fn last_received(&self) -> Instant {
+        self.started + Duration::from_micros(self.last_received_us.load(Ordering::Relaxed))
+    }
+}

@@ -1,0 +1,159 @@
+//! The server side of an object: [`Dispatch`] routes a method name and encoded arguments to
+//! the code, and the helpers that run what it starts.
+//!
+//! A `Dispatch`, given a method name and the encoded arguments, decodes them, starts the trait
+//! method and hands back its future, whose [`Answer`] encodes the result when the answer frame
+//! is built. `#[remote]` writes the `Dispatch` of every trait; only methods named `remote_*`
+//! get a dispatch arm, so no name a peer sends can reach anything else. A panic while starting
+//! or running a handler becomes a `Panicked` error ([`run_dispatch`], [`guard_handler`]).
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+
+use bytes::BytesMut;
+use futures::FutureExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec;
+use crate::error::{RemoteError, RemoteErrorKind};
+
+/// The return value of a handler, encoded when the answer frame is built (so that
+/// references in it are exported on the right connection). It is dropped only after its
+/// frame is queued, so that a reference in it, sent back to its owner, is not released (by
+/// the decref its drop sends) before the answer that carries it.
+pub struct Answer(Box<dyn EncodeValue>);
+
+/// A value that can encode itself: the erased return value of a handler.
+trait EncodeValue: Send {
+    fn encode(&self, buf: &mut BytesMut) -> Result<(), String>;
+}
+
+impl<T: Serialize + Send> EncodeValue for T {
+    fn encode(&self, buf: &mut BytesMut) -> Result<(), String> {
+        codec::encode_into(self, buf)
+    }
+}
+
+impl Answer {
+    /// Appends the encoded value to `buf`.
+    pub(crate) fn write(&self, buf: &mut BytesMut) -> Result<(), String> {
+        self.0.encode(buf)
+    }
+}
+
+impl fmt::Debug for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Answer")
+    }
+}
+
+/// What a dispatched call runs: resolves to the handler's answer.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Answer, RemoteError>> + Send>>;
+
+/// The server side of an object: routes a method name and encoded arguments to the code.
+///
+/// Implemented by `#[remote]`; implement it by hand only for dynamic objects.
+pub trait Dispatch: Send + Sync + 'static {
+    /// The name of the remote trait (for messages and logs).
+    fn interface(&self) -> &'static str;
+
+    /// Starts the call of `method`. Returns an error at once for an unknown method or
+    /// arguments that do not decode.
+    fn dispatch(&self, method: &str, args: Args<'_>) -> Result<HandlerFuture, RemoteError>;
+
+    /// The typed handle that lets a `<Trait>Ref` call this local object directly, without
+    /// encoding anything.
+    fn direct(&self) -> Option<&dyn Any> {
+        None
+    }
+}
+
+/// The encoded argument tuple of an incoming call.
+#[derive(Debug, Clone, Copy)]
+pub struct Args<'a> {
+    bytes: &'a [u8],
+    limit: usize,
+    max_depth: usize,
+}
+
+impl<'a> Args<'a> {
+    pub(crate) fn new(bytes: &'a [u8], limit: usize, max_depth: usize) -> Self {
+        Args {
+            bytes,
+            limit,
+            max_depth,
+        }
+    }
+
+    /// Decodes the argument tuple of `method`; a mismatch is a `BadArguments` error.
+    pub fn decode<A: DeserializeOwned>(&self, method: &str) -> Result<A, RemoteError> {
+        codec::decode(self.bytes, self.limit, self.max_depth).map_err(|e| {
+            RemoteError::new(
+                RemoteErrorKind::BadArguments,
+                format!(
+                    "the arguments of `{method}` do not decode as its parameter types ({e}); \
+                     do both sides use the same version of the remote trait?"
+                ),
+            )
+        })
+    }
+}
+
+/// Turns a handler's future into a [`HandlerFuture`] whose answer encodes its output.
+pub fn respond<F, R>(fut: F) -> HandlerFuture
+where
+    F: Future<Output = R> + Send + 'static,
+    R: Serialize + Send + 'static,
+{
+    Box::pin(async move { Ok(Answer(Box::new(fut.await))) })
+}
+
+/// The error for a method name an object does not expose remotely.
+pub fn no_such_method(interface: &'static str, method: &str) -> RemoteError {
+    RemoteError::new(
+        RemoteErrorKind::NoSuchMethod,
+        format!(
+            "`{interface}` has no remote method `{method}` (callable names are the trait's \
+             `remote_*` methods without the prefix)"
+        ),
+    )
+}
+
+/// The error of a handler (or of the encoding of its answer) that panicked.
+pub(crate) fn panicked(interface: &str, method: &str) -> RemoteError {
+    RemoteError::new(
+        RemoteErrorKind::Panicked,
+        format!("the handler of `{interface}.{method}` panicked"),
+    )
+}
+
+/// Starts a dispatched call; a panic while starting it (in the decoding of its arguments,
+/// say) becomes a `Panicked` error.
+pub(crate) fn run_dispatch(
+    target: &dyn Dispatch,
+    method: &str,
+    args: Args<'_>,
+) -> Result<HandlerFuture, RemoteError> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| target.dispatch(method, args))) {
+        Ok(started) => started,
+        Err(_) => Err(panicked(target.interface(), method)),
+    }
+}
+
+/// Runs a started handler, turning a panic in it into a `Panicked` error.
+pub(crate) fn guard_handler(
+    interface: &'static str,
+    method: String,
+    handler: HandlerFuture,
+) -> impl Future<Output = Result<Answer, RemoteError>> + Send + 'static {
+    AssertUnwindSafe(handler).catch_unwind().map(move |r| {
+        r.unwrap_or_else(|_| {
+            tracing::warn!(interface, method, "a remote method handler panicked");
+            Err(panicked(interface, &method))
+        })
+    })
+}

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
+use super::Waiting;
+
 /// A byte budget shared by the connections of one server (or the one of a client).
 #[derive(Debug)]
 pub(crate) struct MemoryBudget {
@@ -97,14 +99,7 @@ impl MemoryBudget {
 
     /// Waits until `ready()` holds, re-checking it whenever bytes are released.
     pub(crate) async fn wait_until(&self, mut ready: impl FnMut() -> bool) {
-        struct Waiting<'a>(&'a AtomicUsize);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting(&self.waiters);
+        let _waiting = Waiting::new(&self.waiters);
         loop {
             let notified = self.room.notified();
             let mut notified = std::pin::pin!(notified);

@@ -8,3 +8,22 @@ pub(crate) mod budget;
 pub(crate) mod frame_reader;
 pub(crate) mod liveness;
 pub(crate) mod outbox;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Counts one waiter while alive, so that whoever wakes waiters can skip the notify when no
+/// one waits.
+pub(crate) struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    pub(crate) fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -34,6 +34,7 @@ use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
 use tokio_util::codec::{Encoder, LengthDelimitedCodec};
 
+use super::Waiting;
 use super::budget::MemoryBudget;
 use crate::codec;
 
@@ -195,17 +196,10 @@ impl Outbox {
     /// Resolves once some bytes have been written (or the outbox closed) after it was called:
     /// a frame that can wait may find room now.
     pub(crate) async fn room(&self) {
-        struct Waiting<'a>(&'a AtomicUsize);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
         let notified = self.room.notified();
         let mut notified = std::pin::pin!(notified);
         notified.as_mut().enable();
-        self.waiting_for_room.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting(&self.waiting_for_room);
+        let _waiting = Waiting::new(&self.waiting_for_room);
         if self.backlog() == 0 || self.is_closed() {
             return;
         }
@@ -375,14 +369,7 @@ impl Outbox {
     /// Resolves once everything queued so far has been handed to the socket (or the socket
     /// is gone).
     pub(crate) async fn all_written(&self) {
-        struct Waiting<'a>(&'a AtomicUsize);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        self.waiting_for_written.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting(&self.waiting_for_written);
+        let _waiting = Waiting::new(&self.waiting_for_written);
         loop {
             let notified = self.written.notified();
             let mut notified = std::pin::pin!(notified);

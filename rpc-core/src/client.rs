@@ -10,8 +10,7 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 
 use crate::call::CallFuture;
 use crate::config::Config;
-use crate::conn::remote_object::RemoteObject;
-use crate::conn::{Connection, establish};
+use crate::conn::{Connection, RemoteObject, establish};
 use crate::error::CallError;
 use crate::io::budget::MemoryBudget;
 use crate::object::{ObjectRef, RemoteRef};

@@ -21,9 +21,9 @@ use crate::call::CallFuture;
 use crate::codec;
 use crate::conn::pending_call::PendingCall;
 use crate::conn::refctx::{
-    Reference, decode_with, deserialize_reference, encode_in_process, serialize_reference,
+    decode_with, deserialize_reference, encode_in_process, serialize_reference,
 };
-use crate::conn::remote_object::RemoteObject;
+use crate::conn::{Reference, RemoteObject};
 use crate::dispatch::{Args, Dispatch, guard_handler, panicked, run_dispatch};
 use crate::error::CallError;
 use crate::peer::Peer;

@@ -12,9 +12,10 @@
 //! connection closes.
 //!
 //! Layers, each using only those before it: `lifecycle`, `outgoing`, `admission`, `exports`,
-//! `imports`, `handshake` → `shared` (the state that composes them) → `caller`,
-//! `remote_object` → `refctx` → `pending_call`, `incoming` → `router` → `reader`,
-//! `keepalive` → this module, which starts it all.
+//! `imports`, `handshake` → `shared` (the state that composes them, and the values that hold a
+//! connection: `Connection`, `Reference`, `RemoteObject`, `Reply`) → `caller`, `refctx` →
+//! `pending_call`, `incoming` → `router` → `reader` → `keepalive` → this module, which starts
+//! it all.
 
 pub(crate) mod admission;
 pub(crate) mod caller;
@@ -28,7 +29,6 @@ pub(crate) mod outgoing;
 pub(crate) mod pending_call;
 pub(crate) mod reader;
 pub(crate) mod refctx;
-pub(crate) mod remote_object;
 pub(crate) mod router;
 pub(crate) mod shared;
 
@@ -45,7 +45,7 @@ use crate::io::budget::MemoryBudget;
 use crate::io::frame_reader::FrameReader;
 use lifecycle::Closed;
 use reader::CloseOnExit;
-pub(crate) use shared::{Connection, Shared};
+pub(crate) use shared::{Connection, Reference, RemoteObject, Shared};
 
 /// Runs the handshake over `reader`/`writer` and starts the connection's tasks. `root`, if
 /// any, is exported as object [`ROOT_OBJECT`](crate::protocol::ROOT_OBJECT); `memory` is the

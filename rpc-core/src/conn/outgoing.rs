@@ -1,36 +1,35 @@
 //! [`PendingTable`]: the calls this side made on a connection that await their answer, by
-//! request id. Registering, completing, cancelling and failing them all at once on close are
+//! request id (generic over the answer, which the connection's state defines). Registering, completing, cancelling and failing them all at once on close are
 //! plain operations on a plain struct (the future that waits is `pending_call`'s).
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::refctx::Reference;
 use crate::error::CallError;
 
-/// An answer as the reader hands it to the caller: the encoded value and its references,
-/// already resolved (see `refctx`).
-pub(crate) struct Reply {
-    pub(crate) payload: Bytes,
-    pub(crate) refs: Vec<Reference>,
-}
+/// Where the answer (of type `T`) to one call goes.
+pub(crate) type ReplySender<T> = oneshot::Sender<Result<T, CallError>>;
 
-/// Where the answer of one call goes.
-pub(crate) type ReplySender = oneshot::Sender<Result<Reply, CallError>>;
-
-/// The calls awaiting an answer, and whether the connection has closed.
-#[derive(Default)]
-pub(crate) struct PendingTable {
-    pending: HashMap<u64, ReplySender>,
+/// The calls awaiting an answer of type `T`, and whether the connection has closed.
+pub(crate) struct PendingTable<T> {
+    pending: HashMap<u64, ReplySender<T>>,
     /// Set once, when the connection closes: nothing registers after that.
     closed: Option<String>,
 }
 
-impl PendingTable {
+impl<T> Default for PendingTable<T> {
+    fn default() -> Self {
+        PendingTable {
+            pending: HashMap::new(),
+            closed: None,
+        }
+    }
+}
+
+impl<T> PendingTable<T> {
     /// Registers call `id`; refused (with the reason) once the connection has closed.
-    pub(crate) fn register(&mut self, id: u64, tx: ReplySender) -> Result<(), String> {
+    pub(crate) fn register(&mut self, id: u64, tx: ReplySender<T>) -> Result<(), String> {
         if let Some(reason) = &self.closed {
             return Err(reason.clone());
         }
@@ -39,7 +38,7 @@ impl PendingTable {
     }
 
     /// The answer to `id` arrived: where to send it (`None` if the caller gave up).
-    pub(crate) fn complete(&mut self, id: u64) -> Option<ReplySender> {
+    pub(crate) fn complete(&mut self, id: u64) -> Option<ReplySender<T>> {
         self.pending.remove(&id)
     }
 
@@ -49,7 +48,7 @@ impl PendingTable {
     }
 
     /// The connection closed: every waiting call, to be failed outside the lock.
-    pub(crate) fn fail_all(&mut self, reason: &str) -> Vec<ReplySender> {
+    pub(crate) fn fail_all(&mut self, reason: &str) -> Vec<ReplySender<T>> {
         self.closed = Some(reason.to_owned());
         self.pending.drain().map(|(_, tx)| tx).collect()
     }
@@ -67,7 +66,7 @@ mod tests {
 
     #[test]
     fn register_complete_cancel_and_close() {
-        let mut table = PendingTable::default();
+        let mut table = PendingTable::<u8>::default();
         let (tx1, _rx1) = oneshot::channel();
         let (tx2, _rx2) = oneshot::channel();
         let (tx3, mut rx3) = oneshot::channel();

@@ -24,9 +24,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 use super::lifecycle::lock;
-use super::outgoing::Reply;
 use super::refctx::{EncodedFrame, FrameError, decode_with, encode_frame};
-use super::shared::{Connection, Shared};
+use super::shared::{Connection, Reply, Shared};
 use crate::codec;
 use crate::error::CallError;
 use crate::protocol::Message;

@@ -31,32 +31,9 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::remote_object::RemoteObject;
-use super::shared::Shared;
+use super::shared::{Reference, RemoteObject, Shared};
 use crate::codec;
-use crate::dispatch::Dispatch;
 use crate::protocol::{self, Message, WireRef};
-
-/// A reference to an object: a local one, or one the peer of a connection exported.
-#[derive(Clone)]
-pub(crate) enum Reference {
-    Local(Arc<dyn Dispatch>),
-    Remote(Arc<RemoteObject>),
-}
-
-impl Reference {
-    /// How this reference is written for the connection `shared` (a local object is
-    /// exported on it, pending).
-    fn to_wire(&self, shared: &Arc<Shared>) -> Result<WireRef, String> {
-        match self {
-            Reference::Local(d) => shared.export(d).map(|id| WireRef::SenderExports {
-                id,
-                interface: d.interface().to_owned(),
-            }),
-            Reference::Remote(r) => r.to_wire(shared),
-        }
-    }
-}
 
 /// Encoding for a connection: the table so far, the exports to commit or roll back, and the
 /// peer's objects referred to (kept alive until the frame is queued).

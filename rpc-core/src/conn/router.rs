@@ -13,9 +13,8 @@ use bytes::Bytes;
 
 use super::incoming::{incoming_call, refuse};
 use super::lifecycle::{Closed, lock};
-use super::outgoing::Reply;
 use super::refctx::resolve;
-use super::shared::Shared;
+use super::shared::{Reply, Shared};
 use crate::codec;
 use crate::error::{CallError, RemoteErrorKind};
 use crate::protocol::Message;

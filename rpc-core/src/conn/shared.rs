@@ -5,10 +5,19 @@
 //! lifecycle and the outbox, and offers the operations the layers above build on: queue a
 //! frame (one that can wait, or one that cannot), flush, export and release objects, close.
 //! It knows nothing of frames' meaning beyond the few control messages it sends itself.
+//!
+//! The values that hold a connection live here too, because the connection's state holds
+//! them in turn (a pending call's [`Reply`] holds [`Reference`]s, a [`RemoteObject`] holds its
+//! [`Connection`]): every reference that arrives becomes one `RemoteObject` (shared by the
+//! clones of its `ObjectRef`); the import table counts them, and when the last one of an
+//! object is dropped the peer is sent a decref (see `imports`). It can be sent back only over
+//! the connection it came from.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+
+use std::fmt;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -24,7 +33,35 @@ use crate::dispatch::Dispatch;
 use crate::error::CallError;
 use crate::io::budget::MemoryBudget;
 use crate::io::outbox::{Outbox, Sink};
-use crate::protocol::Message;
+use crate::protocol::{self, Message, WireRef};
+
+/// An answer as the reader hands it to the caller: the encoded value and its references,
+/// already resolved (see `refctx`).
+pub(crate) struct Reply {
+    pub(crate) payload: Bytes,
+    pub(crate) refs: Vec<Reference>,
+}
+
+/// A reference to an object: a local one, or one the peer of a connection exported.
+#[derive(Clone)]
+pub(crate) enum Reference {
+    Local(Arc<dyn Dispatch>),
+    Remote(Arc<RemoteObject>),
+}
+
+impl Reference {
+    /// How this reference is written for the connection `shared` (a local object is
+    /// exported on it, pending until its frame is queued).
+    pub(crate) fn to_wire(&self, shared: &Arc<Shared>) -> Result<WireRef, String> {
+        match self {
+            Reference::Local(d) => shared.export(d).map(|id| WireRef::SenderExports {
+                id,
+                interface: d.interface().to_owned(),
+            }),
+            Reference::Remote(r) => r.to_wire(shared),
+        }
+    }
+}
 
 /// A handle to a live (or closed) connection. Cheap to clone; when the last handle is
 /// dropped (client, proxies, server bookkeeping), the connection closes.
@@ -66,7 +103,7 @@ pub(crate) struct Shared {
     peer: String,
     pub(crate) outbox: Outbox,
     pub(crate) lifecycle: Lifecycle,
-    pub(crate) pending: Mutex<PendingTable>,
+    pub(crate) pending: Mutex<PendingTable<Reply>>,
     next_id: AtomicU64,
     exports: Mutex<ExportTable>,
     imports: Mutex<ImportTable>,
@@ -315,5 +352,89 @@ impl Shared {
     /// When the last frame arrived (the start of the connection if none has).
     pub(crate) fn last_received(&self) -> Instant {
         self.started + Duration::from_micros(self.last_received_us.load(Ordering::Relaxed))
+    }
+}
+
+/// An object exported by the peer, as this side holds it.
+pub(crate) struct RemoteObject {
+    connection: Connection,
+    id: u64,
+    /// Counted in the import table (every object but the peer's root).
+    counted: bool,
+    /// The name of its remote trait, as the peer said (unknown for a root from `Client::root`).
+    interface: Option<String>,
+}
+
+impl fmt::Debug for RemoteObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "object {} of {}",
+            self.id,
+            self.connection.shared().peer()
+        )
+    }
+}
+
+impl RemoteObject {
+    /// The root object of the peer of `connection` (permanent: never counted).
+    pub(crate) fn root(connection: Connection, interface: Option<String>) -> Arc<RemoteObject> {
+        Arc::new(RemoteObject {
+            connection,
+            id: protocol::ROOT_OBJECT,
+            counted: false,
+            interface,
+        })
+    }
+
+    /// A proxy of the peer's object `id`, whose reference just arrived (and was counted in
+    /// the import table).
+    pub(crate) fn imported(connection: Connection, id: u64, interface: String) -> Arc<Self> {
+        Arc::new(RemoteObject {
+            connection,
+            id,
+            counted: true,
+            interface: Some(interface),
+        })
+    }
+
+    /// Its id in the peer's export table.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn interface(&self) -> Option<&str> {
+        self.interface.as_deref()
+    }
+
+    /// The connection it lives behind.
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    pub(crate) fn same_object(&self, other: &RemoteObject) -> bool {
+        self.id == other.id && Arc::ptr_eq(self.connection.shared(), other.connection.shared())
+    }
+
+    /// Written for `shared`: valid only on the connection it came from.
+    pub(crate) fn to_wire(&self, shared: &Arc<Shared>) -> Result<WireRef, String> {
+        if Arc::ptr_eq(self.connection.shared(), shared) {
+            Ok(WireRef::ReceiverExports(self.id))
+        } else {
+            Err(format!(
+                "a reference to an object of {} cannot be sent to {}: references are valid only \
+                 on the connection they came from, and pbrs does not proxy between connections",
+                self.connection.shared().peer(),
+                shared.peer()
+            ))
+        }
+    }
+}
+
+impl Drop for RemoteObject {
+    fn drop(&mut self) {
+        if self.counted {
+            self.connection.shared().release_import(self.id);
+        }
     }
 }

@@ -93,8 +93,9 @@ impl Admission {
         self.running.remove(&id).is_some()
     }
 
-    /// Cancels every call (the connection closed).
+    /// Cancels every call, and refuses any from now on (the connection closed).
     pub(crate) fn cancel_all(&mut self) {
+        self.draining = true;
         self.running.clear();
     }
 
@@ -152,5 +153,6 @@ mod tests {
         assert_eq!(admission.admit(2).unwrap_err(), Refusal::ShuttingDown);
         admission.cancel_all();
         assert_eq!(admission.in_flight(), 0);
+        assert_eq!(admission.admit(3).unwrap_err(), Refusal::ShuttingDown);
     }
 }

@@ -170,11 +170,11 @@ pub(crate) fn incoming_call(
     tokio::spawn(async move {
         // Started: flush what earlier calls queued if this was the last one waiting to start.
         drop(unstarted);
+        // The cancel handle is dropped by a Cancel from the caller, or when the connection
+        // closes (which cancels every admitted call, and admits none after).
         let result = tokio::select! {
             biased;
-            // The cancel handle was dropped: a Cancel from the caller, or the connection closed.
             _ = cancelled => None,
-            _ = shared.lifecycle.token().cancelled() => None,
             result = handler => Some(result),
         };
         match result {

@@ -15,6 +15,10 @@ use tokio::sync::Notify;
 
 use super::Waiting;
 
+/// Frames longer than this wait for the budget (incoming, before they are read; outgoing calls
+/// and answers, before they are queued); shorter ones never do.
+pub(crate) const LARGE_FRAME: usize = 64 * 1024;
+
 /// A byte budget shared by the connections of one server (or the one of a client).
 #[derive(Debug)]
 pub(crate) struct MemoryBudget {

@@ -26,11 +26,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, LengthDelimitedCodec};
 
-use super::budget::MemoryBudget;
+use super::budget::{LARGE_FRAME, MemoryBudget};
 use crate::codec;
-
-/// Frames longer than this wait for the memory budget before they are read.
-pub(crate) const LARGE_FRAME: usize = 64 * 1024;
 
 /// Why no frame could be read.
 #[derive(Debug)]

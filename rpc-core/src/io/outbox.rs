@@ -35,7 +35,7 @@ use tokio::sync::Notify;
 use tokio_util::codec::{Encoder, LengthDelimitedCodec};
 
 use super::Waiting;
-use super::budget::MemoryBudget;
+use super::budget::{LARGE_FRAME, MemoryBudget};
 use crate::codec;
 
 /// The write half of a transport.
@@ -159,15 +159,17 @@ impl Outbox {
     }
 
     /// Queues a frame that can wait (a call, an answer) if there is room for it now: the
-    /// queue is empty or stays within two thirds of the budget, and the server's budget is
-    /// not spent. Otherwise hands the frame back; wait with [`Outbox::room`] and try again.
+    /// queue is empty or stays within two thirds of the budget, and, for a large frame, the
+    /// server's budget is not spent. Otherwise hands the frame back; wait with [`Outbox::room`] and try again.
     /// Runs `before` (under the queue's lock) when the frame is taken, before it can be
     /// written.
     pub(crate) fn try_queue(&self, frame: Bytes, before: impl FnOnce()) -> Result<(), Bytes> {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         let queued = self.backlog();
-        let fits = queued == 0
-            || (queued + 4 + frame.len() <= self.wait_threshold() && self.memory.has_room());
+        // Small frames never wait for the server's budget, so small calls keep being served
+        // however much other connections hold.
+        let memory_ok = frame.len() <= LARGE_FRAME || self.memory.has_room();
+        let fits = queued == 0 || (queued + 4 + frame.len() <= self.wait_threshold() && memory_ok);
         if !fits && !q.closed {
             return Err(frame);
         }

@@ -12,7 +12,7 @@ use rpc_core::protocol::{MAGIC, Message, PROTOCOL_VERSION};
 use rpc_core::{CallError, Client, Config, RemoteErrorKind, Server, remote};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -382,6 +382,43 @@ pub fn call_payload<A: Serialize>(id: u64, object: u64, method: &str, args: A) -
     payload
 }
 
+/// The payload of a call frame whose encoded argument tuple is `args`, written by hand.
+pub fn call_payload_raw(id: u64, object: u64, method: &str, args: &[u8]) -> Vec<u8> {
+    let mut payload = encode(&Message::Call {
+        id,
+        object,
+        method: method.into(),
+        deadline_ms: None,
+        refs: Vec::new(),
+    });
+    payload.extend_from_slice(args);
+    payload
+}
+
+/// The payload of an answer frame (no references) returning `value`.
+pub fn answer_payload<T: Serialize>(id: u64, value: &T) -> Vec<u8> {
+    let mut payload = encode(&Message::Answer {
+        id,
+        refs: Vec::new(),
+    });
+    payload.extend_from_slice(&encode(value));
+    payload
+}
+
+/// Takes every complete frame off the front of `received`; returns their payloads.
+pub fn take_frames(received: &mut Vec<u8>) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    while received.len() >= 4 {
+        let len = u32::from_be_bytes(received[..4].try_into().unwrap()) as usize;
+        if received.len() < 4 + len {
+            break;
+        }
+        frames.push(received[4..4 + len].to_vec());
+        received.drain(..4 + len);
+    }
+    frames
+}
+
 /// Splits a frame payload into its message header and the rest.
 pub fn decode_message(payload: &[u8]) -> (Message<'static>, Vec<u8>) {
     let (message, used): (Message<'static>, usize) = bincode::serde::decode_from_slice(
@@ -444,6 +481,16 @@ impl RawPeer {
         .await
     }
 
+    /// Reads one frame and splits it into its message header and the rest.
+    pub async fn read_message(&mut self) -> (Message<'static>, Vec<u8>) {
+        decode_message(&self.read_frame().await)
+    }
+
+    /// Answers call `id` with `value` (no references).
+    pub async fn answer<T: Serialize>(&mut self, id: u64, value: &T) {
+        self.send(&frame(&answer_payload(id, value))).await;
+    }
+
     /// Sends a call and reads the message that answers it.
     pub async fn call<A: Serialize>(
         &mut self,
@@ -471,5 +518,45 @@ impl RawPeer {
             }
         })
         .await
+    }
+}
+
+/// A pbrs "server" written by hand: a listener on `127.0.0.1:0` whose connections the test
+/// drives frame by frame (as the server side: the client calls it, it can call the client).
+pub struct RawServer {
+    listener: TcpListener,
+    pub addr: SocketAddr,
+}
+
+impl RawServer {
+    pub async fn bind() -> RawServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local_addr");
+        RawServer { listener, addr }
+    }
+
+    /// Accepts one connection and exchanges valid hellos.
+    pub async fn accept(&self) -> RawPeer {
+        let (stream, _) = within("a raw accept", self.listener.accept())
+            .await
+            .expect("raw accept");
+        let mut peer = RawPeer { stream };
+        peer.send(&frame(&hello_payload(PROTOCOL_VERSION))).await;
+        let hello = peer.read_frame().await;
+        assert_eq!(hello, hello_payload(PROTOCOL_VERSION), "the client's hello");
+        peer
+    }
+
+    /// A [`Client`] with `config` connected to a new raw server, and the raw server's end of
+    /// the connection.
+    pub async fn with_client(config: Config) -> (Client, RawPeer) {
+        let server = RawServer::bind().await;
+        let (client, peer) = tokio::join!(
+            within("connect", Client::connect_with(server.addr, config)),
+            server.accept()
+        );
+        (client.expect("connect to the raw server"), peer)
     }
 }

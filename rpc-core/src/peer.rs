@@ -68,7 +68,10 @@ impl Peer {
         }
     }
 
-    /// How many objects this side exports on the connection (the root object included).
+    /// How many objects this side exports on the connection (the root object included, and
+    /// objects passed in calls made but not yet sent, which count against
+    /// [`Config::max_exported_objects`](crate::Config::max_exported_objects) but which the peer
+    /// cannot reach yet).
     pub fn exported_objects(&self) -> usize {
         self.shared.exported_count()
     }

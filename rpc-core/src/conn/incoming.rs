@@ -5,7 +5,10 @@
 //! `max_in_flight_calls` are running. Otherwise its arguments are decoded (with the frame's
 //! references) and its handler runs **in a task of its own**: a handler that computes for a
 //! long time without awaiting holds up neither other calls nor the reader (cancels, decrefs,
-//! pings). The answer is encoded in that task; a panic there, in the handler or in the
+//! pings) as long as the runtime has another worker awake. One case is tokio's, not ours: if
+//! the busy handler runs on the worker that was driving I/O while every other worker sleeps,
+//! no socket is read until it yields (tokio hands the I/O driver over only when a worker
+//! parks). CPU-bound work belongs on `tokio::task::spawn_blocking` (PB's `deferToThread`). The answer is encoded in that task; a panic there, in the handler or in the
 //! encoding of its value, becomes a `Panicked` error answer, and the exports made for that
 //! answer are rolled back.
 //!
@@ -185,9 +188,10 @@ pub(crate) fn incoming_call(
     Ok(())
 }
 
-/// Queues the answer of call `id` (waiting for room in the outbox), frees the call's slot,
-/// then writes the answer unless a burst is still being answered (whoever ends it writes):
-/// a caller that sees the answer can make its next call at once, and a drain that sees no
+/// Queues the answer of call `id` (waiting for room in the outbox), freeing the call's slot
+/// under the queue's lock as the answer goes in, then writes it unless a burst is still being
+/// answered (whoever ends it writes): no write can carry the answer before the slot is free
+/// (a caller that sees the answer can make its next call at once), and a drain that sees no
 /// call in flight finds the answer queued.
 async fn answer(
     shared: &Arc<Shared>,
@@ -211,8 +215,9 @@ async fn answer(
             }
         },
     };
+    let mut slot = Some(slot);
     loop {
-        match frame.try_queue() {
+        match frame.try_queue(|| drop(slot.take())) {
             Ok(()) => break,
             Err(unqueued) => {
                 frame = unqueued;
@@ -227,7 +232,6 @@ async fn answer(
     }
     // Dropped only now that its frame is queued (see `Answer`).
     drop(result);
-    drop(slot);
     if shared.unstarted.load(Ordering::SeqCst) == 0 {
         shared.flush();
     }

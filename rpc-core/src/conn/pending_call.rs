@@ -142,7 +142,7 @@ impl Future for PendingCall {
                     }
                     this.room = None;
                 }
-                match frame.try_queue() {
+                match frame.try_queue(|| {}) {
                     Ok(()) => break,
                     Err(unqueued) => {
                         frame = unqueued;

@@ -51,6 +51,10 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
     let mut closed = std::pin::pin!(closed.cancelled());
     let mut burst: Option<FlushGuard> = None;
     let why = loop {
+        if shared.is_closed() {
+            // Closed by another task (a broken limit, a local close): read no more.
+            return;
+        }
         let next = match frames.next_frame().now_or_never() {
             Some(next) => next,
             None => {

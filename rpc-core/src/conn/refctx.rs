@@ -109,9 +109,10 @@ pub(crate) struct EncodedFrame {
 
 impl EncodedFrame {
     /// Queues the frame (one that can wait: a call or an answer) if the outbox has room for
-    /// it now, committing its exports just before; otherwise hands it back (wait with
+    /// it now, committing its exports and running `on_queued` just before, under the queue's
+    /// lock (so before anyone can write the frame); otherwise hands it back (wait with
     /// `outbox.room()` and try again).
-    pub(crate) fn try_queue(mut self) -> Result<(), EncodedFrame> {
+    pub(crate) fn try_queue(mut self, on_queued: impl FnOnce()) -> Result<(), EncodedFrame> {
         let shared = Arc::clone(&self.shared);
         let bytes = self.bytes.clone();
         let queued = shared.outbox.try_queue(bytes, || {
@@ -119,6 +120,7 @@ impl EncodedFrame {
             if !exported.is_empty() {
                 self.shared.commit_exports(&exported);
             }
+            on_queued();
         });
         match queued {
             // Dropped here, outside the queue's lock: the proxies it holds may send decrefs.

@@ -11,7 +11,8 @@
 //! - **Memory budget.** When a frame's header announces its length and the frame has not fully
 //!   arrived, that length is charged to the server's [`MemoryBudget`] until it has. A large
 //!   frame (over [`LARGE_FRAME`] bytes) waits, without reading further, while the budget is
-//!   spent; small frames are always read. The frame timer keeps running meanwhile.
+//!   spent; small frames are always read. The frame timer stops meanwhile (nothing is read,
+//!   so the wait holds no memory) and restarts once there is room.
 //!
 //! Reading is cancel safe: every piece of state lives in the reader, so a
 //! [`next_frame`](FrameReader::next_frame) future may be dropped and made again (the
@@ -92,19 +93,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     ))
                 };
             }
+            if let Some(wanted) = self.waiting_for_budget {
+                // Nothing more is read meanwhile, so the wait holds no memory: the frame timer
+                // stops, and the frame gets its whole time once there is room for it (an
+                // honest large call is not cut off because others filled the budget).
+                let memory = Arc::clone(&self.memory);
+                memory.wait_until(|| memory.try_charge(wanted)).await;
+                self.waiting_for_budget = None;
+                self.in_progress = Some(wanted);
+                self.started = Some(Instant::now());
+                continue;
+            }
             let deadline = self.started.map(|s| s + self.frame_timeout);
-            let step = async {
-                match self.waiting_for_budget {
-                    Some(wanted) => {
-                        let memory = Arc::clone(&self.memory);
-                        memory.wait_until(|| memory.try_charge(wanted)).await;
-                        self.waiting_for_budget = None;
-                        self.in_progress = Some(wanted);
-                        Ok(())
-                    }
-                    None => self.read_more().await,
-                }
-            };
+            let step = self.read_more();
             let stepped = match deadline {
                 None => step.await,
                 Some(deadline) => match tokio::time::timeout_at(deadline, step).await {

@@ -63,6 +63,7 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 struct BufWriter<'a>(&'a mut BytesMut);
 
 impl bincode::enc::write::Writer for BufWriter<'_> {
+    #[inline(always)]
     fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
         self.0.extend_from_slice(bytes);
         Ok(())

@@ -3,7 +3,8 @@
 //! After the [`handshake`] a connection runs a **reader** task ([`reader`], which hands every
 //! frame to the [`router`]), a **writer** task that only steps in when the socket is full
 //! (see [`crate::io::outbox`]), and, if enabled, a [`keepalive`] task. Incoming calls are
-//! admitted ([`admission`]) and run as tasks of their own ([`incoming`]); outgoing calls wait
+//! admitted ([`admission`], [`incoming`]) and their handlers run off the reader
+//! ([`handlers`]); outgoing calls wait
 //! in the [`outgoing`] table ([`pending_call`]). Each connection has two object tables: the
 //! objects it [`exports`] to the peer and the peer's objects it [`imports`]; references travel
 //! through [`refctx`]. The [`lifecycle`] closes it once: every pending outgoing call fails with
@@ -14,12 +15,13 @@
 //! Layers, each using only those before it: `lifecycle`, `outgoing`, `admission`, `exports`,
 //! `imports`, `handshake` → `shared` (the state that composes them, and the values that hold a
 //! connection: `Connection`, `Reference`, `RemoteObject`, `Reply`) → `caller`, `refctx` →
-//! `pending_call`, `incoming` → `router` → `reader` → `keepalive` → this module, which starts
-//! it all.
+//! `pending_call`, `incoming` → `handlers`, `router` → `reader` → `keepalive` → this module,
+//! which starts it all.
 
 pub(crate) mod admission;
 pub(crate) mod caller;
 pub(crate) mod exports;
+pub(crate) mod handlers;
 pub(crate) mod handshake;
 pub(crate) mod imports;
 pub(crate) mod incoming;
@@ -102,7 +104,7 @@ pub(crate) async fn drain(connection: &Connection, grace: Duration) {
     let shared = connection.shared();
     lifecycle::lock(&shared.admission).drain();
     let deadline = tokio::time::Instant::now() + grace;
-    if tokio::time::timeout_at(deadline, incoming::idle(shared))
+    if tokio::time::timeout_at(deadline, handlers::idle(shared))
         .await
         .is_err()
     {

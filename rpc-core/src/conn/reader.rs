@@ -3,15 +3,15 @@
 //! It never stops reading because the outbox is full (two peers that both did would wait for
 //! each other for ever); the output budget and `Overloaded` refusals bound what the peer can
 //! make this side queue instead. It notes the time for the keepalive once per burst of
-//! frames, and writes what the burst queued when the burst ends (see `incoming` for how that
-//! write is shared with the handler tasks).
+//! frames; when a burst ends it hands the calls of the burst to `handlers` (which write their
+//! answers together) and writes what it queued itself.
 
 use std::sync::Arc;
 
 use futures::FutureExt;
 use tokio::io::AsyncRead;
 
-use super::incoming::FlushGuard;
+use super::handlers::run_burst;
 use super::lifecycle::Closed;
 use super::router::route_frame;
 use super::shared::Shared;
@@ -49,7 +49,8 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
     // Registered once, not on every wait.
     let closed = shared.lifecycle.token().clone();
     let mut closed = std::pin::pin!(closed.cancelled());
-    let mut burst: Option<FlushGuard> = None;
+    let mut in_burst = false;
+    let mut started = Vec::new();
     let why = loop {
         if shared.is_closed() {
             // Closed by another task (a broken limit, a local close): read no more.
@@ -58,9 +59,15 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
         let next = match frames.next_frame().now_or_never() {
             Some(next) => next,
             None => {
-                // Nothing more to read right now: the burst is over.
-                if burst.take().is_some() {
+                // Nothing more to read right now: the burst is over. Its handlers run elsewhere,
+                // and write their answers together; what the reader itself queued (error
+                // answers, pongs) is written now.
+                run_burst(&shared, std::mem::take(&mut started));
+                if std::mem::take(&mut in_burst) {
                     shared.note_received();
+                    if shared.outbox.backlog() > 0 {
+                        shared.flush();
+                    }
                 }
                 tokio::select! {
                     biased;
@@ -76,11 +83,11 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                 break Closed::Transport(format!("reading from the peer failed: {e}"));
             }
             Ok(Some(frame)) => {
-                if burst.is_none() {
-                    burst = Some(FlushGuard::new(&shared));
-                }
-                if let Err(why) = route_frame(&shared, frame.freeze()) {
-                    break why;
+                in_burst = true;
+                match route_frame(&shared, frame.freeze()) {
+                    Ok(Some(call)) => started.push(call),
+                    Ok(None) => {}
+                    Err(why) => break why,
                 }
             }
         }
@@ -88,6 +95,6 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
             shared.flush();
         }
     };
-    drop(burst);
+    drop(started);
     shared.close(why);
 }

@@ -3,7 +3,7 @@
 //! A frame's header is decoded (with the byte and depth limits) and its reference table
 //! resolved before the next frame is looked at, so a reference can never be released by a
 //! later decref while it is on its way to the code that will decode it. Answers complete the
-//! call they belong to; calls go to `incoming`; cancels free the call's slot and stop its
+//! call they belong to; calls go to `incoming` (and their handlers, to `handlers`); cancels free the call's slot and stop its
 //! handler; decrefs release exports; pings are answered. A frame that does not decode is a
 //! broken peer: the connection closes.
 
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::incoming::{incoming_call, refuse};
+use super::incoming::{Started, incoming_call, refuse};
 use super::lifecycle::{Closed, lock};
 use super::refctx::resolve;
 use super::shared::{Reply, Shared};
@@ -19,8 +19,9 @@ use crate::codec;
 use crate::error::{CallError, RemoteErrorKind};
 use crate::protocol::Message;
 
-/// Routes one frame; an error closes the connection.
-pub(crate) fn route_frame(shared: &Arc<Shared>, frame: Bytes) -> Result<(), Closed> {
+/// Routes one frame; returns the admitted call whose handler is to run, if it was one. An
+/// error closes the connection.
+pub(crate) fn route_frame(shared: &Arc<Shared>, frame: Bytes) -> Result<Option<Started>, Closed> {
     let config = shared.config();
     let (message, used) = codec::decode_prefix::<Message<'static>>(
         &frame,
@@ -37,15 +38,10 @@ pub(crate) fn route_frame(shared: &Arc<Shared>, frame: Bytes) -> Result<(), Clos
             deadline_ms,
             refs,
         } => match resolve(shared, refs) {
-            Ok(refs) => incoming_call(
-                shared,
-                id,
-                object,
-                method.into_owned(),
-                deadline_ms,
-                payload,
-                refs,
-            )?,
+            Ok(refs) => {
+                let method = method.into_owned();
+                return incoming_call(shared, id, object, method, deadline_ms, payload, refs);
+            }
             Err(message) => refuse(shared, id, RemoteErrorKind::BadArguments, message),
         },
         Message::Answer { id, refs } => {
@@ -69,7 +65,7 @@ pub(crate) fn route_frame(shared: &Arc<Shared>, frame: Bytes) -> Result<(), Clos
         Message::Ping { nonce } => shared.send_control(&Message::Pong { nonce }, false),
         Message::Pong { .. } => {}
     }
-    Ok(())
+    Ok(None)
 }
 
 fn complete(shared: &Shared, id: u64, result: Result<Reply, CallError>) {

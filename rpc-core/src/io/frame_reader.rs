@@ -104,6 +104,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 self.started = Some(Instant::now());
                 continue;
             }
+            if self.started.is_none() && (!self.buf.is_empty() || self.in_progress.is_some()) {
+                // Part of a frame is here (it came with the last read): its time runs.
+                self.started = Some(Instant::now());
+            }
             let deadline = self.started.map(|s| s + self.frame_timeout);
             let step = self.read_more();
             let stepped = match deadline {
@@ -150,7 +154,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 if let Some(charged) = self.in_progress.take() {
                     self.memory.release(charged);
                 }
-                self.started = (!self.buf.is_empty()).then(Instant::now);
+                // The next frame's timer starts when it is found incomplete (see `next_frame`),
+                // not here: frames pipelined in one read cost no clock read each.
+                self.started = None;
                 Ok(Some(frame))
             }
             Ok(None) => Ok(None),
@@ -169,8 +175,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let n = self.io.read_buf(&mut self.buf).await?;
         if n == 0 {
             self.eof = true;
-        } else if self.started.is_none() {
-            self.started = Some(Instant::now());
         }
         Ok(())
     }

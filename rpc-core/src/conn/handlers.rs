@@ -1,0 +1,205 @@
+//! Running the handlers of admitted calls, and answering them.
+//!
+//! The reader never runs a handler. At the end of each burst of frames it hands the burst's
+//! [`Started`] calls to one new task, which polls each handler once: most finish at once, and
+//! their answers go out together in one write when the task is done. A handler that does not
+//! finish at once continues as a task of its own. So a handler that computes for a long time
+//! without awaiting holds up neither the reader (later calls, cancels, decrefs, pings) nor
+//! the calls of later bursts; only calls that arrived in the same burst before it was polled
+//! wait for it. One case is tokio's, not ours: if the busy handler runs on the worker that was
+//! driving I/O while every other worker sleeps, no socket is read until it yields (tokio hands
+//! the I/O driver over only when a worker parks). CPU-bound work belongs on
+//! `tokio::task::spawn_blocking` (PB's `deferToThread`).
+//!
+//! An answer is encoded where its handler finished. A panic there, in the handler or in the
+//! encoding of its value, becomes a `Panicked` error answer, and the exports made for that
+//! answer are rolled back. An answer that finds the outbox full waits for room, holding its
+//! call's slot; the slot is freed under the outbox's lock as the answer goes in.
+
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use super::incoming::{Slot, Started};
+use super::lifecycle::lock;
+use super::refctx::{EncodedFrame, FrameError, encode_frame};
+use super::shared::Shared;
+use crate::dispatch::{Answer, panicked};
+use crate::error::{RemoteError, RemoteErrorKind};
+use crate::protocol::Message;
+
+/// Runs the handlers of one burst (see the module docs); nothing to do for none.
+pub(crate) fn run_burst(shared: &Arc<Shared>, burst: Vec<Started>) {
+    if burst.is_empty() {
+        return;
+    }
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        for started in burst {
+            first_poll(&shared, started);
+        }
+        // The answers of the burst, in one write.
+        shared.flush();
+    });
+}
+
+/// Polls a handler once; answers it if it finished, or gives it a task of its own.
+fn first_poll(shared: &Arc<Shared>, mut call: Started) {
+    // The cancel handle is dropped by a Cancel from the caller, or when the connection
+    // closes (which cancels every admitted call, and admits none after).
+    if !matches!(
+        call.cancelled.try_recv(),
+        Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+    ) {
+        return;
+    }
+    // Polled with a waker that does nothing: a handler that is not done is polled again at
+    // once by its own task, which registers the real one.
+    let mut cx = Context::from_waker(Waker::noop());
+    let Poll::Ready(result) = call.handler.as_mut().poll(&mut cx) else {
+        let shared = Arc::clone(shared);
+        tokio::spawn(async move {
+            let Started {
+                id,
+                handler,
+                cancelled,
+                slot,
+                interface,
+                method,
+            } = call;
+            let result = tokio::select! {
+                biased;
+                _ = cancelled => return,
+                result = handler => result,
+            };
+            if let Some(frame) = answer_frame(&shared, id, &result, interface, &method) {
+                queue_answer(&shared, frame, slot, result).await;
+            }
+        });
+        return;
+    };
+    let Some(frame) = answer_frame(shared, call.id, &result, call.interface, &call.method) else {
+        return;
+    };
+    let mut slot = Some(call.slot);
+    if let Err(frame) = frame.try_queue(|| drop(slot.take())) {
+        // No room for it now: wait in a task, holding the slot.
+        let shared = Arc::clone(shared);
+        let slot = slot.take().expect("not queued, so the slot is still held");
+        tokio::spawn(async move { queue_answer(&shared, frame, slot, result).await });
+    }
+}
+
+/// Queues the answer `frame` (waiting for room in the outbox), freeing the call's slot under
+/// the queue's lock as it goes in, then writes it: no write can carry the answer before the slot is free (a caller
+/// that sees the answer can make its next call at once), and a drain that sees no call in
+/// flight finds the answer queued. `result` is dropped only once the frame is queued (see
+/// `Answer`).
+async fn queue_answer(
+    shared: &Arc<Shared>,
+    mut frame: EncodedFrame,
+    slot: Slot,
+    result: Result<Answer, RemoteError>,
+) {
+    let mut slot = Some(slot);
+    loop {
+        match frame.try_queue(|| drop(slot.take())) {
+            Ok(()) => break,
+            Err(unqueued) => {
+                frame = unqueued;
+                // Let whatever is queued go out while this answer waits for room.
+                shared.flush();
+                tokio::select! {
+                    _ = shared.lifecycle.token().cancelled() => return,
+                    _ = shared.outbox.room() => {}
+                }
+            }
+        }
+    }
+    drop(result);
+    shared.flush();
+}
+
+/// The answer frame of call `id`: its value, or the error it failed with, or the error its
+/// encoding failed with.
+fn answer_frame(
+    shared: &Arc<Shared>,
+    id: u64,
+    result: &Result<Answer, RemoteError>,
+    interface: &'static str,
+    method: &str,
+) -> Option<EncodedFrame> {
+    let frame = match result {
+        Ok(answer) => encode_answer(shared, id, answer, interface, method),
+        Err(error) => encode_error(shared, id, error.clone()),
+    };
+    match frame.or_else(|error| encode_error(shared, id, error)) {
+        Ok(frame) => Some(frame),
+        Err(e) => {
+            tracing::error!(peer = %shared.peer(), "could not encode an error answer: {e:?}");
+            None
+        }
+    }
+}
+
+fn encode_error(
+    shared: &Arc<Shared>,
+    id: u64,
+    error: RemoteError,
+) -> Result<EncodedFrame, RemoteError> {
+    let message = Message::Error { id, error };
+    encode_frame(shared, |_| message.clone(), |_| Ok(())).map_err(|e| {
+        RemoteError::new(
+            RemoteErrorKind::BadAnswer,
+            format!("the error answer could not be encoded: {e:?}"),
+        )
+    })
+}
+
+/// Encodes the answer frame; a failure or a panic in the value's `Serialize` becomes the
+/// error to answer with instead (the exports made on the way are rolled back).
+fn encode_answer(
+    shared: &Arc<Shared>,
+    id: u64,
+    answer: &Answer,
+    interface: &str,
+    method: &str,
+) -> Result<EncodedFrame, RemoteError> {
+    let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        encode_frame(
+            shared,
+            |refs| Message::Answer { id, refs },
+            |buf| answer.write(buf),
+        )
+    }));
+    let limit = shared.config().max_frame_length;
+    match encoded {
+        Ok(Ok(frame)) => Ok(frame),
+        Ok(Err(FrameError::Encode(message))) => {
+            Err(RemoteError::new(RemoteErrorKind::BadAnswer, message))
+        }
+        Ok(Err(FrameError::TooLarge(size))) => Err(RemoteError::new(
+            RemoteErrorKind::BadAnswer,
+            format!(
+                "the answer is {size} bytes, over the {limit}-byte frame limit; return less per \
+                 call or raise max_frame_length on both ends"
+            ),
+        )),
+        Err(_) => {
+            tracing::warn!(interface, method, "encoding a handler's answer panicked");
+            Err(panicked(interface, method))
+        }
+    }
+}
+
+/// Resolves once no incoming call is in flight (or the connection closed).
+pub(crate) async fn idle(shared: &Shared) {
+    loop {
+        let notified = shared.idle.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if lock(&shared.admission).in_flight() == 0 || shared.is_closed() {
+            return;
+        }
+        notified.await;
+    }
+}

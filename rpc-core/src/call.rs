@@ -29,7 +29,7 @@ type LocalCall<R> = Pin<Box<dyn Future<Output = Result<R, CallError>> + Send>>;
 /// the handler. With a timeout (see [`ObjectRef::with_timeout`](crate::ObjectRef::with_timeout))
 /// it resolves to [`CallError::Timeout`] once the timeout has passed since its first poll, and
 /// the call is cancelled. Poll it inside a tokio runtime.
-#[must_use = "a call is sent only when its future is first polled (awaited); dropped before               that it never happens, dropped after that it is cancelled at the callee"]
+#[must_use = "a call is sent only when its future is first polled (awaited); dropped before that it never happens, dropped after that it is cancelled at the callee"]
 pub struct CallFuture<R> {
     state: State<R>,
     timeout: Option<Duration>,

@@ -164,9 +164,10 @@ impl ObjectRef {
     /// (`()`, `(a,)`, `(a, b)`, ...) and decodes the answer as `R`.
     ///
     /// The arguments are encoded before this returns, so a call too large for the frame limit
-    /// fails with [`CallError::FrameTooLarge`] and nothing is sent. The call is sent at the
-    /// latest when the future is first polled. Dropping the future before it completes
-    /// cancels the call at the callee.
+    /// resolves to [`CallError::FrameTooLarge`] and nothing is sent. Like every future the call
+    /// is lazy: it is sent when the future is first polled, and dropped before that it never
+    /// happens. Dropped after its first poll and before it completes, it is cancelled at the
+    /// callee.
     pub fn call_remote<A, R>(&self, method: &str, args: A) -> CallFuture<R>
     where
         A: Serialize,

@@ -2,9 +2,12 @@
 //!
 //! A call is refused while the connection drains (`ShuttingDown`) or when
 //! `max_in_flight_calls` are already running (`Overloaded`); a request id already running is a
-//! broken peer. Each admitted call holds a slot, with the handle that cancels its handler,
-//! until it finishes or is cancelled: a cancel frees the slot at once, not when the handler's
-//! task next runs. Tickets tell a finished call from a newer call that reused its id.
+//! broken peer. Each admitted call holds a slot until it finishes or is cancelled: a cancel
+//! frees the slot at once, not when the handler's task next runs. A handler that has to wait
+//! for something asks for a cancel handle ([`Admission::watch`]), which fires when its call is
+//! cancelled; one that finishes at once needs none (its runner checks
+//! [`Admission::is_running`] first). Tickets tell a finished call from a newer call that
+//! reused its id.
 
 use std::collections::HashMap;
 
@@ -30,8 +33,8 @@ pub(crate) struct Ticket {
 
 struct Running {
     serial: u64,
-    /// Dropping it cancels the handler.
-    _cancel: oneshot::Sender<()>,
+    /// Dropping it tells a waiting handler that its call was cancelled.
+    cancel: Option<oneshot::Sender<()>>,
 }
 
 /// The incoming calls in flight on one connection.
@@ -52,9 +55,8 @@ impl Admission {
         }
     }
 
-    /// Admits call `id`: its ticket, and the receiver that fires (with an error) when the
-    /// call is cancelled.
-    pub(crate) fn admit(&mut self, id: u64) -> Result<(Ticket, oneshot::Receiver<()>), Refusal> {
+    /// Admits call `id`: its ticket.
+    pub(crate) fn admit(&mut self, id: u64) -> Result<Ticket, Refusal> {
         if self.draining {
             return Err(Refusal::ShuttingDown);
         }
@@ -66,15 +68,31 @@ impl Admission {
         }
         let serial = self.next_serial;
         self.next_serial += 1;
+        let running = Running {
+            serial,
+            cancel: None,
+        };
+        self.running.insert(id, running);
+        Ok(Ticket { id, serial })
+    }
+
+    /// `true` while the call of `ticket` holds its slot (not cancelled, not finished).
+    pub(crate) fn is_running(&self, ticket: Ticket) -> bool {
+        self.running
+            .get(&ticket.id)
+            .is_some_and(|r| r.serial == ticket.serial)
+    }
+
+    /// A receiver that fires (with an error) when the call of `ticket` is cancelled; `None` if
+    /// it already was.
+    pub(crate) fn watch(&mut self, ticket: Ticket) -> Option<oneshot::Receiver<()>> {
+        let running = self
+            .running
+            .get_mut(&ticket.id)
+            .filter(|r| r.serial == ticket.serial)?;
         let (cancel, cancelled) = oneshot::channel();
-        self.running.insert(
-            id,
-            Running {
-                serial,
-                _cancel: cancel,
-            },
-        );
-        Ok((Ticket { id, serial }, cancelled))
+        running.cancel = Some(cancel);
+        Some(cancelled)
     }
 
     /// The call of `ticket` is over; `true` if this freed its slot (it was not cancelled).
@@ -117,15 +135,19 @@ mod tests {
     #[test]
     fn the_cap_holds_and_a_cancel_frees_its_slot_at_once() {
         let mut admission = Admission::new(2);
-        let (a, mut a_cancelled) = admission.admit(1).unwrap();
-        let (_b, _) = admission.admit(2).unwrap();
+        let a = admission.admit(1).unwrap();
+        let mut a_cancelled = admission.watch(a).unwrap();
+        let _b = admission.admit(2).unwrap();
         assert_eq!(admission.admit(3).unwrap_err(), Refusal::Full { max: 2 });
+        assert!(admission.is_running(a));
         assert!(admission.cancel(1));
+        assert!(!admission.is_running(a));
+        assert!(admission.watch(a).is_none());
         assert!(a_cancelled.try_recv().is_err(), "the handler is told");
         assert_eq!(admission.in_flight(), 1);
         // The cancelled call's task finishing later frees nothing more.
         assert!(!admission.finish(a));
-        let (c, _) = admission.admit(3).unwrap();
+        let c = admission.admit(3).unwrap();
         assert!(admission.finish(c));
         assert_eq!(admission.in_flight(), 1);
     }
@@ -133,10 +155,10 @@ mod tests {
     #[test]
     fn a_reused_id_is_refused_while_running_and_tickets_are_not_confused() {
         let mut admission = Admission::new(10);
-        let (old, _) = admission.admit(7).unwrap();
+        let old = admission.admit(7).unwrap();
         assert_eq!(admission.admit(7).unwrap_err(), Refusal::DuplicateId);
         assert!(admission.cancel(7));
-        let (new, _) = admission.admit(7).unwrap();
+        let new = admission.admit(7).unwrap();
         assert!(
             !admission.finish(old),
             "the old call freed the new one's slot"

@@ -16,6 +16,7 @@
 //! answer are rolled back. An answer that finds the outbox full waits for room, holding its
 //! call's slot; the slot is freed under the outbox's lock as the answer goes in.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -44,75 +45,114 @@ pub(crate) fn run_burst(shared: &Arc<Shared>, burst: Vec<Started>) {
 
 /// Polls a handler once; answers it if it finished, or gives it a task of its own.
 fn first_poll(shared: &Arc<Shared>, mut call: Started) {
-    // The cancel handle is dropped by a Cancel from the caller, or when the connection
-    // closes (which cancels every admitted call, and admits none after).
-    if !matches!(
-        call.cancelled.try_recv(),
-        Err(tokio::sync::oneshot::error::TryRecvError::Empty)
-    ) {
+    if !lock(&shared.admission).is_running(call.slot.ticket) {
+        // Cancelled (by its caller, or by the connection closing) before it ran.
         return;
     }
     // Polled with a waker that does nothing: a handler that is not done is polled again at
     // once by its own task, which registers the real one.
     let mut cx = Context::from_waker(Waker::noop());
-    let Poll::Ready(result) = call.handler.as_mut().poll(&mut cx) else {
+    let Poll::Ready(result) = Pin::new(&mut call.handler).poll(&mut cx) else {
+        // From now on a cancel (or the connection closing) must reach it.
+        let Some(cancelled) = lock(&shared.admission).watch(call.slot.ticket) else {
+            return;
+        };
         let shared = Arc::clone(shared);
         tokio::spawn(async move {
             let Started {
                 id,
                 handler,
-                cancelled,
+                deadline,
                 slot,
                 interface,
                 method,
             } = call;
+            let finished = async {
+                let Some((at, after)) = deadline else {
+                    return handler.await;
+                };
+                tokio::time::timeout_at(at, handler)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Ok(Err(RemoteError::new(
+                            RemoteErrorKind::DeadlineExceeded,
+                            format!("the caller's deadline of {after:?} passed"),
+                        )))
+                    })
+            };
             let result = tokio::select! {
                 biased;
                 _ = cancelled => return,
-                result = handler => result,
+                result = finished => settle(result, interface, &method),
             };
-            if let Some(frame) = answer_frame(&shared, id, &result, interface, &method) {
-                queue_answer(&shared, frame, slot, result).await;
-            }
+            queue_answer(&shared, id, result, slot, interface, &method).await;
         });
         return;
     };
+    let result = settle(result, call.interface, &call.method);
     let Some(frame) = answer_frame(shared, call.id, &result, call.interface, &call.method) else {
         return;
     };
     let mut slot = Some(call.slot);
     if let Err(frame) = frame.try_queue(|| drop(slot.take())) {
-        // No room for it now: wait in a task, holding the slot.
+        // No room for it now: wait in a task, holding the slot and the value, not the encoded
+        // frame (dropped here, rolling back its exports; encoded again once there is room).
+        drop(frame);
         let shared = Arc::clone(shared);
         let slot = slot.take().expect("not queued, so the slot is still held");
-        tokio::spawn(async move { queue_answer(&shared, frame, slot, result).await });
+        let Started {
+            id,
+            interface,
+            method,
+            ..
+        } = call;
+        tokio::spawn(async move {
+            queue_answer(&shared, id, result, slot, interface, &method).await;
+        });
     }
 }
 
-/// Queues the answer `frame` (waiting for room in the outbox), freeing the call's slot under
-/// the queue's lock as it goes in, then writes it: no write can carry the answer before the slot is free (a caller
-/// that sees the answer can make its next call at once), and a drain that sees no call in
-/// flight finds the answer queued. `result` is dropped only once the frame is queued (see
-/// `Answer`).
+/// A handler's result, with a panic turned into a `Panicked` error.
+fn settle(
+    result: std::thread::Result<Result<Answer, RemoteError>>,
+    interface: &'static str,
+    method: &str,
+) -> Result<Answer, RemoteError> {
+    result.unwrap_or_else(|_| {
+        tracing::warn!(interface, method, "a remote method handler panicked");
+        Err(panicked(interface, method))
+    })
+}
+
+/// Encodes and queues the answer of call `id` once the outbox has room for it (holding only
+/// the value meanwhile, never an encoded frame that counts nowhere), freeing the call's slot
+/// under the queue's lock as it goes in, then writes it: no write can carry the answer before
+/// the slot is free (a caller that sees the answer can make its next call at once), and a
+/// drain that sees no call in flight finds the answer queued. `result` is dropped only once
+/// the frame is queued (see `Answer`).
 async fn queue_answer(
     shared: &Arc<Shared>,
-    mut frame: EncodedFrame,
-    slot: Slot,
+    id: u64,
     result: Result<Answer, RemoteError>,
+    slot: Slot,
+    interface: &'static str,
+    method: &str,
 ) {
     let mut slot = Some(slot);
     loop {
-        match frame.try_queue(|| drop(slot.take())) {
-            Ok(()) => break,
-            Err(unqueued) => {
-                frame = unqueued;
-                // Let whatever is queued go out while this answer waits for room.
-                shared.flush();
-                tokio::select! {
-                    _ = shared.lifecycle.token().cancelled() => return,
-                    _ = shared.outbox.room() => {}
-                }
+        if !shared.outbox.is_full() {
+            let Some(frame) = answer_frame(shared, id, &result, interface, method) else {
+                return;
+            };
+            if frame.try_queue(|| drop(slot.take())).is_ok() {
+                break;
             }
+        }
+        // Let whatever is queued go out while this answer waits for room.
+        shared.flush();
+        tokio::select! {
+            _ = shared.lifecycle.token().cancelled() => return,
+            _ = shared.outbox.room() => {}
         }
     }
     drop(result);

@@ -7,29 +7,29 @@
 //! references, and its handler is made, not yet polled: [`Started`], which `handlers` runs,
 //! never on the reader.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::future::Either;
+use futures::FutureExt;
+use futures::future::CatchUnwind;
+use tokio::time::Instant;
 
-use tokio::sync::oneshot;
+use bytes::Bytes;
 
 use super::admission::{Refusal, Ticket};
 use super::caller::WithCaller;
 use super::lifecycle::{Closed, lock};
 use super::refctx::decode_with;
 use super::shared::{Reference, Shared};
-use crate::dispatch::{Answer, Args, guard_handler, run_dispatch};
+use crate::dispatch::{Args, HandlerFuture, run_dispatch};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::protocol::Message;
 
 /// An admitted call's slot, freed when dropped (also if its task panics or is aborted).
 pub(crate) struct Slot {
-    shared: Arc<Shared>,
-    ticket: Ticket,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) ticket: Ticket,
 }
 
 impl Drop for Slot {
@@ -48,15 +48,16 @@ pub(crate) fn refuse(shared: &Shared, id: u64, kind: RemoteErrorKind, message: S
     shared.send_control(&Message::Error { id, error }, false);
 }
 
-/// A running handler, polled with its caller as `Peer::current`.
-pub(crate) type Handler = Pin<Box<dyn Future<Output = Result<Answer, RemoteError>> + Send>>;
+/// A handler, polled with its caller as `Peer::current`; a panic in it is caught.
+pub(crate) type Handler = WithCaller<CatchUnwind<AssertUnwindSafe<HandlerFuture>>>;
 
 /// An admitted call whose handler is made and not yet polled (see `handlers`).
 pub(crate) struct Started {
     pub(crate) id: u64,
     pub(crate) handler: Handler,
-    /// Fires when the call is cancelled (or the connection closes).
-    pub(crate) cancelled: oneshot::Receiver<()>,
+    /// The caller's deadline: when it passes (counted from when the call arrived), and how
+    /// long it was.
+    pub(crate) deadline: Option<(Instant, Duration)>,
     pub(crate) slot: Slot,
     pub(crate) interface: &'static str,
     pub(crate) method: String,
@@ -93,7 +94,7 @@ pub(crate) fn incoming_call(
         return Ok(None);
     }
     let admitted = lock(&shared.admission).admit(id);
-    let (ticket, cancelled) = match admitted {
+    let ticket = match admitted {
         Ok(admitted) => admitted,
         Err(Refusal::ShuttingDown) => {
             let message = "the server is shutting down and takes no new calls; retry on \
@@ -136,25 +137,18 @@ pub(crate) fn incoming_call(
         }
     };
     let interface = target.interface();
-    let handler = guard_handler(interface, method.clone(), handler);
-    let handler = match deadline_ms.map(Duration::from_millis) {
-        None => Either::Left(handler),
-        Some(deadline) => Either::Right(Box::pin(async move {
-            tokio::time::timeout(deadline, handler)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(RemoteError::new(
-                        RemoteErrorKind::DeadlineExceeded,
-                        format!("the caller's deadline of {deadline:?} passed"),
-                    ))
-                })
-        })),
-    };
-    let handler: Handler = Box::pin(WithCaller::new(Some(Arc::clone(shared)), handler));
+    let handler = WithCaller::new(
+        Some(Arc::clone(shared)),
+        AssertUnwindSafe(handler).catch_unwind(),
+    );
+    let deadline = deadline_ms.map(|ms| {
+        let after = Duration::from_millis(ms);
+        (Instant::now() + after, after)
+    });
     Ok(Some(Started {
         id,
         handler,
-        cancelled,
+        deadline,
         slot,
         interface,
         method,

@@ -4,8 +4,9 @@
 //! too large for the frame limit fails at once), but nothing is registered, queued or sent
 //! before its first poll; dropped before that, it leaves no trace (the objects its arguments
 //! would have exported are rolled back). On the first poll the call is registered and its
-//! frame queued (waiting for room if the output budget is spent), and the future yields once
-//! before writing: calls made back to back and awaited together (`join_all`,
+//! frame queued (waiting for room if the output budget is spent). A call alone is written at
+//! once. While other calls made on the connection are still unpolled, the future instead
+//! yields once before writing: calls made back to back and awaited together (`join_all`,
 //! `FuturesUnordered`, `buffer_unordered`) are all queued in that first round of polls and go
 //! out in one write in the next. Dropped after its first poll and before its answer, the call
 //! is cancelled at the callee.
@@ -13,6 +14,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use serde::de::DeserializeOwned;
@@ -42,6 +44,8 @@ pub(crate) struct PendingCall {
     room: Option<Room>,
     /// Where the answer arrives, from the first poll on.
     rx: Option<oneshot::Receiver<Result<Reply, CallError>>>,
+    /// Polled at least once (no longer counted in `unpolled_calls`).
+    polled: bool,
     flushed: bool,
     done: bool,
 }
@@ -49,12 +53,17 @@ pub(crate) struct PendingCall {
 impl PendingCall {
     /// The call `id` whose frame is `frame`, on `connection`: not registered, nothing sent.
     pub(crate) fn new(connection: Connection, id: u64, frame: EncodedFrame) -> Self {
+        connection
+            .shared()
+            .unpolled_calls
+            .fetch_add(1, Ordering::SeqCst);
         PendingCall {
             connection,
             id,
             frame: Some(frame),
             room: None,
             rx: None,
+            polled: false,
             flushed: false,
             done: false,
         }
@@ -123,7 +132,9 @@ impl Future for PendingCall {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if this.rx.is_none() {
+        if !this.polled {
+            this.polled = true;
+            this.shared().unpolled_calls.fetch_sub(1, Ordering::SeqCst);
             let (tx, rx) = oneshot::channel();
             let registered = lock(&this.shared().pending).register(this.id, tx);
             if let Err(reason) = registered {
@@ -146,15 +157,21 @@ impl Future for PendingCall {
                     Ok(()) => break,
                     Err(unqueued) => {
                         frame = unqueued;
+                        // What is queued must go out for room to come.
+                        this.shared().flush();
                         let shared = Arc::clone(this.shared());
                         this.room = Some(Box::pin(async move { shared.outbox.room().await }));
                     }
                 }
             }
-            // Queued: come back at once to write it, so that calls polled in the same round
-            // share the write.
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
+            if this.shared().unpolled_calls.load(Ordering::SeqCst) > 0 {
+                // Others were made with it: come back at once to write, so that the calls
+                // polled in this round share the write. Should this future not be polled again
+                // soon (a `select!` busy elsewhere), the writer task writes it anyway.
+                this.shared().outbox.flush_soon();
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
         }
         if !this.flushed {
             this.flushed = true;
@@ -173,7 +190,11 @@ impl Future for PendingCall {
 
 impl Drop for PendingCall {
     fn drop(&mut self) {
-        // Never polled, or never queued: nothing was sent (the frame's exports roll back).
+        if !self.polled {
+            // Never polled: nothing was sent (the frame's exports roll back).
+            self.shared().unpolled_calls.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
         if self.done || self.rx.is_none() {
             return;
         }

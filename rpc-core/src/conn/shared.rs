@@ -13,7 +13,7 @@
 //! object is dropped the peer is sent a decref (see `imports`). It can be sent back only over
 //! the connection it came from.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -110,6 +110,8 @@ pub(crate) struct Shared {
     pub(crate) admission: Mutex<Admission>,
     /// Notified when the last incoming call in flight finishes.
     pub(crate) idle: Notify,
+    /// Outgoing calls made and not yet polled (see `pending_call`).
+    pub(crate) unpolled_calls: AtomicUsize,
     /// The handles' shared part, to hand out new handles (for imported objects).
     handle: Mutex<Weak<Handle>>,
     started: Instant,
@@ -143,6 +145,7 @@ impl Shared {
             next_id: AtomicU64::new(1),
             imports: Mutex::new(ImportTable::default()),
             idle: Notify::new(),
+            unpolled_calls: AtomicUsize::new(0),
             handle: Mutex::new(Weak::new()),
             started: Instant::now(),
             last_received_us: AtomicU64::new(0),

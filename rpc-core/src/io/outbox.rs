@@ -138,9 +138,16 @@ impl Outbox {
         self.budget / 3 * 2
     }
 
-    /// `true` while more than a third of the budget is queued: new incoming calls are refused.
+    /// `true` while more than a third of the budget is queued, or a frame waits for room: new
+    /// incoming calls are refused.
     pub(crate) fn is_busy(&self) -> bool {
-        self.backlog() > self.budget / 3
+        self.backlog() > self.budget / 3 || self.waiting_for_room.load(Ordering::SeqCst) > 0
+    }
+
+    /// `true` while frames that can wait must wait (the queue is past two thirds of the
+    /// budget, or the server's budget is spent): no use encoding one now.
+    pub(crate) fn is_full(&self) -> bool {
+        self.backlog() > self.wait_threshold() || !self.memory.has_room()
     }
 
     /// Queues a frame that cannot wait (length prefix added here); refused if it would take
@@ -167,9 +174,9 @@ impl Outbox {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         let queued = self.backlog();
         // Small frames never wait for the server's budget, so small calls keep being served
-        // however much other connections hold.
+        // however much other connections hold; a large one waits, even into an empty queue.
         let memory_ok = frame.len() <= LARGE_FRAME || self.memory.has_room();
-        let fits = queued == 0 || (queued + 4 + frame.len() <= self.wait_threshold() && memory_ok);
+        let fits = (queued == 0 || queued + 4 + frame.len() <= self.wait_threshold()) && memory_ok;
         if !fits && !q.closed {
             return Err(frame);
         }
@@ -191,7 +198,7 @@ impl Outbox {
             return;
         }
         let added = buf.len() - before;
-        self.backlog.fetch_add(added, Ordering::Relaxed);
+        self.backlog.fetch_add(added, Ordering::SeqCst);
         self.memory.charge(added);
     }
 
@@ -202,13 +209,16 @@ impl Outbox {
         let mut notified = std::pin::pin!(notified);
         notified.as_mut().enable();
         let _waiting = Waiting::new(&self.waiting_for_room);
-        if self.backlog() == 0 || self.is_closed() {
+        if self.is_closed() {
             return;
         }
         // Wait for bytes to be written here, or, if the server's budget is what is spent, for
         // it to be released anywhere.
         let memory = &self.memory;
         if memory.has_room() {
+            if self.backlog() == 0 {
+                return;
+            }
             notified.await;
         } else {
             tokio::select! {
@@ -224,7 +234,7 @@ impl Outbox {
 
     /// Bytes were written: account for them.
     fn wrote(&self, n: usize) {
-        self.backlog.fetch_sub(n, Ordering::Relaxed);
+        self.backlog.fetch_sub(n, Ordering::SeqCst);
         self.memory.release(n);
         if self.waiting_for_room.load(Ordering::SeqCst) > 0 {
             self.room.notify_waiters();
@@ -363,9 +373,15 @@ impl Outbox {
         }
     }
 
+    /// Asks the writer task to write what is queued, whoever else does or does not: for a
+    /// frame queued by a future that may not be polled again soon.
+    pub(crate) fn flush_soon(&self) {
+        self.wake_writer_task.notify_one();
+    }
+
     /// Bytes queued or taken by a writer and not yet written.
     pub(crate) fn backlog(&self) -> usize {
-        self.backlog.load(Ordering::Relaxed)
+        self.backlog.load(Ordering::SeqCst)
     }
 
     /// Resolves once everything queued so far has been handed to the socket (or the socket

@@ -592,6 +592,52 @@ async fn a_busy_handler_does_not_hold_up_the_connection() {
     s.stop().await;
 }
 
+/// A busy call and quick calls sent in one write (one burst at the server), the busy one
+/// first: once the busy handler's first poll has run a while, the rest of the burst is polled
+/// elsewhere, so the quick calls are answered while it spins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_handler_does_not_hold_up_calls_of_its_own_burst() {
+    let mut s = Setup::new(Config::default()).await;
+    let _release = Release(Arc::clone(&s.state.release));
+    let (client, ws) = s.client().await;
+    wake_the_idle_worker().await;
+    let (quick_tx, quick_rx) = tokio::sync::oneshot::channel();
+    let pipelined = {
+        let ws = ws.clone();
+        tokio::spawn(async move {
+            // Made together and polled together: one write, the busy call first.
+            let busy = ws.spin(1, SPIN_CAP_MS);
+            let quick = futures::future::join(ws.quick(2), ws.quick(3));
+            let quick = async move {
+                let answers = quick.await;
+                let _ = quick_tx.send(answers);
+            };
+            futures::future::join(busy, quick).await.0
+        })
+    };
+    assert_eq!(s.next().await, Event::Started(1));
+    let asked = Instant::now();
+    let (a, b) = within("quick calls in the busy call's burst", quick_rx)
+        .await
+        .expect("the quick calls");
+    println!(
+        "quick calls behind a busy handler of their own burst were answered in {:?}",
+        asked.elapsed()
+    );
+    a.expect("the first quick call");
+    b.expect("the second quick call");
+    assert_eq!(s.spinning(), 1, "the busy handler ended early");
+    s.state.release.store(true, Ordering::Release);
+    let released = within("the busy call", pipelined)
+        .await
+        .unwrap()
+        .expect("the busy call");
+    assert!(released, "the busy handler ran into its safety cap");
+    assert!(client.is_connected());
+    drop((ws, client));
+    s.stop().await;
+}
+
 /// The same by hand: a keepalive ping, a quick call and a cancel, all answered or acted on
 /// while a handler of the same connection computes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -649,7 +695,7 @@ async fn a_busy_handler_does_not_hold_up_pings_calls_or_cancels() {
 /// `within` cannot time out) until the handler ends; the pong then comes after the busy call's
 /// answer. Each stalled round costs the handler's 2 s cap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "pbrs bug: a busy handler on the worker that held the I/O driver stalls the runtime"]
+#[ignore = "a tokio limit: a busy handler on the worker that held the I/O driver stalls the runtime"]
 async fn a_busy_handler_never_stalls_the_io_driver() {
     let mut s = Setup::new(Config::default()).await;
     let _release = Release(Arc::clone(&s.state.release));

@@ -3,10 +3,13 @@
 //! The reader never runs a handler. At the end of each burst of frames it hands the burst's
 //! [`Started`] calls to one new task, which polls each handler once: most finish at once, and
 //! their answers go out together in one write when the task is done. A handler that does not
-//! finish at once continues as a task of its own. So a handler that computes for a long time
-//! without awaiting holds up neither the reader (later calls, cancels, decrefs, pings) nor
-//! the calls of later bursts; only calls that arrived in the same burst before it was polled
-//! wait for it. One case is tokio's, not ours: if the busy handler runs on the worker that was
+//! finish at once continues as a task of its own. A handler that computes for a long time
+//! without awaiting thus holds up neither the reader (later calls, cancels, decrefs, pings)
+//! nor the calls of later bursts. Nor the rest of its own burst: while bursts of several calls
+//! are under way, the connection's [`Watchdog`] checks every 2 ms, and once one first poll has
+//! run across two checks it writes the answers already queued and polls the rest of that burst in
+//! another task (the watchdog sleeps while no such burst is under way, so it costs nothing
+//! then). One case is tokio's, not ours: if the busy handler runs on the worker that was
 //! driving I/O while every other worker sleeps, no socket is read until it yields (tokio hands
 //! the I/O driver over only when a worker parks). CPU-bound work belongs on
 //! `tokio::task::spawn_blocking` (PB's `deferToThread`).
@@ -16,9 +19,14 @@
 //! answer are rolled back. An answer that finds the outbox full waits for room, holding its
 //! call's slot; the slot is freed under the outbox's lock as the answer goes in.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use super::incoming::{Slot, Started};
 use super::lifecycle::lock;
@@ -28,19 +36,123 @@ use crate::dispatch::{Answer, panicked};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::protocol::Message;
 
+/// The watchdog's tick: a first poll seen running at two ticks in a row (so for 2 to 4 ms)
+/// has the rest of its burst polled elsewhere.
+const TAKE_OVER_AFTER: Duration = Duration::from_millis(2);
+
+/// The calls of one burst not yet first-polled, shared by the task polling them and the
+/// watchdog that hands the rest to another task when a poll runs long.
+struct Burst {
+    calls: Mutex<VecDeque<Started>>,
+    /// Counts first polls begun and ended (odd while one runs): no clock is read per call.
+    polls: AtomicU64,
+    /// `polls` as the watchdog saw it at its last tick: the same odd value a tick later means
+    /// one poll has run for a whole tick.
+    seen: AtomicU64,
+}
+
+/// Watches the bursts of one connection whose first polls are under way (see the module
+/// docs). Its task starts with the first burst of several calls, ticks while any is under way,
+/// and sleeps otherwise.
+#[derive(Default)]
+pub(crate) struct Watchdog {
+    /// Bursts of several calls not yet known to be all polled.
+    active: Mutex<Vec<Arc<Burst>>>,
+    /// The task is ticking (it is asleep, or not started, otherwise).
+    running: AtomicBool,
+    started: AtomicBool,
+    wake: Notify,
+}
+
 /// Runs the handlers of one burst (see the module docs); nothing to do for none.
-pub(crate) fn run_burst(shared: &Arc<Shared>, burst: Vec<Started>) {
-    if burst.is_empty() {
-        return;
-    }
+pub(crate) fn run_burst(shared: &Arc<Shared>, watchdog: &Arc<Watchdog>, calls: Vec<Started>) {
     let shared = Arc::clone(shared);
+    match calls.len() {
+        0 => {}
+        1 => {
+            tokio::spawn(async move {
+                for call in calls {
+                    first_poll(&shared, call);
+                }
+                shared.flush();
+            });
+        }
+        _ => {
+            let burst = Arc::new(Burst {
+                calls: Mutex::new(calls.into()),
+                polls: AtomicU64::new(0),
+                seen: AtomicU64::new(0),
+            });
+            let wake = {
+                let mut active = lock(&watchdog.active);
+                active.push(Arc::clone(&burst));
+                !watchdog.running.swap(true, Ordering::SeqCst)
+            };
+            if wake {
+                if watchdog.started.swap(true, Ordering::SeqCst) {
+                    watchdog.wake.notify_one();
+                } else {
+                    tokio::spawn(watch(Arc::clone(&shared), Arc::clone(watchdog)));
+                }
+            }
+            poll_elsewhere(shared, burst);
+        }
+    }
+}
+
+/// Starts a task that first-polls the calls left in `burst`.
+fn poll_elsewhere(shared: Arc<Shared>, burst: Arc<Burst>) {
     tokio::spawn(async move {
-        for started in burst {
-            first_poll(&shared, started);
+        loop {
+            let Some(call) = lock(&burst.calls).pop_front() else {
+                break;
+            };
+            burst.polls.fetch_add(1, Ordering::SeqCst);
+            first_poll(&shared, call);
+            burst.polls.fetch_add(1, Ordering::SeqCst);
         }
         // The answers of the burst, in one write.
         shared.flush();
     });
+}
+
+/// The watchdog's task: every `TAKE_OVER_AFTER` while bursts are under way, hands the rest of
+/// any burst whose current first poll has run across two ticks (a handler computing without
+/// awaiting) to another task, after writing the answers already queued.
+async fn watch(shared: Arc<Shared>, watchdog: Arc<Watchdog>) {
+    loop {
+        tokio::select! {
+            _ = shared.closed() => return,
+            _ = tokio::time::sleep(TAKE_OVER_AFTER) => {}
+        }
+        let stuck: Vec<Arc<Burst>> = {
+            let mut active = lock(&watchdog.active);
+            active.retain(|burst| !lock(&burst.calls).is_empty());
+            if active.is_empty() {
+                // Asleep until the next burst of several calls (told under the same lock).
+                watchdog.running.store(false, Ordering::SeqCst);
+            }
+            active
+                .iter()
+                .filter(|burst| {
+                    let polls = burst.polls.load(Ordering::SeqCst);
+                    let seen = burst.seen.swap(polls, Ordering::SeqCst);
+                    polls % 2 == 1 && polls == seen
+                })
+                .cloned()
+                .collect()
+        };
+        for burst in stuck {
+            shared.flush();
+            poll_elsewhere(Arc::clone(&shared), burst);
+        }
+        if !watchdog.running.load(Ordering::SeqCst) {
+            tokio::select! {
+                _ = shared.closed() => return,
+                _ = watchdog.wake.notified() => {}
+            }
+        }
+    }
 }
 
 /// Polls a handler once; answers it if it finished, or gives it a task of its own.

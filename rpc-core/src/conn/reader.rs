@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use tokio::io::AsyncRead;
 
-use super::handlers::run_burst;
+use super::handlers::{Watchdog, run_burst};
 use super::lifecycle::Closed;
 use super::router::route_frame;
 use super::shared::Shared;
@@ -50,6 +50,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
     let closed = shared.lifecycle.token().clone();
     let mut closed = std::pin::pin!(closed.cancelled());
     let mut in_burst = false;
+    let watchdog = Arc::new(Watchdog::default());
     let mut started = Vec::new();
     let why = loop {
         if shared.is_closed() {
@@ -62,7 +63,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                 // Nothing more to read right now: the burst is over. Its handlers run elsewhere,
                 // and write their answers together; what the reader itself queued (error
                 // answers, pongs) is written now.
-                run_burst(&shared, std::mem::take(&mut started));
+                run_burst(&shared, &watchdog, std::mem::take(&mut started));
                 if std::mem::take(&mut in_burst) {
                     shared.note_received();
                     if shared.outbox.backlog() > 0 {

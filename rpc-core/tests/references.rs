@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use common::within;
+use common::{Item, ThingRef, within};
 use rpc_core::{CallError, Client, Config, Peer, RemoteErrorKind, RemoteRef, Server, remote};
 use tokio::sync::mpsc;
 
@@ -17,13 +17,6 @@ use tokio::sync::mpsc;
 pub trait Listener {
     /// Records `n`; returns twice `n`.
     async fn remote_notify(&self, n: u32) -> u32;
-}
-
-/// An object the server hands out; reports its drop.
-#[remote]
-pub trait Thing {
-    /// Its serial number.
-    async fn remote_serial(&self) -> u64;
 }
 
 /// The server's root object.
@@ -56,23 +49,6 @@ impl Listener for Recorder {
     async fn remote_notify(&self, n: u32) -> u32 {
         let _ = self.seen.send(n);
         n * 2
-    }
-}
-
-struct Item {
-    serial: u64,
-    dropped: mpsc::UnboundedSender<u64>,
-}
-
-impl Drop for Item {
-    fn drop(&mut self) {
-        let _ = self.dropped.send(self.serial);
-    }
-}
-
-impl Thing for Item {
-    async fn remote_serial(&self) -> u64 {
-        self.serial
     }
 }
 

@@ -42,13 +42,6 @@ fn height(tree: &Tree) -> u64 {
     }
 }
 
-/// An object the forest hands out; reports its drop.
-#[remote]
-pub trait Thing {
-    /// Its serial number.
-    async fn remote_serial(&self) -> u64;
-}
-
 /// Lives in the client; the raw server calls it back.
 #[remote]
 pub trait Listener {
@@ -70,23 +63,6 @@ pub trait Forest {
     async fn remote_make_with_blob(&self, len: u32) -> (ThingRef, Vec<u8>);
     /// Takes a reference to an object of the caller (only the raw server answers it).
     async fn remote_listen(&self, listener: ListenerRef) -> u32;
-}
-
-struct Item {
-    serial: u64,
-    dropped: mpsc::UnboundedSender<u64>,
-}
-
-impl Drop for Item {
-    fn drop(&mut self) {
-        let _ = self.dropped.send(self.serial);
-    }
-}
-
-impl Thing for Item {
-    async fn remote_serial(&self) -> u64 {
-        self.serial
-    }
 }
 
 struct Woods {

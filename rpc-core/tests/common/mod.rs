@@ -560,3 +560,32 @@ impl RawServer {
         (client.expect("connect to the raw server"), peer)
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// An object handed out by reference, that reports its drop.
+// ---------------------------------------------------------------------------------------------
+
+/// An object the server hands out; reports its drop.
+#[remote]
+pub trait Thing {
+    /// Its serial number.
+    async fn remote_serial(&self) -> u64;
+}
+
+/// A `Thing` that sends its serial to `dropped` when dropped.
+pub struct Item {
+    pub serial: u64,
+    pub dropped: tokio::sync::mpsc::UnboundedSender<u64>,
+}
+
+impl Drop for Item {
+    fn drop(&mut self) {
+        let _ = self.dropped.send(self.serial);
+    }
+}
+
+impl Thing for Item {
+    async fn remote_serial(&self) -> u64 {
+        self.serial
+    }
+}

@@ -601,25 +601,33 @@ async fn a_busy_handler_does_not_hold_up_calls_of_its_own_burst() {
     let _release = Release(Arc::clone(&s.state.release));
     let (client, ws) = s.client().await;
     wake_the_idle_worker().await;
-    let (quick_tx, quick_rx) = tokio::sync::oneshot::channel();
+    let (before_tx, before_rx) = tokio::sync::oneshot::channel();
+    let (after_tx, after_rx) = tokio::sync::oneshot::channel();
     let pipelined = {
         let ws = ws.clone();
         tokio::spawn(async move {
-            // Made together and polled together: one write, the busy call first.
-            let busy = ws.spin(1, SPIN_CAP_MS);
-            let quick = futures::future::join(ws.quick(2), ws.quick(3));
-            let quick = async move {
-                let answers = quick.await;
-                let _ = quick_tx.send(answers);
+            // Made together and polled together, in this order: one write, the busy call
+            // between two quick ones. The answer queued before the busy poll must be written,
+            // and the call after it polled elsewhere.
+            let before = async {
+                let _ = before_tx.send(ws.quick(2).await);
             };
-            futures::future::join(busy, quick).await.0
+            let after = async {
+                let _ = after_tx.send(ws.quick(3).await);
+            };
+            futures::future::join3(before, ws.spin(1, SPIN_CAP_MS), after)
+                .await
+                .1
         })
     };
     assert_eq!(s.next().await, Event::Started(1));
     let asked = Instant::now();
-    let (a, b) = within("quick calls in the busy call's burst", quick_rx)
+    let a = within("the quick call before the busy one", before_rx)
         .await
-        .expect("the quick calls");
+        .expect("the quick call before");
+    let b = within("the quick call after the busy one", after_rx)
+        .await
+        .expect("the quick call after");
     println!(
         "quick calls behind a busy handler of their own burst were answered in {:?}",
         asked.elapsed()

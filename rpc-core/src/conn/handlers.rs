@@ -127,7 +127,11 @@ async fn watch(shared: Arc<Shared>, watchdog: Arc<Watchdog>) {
         }
         let stuck: Vec<Arc<Burst>> = {
             let mut active = lock(&watchdog.active);
-            active.retain(|burst| !lock(&burst.calls).is_empty());
+            // A burst is done once every call was taken and no first poll runs (one that
+            // runs may hold up the answers of the calls before it).
+            active.retain(|burst| {
+                burst.polls.load(Ordering::SeqCst) % 2 == 1 || !lock(&burst.calls).is_empty()
+            });
             if active.is_empty() {
                 // Asleep until the next burst of several calls (told under the same lock).
                 watchdog.running.store(false, Ordering::SeqCst);
@@ -143,8 +147,11 @@ async fn watch(shared: Arc<Shared>, watchdog: Arc<Watchdog>) {
                 .collect()
         };
         for burst in stuck {
+            // Write the answers already queued; poll whatever calls are left elsewhere.
             shared.flush();
-            poll_elsewhere(Arc::clone(&shared), burst);
+            if !lock(&burst.calls).is_empty() {
+                poll_elsewhere(Arc::clone(&shared), burst);
+            }
         }
         if !watchdog.running.load(Ordering::SeqCst) {
             tokio::select! {

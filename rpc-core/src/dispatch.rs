@@ -150,10 +150,19 @@ pub(crate) fn guard_handler(
     method: String,
     handler: HandlerFuture,
 ) -> impl Future<Output = Result<Answer, RemoteError>> + Send + 'static {
-    AssertUnwindSafe(handler).catch_unwind().map(move |r| {
-        r.unwrap_or_else(|_| {
-            tracing::warn!(interface, method, "a remote method handler panicked");
-            Err(panicked(interface, &method))
-        })
+    AssertUnwindSafe(handler)
+        .catch_unwind()
+        .map(move |r| settle(r, interface, &method))
+}
+
+/// A caught handler's result, with a panic turned into a `Panicked` error (and logged).
+pub(crate) fn settle(
+    result: std::thread::Result<Result<Answer, RemoteError>>,
+    interface: &'static str,
+    method: &str,
+) -> Result<Answer, RemoteError> {
+    result.unwrap_or_else(|_| {
+        tracing::warn!(interface, method, "a remote method handler panicked");
+        Err(panicked(interface, method))
     })
 }

@@ -32,7 +32,7 @@ use super::incoming::{Slot, Started};
 use super::lifecycle::lock;
 use super::refctx::{EncodedFrame, FrameError, encode_frame};
 use super::shared::Shared;
-use crate::dispatch::{Answer, panicked};
+use crate::dispatch::{Answer, panicked, settle};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::protocol::Message;
 
@@ -208,39 +208,47 @@ fn first_poll(shared: &Arc<Shared>, mut call: Started) {
         });
         return;
     };
-    let result = settle(result, call.interface, &call.method);
-    let Some(frame) = answer_frame(shared, call.id, &result, call.interface, &call.method) else {
-        return;
-    };
-    let mut slot = Some(call.slot);
-    if let Err(frame) = frame.try_queue(|| drop(slot.take())) {
-        // No room for it now: wait in a task, holding the slot and the value, not the encoded
-        // frame (dropped here, rolling back its exports; encoded again once there is room).
-        drop(frame);
+    let Started {
+        id,
+        interface,
+        method,
+        slot,
+        ..
+    } = call;
+    let result = settle(result, interface, &method);
+    let mut slot = Some(slot);
+    if !try_answer(shared, id, &result, &mut slot, interface, &method) {
+        // No room for it now: wait in a task, holding the slot and the value.
         let shared = Arc::clone(shared);
-        let slot = slot.take().expect("not queued, so the slot is still held");
-        let Started {
-            id,
-            interface,
-            method,
-            ..
-        } = call;
+        let slot = slot.expect("not queued, so the slot is still held");
         tokio::spawn(async move {
             queue_answer(&shared, id, result, slot, interface, &method).await;
         });
     }
 }
 
-/// A handler's result, with a panic turned into a `Panicked` error.
-fn settle(
-    result: std::thread::Result<Result<Answer, RemoteError>>,
+/// Encodes and queues the answer of call `id` if the outbox has room for it now, freeing the
+/// call's slot under the queue's lock as it goes in; `false` (the slot still held, and no
+/// encoded frame kept: its exports are rolled back) if there is no room.
+fn try_answer(
+    shared: &Arc<Shared>,
+    id: u64,
+    result: &Result<Answer, RemoteError>,
+    slot: &mut Option<Slot>,
     interface: &'static str,
     method: &str,
-) -> Result<Answer, RemoteError> {
-    result.unwrap_or_else(|_| {
-        tracing::warn!(interface, method, "a remote method handler panicked");
-        Err(panicked(interface, method))
-    })
+) -> bool {
+    if shared.outbox.is_full() {
+        return false;
+    }
+    match answer_frame(shared, id, result, interface, method) {
+        Some(frame) => frame.try_queue(|| drop(slot.take())).is_ok(),
+        // Nothing could be encoded, not even an error: the call ends unanswered (logged).
+        None => {
+            slot.take();
+            true
+        }
+    }
 }
 
 /// Encodes and queues the answer of call `id` once the outbox has room for it (holding only
@@ -258,15 +266,7 @@ async fn queue_answer(
     method: &str,
 ) {
     let mut slot = Some(slot);
-    loop {
-        if !shared.outbox.is_full() {
-            let Some(frame) = answer_frame(shared, id, &result, interface, method) else {
-                return;
-            };
-            if frame.try_queue(|| drop(slot.take())).is_ok() {
-                break;
-            }
-        }
+    while !try_answer(shared, id, &result, &mut slot, interface, method) {
         // Let whatever is queued go out while this answer waits for room.
         shared.flush();
         tokio::select! {

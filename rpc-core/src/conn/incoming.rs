@@ -28,7 +28,7 @@ use crate::protocol::Message;
 
 /// An admitted call's slot, freed when dropped (also if its task panics or is aborted).
 pub(crate) struct Slot {
-    pub(crate) shared: Arc<Shared>,
+    shared: Arc<Shared>,
     pub(crate) ticket: Ticket,
 }
 
@@ -132,7 +132,7 @@ pub(crate) fn incoming_call(
         Ok(handler) => handler,
         Err(error) => {
             drop(slot);
-            shared.send_control(&Message::Error { id, error }, false);
+            refuse(shared, id, error.kind, error.message);
             return Ok(None);
         }
     };

@@ -9,11 +9,11 @@
 //! takes nothing for `frame_timeout`). Because no write ever waits, a caller whose future is
 //! dropped can never leave half a frame on the wire.
 //!
-//! When to flush is the callers' choice. The reader task *defers* the flush of answers it
-//! produced itself until it has no more frames to read, so a burst of pipelined calls is
-//! answered with one write. A call is queued when it is made and flushed when its future is
-//! first polled (or dropped): calls made back to back before they are awaited (`join_all`, a
-//! pipeline) share one write.
+//! When to flush is the callers' choice. The reader flushes what it queued itself (error
+//! answers, pongs) when it has no more frames to read, and the task that first polls a burst's
+//! handlers flushes their answers together, so a burst of pipelined calls is answered with one
+//! write. A call is queued at its first poll; calls awaited together (`join_all`, a pipeline)
+//! share one write (see `conn::pending_call`).
 //!
 //! **Budget.** Everything queued counts against the connection's output budget
 //! ([`Config::output_budget`](crate::Config::output_budget)) and the server's
@@ -144,10 +144,11 @@ impl Outbox {
         self.backlog() > self.budget / 3 || self.waiting_for_room.load(Ordering::SeqCst) > 0
     }
 
-    /// `true` while frames that can wait must wait (the queue is past two thirds of the
-    /// budget, or the server's budget is spent): no use encoding one now.
+    /// `true` while every frame that can wait must wait (the queue is past two thirds of the
+    /// budget): no use encoding one now. (Whether the server's budget lets a frame in depends
+    /// on its size: see [`Outbox::try_queue`].)
     pub(crate) fn is_full(&self) -> bool {
-        self.backlog() > self.wait_threshold() || !self.memory.has_room()
+        self.backlog() > self.wait_threshold()
     }
 
     /// Queues a frame that cannot wait (length prefix added here); refused if it would take
@@ -167,9 +168,9 @@ impl Outbox {
 
     /// Queues a frame that can wait (a call, an answer) if there is room for it now: the
     /// queue is empty or stays within two thirds of the budget, and, for a large frame, the
-    /// server's budget is not spent. Otherwise hands the frame back; wait with [`Outbox::room`] and try again.
-    /// Runs `before` (under the queue's lock) when the frame is taken, before it can be
-    /// written.
+    /// server's budget is not spent. Otherwise hands the frame back; wait with
+    /// [`Outbox::room`] and try again. Runs `before` (under the queue's lock) when the frame
+    /// is taken, before it can be written.
     pub(crate) fn try_queue(&self, frame: Bytes, before: impl FnOnce()) -> Result<(), Bytes> {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         let queued = self.backlog();

@@ -306,6 +306,25 @@ impl Drop for Setup {
 }
 
 impl Setup {
+    /// Releases the busy handler, checks that its call (`busy`, spawned) ended released, not
+    /// at its safety cap, and that `client` is still connected; then stops.
+    async fn release_busy(
+        self,
+        busy: tokio::task::JoinHandle<Result<bool, CallError>>,
+        client: Client,
+        ws: WorkshopRef,
+    ) {
+        self.state.release.store(true, Ordering::Release);
+        let released = within("the busy call", busy)
+            .await
+            .unwrap()
+            .expect("the busy call");
+        assert!(released, "the busy handler ran into its safety cap");
+        assert!(client.is_connected());
+        drop((ws, client));
+        self.stop().await;
+    }
+
     async fn new(config: Config) -> Setup {
         let (events_tx, events) = mpsc::unbounded_channel();
         let (drops_tx, gadget_drops) = mpsc::unbounded_channel();
@@ -581,20 +600,13 @@ async fn a_busy_handler_does_not_hold_up_the_connection() {
     assert_eq!(s.next().await, Event::Dropped(3));
     assert_eq!(s.spinning(), 1, "the busy handler ended early");
 
-    s.state.release.store(true, Ordering::Release);
-    let released = within("the busy call", busy)
-        .await
-        .unwrap()
-        .expect("the busy call");
-    assert!(released, "the busy handler ran into its safety cap");
-    assert!(client.is_connected());
-    drop((ws, client));
-    s.stop().await;
+    s.release_busy(busy, client, ws).await;
 }
 
-/// A busy call and quick calls sent in one write (one burst at the server), the busy one
-/// first: once the busy handler's first poll has run a while, the rest of the burst is polled
-/// elsewhere, so the quick calls are answered while it spins.
+/// A busy call between two quick ones, sent in one write (one burst at the server): the answer
+/// queued before the busy poll is written, and once the busy handler's first poll has run a
+/// while the rest of the burst is polled elsewhere, so both quick calls are answered while it
+/// spins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_handler_does_not_hold_up_calls_of_its_own_burst() {
     let mut s = Setup::new(Config::default()).await;
@@ -635,15 +647,7 @@ async fn a_busy_handler_does_not_hold_up_calls_of_its_own_burst() {
     a.expect("the first quick call");
     b.expect("the second quick call");
     assert_eq!(s.spinning(), 1, "the busy handler ended early");
-    s.state.release.store(true, Ordering::Release);
-    let released = within("the busy call", pipelined)
-        .await
-        .unwrap()
-        .expect("the busy call");
-    assert!(released, "the busy handler ran into its safety cap");
-    assert!(client.is_connected());
-    drop((ws, client));
-    s.stop().await;
+    s.release_busy(pipelined, client, ws).await;
 }
 
 /// The same by hand: a keepalive ping, a quick call and a cancel, all answered or acted on

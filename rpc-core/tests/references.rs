@@ -8,16 +8,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use common::{Item, ThingRef, within};
+use common::{Item, ListenerRef, Recorder, ThingRef, within};
 use rpc_core::{CallError, Client, Config, Peer, RemoteErrorKind, RemoteRef, Server, remote};
 use tokio::sync::mpsc;
-
-/// Lives in the client; called back by the server.
-#[remote]
-pub trait Listener {
-    /// Records `n`; returns twice `n`.
-    async fn remote_notify(&self, n: u32) -> u32;
-}
 
 /// The server's root object.
 #[remote]
@@ -39,17 +32,6 @@ pub trait Hub {
     async fn remote_exported(&self) -> usize;
     /// Accepts a reference and drops it.
     async fn remote_take(&self, thing: ThingRef);
-}
-
-struct Recorder {
-    seen: mpsc::UnboundedSender<u32>,
-}
-
-impl Listener for Recorder {
-    async fn remote_notify(&self, n: u32) -> u32 {
-        let _ = self.seen.send(n);
-        n * 2
-    }
 }
 
 struct HubObject {

@@ -42,13 +42,6 @@ fn height(tree: &Tree) -> u64 {
     }
 }
 
-/// Lives in the client; the raw server calls it back.
-#[remote]
-pub trait Listener {
-    /// Records `n`; returns twice `n`.
-    async fn remote_notify(&self, n: u32) -> u32;
-}
-
 /// The root object of the servers here (real or raw).
 #[remote]
 pub trait Forest {
@@ -98,17 +91,6 @@ impl Forest for Woods {
 
     async fn remote_listen(&self, listener: ListenerRef) -> u32 {
         listener.notify(1).await.unwrap_or(0)
-    }
-}
-
-struct Recorder {
-    seen: mpsc::UnboundedSender<u32>,
-}
-
-impl Listener for Recorder {
-    async fn remote_notify(&self, n: u32) -> u32 {
-        let _ = self.seen.send(n);
-        n * 2
     }
 }
 

@@ -371,15 +371,7 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// The payload of a call frame: the `Call` header and the encoded argument tuple.
 pub fn call_payload<A: Serialize>(id: u64, object: u64, method: &str, args: A) -> Vec<u8> {
-    let mut payload = encode(&Message::Call {
-        id,
-        object,
-        method: method.into(),
-        deadline_ms: None,
-        refs: Vec::new(),
-    });
-    payload.extend_from_slice(&encode(&args));
-    payload
+    call_payload_raw(id, object, method, &encode(&args))
 }
 
 /// The payload of a call frame whose encoded argument tuple is `args`, written by hand.
@@ -587,5 +579,24 @@ impl Drop for Item {
 impl Thing for Item {
     async fn remote_serial(&self) -> u64 {
         self.serial
+    }
+}
+
+/// Lives in the client; called back by the server.
+#[remote]
+pub trait Listener {
+    /// Records `n`; returns twice `n`.
+    async fn remote_notify(&self, n: u32) -> u32;
+}
+
+/// A `Listener` that sends every `n` it is notified of to `seen`.
+pub struct Recorder {
+    pub seen: tokio::sync::mpsc::UnboundedSender<u32>,
+}
+
+impl Listener for Recorder {
+    async fn remote_notify(&self, n: u32) -> u32 {
+        let _ = self.seen.send(n);
+        n * 2
     }
 }

@@ -23,6 +23,7 @@ use crate::call::CallFuture;
 use crate::config::Config;
 use crate::error::CallError;
 use crate::object::RemoteRef;
+use crate::tls::ClientTls;
 
 /// A [`crate::Client`] whose methods block. Proxies obtained from it are the ordinary typed
 /// proxies; pass their calls to [`Client::call`] to wait for them.
@@ -41,14 +42,29 @@ impl Client {
 
     /// Connects over TCP with `config`.
     pub fn connect_with<A: ToSocketAddrs>(addr: A, config: Config) -> Result<Client, CallError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("pbrs-blocking")
-            .enable_all()
-            .build()
-            .map_err(|e| CallError::io("could not start the background runtime", e))?;
+        let runtime = background_runtime()?;
         let client = runtime.block_on(crate::Client::connect_with(addr, config))?;
         Ok(Client { client, runtime })
+    }
+
+    /// Connects over TLS; see [`crate::Client::connect_tls`].
+    pub fn connect_tls(addr: &str, tls: &ClientTls) -> Result<Client, CallError> {
+        let runtime = background_runtime()?;
+        let client = runtime.block_on(crate::Client::connect_tls(addr, tls))?;
+        Ok(Client { client, runtime })
+    }
+
+    /// Connects to the object a sturdy URL names (see [`crate::Client::connect_url`]) and
+    /// returns the client with the object's proxy.
+    pub fn connect_url<R: RemoteRef>(url: &str) -> Result<(Client, R), CallError> {
+        let runtime = background_runtime()?;
+        let object: R = runtime.block_on(crate::Client::connect_url(url))?;
+        let connection = object
+            .object()
+            .connection()
+            .expect("an object reached through a URL lives across a connection");
+        let client = crate::Client::from_connection(connection.clone());
+        Ok((Client { client, runtime }, object))
     }
 
     /// The server's root object as a typed proxy.
@@ -79,4 +95,14 @@ impl Client {
     pub fn inner(&self) -> &crate::Client {
         &self.client
     }
+}
+
+/// The small runtime a blocking client runs its connection on.
+fn background_runtime() -> Result<Runtime, CallError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("pbrs-blocking")
+        .enable_all()
+        .build()
+        .map_err(|e| CallError::io("could not start the background runtime", e))
 }

@@ -1,7 +1,6 @@
 //! [`Client`]: one connection to a server, and the way to its root object.
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -10,11 +9,14 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 
 use crate::call::CallFuture;
 use crate::config::Config;
-use crate::conn::{Connection, RemoteObject, establish};
-use crate::error::CallError;
+use crate::conn::{Connection, PeerInfo, RemoteObject, establish};
+use crate::error::{CallError, RemoteErrorKind};
 use crate::io::budget::MemoryBudget;
 use crate::object::{ObjectRef, RemoteRef};
 use crate::peer::{DisconnectHook, Peer};
+use crate::protocol::LOOKUP_OBJECT;
+use crate::sturdy::SturdyUrl;
+use crate::tls::{self, ClientTls};
 
 /// A connection to a pbrs server (PB's `PBClientFactory`). Cheap to clone; the connection
 /// closes when the last clone of the client and of every proxy obtained through it is gone,
@@ -43,30 +45,116 @@ impl Client {
         addr: A,
         config: Config,
     ) -> Result<Client, CallError> {
-        let stream =
-            match tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    return Err(CallError::io(
-                        "could not connect (is the server running, and is the address right?)",
-                        e,
-                    ));
-                }
-                Err(_) => {
-                    return Err(CallError::Timeout {
-                        what: "connecting",
-                        after: config.connect_timeout,
-                    });
-                }
-            };
-        let _ = stream.set_nodelay(true);
-        let peer = stream
-            .peer_addr()
-            .map(|a: SocketAddr| a.to_string())
-            .unwrap_or_else(|_| "unknown peer".into());
+        let stream = tcp_connect(addr, &config).await?;
+        let info = tcp_peer(&stream);
         let (reader, writer) = stream.into_split();
+        Client::start(reader, writer, config, info).await
+    }
+
+    /// Connects over TLS to `addr` (`host:port`), checking the server as `tls` says (a pinned
+    /// fingerprint or CA roots), with the default [`Config`]. A server that does not pass the
+    /// check, or does not speak TLS, fails here with [`CallError::Tls`] saying which.
+    pub async fn connect_tls(addr: &str, tls: &ClientTls) -> Result<Client, CallError> {
+        Client::connect_tls_with(addr, tls, Config::default()).await
+    }
+
+    /// Connects over TLS with `config`; see [`connect_tls`](Client::connect_tls).
+    pub async fn connect_tls_with(
+        addr: &str,
+        tls: &ClientTls,
+        config: Config,
+    ) -> Result<Client, CallError> {
+        let stream = tcp_connect(addr, &config).await?;
+        let mut info = tcp_peer(&stream);
+        let secured = tokio::time::timeout(
+            config.handshake_timeout,
+            tls.connect(tls::host_of(addr), stream),
+        );
+        let stream = match secured.await {
+            Ok(stream) => stream?,
+            Err(_) => {
+                return Err(CallError::Timeout {
+                    what: "the TLS handshake",
+                    after: config.handshake_timeout,
+                });
+            }
+        };
+        info.encrypted = true;
+        let (reader, writer) = tokio::io::split(stream);
+        Client::start(reader, writer, config, info).await
+    }
+
+    /// Connects to the object a sturdy URL names,
+    /// `pbrs://<fingerprint>@<host>:<port>/<secret>`: over TLS, accepting only the server with
+    /// that fingerprint, then looking the secret up. Returns the object as a typed proxy (it
+    /// holds the connection open; [`RemoteRef::peer`] reaches the connection).
+    ///
+    /// # Errors
+    /// [`CallError::InvalidUrl`] when the URL does not parse, [`CallError::Tls`] when the
+    /// server is not the pinned one, [`CallError::Remote`] with
+    /// [`RemoteErrorKind::NoSuchObject`](crate::RemoteErrorKind::NoSuchObject) when it has
+    /// no object under that secret, and the errors of [`connect`](Client::connect).
+    pub async fn connect_url<R: RemoteRef>(url: &str) -> Result<R, CallError> {
+        let url: SturdyUrl = url.parse()?;
+        Client::connect_url_with(&url, &ClientTls::pinned(url.fingerprint()), Config::default())
+            .await
+    }
+
+    /// Like [`connect_url`](Client::connect_url) with `config`, and with `tls` for what else
+    /// the connection needs (e.g. a client certificate: `ClientTls::pinned(url.fingerprint())
+    /// .with_identity(...)`). The URL's pin is checked whatever `tls` trusts.
+    pub async fn connect_url_with<R: RemoteRef>(
+        url: &SturdyUrl,
+        tls: &ClientTls,
+        config: Config,
+    ) -> Result<R, CallError> {
+        let tls = tls.clone().pin(url.fingerprint());
+        let client = Client::connect_tls_with(url.addr(), &tls, config).await?;
+        let lookup = ObjectRef::remote(RemoteObject::permanent(
+            client.connection.clone(),
+            LOOKUP_OBJECT,
+            None,
+        ));
+        let found: Option<ObjectRef> = lookup
+            .call_remote("lookup", (url.secret(),))
+            .await
+            .map_err(|e| match e {
+                CallError::Remote { kind: RemoteErrorKind::NoSuchObject, .. } => CallError::Remote {
+                    kind: RemoteErrorKind::NoSuchObject,
+                    message: "the server registered no object under this URL's secret \
+                              (the URL is wrong or was revoked)"
+                        .into(),
+                },
+                other => other,
+            })?;
+        let object = found.ok_or_else(|| CallError::Remote {
+            kind: RemoteErrorKind::NoSuchObject,
+            message: "the server registered no object under this URL's secret (the URL is \
+                      wrong or was revoked)"
+                .into(),
+        })?;
+        match object.interface() {
+            Some(found) if found != R::INTERFACE => Err(CallError::Decode {
+                message: format!(
+                    "the URL names a `{found}`, not a `{}`",
+                    R::INTERFACE
+                ),
+            }),
+            _ => Ok(R::from_object(object)),
+        }
+    }
+
+    pub(crate) fn from_connection(connection: Connection) -> Client {
+        Client { connection }
+    }
+
+    async fn start<R, W>(reader: R, writer: W, config: Config, info: PeerInfo) -> Result<Client, CallError>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
         let memory = MemoryBudget::new(config.memory_budget);
-        let connection = establish(reader, writer, config, None, peer, memory).await?;
+        let connection = establish(reader, writer, config, Vec::new(), info, memory).await?;
         Ok(Client { connection })
     }
 
@@ -76,10 +164,7 @@ impl Client {
         T: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (reader, writer) = tokio::io::split(transport);
-        let memory = MemoryBudget::new(config.memory_budget);
-        let peer = "in-process peer".to_owned();
-        let connection = establish(reader, writer, config, None, peer, memory).await?;
-        Ok(Client { connection })
+        Client::start(reader, writer, config, PeerInfo::local("in-process peer")).await
     }
 
     /// The server's root object as a typed proxy (PB's `getRootObject`).
@@ -131,5 +216,40 @@ impl Client {
         self.connection
             .shared()
             .close_locally("the client closed the connection");
+    }
+}
+
+/// Opens a TCP connection within the connect timeout, with `TCP_NODELAY`.
+async fn tcp_connect<A: ToSocketAddrs>(addr: A, config: &Config) -> Result<TcpStream, CallError> {
+    let stream = match tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr)).await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            return Err(CallError::io(
+                "could not connect (is the server running, and is the address right?)",
+                e,
+            ));
+        }
+        Err(_) => {
+            return Err(CallError::Timeout {
+                what: "connecting",
+                after: config.connect_timeout,
+            });
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// What a TCP stream says of its peer.
+fn tcp_peer(stream: &TcpStream) -> PeerInfo {
+    match stream.peer_addr() {
+        Ok(remote) => PeerInfo::tcp(remote, stream.local_addr().ok()),
+        Err(_) => PeerInfo {
+            addr: "unknown peer".into(),
+            encrypted: false,
+            local: false,
+            certificate: None,
+        },
     }
 }

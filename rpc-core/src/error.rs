@@ -73,6 +73,22 @@ pub enum CallError {
         /// The limit that was reached.
         after: Duration,
     },
+    /// The TLS layer refused the connection or could not be set up: a certificate that is
+    /// not the pinned one or not signed by a trusted CA, an expired certificate, a peer that
+    /// does not speak TLS, an identity file that does not parse, ...
+    #[error("TLS: {message}")]
+    Tls {
+        /// What failed, and what to do about it.
+        message: String,
+    },
+    /// A `pbrs://` URL that does not parse.
+    #[error("bad pbrs:// URL {url:?}: {problem}")]
+    InvalidUrl {
+        /// The URL as given (its secret left out).
+        url: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// An operating-system level I/O error while binding, accepting or connecting.
     #[error("{context}: {source}")]
     Io {

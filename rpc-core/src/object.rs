@@ -132,6 +132,14 @@ impl ObjectRef {
         }
     }
 
+    /// The connection the object lives across, `None` for a local object.
+    pub(crate) fn connection(&self) -> Option<&crate::conn::Connection> {
+        match &self.target {
+            Reference::Local(_) => None,
+            Reference::Remote(r) => Some(r.connection()),
+        }
+    }
+
     pub(crate) fn local_dispatch(&self) -> Option<&Arc<dyn Dispatch>> {
         match &self.target {
             Reference::Local(d) => Some(d),

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::{Arc, Weak};
 
 use crate::conn::{Shared, caller};
+use crate::tls::PeerCertificate;
 
 /// The other end of a connection. Cheap to clone; holding one does not keep the connection
 /// open.
@@ -41,6 +42,40 @@ impl Peer {
     /// The peer's address (or a description of the transport).
     pub fn addr(&self) -> &str {
         self.shared.peer()
+    }
+
+    /// Who the caller is: the user it logged in as (see [`crate::login`]), else the client
+    /// certificate it proved (mutual TLS), else anonymous.
+    pub fn caller(&self) -> Caller {
+        if let Some(user) = self.user() {
+            return Caller::User(user);
+        }
+        match self.certificate() {
+            Some(certificate) => Caller::Certificate(certificate.clone()),
+            None => Caller::Anonymous,
+        }
+    }
+
+    /// The user the peer logged in as on this connection (see [`crate::login`]).
+    pub fn user(&self) -> Option<String> {
+        self.shared.login.user()
+    }
+
+    /// The certificate the peer proved it holds, when the server requires client
+    /// certificates (mutual TLS; see [`ServerTls`](crate::tls::ServerTls)).
+    pub fn certificate(&self) -> Option<&PeerCertificate> {
+        self.shared.peer_info().certificate.as_ref()
+    }
+
+    /// Whether the connection runs over TLS.
+    pub fn is_encrypted(&self) -> bool {
+        self.shared.peer_info().encrypted
+    }
+
+    /// Whether both ends are on this host (loopback TCP, an in-memory or Unix-socket
+    /// transport), so that nothing crosses a network.
+    pub fn is_local(&self) -> bool {
+        self.shared.peer_info().local
     }
 
     /// `true` until the connection is lost or closed.
@@ -97,6 +132,18 @@ impl Peer {
     pub fn close(&self) {
         self.shared.close_locally("closed by this side");
     }
+}
+
+/// Who is calling, as [`Peer::caller`] tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Caller {
+    /// A user who logged in with a password.
+    User(String),
+    /// A client known by its TLS certificate (mutual TLS), not logged in.
+    Certificate(PeerCertificate),
+    /// Neither.
+    Anonymous,
 }
 
 /// A registered disconnect callback; [`cancel`](DisconnectHook::cancel) takes it back.

@@ -6,7 +6,9 @@
 //! **Handshake.** Both sides first send one 8-byte hello frame, `b"PBRS"`, the protocol
 //! version as a big-endian `u16`, and two reserved zero bytes, then read the peer's. A wrong
 //! magic or another version closes the connection with [`CallError::Protocol`] on both sides:
-//! both sent their hello before reading, so both can tell.
+//! both sent their hello before reading, so both can tell. A server may send a *refusal*
+//! instead of its hello (version [`REFUSAL_VERSION`], then a reason in UTF-8), e.g. a TLS
+//! server to a plaintext client, and close.
 //!
 //! **Messages.** Every later frame starts with one bincode-encoded [`Message`]. A `Call` or an
 //! `Answer` frame then carries its payload, the bincode encoding of the argument tuple or of
@@ -42,14 +44,37 @@ pub const MAGIC: [u8; 4] = *b"PBRS";
 /// The object id of a listener's root object.
 pub const ROOT_OBJECT: u64 = 0;
 
+/// The object id at which a server's connections export the lookup of sturdy URLs: its
+/// method `lookup(secret: String) -> Option<reference>` answers the object registered under
+/// `secret` (see [`SturdyUrl`](crate::SturdyUrl)).
+pub const LOOKUP_OBJECT: u64 = u64::MAX;
+
 /// The hello frame this build sends.
 pub(crate) fn hello() -> [u8; 8] {
     let v = PROTOCOL_VERSION.to_be_bytes();
     [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], v[0], v[1], 0, 0]
 }
 
+/// The version field of a refusal: a hello-shaped frame that a server sends instead of its
+/// hello to say why it will not serve this connection (e.g. it requires TLS), followed by the
+/// reason in UTF-8.
+pub const REFUSAL_VERSION: u16 = u16::MAX;
+
+/// A refusal frame carrying `reason` (see [`REFUSAL_VERSION`]).
+pub(crate) fn refusal(reason: &str) -> Vec<u8> {
+    let mut frame = MAGIC.to_vec();
+    frame.extend_from_slice(&REFUSAL_VERSION.to_be_bytes());
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend_from_slice(reason.as_bytes());
+    frame
+}
+
 /// Checks a peer's hello frame; the error says what was wrong.
 pub(crate) fn check_hello(frame: &[u8]) -> Result<(), String> {
+    if frame.len() >= 8 && frame[..4] == MAGIC && frame[4..6] == REFUSAL_VERSION.to_be_bytes() {
+        let reason = String::from_utf8_lossy(&frame[8..]);
+        return Err(format!("the server refused the connection: {reason}"));
+    }
     if frame.len() != 8 || frame[..4] != MAGIC {
         return Err(format!(
             "the peer's first frame ({} bytes) is not a pbrs hello; is it a pbrs peer?",

@@ -14,17 +14,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::conn::{drain as drain_connection, establish};
+use crate::conn::{PeerInfo, drain as drain_connection, establish};
 use crate::dispatch::Dispatch;
 use crate::error::CallError;
 use crate::io::budget::MemoryBudget;
 use crate::object::RemoteRef;
+use crate::protocol::{self, LOOKUP_OBJECT, ROOT_OBJECT};
+use crate::sturdy::{LookupRef, Registry, SturdyUrl};
+use crate::tls::{Fingerprint, PeerCertificate, ServerTls, TLS_HANDSHAKE_RECORD, TlsAcceptor};
 
 /// A listener and its root object (PB's `PBServerFactory(root)`).
 ///
@@ -44,6 +47,8 @@ pub struct Server {
     root: Arc<dyn Dispatch>,
     config: Config,
     stats: ServerStats,
+    tls: Option<(TlsAcceptor, Fingerprint)>,
+    registry: Registry,
 }
 
 /// Live figures of a running [`Server`]: what its connections hold, and how many there are.
@@ -137,7 +142,46 @@ impl Server {
             root: local_root(&root)?,
             stats: ServerStats::new(&config),
             config,
+            tls: None,
+            registry: Registry::default(),
         })
+    }
+
+    /// Serves every connection over TLS with `tls` (its identity, and whether clients must
+    /// present certificates). A plaintext client is refused with a message saying that this
+    /// server requires TLS.
+    ///
+    /// # Errors
+    /// When the identity cannot be used by rustls.
+    pub fn with_tls(mut self, tls: ServerTls) -> Result<Server, CallError> {
+        let acceptor = tls.acceptor()?;
+        self.tls = Some((acceptor, tls.identity().fingerprint()));
+        Ok(self)
+    }
+
+    /// The fingerprint of the server's TLS certificate, when it serves TLS.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.tls.as_ref().map(|(_, fingerprint)| *fingerprint)
+    }
+
+    /// Registers `object` under a new unguessable secret and returns its sturdy URL,
+    /// `pbrs://<fingerprint>@<local address>/<secret>` (for a server bound to `0.0.0.0`, give
+    /// clients [`SturdyUrl::with_addr`] with the address they reach it at). Whoever knows the
+    /// URL can call the object; nobody else can reach it. The root object stays as it is.
+    ///
+    /// # Errors
+    /// When the server does not serve TLS ([`with_tls`](Server::with_tls) first): the URL
+    /// names the server by its certificate.
+    pub fn register<R: RemoteRef>(&self, object: R) -> Result<SturdyUrl, CallError> {
+        let Some(fingerprint) = self.fingerprint() else {
+            return Err(CallError::Tls {
+                message: "a pbrs:// URL names a server by its TLS certificate: call \
+                          Server::with_tls before Server::register"
+                    .into(),
+            });
+        };
+        let secret = self.registry.register(object.object().clone())?;
+        Ok(SturdyUrl::new(fingerprint, self.local_addr.to_string(), secret))
     }
 
     /// Uses `config` for every connection accepted from now on (and a new memory budget of
@@ -173,7 +217,16 @@ impl Server {
             root,
             config,
             stats,
+            tls,
+            registry,
         } = self;
+        let mut permanent = vec![(ROOT_OBJECT, root)];
+        if !registry.is_empty() {
+            let lookup = LookupRef::new(registry);
+            let lookup = Arc::clone(lookup.object().local_dispatch().expect("a local object"));
+            permanent.push((LOOKUP_OBJECT, lookup));
+        }
+        let tls = tls.map(|(acceptor, _)| acceptor);
         let drain = CancellationToken::new();
         let mut connections = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -207,7 +260,8 @@ impl Server {
                     let served = serve_tcp(
                         stream,
                         peer,
-                        Arc::clone(&root),
+                        tls.clone(),
+                        permanent.clone(),
                         config.clone(),
                         drain.clone(),
                         Arc::clone(&stats.memory),
@@ -247,7 +301,8 @@ impl Server {
 async fn serve_tcp(
     stream: TcpStream,
     peer: SocketAddr,
-    root: Arc<dyn Dispatch>,
+    tls: Option<TlsAcceptor>,
+    permanent: Vec<(u64, Arc<dyn Dispatch>)>,
     config: Config,
     drain: CancellationToken,
     memory: Arc<MemoryBudget>,
@@ -255,24 +310,72 @@ async fn serve_tcp(
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, "could not set TCP_NODELAY: {e}");
     }
-    let (reader, writer) = stream.into_split();
-    serve_halves(
-        reader,
-        writer,
-        peer.to_string(),
-        root,
-        config,
-        drain,
-        memory,
-    )
-    .await;
+    let mut info = PeerInfo::tcp(peer, stream.local_addr().ok());
+    let Some(tls) = tls else {
+        let (reader, writer) = stream.into_split();
+        serve_halves(reader, writer, info, permanent, config, drain, memory).await;
+        return;
+    };
+    let secured = tokio::select! {
+        secured = tokio::time::timeout(config.handshake_timeout, secure(stream, &tls)) => secured,
+        _ = drain.cancelled() => return,
+    };
+    let (stream, certificate) = match secured {
+        Ok(Ok(secured)) => secured,
+        Ok(Err(why)) => {
+            tracing::warn!(%peer, "TLS handshake failed: {why}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(
+                %peer,
+                "TLS handshake timed out after {:?}",
+                config.handshake_timeout
+            );
+            return;
+        }
+    };
+    info.encrypted = true;
+    info.certificate = certificate;
+    let (reader, writer) = tokio::io::split(stream);
+    serve_halves(reader, writer, info, permanent, config, drain, memory).await;
+}
+
+/// The server side of TLS on a new connection. A client whose first byte does not open a TLS
+/// handshake is a plaintext pbrs client: it gets a refusal it can read, and the connection
+/// closes.
+async fn secure(
+    stream: TcpStream,
+    tls: &TlsAcceptor,
+) -> Result<(tokio_rustls::server::TlsStream<TcpStream>, Option<PeerCertificate>), String> {
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await {
+        Ok(0) => return Err("the client closed the connection before the TLS handshake".into()),
+        Ok(_) if first[0] == TLS_HANDSHAKE_RECORD => {}
+        Ok(_) => {
+            let refusal = protocol::refusal(
+                "this server requires TLS; connect with a pbrs:// URL (Client::connect_url) or \
+                 Client::connect_tls",
+            );
+            let mut frame = (refusal.len() as u32).to_be_bytes().to_vec();
+            frame.extend_from_slice(&refusal);
+            let mut stream = stream;
+            let _ = stream.write_all(&frame).await;
+            let _ = stream.shutdown().await;
+            return Err("the client did not speak TLS (a plaintext pbrs client?); it was told \
+                        that this server requires TLS"
+                .into());
+        }
+        Err(e) => return Err(format!("reading from the client failed: {e}")),
+    }
+    tls.accept(stream).await
 }
 
 async fn serve_halves<R, W>(
     reader: R,
     writer: W,
-    peer: String,
-    root: Arc<dyn Dispatch>,
+    info: PeerInfo,
+    permanent: Vec<(u64, Arc<dyn Dispatch>)>,
     config: Config,
     drain: CancellationToken,
     memory: Arc<MemoryBudget>,
@@ -281,8 +384,9 @@ async fn serve_halves<R, W>(
     W: AsyncWrite + Send + Unpin + 'static,
 {
     let grace = config.shutdown_grace;
+    let peer = info.addr.clone();
     let established = tokio::select! {
-        established = establish(reader, writer, config, Some(root), peer.clone(), memory) => established,
+        established = establish(reader, writer, config, permanent, info, memory) => established,
         _ = drain.cancelled() => return,
     };
     let connection = match established {
@@ -314,8 +418,9 @@ where
 {
     let (reader, writer) = tokio::io::split(transport);
     let memory = MemoryBudget::new(config.memory_budget);
-    let root = Some(local_root(&root)?);
-    let connection = establish(reader, writer, config, root, peer.to_owned(), memory).await?;
+    let permanent = vec![(ROOT_OBJECT, local_root(&root)?)];
+    let info = PeerInfo::local(peer);
+    let connection = establish(reader, writer, config, permanent, info, memory).await?;
     connection.shared().closed().await;
     Ok(())
 }

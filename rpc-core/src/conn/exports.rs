@@ -9,7 +9,8 @@
 //! future dropped before its first poll, an answer that failed to encode), and a failed frame
 //! rolls its pending references back. A decref from the peer subtracts what the peer
 //! received; the entry goes when nothing is sent or pending, and with it the table's hold on
-//! the object. The root object is exported at id [`ROOT_OBJECT`] and is never released. See
+//! the object. The root object is exported at id [`ROOT_OBJECT`] and is never released, like
+//! any other permanent object (a server's lookup of sturdy URLs). See
 //! `refctx` for why counting references *sent* makes a re-send during a decref safe.
 
 use std::collections::HashMap;
@@ -44,23 +45,24 @@ fn address(object: &Arc<dyn Dispatch>) -> usize {
 }
 
 impl ExportTable {
-    /// A table holding `root` (if any) and room for `limit` objects in all.
-    pub(crate) fn new(root: Option<Arc<dyn Dispatch>>, limit: usize) -> Self {
+    /// A table holding the `permanent` objects at their ids (a server's root at
+    /// [`ROOT_OBJECT`]), never released, and room for `limit` objects in all.
+    pub(crate) fn new(permanent: Vec<(u64, Arc<dyn Dispatch>)>, limit: usize) -> Self {
         let mut table = ExportTable {
             by_id: HashMap::new(),
             by_address: HashMap::new(),
             next_id: ROOT_OBJECT + 1,
             limit,
         };
-        if let Some(root) = root {
-            table.by_address.insert(address(&root), ROOT_OBJECT);
-            let root = Export {
-                object: root,
+        for (id, object) in permanent {
+            table.by_address.entry(address(&object)).or_insert(id);
+            let export = Export {
+                object,
                 sent: 0,
                 pending: 0,
                 permanent: true,
             };
-            table.by_id.insert(ROOT_OBJECT, root);
+            table.by_id.insert(id, export);
         }
         table
     }
@@ -183,7 +185,7 @@ mod tests {
 
     #[test]
     fn an_object_sent_twice_has_one_id_and_needs_both_references_back() {
-        let mut table = ExportTable::new(None, 10);
+        let mut table = ExportTable::new(Vec::new(), 10);
         let a = object();
         let id = table.export(&a).unwrap();
         assert_eq!(table.export(&a).unwrap(), id);
@@ -199,7 +201,7 @@ mod tests {
 
     #[test]
     fn a_resend_during_a_decref_keeps_the_object() {
-        let mut table = ExportTable::new(None, 10);
+        let mut table = ExportTable::new(Vec::new(), 10);
         let a = object();
         let id = table.export(&a).unwrap();
         table.commit(id);
@@ -213,7 +215,7 @@ mod tests {
     #[test]
     fn the_root_is_never_released_and_counts_against_the_limit() {
         let root = object();
-        let mut table = ExportTable::new(Some(Arc::clone(&root)), 2);
+        let mut table = ExportTable::new(vec![(ROOT_OBJECT, Arc::clone(&root))], 2);
         assert_eq!(table.export(&root).unwrap(), ROOT_OBJECT);
         assert!(table.release(ROOT_OBJECT, u64::MAX).is_none());
         assert!(table.get(ROOT_OBJECT).is_some());
@@ -228,7 +230,7 @@ mod tests {
 
     #[test]
     fn unknown_ids_and_excess_counts_are_harmless() {
-        let mut table = ExportTable::new(None, 10);
+        let mut table = ExportTable::new(Vec::new(), 10);
         assert!(table.release(42, 1).is_none());
         let a = object();
         let id = table.export(&a).unwrap();
@@ -239,7 +241,7 @@ mod tests {
 
     #[test]
     fn an_object_is_callable_only_once_a_frame_handing_it_over_is_queued() {
-        let mut table = ExportTable::new(None, 10);
+        let mut table = ExportTable::new(Vec::new(), 10);
         let a = object();
         let id = table.export(&a).unwrap();
         assert!(

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::error::CallError;
 use crate::io::frame_reader::{FrameReader, ReadError};
 use crate::protocol;
+use crate::tls;
 
 /// Exchanges hellos over `frames` and `writer`.
 pub(crate) async fn handshake<R, W>(
@@ -36,7 +37,19 @@ where
             Ok(None) => Err(CallError::disconnected(
                 "the peer closed the connection during the handshake",
             )),
+            Err(ReadError::Protocol(_)) if frames.announced().is_some_and(tls::looks_like_tls) => {
+                Err(CallError::protocol(
+                    "the peer speaks TLS, but this side does not: connect to a TLS server with \
+                     Client::connect_tls or a pbrs:// URL, or serve TLS with Server::with_tls",
+                ))
+            }
             Err(ReadError::Protocol(m)) => Err(CallError::protocol(format!("bad hello: {m}"))),
+            // Over TLS, a certificate refused by the peer shows here, at the first read.
+            Err(ReadError::Transport(e)) if tls::verify::rustls_error(&e).is_some() => Err(
+                CallError::Tls {
+                    message: tls::verify::describe(&e, tls::verify::Side::Client),
+                },
+            ),
             Err(ReadError::Transport(e)) => Err(CallError::disconnected(format!(
                 "reading the peer's hello failed: {e}"
             ))),

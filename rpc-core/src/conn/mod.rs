@@ -28,6 +28,7 @@ pub(crate) mod incoming;
 pub(crate) mod keepalive;
 pub(crate) mod lifecycle;
 pub(crate) mod outgoing;
+pub(crate) mod peer_info;
 pub(crate) mod pending_call;
 pub(crate) mod reader;
 pub(crate) mod refctx;
@@ -47,17 +48,19 @@ use crate::io::budget::MemoryBudget;
 use crate::io::frame_reader::FrameReader;
 use lifecycle::Closed;
 use reader::CloseOnExit;
+pub(crate) use peer_info::PeerInfo;
 pub(crate) use shared::{Connection, Reference, RemoteObject, Shared};
 
-/// Runs the handshake over `reader`/`writer` and starts the connection's tasks. `root`, if
-/// any, is exported as object [`ROOT_OBJECT`](crate::protocol::ROOT_OBJECT); `memory` is the
-/// budget it charges (a server's, shared by all its connections).
+/// Runs the handshake over `reader`/`writer` and starts the connection's tasks. The
+/// `permanent` objects are exported at their ids (a server's root at
+/// [`ROOT_OBJECT`](crate::protocol::ROOT_OBJECT)); `memory` is the budget it charges (a
+/// server's, shared by all its connections).
 pub(crate) async fn establish<R, W>(
     reader: R,
     mut writer: W,
     config: Config,
-    root: Option<Arc<dyn Dispatch>>,
-    peer: String,
+    permanent: Vec<(u64, Arc<dyn Dispatch>)>,
+    peer: PeerInfo,
     memory: Arc<MemoryBudget>,
 ) -> Result<Connection, CallError>
 where
@@ -72,7 +75,7 @@ where
     );
     handshake::handshake(&mut frames, &mut writer, &config).await?;
     let keepalive = config.keepalive;
-    let shared = Shared::new(config, peer, Box::new(writer), memory, root);
+    let shared = Shared::new(config, peer, Box::new(writer), memory, permanent);
     let connection = Connection::new(Arc::clone(&shared));
     tokio::spawn(reader::read_loop(Arc::clone(&shared), frames));
     let writer_shared = Arc::clone(&shared);

@@ -27,6 +27,7 @@ use super::exports::ExportTable;
 use super::imports::ImportTable;
 use super::lifecycle::{Closed, DisconnectCallback, Lifecycle, lock};
 use super::outgoing::PendingTable;
+use super::peer_info::{Login, PeerInfo};
 use crate::codec;
 use crate::config::Config;
 use crate::dispatch::Dispatch;
@@ -100,7 +101,9 @@ impl Connection {
 /// The state of a connection, shared by its handles and its tasks.
 pub(crate) struct Shared {
     config: Config,
-    peer: String,
+    peer: PeerInfo,
+    /// Who the peer logged in as (see `crate::login`).
+    pub(crate) login: Login,
     pub(crate) outbox: Outbox,
     pub(crate) lifecycle: Lifecycle,
     pub(crate) pending: Mutex<PendingTable<Reply>>,
@@ -120,14 +123,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The state of a connection to `peer` writing to `sink`, charging `memory`; `root`, if
-    /// any, is exported as object [`ROOT_OBJECT`](crate::protocol::ROOT_OBJECT).
+    /// The state of a connection to `peer` writing to `sink`, charging `memory`; the
+    /// `permanent` objects are exported at their ids for as long as it lives (a server's
+    /// root at [`ROOT_OBJECT`](crate::protocol::ROOT_OBJECT)).
     pub(crate) fn new(
         config: Config,
-        peer: String,
+        peer: PeerInfo,
         sink: Sink,
         memory: Arc<MemoryBudget>,
-        root: Option<Arc<dyn Dispatch>>,
+        permanent: Vec<(u64, Arc<dyn Dispatch>)>,
     ) -> Arc<Shared> {
         Arc::new(Shared {
             outbox: Outbox::new(
@@ -136,10 +140,11 @@ impl Shared {
                 config.effective_output_budget(),
                 memory,
             ),
-            exports: Mutex::new(ExportTable::new(root, config.max_exported_objects)),
+            exports: Mutex::new(ExportTable::new(permanent, config.max_exported_objects)),
             admission: Mutex::new(Admission::new(config.max_in_flight_calls)),
             config,
             peer,
+            login: Login::default(),
             lifecycle: Lifecycle::new(),
             pending: Mutex::new(PendingTable::default()),
             next_id: AtomicU64::new(1),
@@ -154,6 +159,11 @@ impl Shared {
 
     /// The peer's address, or a description of the transport.
     pub(crate) fn peer(&self) -> &str {
+        &self.peer.addr
+    }
+
+    /// What the transport says of the peer.
+    pub(crate) fn peer_info(&self) -> &PeerInfo {
         &self.peer
     }
 
@@ -233,7 +243,7 @@ impl Shared {
         }
         exports
             .export(object)
-            .map_err(|e| format!("{e} (connection to {})", self.peer))
+            .map_err(|e| format!("{e} (connection to {})", self.peer.addr))
     }
 
     /// The frame carrying pending references to `ids` is being queued.
@@ -300,7 +310,7 @@ impl Shared {
     pub(crate) fn send_control(&self, message: &Message<'_>, flush_now: bool) {
         match codec::encode(message) {
             Ok(frame) => self.queue_control(frame, flush_now),
-            Err(e) => tracing::error!(peer = %self.peer, "could not encode a message: {e}"),
+            Err(e) => tracing::error!(peer = %self.peer.addr, "could not encode a message: {e}"),
         }
     }
 
@@ -321,10 +331,10 @@ impl Shared {
         }
         match &why {
             Closed::Protocol(r) => {
-                tracing::warn!(peer = %self.peer, "closing the connection: {r}")
+                tracing::warn!(peer = %self.peer.addr, "closing the connection: {r}")
             }
             Closed::Transport(r) | Closed::Local(r) => {
-                tracing::debug!(peer = %self.peer, "connection closed: {r}")
+                tracing::debug!(peer = %self.peer.addr, "connection closed: {r}")
             }
         }
         let pending = lock(&self.pending).fail_all(why.reason());
@@ -378,9 +388,19 @@ impl fmt::Debug for RemoteObject {
 impl RemoteObject {
     /// The root object of the peer of `connection` (permanent: never counted).
     pub(crate) fn root(connection: Connection, interface: Option<String>) -> Arc<RemoteObject> {
+        RemoteObject::permanent(connection, protocol::ROOT_OBJECT, interface)
+    }
+
+    /// A proxy of an object the peer exports for as long as the connection lives, at a
+    /// well-known id (its root, its lookup of sturdy URLs): never counted nor released.
+    pub(crate) fn permanent(
+        connection: Connection,
+        id: u64,
+        interface: Option<String>,
+    ) -> Arc<RemoteObject> {
         Arc::new(RemoteObject {
             connection,
-            id: protocol::ROOT_OBJECT,
+            id,
             counted: false,
             interface,
         })

@@ -128,7 +128,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// The length announced by the header at the front of the buffer, if the codec has not
     /// consumed it yet and it is all there.
-    fn announced(&self) -> Option<usize> {
+    pub(crate) fn announced(&self) -> Option<usize> {
         (self.in_progress.is_none() && self.buf.len() >= 4)
             .then(|| (&self.buf[..4]).get_u32() as usize)
     }

@@ -89,6 +89,9 @@ pub enum CallError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A login was refused (see [`crate::login`]).
+    #[error("login failed: {0}")]
+    Login(#[from] LoginError),
     /// An operating-system level I/O error while binding, accepting or connecting.
     #[error("{context}: {source}")]
     Io {
@@ -141,6 +144,39 @@ impl From<RemoteError> for CallError {
             message: e.message,
         }
     }
+}
+
+/// Why a login was refused (see [`crate::login`]). It travels as the answer of a login
+/// call, and [`CallError::Login`] carries it on the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoginError {
+    /// The user name or the password is wrong (which of the two is never said).
+    #[error("wrong user name or password")]
+    Refused,
+    /// Too many logins failed on this connection: the server closes it.
+    #[error("too many failed logins on this connection, which the server closes; connect again")]
+    TooManyAttempts,
+    /// A password would cross the network unencrypted: the server (or this client) refused
+    /// to send or check it.
+    #[error(
+        "a password may not travel over an unencrypted connection: connect with TLS (a \
+         pbrs:// URL or Client::connect_tls)"
+    )]
+    NeedsEncryption,
+    /// The server takes no anonymous logins.
+    #[error("this server does not allow anonymous logins; log in with a user name and password")]
+    AnonymousNotAllowed,
+    /// This connection already logged in; connect again to log in as someone else.
+    #[error("this connection already logged in; connect again to log in as someone else")]
+    AlreadyLoggedIn,
+    /// The server's realm would not give this caller an object; the reason is its own.
+    #[error("the server refused: {0}")]
+    Denied(String),
+    /// A reason this version does not know (sent by a newer peer).
+    #[serde(other)]
+    #[error("refused for a reason this version does not know")]
+    Other,
 }
 
 /// The kinds of error a peer can answer a call with.

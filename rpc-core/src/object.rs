@@ -44,6 +44,17 @@ where
     }
 }
 
+/// `object` as an `A`, if its interface is `A`'s (or unknown); `what` names the object in
+/// the error ("the avatar", "the object the URL names").
+pub(crate) fn typed<A: RemoteRef>(object: ObjectRef, what: &str) -> Result<A, CallError> {
+    match object.interface() {
+        Some(found) if found != A::INTERFACE => Err(CallError::Decode {
+            message: format!("{what} is a `{found}`, not a `{}`", A::INTERFACE),
+        }),
+        _ => Ok(A::from_object(object)),
+    }
+}
+
 /// An untyped reference to an object: a local one, called directly, or one exported by the
 /// peer of a connection, called over it. Cheap to clone; clones refer to the same object.
 ///

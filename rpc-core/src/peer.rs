@@ -67,6 +67,28 @@ impl Peer {
         self.shared.peer_info().certificate.as_ref()
     }
 
+    /// Records that the connection logged in as `user`; `false` if it already had.
+    pub(crate) fn set_user(&self, user: &str) -> bool {
+        self.shared.login.set_user(user)
+    }
+
+    /// Counts a failed login on the connection; returns the count so far.
+    pub(crate) fn login_failed(&self) -> u32 {
+        self.shared.login.failed()
+    }
+
+    /// Failed logins on the connection so far.
+    pub(crate) fn login_failures(&self) -> u32 {
+        self.shared.login.failures()
+    }
+
+    /// Stops taking calls, lets the answers of those running go out (within `grace`), then
+    /// closes the connection, saying `why`.
+    pub(crate) fn close_after_answers(&self, grace: std::time::Duration, why: &'static str) {
+        let connection = self.shared.connection();
+        tokio::spawn(async move { crate::conn::drain(&connection, grace, why).await });
+    }
+
     /// Whether the connection runs over TLS.
     pub fn is_encrypted(&self) -> bool {
         self.shared.peer_info().encrypted

@@ -47,8 +47,8 @@ use crate::error::CallError;
 use crate::io::budget::MemoryBudget;
 use crate::io::frame_reader::FrameReader;
 use lifecycle::Closed;
-use reader::CloseOnExit;
 pub(crate) use peer_info::PeerInfo;
+use reader::CloseOnExit;
 pub(crate) use shared::{Connection, Reference, RemoteObject, Shared};
 
 /// Runs the handshake over `reader`/`writer` and starts the connection's tasks. The
@@ -102,8 +102,8 @@ where
 }
 
 /// Stops taking calls on `connection` (new ones are answered `ShuttingDown`), lets the calls
-/// in flight finish for up to `grace`, then closes it.
-pub(crate) async fn drain(connection: &Connection, grace: Duration) {
+/// in flight finish for up to `grace`, then closes it, saying `why`.
+pub(crate) async fn drain(connection: &Connection, grace: Duration, why: &str) {
     let shared = connection.shared();
     lifecycle::lock(&shared.admission).drain();
     let deadline = tokio::time::Instant::now() + grace;
@@ -121,5 +121,5 @@ pub(crate) async fn drain(connection: &Connection, grace: Duration) {
         _ = tokio::time::timeout_at(deadline, shared.outbox.all_written()) => {}
         _ = shared.closed() => {}
     }
-    shared.close_locally("the server shut down");
+    shared.close_locally(why);
 }

@@ -32,7 +32,10 @@ impl PeerInfo {
     }
 
     /// A peer over plain TCP from `remote` to `local_end`.
-    pub(crate) fn tcp(remote: std::net::SocketAddr, local_end: Option<std::net::SocketAddr>) -> Self {
+    pub(crate) fn tcp(
+        remote: std::net::SocketAddr,
+        local_end: Option<std::net::SocketAddr>,
+    ) -> Self {
         PeerInfo {
             addr: remote.to_string(),
             encrypted: false,

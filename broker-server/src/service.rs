@@ -23,6 +23,14 @@
 //! over a connection) has no connection to tie the worker to: it is queued like a
 //! [`publish`](Broker::remote_publish)ed worker, until a `Removed` update removes it.
 //!
+//! # Trust
+//!
+//! `BrokerService` trusts its caller completely: its inherent methods and its [`Broker`]
+//! implementation allow everything and never answer [`Forbidden`]. That is right for code in
+//! the same program (`BrokerRef::new(service)` in process, tests, the demo). A peer should be
+//! served a [`BrokerSession`] per login instead, which allows what the login's role may do;
+//! the sessions of one service share its [ownership](crate::ownership) table, which lives here.
+//!
 //! # Bounded memory
 //!
 //! The queue tracks a limited number of worker ids ([`BrokerService::with_limit`]; see

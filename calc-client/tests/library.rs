@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use broker_server::queue::{Applied, Change, WorkerId, WorkerState, WorkerUpdate};
-use broker_server::{BrokerRef, MAX_PAGE, WorkerEvent};
+use broker_server::{BrokerRef, BrokerService, BrokerSession, MAX_PAGE, Role, WorkerEvent};
 use calc_client::demo::{self, Cluster};
 use calc_client::frontend::{self, JobError, Options, Workers};
 use calc_client::job::Job;
@@ -320,4 +320,37 @@ async fn a_removed_worker_joins_again_at_its_next_update() {
     worker.shutdown().await;
     assert!(service.is_empty(), "a graceful shutdown removes the worker");
     running.shutdown().await;
+}
+
+/// A broker that does not take the front end's login for a front end's: the job fails at
+/// once with the broker's reason, not after retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_end_the_broker_refuses_fails_at_once() {
+    let session = BrokerSession::new(BrokerService::new(), Role::Worker, "not-a-front-end");
+    let server =
+        rpc_core::Server::from_listener(loopback().await, BrokerRef::new(session)).unwrap();
+    let workers = Workers::Broker(server.local_addr().to_string());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+    let error = tokio::time::timeout(
+        PATIENCE,
+        frontend::run(Job::new(10_000), &workers, &quiet()),
+    )
+    .await
+    .expect("the job fails at once")
+    .unwrap_err();
+    assert!(matches!(error, JobError::Forbidden { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("a worker may not list the workers"),
+        "{error}"
+    );
+    let _ = stop.send(());
+    tokio::time::timeout(PATIENCE, serving)
+        .await
+        .unwrap()
+        .unwrap();
 }

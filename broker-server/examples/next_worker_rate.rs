@@ -81,7 +81,7 @@ async fn sequential_rate(broker: &BrokerRef) -> Result<f64, Box<dyn Error>> {
     let mut calls = 0u64;
     let start = Instant::now();
     while start.elapsed() < MEASURE_FOR {
-        let assignment = broker.next_worker().await?;
+        let assignment = broker.next_worker().await??;
         black_box(assignment.ok_or("no worker handed out")?);
         calls += 1;
     }
@@ -96,7 +96,7 @@ async fn pipelined_rate(broker: &BrokerRef) -> Result<f64, Box<dyn Error>> {
         .take_until(Box::pin(tokio::time::sleep(MEASURE_FOR)));
     let mut calls = 0u64;
     while let Some(answer) = answers.next().await {
-        black_box(answer?.ok_or("no worker handed out")?);
+        black_box(answer??.ok_or("no worker handed out")?);
         calls += 1;
     }
     Ok(rate(calls, start.elapsed()))
@@ -130,7 +130,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         let all: Vec<usize> = (registered..size).collect();
         for batch in all.chunks(REGISTER_BATCH) {
             for applied in join_all(batch.iter().map(|&i| broker.publish(worker(i)))).await {
-                if applied? != Applied::Added {
+                if applied?? != Applied::Added {
                     return Err("a worker was not added".into());
                 }
             }

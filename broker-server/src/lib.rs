@@ -9,9 +9,14 @@
 //! The pieces, each in its module:
 //! - [`queue`]: the worker queue, no I/O — what "most able" means, sequence numbers and
 //!   tombstones, O(log n) operations;
-//! - [`broker`]: the [`Broker`] remote trait, the contract clients program against;
-//! - [`service`]: [`BrokerService`], the implementation: the queue behind a mutex, and the
-//!   ties between workers and their connections;
+//! - [`broker`]: the [`Broker`] remote trait, the contract clients program against, and
+//!   [`WorkersPage`];
+//! - [`service`]: [`BrokerService`], the fully trusted implementation (for code in the same
+//!   program): the queue behind a mutex, and the ties between workers and their connections;
+//! - [`role`], [`forbidden`], [`ownership`] and [`session`]: the broker trusts roles, not
+//!   peers. A login gets a [`BrokerSession`] with its [`Role`] (front end, worker, admin),
+//!   which answers [`Forbidden`] to what the role may not do, and lets a worker login publish
+//!   only about the workers it owns;
 //! - [`server`]: [`run`] a broker on a listener until a shutdown future resolves, or
 //!   [`spawn`] one in the background of a program.
 //!
@@ -33,11 +38,11 @@
 //!     seq: 1,
 //!     change: Change::Added { addr: "127.0.0.1:8992".into(), capacity: 2, load: 0 },
 //! };
-//! worker.root::<BrokerRef>().await?.join(update).await?;
+//! worker.root::<BrokerRef>().await?.join(update).await??;
 //!
 //! // ...and a front end asks where to send work.
 //! let front_end: BrokerRef = Client::connect(running.local_addr()).await?.root().await?;
-//! let next = front_end.next_worker().await?.expect("w1 is queued");
+//! let next = front_end.next_worker().await??.expect("w1 is queued");
 //! assert_eq!(next.addr, "127.0.0.1:8992");
 //!
 //! // When the worker's connection drops, it leaves the queue.
@@ -49,10 +54,17 @@
 //! ```
 
 pub mod broker;
+pub mod forbidden;
+pub mod ownership;
 pub mod queue;
+pub mod role;
 pub mod server;
 pub mod service;
+pub mod session;
 
-pub use broker::{Broker, BrokerRef};
+pub use broker::{Broker, BrokerRef, MAX_PAGE, WorkersPage};
+pub use forbidden::Forbidden;
+pub use role::Role;
 pub use server::{RunningBroker, bind, run, run_service, shutdown_signal, spawn, spawn_on};
 pub use service::{BrokerService, WorkerEvent};
+pub use session::BrokerSession;

@@ -18,7 +18,7 @@
 //! // Workers, schedulers and front ends connect to `running.local_addr()`.
 //! let client = Client::connect(running.local_addr()).await?;
 //! let broker: BrokerRef = client.root().await?;
-//! assert_eq!(broker.next_worker().await?, None);
+//! assert_eq!(broker.next_worker().await?, Ok(None));
 //!
 //! running.shutdown().await;
 //! # Ok(()) }

@@ -23,6 +23,14 @@
 //! over a connection) has no connection to tie the worker to: it is queued like a
 //! [`publish`](Broker::remote_publish)ed worker, until a `Removed` update removes it.
 //!
+//! # Trust
+//!
+//! `BrokerService` trusts its caller completely: its inherent methods and its [`Broker`]
+//! implementation allow everything and never answer [`Forbidden`]. That is right for code in
+//! the same program (`BrokerRef::new(service)` in process, tests, the demo). A peer should be
+//! served a [`BrokerSession`] per login instead, which allows what the login's role may do;
+//! the sessions of one service share its [ownership](crate::ownership) table, which lives here.
+//!
 //! # Bounded memory
 //!
 //! The queue tracks a limited number of worker ids ([`BrokerService::with_limit`]; see
@@ -49,8 +57,12 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use rpc_core::{DisconnectHook, Peer};
 use tokio::sync::broadcast;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, MAX_PAGE, WorkersPage};
+use crate::forbidden::Forbidden;
+use crate::ownership::Ownership;
 use crate::queue::{Applied, Assignment, Change, WorkerId, WorkerQueue, WorkerState, WorkerUpdate};
+#[cfg(doc)]
+use crate::session::BrokerSession;
 
 /// How many [`WorkerEvent`]s a slow subscriber may fall behind before it misses some.
 const EVENT_BUFFER: usize = 1024;
@@ -69,6 +81,9 @@ pub struct BrokerService {
 #[derive(Debug)]
 struct Inner {
     state: Mutex<State>,
+    /// Which worker login owns which worker id; used by [`BrokerSession`]s only. Never locked
+    /// together with `state`.
+    owners: Mutex<Ownership>,
     events: broadcast::Sender<WorkerEvent>,
 }
 
@@ -86,6 +101,7 @@ impl Inner {
                 ties: HashMap::new(),
                 last_token: 0,
             }),
+            owners: Mutex::new(Ownership::default()),
             events: broadcast::channel(EVENT_BUFFER).0,
         }
     }
@@ -135,9 +151,9 @@ pub enum WorkerEvent {
     },
 }
 
-/// Locks the state. A panic while it was held (an invariant of the queue broken) is not a
-/// reason to stop serving the other calls, so poisoning is ignored.
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+/// Locks the state (or the ownership table). A panic while it was held (an invariant of the
+/// queue broken) is not a reason to stop serving the other calls, so poisoning is ignored.
+fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
     state
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -158,6 +174,31 @@ impl BrokerService {
         BrokerService {
             inner: Arc::new(Inner::with_limit(max_workers)),
         }
+    }
+
+    /// Sets how many worker ids one worker login may own (see
+    /// [ownership](crate::ownership)); by default
+    /// [`DEFAULT_MAX_WORKERS_PER_IDENTITY`](crate::ownership::DEFAULT_MAX_WORKERS_PER_IDENTITY).
+    /// Meant for setting up: it changes every clone of this service, and ids owned already
+    /// stay owned.
+    pub fn with_max_workers_per_identity(self, max: u32) -> Self {
+        lock(&self.inner.owners).set_max_per_identity(max);
+        self
+    }
+
+    /// How many worker ids one worker login may own.
+    pub fn max_workers_per_identity(&self) -> u32 {
+        lock(&self.inner.owners).max_per_identity()
+    }
+
+    /// The worker login that owns `worker`, if any (see [ownership](crate::ownership)).
+    pub fn owner(&self, worker: &WorkerId) -> Option<String> {
+        lock(&self.inner.owners).owner(worker).map(str::to_owned)
+    }
+
+    /// The ownership table, for [`BrokerSession`]. Never held while `state` is locked.
+    pub(crate) fn ownership(&self) -> MutexGuard<'_, Ownership> {
+        lock(&self.inner.owners)
     }
 
     /// The most worker ids the queue tracks (see [`with_limit`](Self::with_limit)).
@@ -281,6 +322,24 @@ impl BrokerService {
         lock(&self.inner.state).queue.list()
     }
 
+    /// At most `limit` (and never more than [`MAX_PAGE`]) queued workers from queue position
+    /// `start` on, with the number and total capacity of all queued workers, read at one
+    /// instant. O(start + limit).
+    pub fn workers_page(&self, start: u64, limit: u32) -> WorkersPage {
+        let size = limit.min(MAX_PAGE) as usize;
+        let state = lock(&self.inner.state);
+        let workers = match usize::try_from(start) {
+            Ok(skip) => state.queue.page(skip, size),
+            Err(_) => Vec::new(),
+        };
+        WorkersPage {
+            start,
+            workers,
+            total: state.queue.len() as u64,
+            total_capacity: state.queue.capacity_sum(),
+        }
+    }
+
     /// The number of queued workers.
     pub fn len(&self) -> usize {
         lock(&self.inner.state).queue.len()
@@ -366,146 +425,27 @@ fn disconnected(inner: &Weak<Inner>, worker: &WorkerId, token: u64, reason: &str
     let _ = inner.events.send(event);
 }
 
+/// The fully trusted implementation: every call is allowed, never [`Forbidden`]. It is what
+/// code in the same program calls through `BrokerRef::new(service)`; serve a
+/// [`BrokerSession`] per login to anyone else.
 impl Broker for BrokerService {
-    async fn remote_next_worker(&self) -> Option<Assignment> {
-        self.next_worker()
+    async fn remote_next_worker(&self) -> Result<Option<Assignment>, Forbidden> {
+        Ok(self.next_worker())
     }
 
-    async fn remote_publish(&self, update: WorkerUpdate) -> Applied {
-        self.publish(update)
+    async fn remote_publish(&self, update: WorkerUpdate) -> Result<Applied, Forbidden> {
+        Ok(self.publish(update))
     }
 
-    async fn remote_join(&self, update: WorkerUpdate) -> Applied {
-        self.join(update, Peer::current().as_ref())
+    async fn remote_join(&self, update: WorkerUpdate) -> Result<Applied, Forbidden> {
+        Ok(self.join(update, Peer::current().as_ref()))
     }
 
-    async fn remote_workers(&self) -> Vec<WorkerState> {
-        self.workers()
+    async fn remote_workers(&self, start: u64, limit: u32) -> Result<WorkersPage, Forbidden> {
+        Ok(self.workers_page(start, limit))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::BrokerRef;
-
-    fn added(name: &str, seq: u64, capacity: u32) -> WorkerUpdate {
-        WorkerUpdate {
-            worker: WorkerId::from(name),
-            seq,
-            change: Change::Added {
-                addr: format!("{name}:1"),
-                capacity,
-                load: 0,
-            },
-        }
-    }
-
-    fn ids(service: &BrokerService) -> Vec<String> {
-        service.workers().into_iter().map(|w| w.id.0).collect()
-    }
-
-    #[tokio::test]
-    async fn local_calls_go_straight_to_the_queue() {
-        let service = BrokerService::new();
-        let broker = BrokerRef::new(service.clone());
-        assert_eq!(broker.next_worker().await.unwrap(), None);
-        assert_eq!(
-            broker.publish(added("a", 1, 1)).await.unwrap(),
-            Applied::Added
-        );
-        // In process there is no connection: the join is applied but tied to nothing.
-        assert_eq!(broker.join(added("b", 1, 5)).await.unwrap(), Applied::Added);
-        assert!(lock(&service.inner.state).ties.is_empty());
-        assert_eq!(ids(&service), ["b", "a"]);
-        assert_eq!(service.len(), 2);
-        assert_eq!(broker.next_worker().await.unwrap().unwrap().worker.0, "b");
-    }
-
-    #[test]
-    fn a_stale_join_changes_nothing() {
-        let service = BrokerService::new();
-        assert_eq!(service.join(added("a", 5, 1), None), Applied::Added);
-        assert_eq!(service.join(added("a", 5, 9), None), Applied::Stale);
-        assert_eq!(service.workers()[0].capacity, 1);
-    }
-
-    #[test]
-    fn a_full_service_refuses_publish_and_join() {
-        let service = BrokerService::with_limit(1);
-        assert_eq!(service.limit(), 1);
-        assert_eq!(service.publish(added("a", 1, 1)), Applied::Added);
-        assert_eq!(service.publish(added("b", 1, 1)), Applied::Full);
-        assert_eq!(service.join(added("b", 1, 1), None), Applied::Full);
-        assert_eq!(ids(&service), ["a"]);
-        assert!(lock(&service.inner.state).ties.is_empty());
-        assert_eq!(BrokerService::new().limit(), crate::queue::DEFAULT_MAX_IDS);
-    }
-
-    #[test]
-    fn removal_by_update_unties() {
-        let service = BrokerService::new();
-        {
-            let mut state = lock(&service.inner.state);
-            state.queue.update(added("a", 1, 1));
-            state.ties.insert(
-                WorkerId::from("a"),
-                Tie {
-                    token: 7,
-                    hook: None,
-                },
-            );
-        }
-        let removed = WorkerUpdate {
-            worker: WorkerId::from("a"),
-            seq: 2,
-            change: Change::Removed,
-        };
-        assert_eq!(
-            service.publish(removed),
-            Applied::Removed { was_queued: true }
-        );
-        assert!(lock(&service.inner.state).ties.is_empty());
-        // Added back by the scheduler: the old connection's drop leaves it alone.
-        service.publish(added("a", 3, 1));
-        let mut events = service.subscribe();
-        disconnected(
-            &Arc::downgrade(&service.inner),
-            &WorkerId::from("a"),
-            7,
-            "gone",
-        );
-        assert_eq!(ids(&service), ["a"]);
-        assert_eq!(
-            events.try_recv().unwrap(),
-            WorkerEvent::DisconnectIgnored {
-                worker: WorkerId::from("a")
-            }
-        );
-    }
-
-    #[test]
-    fn the_current_token_removes() {
-        let service = BrokerService::new();
-        {
-            let mut state = lock(&service.inner.state);
-            state.queue.update(added("a", 1, 1));
-            state.ties.insert(
-                WorkerId::from("a"),
-                Tie {
-                    token: 3,
-                    hook: None,
-                },
-            );
-        }
-        let inner = Arc::downgrade(&service.inner);
-        disconnected(&inner, &WorkerId::from("a"), 2, "an older connection");
-        assert_eq!(ids(&service), ["a"]);
-        disconnected(&inner, &WorkerId::from("a"), 3, "its connection");
-        assert!(service.is_empty());
-        assert!(lock(&service.inner.state).ties.is_empty());
-        // The service being gone is fine too.
-        drop(service);
-        disconnected(&inner, &WorkerId::from("a"), 3, "late");
-    }
-}
+#[path = "service_tests.rs"]
+mod tests;

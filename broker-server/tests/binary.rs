@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use broker_server::BrokerRef;
+use broker_server::{BrokerRef, MAX_PAGE};
 use rpc_core::Client;
 
 /// How long any wait in these tests may take before the test fails.
@@ -156,12 +156,14 @@ fn serves_then_exits_zero_on_sigterm() {
             .expect("connect in time")
             .expect("connect");
         let broker_ref: BrokerRef = client.root().await.unwrap();
-        let workers = tokio::time::timeout(PATIENCE, broker_ref.workers())
+        let workers = tokio::time::timeout(PATIENCE, broker_ref.workers(0, MAX_PAGE))
             .await
             .expect("answer in time")
-            .expect("workers()");
-        assert!(workers.is_empty());
-        assert_eq!(broker_ref.next_worker().await.unwrap(), None);
+            .expect("workers()")
+            .expect("the served root is trusted");
+        assert!(workers.workers.is_empty());
+        assert_eq!(workers.total, 0);
+        assert_eq!(broker_ref.next_worker().await.unwrap().unwrap(), None);
         // An open connection must not hold the shutdown up.
         broker.terminate();
         let status = broker.wait();
@@ -254,9 +256,24 @@ fn max_workers_refuses_a_worker_beyond_the_limit() {
             .expect("connect in time")
             .expect("connect");
         let scheduler: BrokerRef = client.root().await.unwrap();
-        assert_eq!(scheduler.publish(added("a")).await.unwrap(), Applied::Added);
-        assert_eq!(scheduler.publish(added("b")).await.unwrap(), Applied::Full);
-        assert_eq!(scheduler.workers().await.unwrap().len(), 1);
+        assert_eq!(
+            scheduler.publish(added("a")).await.unwrap().unwrap(),
+            Applied::Added
+        );
+        assert_eq!(
+            scheduler.publish(added("b")).await.unwrap().unwrap(),
+            Applied::Full
+        );
+        assert_eq!(
+            scheduler
+                .workers(0, MAX_PAGE)
+                .await
+                .unwrap()
+                .unwrap()
+                .workers
+                .len(),
+            1
+        );
         client.close();
     });
     broker.terminate();

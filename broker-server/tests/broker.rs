@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use broker_server::queue::{Applied, Change, WorkerId, WorkerUpdate};
-use broker_server::{BrokerRef, BrokerService, WorkerEvent};
+use broker_server::{BrokerRef, BrokerService, MAX_PAGE, WorkerEvent};
 use rpc_core::Client;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, oneshot};
@@ -95,9 +95,11 @@ fn update(name: &str, seq: u64, change: Change) -> WorkerUpdate {
 /// The ids of the queued workers, head first.
 async fn worker_ids(broker: &BrokerRef) -> Vec<String> {
     broker
-        .workers()
+        .workers(0, MAX_PAGE)
         .await
         .unwrap()
+        .unwrap()
+        .workers
         .into_iter()
         .map(|w| w.id.0)
         .collect()
@@ -141,8 +143,16 @@ async fn next_event_about(
 async fn no_worker_means_none() {
     let broker = TestBroker::start().await;
     let (_client, front_end) = broker.connect().await;
-    assert_eq!(front_end.next_worker().await.unwrap(), None);
-    assert!(front_end.workers().await.unwrap().is_empty());
+    assert_eq!(front_end.next_worker().await.unwrap().unwrap(), None);
+    assert!(
+        front_end
+            .workers(0, MAX_PAGE)
+            .await
+            .unwrap()
+            .unwrap()
+            .workers
+            .is_empty()
+    );
     broker.stop().await;
 }
 
@@ -153,7 +163,11 @@ async fn most_spare_capacity_first_then_back_to_back_requests_spread() {
     let mut workers = Vec::new();
     for (name, capacity) in [("c", 1), ("a", 4), ("b", 2)] {
         let (client, proxy) = broker.connect().await;
-        let joined = proxy.join(added(name, 1, capacity, 0)).await.unwrap();
+        let joined = proxy
+            .join(added(name, 1, capacity, 0))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(joined, Applied::Added);
         workers.push(client);
     }
@@ -162,14 +176,24 @@ async fn most_spare_capacity_first_then_back_to_back_requests_spread() {
 
     let mut handed_out = Vec::new();
     for _ in 0..7 {
-        let assignment = front_end.next_worker().await.unwrap().expect("a worker");
+        let assignment = front_end
+            .next_worker()
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("a worker");
         assert_eq!(assignment.addr, format!("{}.test:1", assignment.worker));
         handed_out.push(assignment.worker.0);
     }
     // "a" (spare 4) twice, then every hand-out counts: a 2, b 2 (b never handed out goes
     // first), a, then all at spare 1 in least-recently-handed-out order.
     assert_eq!(handed_out, ["a", "a", "b", "a", "c", "b", "a"]);
-    let states = front_end.workers().await.unwrap();
+    let states = front_end
+        .workers(0, MAX_PAGE)
+        .await
+        .unwrap()
+        .unwrap()
+        .workers;
     assert!(states.iter().all(|w| w.spare == 0), "{states:?}");
 
     // A scheduler's report resets the hand-out count.
@@ -183,10 +207,18 @@ async fn most_spare_capacity_first_then_back_to_back_requests_spread() {
             },
         ))
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(reported, Applied::LoadChanged);
     assert_eq!(
-        front_end.next_worker().await.unwrap().unwrap().worker.0,
+        front_end
+            .next_worker()
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .worker
+            .0,
         "b"
     );
 
@@ -199,7 +231,11 @@ async fn stale_updates_are_ignored_over_the_wire() {
     let broker = TestBroker::start().await;
     let (_client, scheduler) = broker.connect().await;
     assert_eq!(
-        scheduler.publish(added("w", 5, 10, 0)).await.unwrap(),
+        scheduler
+            .publish(added("w", 5, 10, 0))
+            .await
+            .unwrap()
+            .unwrap(),
         Applied::Added
     );
     let stale = [
@@ -223,9 +259,17 @@ async fn stale_updates_are_ignored_over_the_wire() {
         update("w", 5, Change::Removed),
     ];
     for old in stale {
-        assert_eq!(scheduler.publish(old).await.unwrap(), Applied::Stale);
+        assert_eq!(
+            scheduler.publish(old).await.unwrap().unwrap(),
+            Applied::Stale
+        );
     }
-    let state = &scheduler.workers().await.unwrap()[0];
+    let state = &scheduler
+        .workers(0, MAX_PAGE)
+        .await
+        .unwrap()
+        .unwrap()
+        .workers[0];
     assert_eq!((state.capacity, state.load), (10, 0));
 
     let newer = update(
@@ -237,10 +281,19 @@ async fn stale_updates_are_ignored_over_the_wire() {
         },
     );
     assert_eq!(
-        scheduler.publish(newer).await.unwrap(),
+        scheduler.publish(newer).await.unwrap().unwrap(),
         Applied::LoadChanged
     );
-    assert_eq!(scheduler.workers().await.unwrap()[0].load, 9);
+    assert_eq!(
+        scheduler
+            .workers(0, MAX_PAGE)
+            .await
+            .unwrap()
+            .unwrap()
+            .workers[0]
+            .load,
+        9
+    );
     let unknown = update(
         "nobody",
         1,
@@ -250,7 +303,7 @@ async fn stale_updates_are_ignored_over_the_wire() {
         },
     );
     assert_eq!(
-        scheduler.publish(unknown).await.unwrap(),
+        scheduler.publish(unknown).await.unwrap().unwrap(),
         Applied::UnknownWorker
     );
     broker.stop().await;
@@ -260,23 +313,43 @@ async fn stale_updates_are_ignored_over_the_wire() {
 async fn a_removed_worker_is_never_handed_out_again() {
     let broker = TestBroker::start().await;
     let (_client, scheduler) = broker.connect().await;
-    scheduler.publish(added("gone", 1, 100, 0)).await.unwrap();
-    scheduler.publish(added("kept", 1, 1, 0)).await.unwrap();
+    scheduler
+        .publish(added("gone", 1, 100, 0))
+        .await
+        .unwrap()
+        .unwrap();
+    scheduler
+        .publish(added("kept", 1, 1, 0))
+        .await
+        .unwrap()
+        .unwrap();
     let removed = scheduler
         .publish(update("gone", 2, Change::Removed))
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(removed, Applied::Removed { was_queued: true });
     assert_eq!(worker_ids(&scheduler).await, ["kept"]);
     for _ in 0..3 {
         assert_eq!(
-            scheduler.next_worker().await.unwrap().unwrap().worker.0,
+            scheduler
+                .next_worker()
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+                .worker
+                .0,
             "kept"
         );
     }
     // A late Added from before the removal does not bring it back.
     assert_eq!(
-        scheduler.publish(added("gone", 1, 100, 0)).await.unwrap(),
+        scheduler
+            .publish(added("gone", 1, 100, 0))
+            .await
+            .unwrap()
+            .unwrap(),
         Applied::Stale
     );
     assert_eq!(worker_ids(&scheduler).await, ["kept"]);
@@ -289,10 +362,14 @@ async fn a_worker_leaves_when_its_connection_drops() {
     let (_front_end_client, front_end) = broker.connect().await;
     let (worker_client, worker) = broker.connect().await;
     assert_eq!(
-        worker.join(added("w", 1, 4, 0)).await.unwrap(),
+        worker.join(added("w", 1, 4, 0)).await.unwrap().unwrap(),
         Applied::Added
     );
-    front_end.publish(added("other", 1, 1, 0)).await.unwrap();
+    front_end
+        .publish(added("other", 1, 1, 0))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(worker_ids(&front_end).await, ["w", "other"]);
 
     // The worker process goes away: every handle to its connection is dropped.
@@ -301,18 +378,25 @@ async fn a_worker_leaves_when_its_connection_drops() {
     until_gone(&front_end, "w").await;
     assert_eq!(worker_ids(&front_end).await, ["other"]);
     assert_eq!(
-        front_end.next_worker().await.unwrap().unwrap().worker.0,
+        front_end
+            .next_worker()
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .worker
+            .0,
         "other"
     );
 
     // Its last seq is its tombstone: it comes back only with a newer one.
     let (_again_client, again) = broker.connect().await;
     assert_eq!(
-        again.join(added("w", 1, 4, 0)).await.unwrap(),
+        again.join(added("w", 1, 4, 0)).await.unwrap().unwrap(),
         Applied::Stale
     );
     assert_eq!(
-        again.join(added("w", 2, 4, 0)).await.unwrap(),
+        again.join(added("w", 2, 4, 0)).await.unwrap().unwrap(),
         Applied::Added
     );
     assert_eq!(worker_ids(&front_end).await, ["w", "other"]);
@@ -325,12 +409,12 @@ async fn a_closed_connection_takes_every_worker_joined_over_it() {
     let (_front_end_client, front_end) = broker.connect().await;
     let (client, worker) = broker.connect().await;
     for name in ["x", "y"] {
-        worker.join(added(name, 1, 1, 0)).await.unwrap();
+        worker.join(added(name, 1, 1, 0)).await.unwrap().unwrap();
     }
     client.close();
     until_gone(&front_end, "x").await;
     until_gone(&front_end, "y").await;
-    assert_eq!(front_end.next_worker().await.unwrap(), None);
+    assert_eq!(front_end.next_worker().await.unwrap().unwrap(), None);
     broker.stop().await;
 }
 
@@ -359,19 +443,32 @@ async fn a_rejoined_worker_is_not_removed_by_its_old_connection() {
     let (_front_end_client, front_end) = broker.connect().await;
 
     let (old_client, old) = broker.connect().await;
-    let joined = old.join(added_at("w", 1, 4, 0, "old:1")).await.unwrap();
+    let joined = old
+        .join(added_at("w", 1, 4, 0, "old:1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(joined, Applied::Added);
-    old.join(added("witness", 1, 1, 0)).await.unwrap();
+    old.join(added("witness", 1, 1, 0)).await.unwrap().unwrap();
 
     // The worker reconnects and joins again before the broker notices that the old
     // connection is gone.
     let (new_client, new) = broker.connect().await;
-    let rejoined = new.join(added_at("w", 2, 4, 0, "new:1")).await.unwrap();
+    let rejoined = new
+        .join(added_at("w", 2, 4, 0, "new:1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(rejoined, Applied::Replaced);
 
     drop(old);
     close_and_wait(old_client, &mut events, "witness").await;
-    let states = front_end.workers().await.unwrap();
+    let states = front_end
+        .workers(0, MAX_PAGE)
+        .await
+        .unwrap()
+        .unwrap()
+        .workers;
     assert_eq!(states.len(), 1, "{states:?}");
     assert_eq!(
         (states[0].id.as_str(), states[0].addr.as_str()),
@@ -393,15 +490,24 @@ async fn a_worker_removed_by_update_and_added_back_is_untied_from_its_connection
     let (_scheduler_client, scheduler) = broker.connect().await;
 
     let (worker_client, worker) = broker.connect().await;
-    worker.join(added("w", 1, 4, 0)).await.unwrap();
-    worker.join(added("witness", 1, 1, 0)).await.unwrap();
+    worker.join(added("w", 1, 4, 0)).await.unwrap().unwrap();
+    worker
+        .join(added("witness", 1, 1, 0))
+        .await
+        .unwrap()
+        .unwrap();
     let removed = scheduler
         .publish(update("w", 2, Change::Removed))
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(removed, Applied::Removed { was_queued: true });
     assert_eq!(
-        scheduler.publish(added("w", 3, 4, 0)).await.unwrap(),
+        scheduler
+            .publish(added("w", 3, 4, 0))
+            .await
+            .unwrap()
+            .unwrap(),
         Applied::Added
     );
 
@@ -419,12 +525,17 @@ async fn removing_a_never_seen_worker_records_nothing() {
         scheduler
             .publish(update("nobody", 2, Change::Removed))
             .await
+            .unwrap()
             .unwrap(),
         Applied::UnknownWorker
     );
     // Nothing was recorded: an Added with a lower seq still applies.
     assert_eq!(
-        scheduler.publish(added("nobody", 1, 1, 0)).await.unwrap(),
+        scheduler
+            .publish(added("nobody", 1, 1, 0))
+            .await
+            .unwrap()
+            .unwrap(),
         Applied::Added
     );
     broker.stop().await;
@@ -437,20 +548,28 @@ async fn a_worker_beyond_the_limit_is_refused() {
     let (_scheduler_client, scheduler) = broker.connect().await;
     let (_worker_client, worker) = broker.connect().await;
     assert_eq!(
-        scheduler.publish(added("a", 1, 1, 0)).await.unwrap(),
+        scheduler
+            .publish(added("a", 1, 1, 0))
+            .await
+            .unwrap()
+            .unwrap(),
         Applied::Added
     );
     assert_eq!(
-        worker.join(added("b", 1, 1, 0)).await.unwrap(),
+        worker.join(added("b", 1, 1, 0)).await.unwrap().unwrap(),
         Applied::Added
     );
     // Both ids are queued workers: a third is refused, over publish and join alike.
     assert_eq!(
-        scheduler.publish(added("c", 1, 1, 0)).await.unwrap(),
+        scheduler
+            .publish(added("c", 1, 1, 0))
+            .await
+            .unwrap()
+            .unwrap(),
         Applied::Full
     );
     assert_eq!(
-        worker.join(added("c", 1, 1, 0)).await.unwrap(),
+        worker.join(added("c", 1, 1, 0)).await.unwrap().unwrap(),
         Applied::Full
     );
     assert_eq!(worker_ids(&scheduler).await, ["a", "b"]);
@@ -460,17 +579,26 @@ async fn a_worker_beyond_the_limit_is_refused() {
         scheduler
             .publish(update("a", 2, Change::Removed))
             .await
+            .unwrap()
             .unwrap(),
         Applied::Removed { was_queued: true }
     );
     assert_eq!(
-        scheduler.publish(added("c", 1, 1, 0)).await.unwrap(),
+        scheduler
+            .publish(added("c", 1, 1, 0))
+            .await
+            .unwrap()
+            .unwrap(),
         Applied::Added
     );
     assert_eq!(worker_ids(&scheduler).await, ["b", "c"]);
     // "a"'s tombstone is gone: the queue is full of workers again.
     assert_eq!(
-        scheduler.publish(added("a", 1, 1, 0)).await.unwrap(),
+        scheduler
+            .publish(added("a", 1, 1, 0))
+            .await
+            .unwrap()
+            .unwrap(),
         Applied::Full
     );
     assert_eq!(service.workers().len(), 2);

@@ -286,6 +286,13 @@ proptest! {
             let model_head = model.head().map(|i| model.entries[i].id.clone());
             prop_assert_eq!(list.first().map(|w| w.id.clone()), model_head);
             prop_assert!(list.windows(2).all(|pair| pair[0].spare >= pair[1].spare));
+            // The kept sum of capacities and the pages agree with the list.
+            let capacities: u64 = list.iter().map(|w| u64::from(w.capacity)).sum();
+            prop_assert_eq!(queue.capacity_sum(), capacities);
+            let paged: Vec<_> = (0..list.len().div_ceil(3))
+                .flat_map(|page| queue.page(page * 3, 3))
+                .collect();
+            prop_assert_eq!(&paged, &list);
             // As a set, the same workers in the same state.
             let mut sorted = list;
             sorted.sort_by(|a, b| a.id.cmp(&b.id));

@@ -12,9 +12,12 @@
 //!   the broker for [`next_worker`](broker_server::BrokerRef::next_worker) — the
 //!   head of its queue of most able workers — and sends the chunk there, connecting on first
 //!   use and then reusing one connection per worker address. It keeps as many chunks in
-//!   flight as the workers the broker lists can take (the sum of `capacity + 1`, read with
-//!   `workers()` at the start, every second, and whenever a worker is lost), so every
-//!   worker has work, including one that joins mid-job.
+//!   flight as the broker's workers can take (the sum of `capacity + 1`, which is the page's
+//!   `total_capacity + total`, read with one small `workers(0, MAX_PAGE)` page at the start,
+//!   every second, and whenever a worker is lost), so every worker has work, including one
+//!   that joins mid-job. Lost workers are left out of the sum when they are on that first
+//!   page; a lost worker further down the queue still counts until the broker drops it,
+//!   which only makes the window a little larger for a moment.
 //!
 //! # Failures
 //!
@@ -32,7 +35,8 @@
 //! times in a row for other reasons (a worker's handler panicking, say) fails the job too,
 //! with the last error: retrying forever would hide a bug. Losing the broker itself fails
 //! the job too (a `Broker` error): without it, the front end cannot know which workers are
-//! alive.
+//! alive. So does a broker that refuses the front end's calls (a `Forbidden` error: the
+//! login is not a front end's), at once: asking again would be refused again.
 //!
 //! # Trust, but verify
 //!
@@ -46,7 +50,7 @@ use std::fmt::Write as _;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use broker_server::BrokerRef;
+use broker_server::{BrokerRef, Forbidden, MAX_PAGE};
 use rpc_core::{CallError, Client, Config, RemoteErrorKind};
 use tokio::task::JoinSet;
 
@@ -159,6 +163,15 @@ pub enum JobError {
         addr: String,
         /// What went wrong.
         source: CallError,
+    },
+    /// The broker refused a call: the front end's login may not ask for workers. Not worth
+    /// retrying: it needs another login.
+    #[error("broker {addr} refused the front end: {source}")]
+    Forbidden {
+        /// The broker's address.
+        addr: String,
+        /// What was refused, and why.
+        source: Forbidden,
     },
     /// One chunk failed too many times.
     #[error("chunk {range:?} failed {attempts} times; the last time, on {worker}: {error}")]
@@ -419,19 +432,30 @@ impl<'a> Dispatch<'a> {
         let Mode::Broker { addr, broker, .. } = &self.mode else {
             return Ok(());
         };
-        let listed = broker.workers().await.map_err(|source| JobError::Broker {
-            addr: addr.clone(),
-            source,
-        })?;
-        let window: usize = listed
+        let page = broker
+            .workers(0, MAX_PAGE)
+            .await
+            .map_err(|source| JobError::Broker {
+                addr: addr.clone(),
+                source,
+            })?
+            .map_err(|source| JobError::Forbidden {
+                addr: addr.clone(),
+                source,
+            })?;
+        // Every queued worker takes `capacity + 1`; take out the lost ones the page shows.
+        let lost: u64 = page
+            .workers
             .iter()
             .filter(|w| {
                 self.by_addr
                     .get(&w.addr)
-                    .is_none_or(|&slot| self.slots[slot].lost.is_none())
+                    .is_some_and(|&slot| self.slots[slot].lost.is_some())
             })
-            .map(|w| w.capacity as usize + 1)
+            .map(|w| u64::from(w.capacity) + 1)
             .sum();
+        let all = page.total_capacity.saturating_add(page.total);
+        let window = usize::try_from(all.saturating_sub(lost)).unwrap_or(usize::MAX);
         if let Mode::Broker {
             window: w, sized, ..
         } = &mut self.mode
@@ -498,6 +522,10 @@ impl<'a> Dispatch<'a> {
                 .next_worker()
                 .await
                 .map_err(|source| JobError::Broker {
+                    addr: addr.clone(),
+                    source,
+                })?
+                .map_err(|source| JobError::Forbidden {
                     addr: addr.clone(),
                     source,
                 })?;

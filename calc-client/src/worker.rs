@@ -45,6 +45,29 @@
 //! (the broker ignores an update whose sequence number is not above the last one it applied
 //! for that id, and remembers the last one even for a removed worker).
 //!
+//! # Staying queued
+//!
+//! A worker that is serving belongs in the broker's queue. When a load update comes back
+//! [`Applied::UnknownWorker`] (the broker removed the worker: an admin's `Removed`, say) or
+//! [`Applied::Stale`] (someone published newer news of this id, a `Removed` with a higher
+//! sequence number, say), the worker does not go on publishing into the void: it *re-joins*
+//! at once over the same connection, with an `Added` and a fresh sequence number.
+//!
+//! A fresh number from the clock is not always enough: a `Removed` may carry a sequence
+//! number far ahead of the clock, and every join below it would be `Stale` for ever. So a
+//! join answered `Stale` is sent again with its sequence number moved ahead by
+//! [`STALE_JUMP`], then by twice that, four times... until one is applied: the gap, whatever
+//! it is, is crossed in at most 64 joins, and the number lands at most twice the gap ahead.
+//! The worker's later numbers go on from there (so they run ahead of the clock; a worker
+//! restarted with the same id catches up the same way). The one gap no number can cross is a
+//! `Removed` with sequence number `u64::MAX`: the id is then retired at that broker, the link
+//! says so in the log and retries only slowly (the broker may forget the id later). A
+//! scheduler or admin that wants a worker gone for good stops the worker itself.
+//!
+//! A call the broker refuses as [`Forbidden`] (the worker's login may not publish about this
+//! worker id) is logged as an error and retried only after [`FORBIDDEN_RETRY`]: asking again
+//! at once would be refused again.
+//!
 //! If the broker cannot be reached, or the connection to it drops, the worker keeps serving
 //! (front ends that know its address can still use it) and reconnects with back-off, joining
 //! again. On [`Worker::shutdown`] it first publishes `Removed`, so the broker stops handing
@@ -55,8 +78,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use broker_server::BrokerRef;
 use broker_server::queue::{Applied, Change, WorkerId, WorkerUpdate};
+use broker_server::{BrokerRef, Forbidden};
 use rpc_core::{CallError, Client, Server};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -71,6 +94,15 @@ pub const COALESCE: Duration = Duration::from_millis(5);
 /// How long a broker call (join, publish) may take before the worker gives up on it and
 /// reconnects.
 const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How far ahead (in sequence numbers, microseconds of the clock: one second) a join that
+/// came back [`Applied::Stale`] is first sent again; the jump doubles at each further
+/// `Stale`. See [staying queued](self#staying-queued).
+pub const STALE_JUMP: u64 = 1_000_000;
+
+/// How long the worker waits before trying again after the broker refused it as
+/// [`Forbidden`], or retired its id.
+pub const FORBIDDEN_RETRY: Duration = Duration::from_secs(30);
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -340,6 +372,15 @@ enum LinkEnd {
     Stopped,
     /// The connection is lost or a call failed: reconnect.
     Lost(String),
+    /// The broker will not have this worker (its login may not publish about it, or its id
+    /// is retired): reconnect only after [`FORBIDDEN_RETRY`].
+    Refused(String),
+}
+
+impl From<Forbidden> for LinkEnd {
+    fn from(refused: Forbidden) -> Self {
+        LinkEnd::Refused(refused.to_string())
+    }
 }
 
 impl BrokerLink {
@@ -348,17 +389,27 @@ impl BrokerLink {
         loop {
             let end = self.session().await;
             self.joined.send_replace(false);
-            match end {
+            let wait = match end {
                 LinkEnd::Stopped => return,
                 LinkEnd::Lost(why) => {
                     tracing::warn!(broker = %self.broker, "broker link lost: {why}; retrying in {backoff:?}");
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    wait
                 }
-            }
+                LinkEnd::Refused(why) => {
+                    tracing::error!(
+                        broker = %self.broker,
+                        worker = %self.worker,
+                        "the broker refused this worker: {why}; retrying in {FORBIDDEN_RETRY:?}"
+                    );
+                    FORBIDDEN_RETRY
+                }
+            };
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = self.stop.wait_for(|stop| *stop) => return,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
 
@@ -369,8 +420,51 @@ impl BrokerLink {
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
             .unwrap_or(0);
-        self.last_seq = now.max(self.last_seq + 1);
+        self.last_seq = now.max(self.last_seq.saturating_add(1));
         self.last_seq
+    }
+
+    /// Joins over `broker` with an `Added` of the worker's current state and a fresh
+    /// sequence number, moving the number ahead until the join is not stale (see
+    /// [staying queued](self#staying-queued)).
+    async fn join(&mut self, broker: &BrokerRef) -> Result<(), LinkEnd> {
+        let mut seq = self.next_seq();
+        let mut jump = STALE_JUMP;
+        loop {
+            let join = WorkerUpdate {
+                worker: self.worker.clone(),
+                seq,
+                change: Change::Added {
+                    addr: self.addr.clone(),
+                    capacity: self.capacity,
+                    load: *self.load.borrow_and_update(),
+                },
+            };
+            match broker.join(join).await {
+                Ok(Ok(Applied::Added | Applied::Replaced)) => return Ok(()),
+                Ok(Ok(Applied::Stale)) if seq == u64::MAX => {
+                    return Err(LinkEnd::Refused(format!(
+                        "worker id {} was removed with the highest sequence number there is,                          so it can never join again at this broker; start it with another id",
+                        self.worker
+                    )));
+                }
+                Ok(Ok(Applied::Stale)) => {
+                    // Newer news of this id than our clock (a removal far ahead of it, or
+                    // another worker with this id): move past it.
+                    tracing::debug!(worker = %self.worker, seq, jump, "join was stale; moving ahead");
+                    seq = seq.saturating_add(jump);
+                    jump = jump.saturating_mul(2);
+                    self.last_seq = seq;
+                }
+                Ok(Ok(other)) => {
+                    return Err(LinkEnd::Lost(format!(
+                        "unexpected answer to join: {other:?}"
+                    )));
+                }
+                Ok(Err(refused)) => return Err(refused.into()),
+                Err(e) => return Err(LinkEnd::Lost(e.to_string())),
+            }
+        }
     }
 
     /// One connection to the broker: join, then publish load changes until something fails
@@ -389,34 +483,16 @@ impl BrokerLink {
             Ok(broker) => broker.with_timeout(BROKER_CALL_TIMEOUT),
             Err(e) => return LinkEnd::Lost(e.to_string()),
         };
-        let join = WorkerUpdate {
-            worker: self.worker.clone(),
-            seq: self.next_seq(),
-            change: Change::Added {
-                addr: self.addr.clone(),
-                capacity: self.capacity,
-                load: *self.load.borrow_and_update(),
-            },
-        };
         let joined = tokio::select! {
-            joined = broker.join(join) => joined,
+            joined = self.join(&broker) => joined,
             _ = stop.wait_for(|stop| *stop) => {
                 client.close();
                 return LinkEnd::Stopped;
             }
         };
-        match joined {
-            Ok(Applied::Added | Applied::Replaced) => {}
-            Ok(Applied::Stale) => {
-                // Another worker with this id published a newer update: two workers share
-                // an id, or clocks disagree. Keep serving; try again later.
-                return LinkEnd::Lost(format!(
-                    "the broker has newer news of worker id {} (two workers with one id?)",
-                    self.worker
-                ));
-            }
-            Ok(other) => return LinkEnd::Lost(format!("unexpected answer to join: {other:?}")),
-            Err(e) => return LinkEnd::Lost(e.to_string()),
+        if let Err(end) = joined {
+            client.close();
+            return end;
         }
         tracing::info!(broker = %self.broker, worker = %self.worker, "joined the broker");
         self.joined.send_replace(true);
@@ -459,8 +535,32 @@ impl BrokerLink {
                     load: *self.load.borrow_and_update(),
                 },
             };
-            if let Err(e) = broker.publish(update).await {
-                return LinkEnd::Lost(e.to_string());
+            match broker.publish(update).await {
+                Ok(Ok(Applied::LoadChanged)) => {}
+                Ok(Ok(applied @ (Applied::Stale | Applied::UnknownWorker))) => {
+                    tracing::warn!(
+                        worker = %self.worker,
+                        outcome = ?applied,
+                        "the broker no longer queues this worker (removed?); joining again"
+                    );
+                    let rejoined = tokio::select! {
+                        joined = self.join(&broker) => joined,
+                        _ = stop.wait_for(|stop| *stop) => break,
+                    };
+                    if let Err(end) = rejoined {
+                        client.close();
+                        return end;
+                    }
+                    tracing::info!(broker = %self.broker, worker = %self.worker, "joined the broker again");
+                }
+                Ok(Ok(other)) => {
+                    tracing::debug!(worker = %self.worker, outcome = ?other, "load update");
+                }
+                Ok(Err(refused)) => {
+                    client.close();
+                    return refused.into();
+                }
+                Err(e) => return LinkEnd::Lost(e.to_string()),
             }
         }
         let removed = WorkerUpdate {
@@ -473,7 +573,10 @@ impl BrokerLink {
             .publish(removed)
             .await
         {
-            Ok(_) => tracing::info!(worker = %self.worker, "left the broker"),
+            Ok(Ok(_)) => tracing::info!(worker = %self.worker, "left the broker"),
+            Ok(Err(refused)) => {
+                tracing::warn!(worker = %self.worker, "the broker refused the removal: {refused}");
+            }
             Err(e) => tracing::warn!(worker = %self.worker, "could not tell the broker: {e}"),
         }
         client.close();

@@ -5,7 +5,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use broker_server::BrokerRef;
+use broker_server::queue::{Applied, Change, WorkerId, WorkerState, WorkerUpdate};
+use broker_server::{BrokerRef, BrokerService, BrokerSession, MAX_PAGE, Role, WorkerEvent};
 use calc_client::demo::{self, Cluster};
 use calc_client::frontend::{self, JobError, Options, Workers};
 use calc_client::job::Job;
@@ -37,6 +38,13 @@ async fn eventually<T, F: Future<Output = Option<T>>>(
         assert!(start.elapsed() < PATIENCE, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// The broker's first page of queued workers (all of them, in these tests).
+async fn queued(broker: &BrokerRef) -> Vec<WorkerState> {
+    let page = broker.workers(0, MAX_PAGE).await.unwrap().unwrap();
+    assert!(page.is_last(), "more than one page of workers");
+    page.workers
 }
 
 fn quiet() -> Options {
@@ -117,7 +125,7 @@ async fn the_broker_hears_of_load_changes() {
     let cluster = Cluster::start(1, 2).await.unwrap();
     let client = Client::connect(cluster.broker_addr()).await.unwrap();
     let broker: BrokerRef = client.root().await.unwrap();
-    let listed = broker.workers().await.unwrap();
+    let listed = queued(&broker).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(
         (listed[0].id.as_str(), listed[0].capacity, listed[0].load),
@@ -135,7 +143,7 @@ async fn the_broker_hears_of_load_changes() {
         .collect();
     eventually("the broker sees a load of 3", || {
         let broker = broker.clone();
-        async move { (broker.workers().await.unwrap()[0].load == 3).then_some(()) }
+        async move { (queued(&broker).await[0].load == 3).then_some(()) }
     })
     .await;
     for call in calls {
@@ -143,7 +151,7 @@ async fn the_broker_hears_of_load_changes() {
     }
     eventually("the broker sees a load of 0", || {
         let broker = broker.clone();
-        async move { (broker.workers().await.unwrap()[0].load == 0).then_some(()) }
+        async move { (queued(&broker).await[0].load == 0).then_some(()) }
     })
     .await;
     cluster.shutdown().await;
@@ -164,11 +172,11 @@ async fn a_worker_restarted_with_the_same_id_rejoins() {
         tokio::time::timeout(PATIENCE, worker.joined())
             .await
             .unwrap_or_else(|_| panic!("round {round}: the worker did not rejoin"));
-        let listed = broker.workers().await.unwrap();
+        let listed = queued(&broker).await;
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].addr, worker.local_addr().to_string());
         worker.shutdown().await;
-        assert!(broker.workers().await.unwrap().is_empty(), "round {round}");
+        assert!(queued(&broker).await.is_empty(), "round {round}");
     }
     cluster.shutdown().await;
 }
@@ -260,4 +268,89 @@ async fn lost_workers_do_not_count_as_failed_attempts() {
         .expect("the job failed although a worker was left");
     assert_eq!(report.total, 148_933);
     survivor.shutdown().await;
+}
+
+/// A worker the broker removed while it still serves joins again at its next load update:
+/// after a removal just ahead of its sequence numbers (its update is then `UnknownWorker`),
+/// and after one far ahead of its clock (`Stale`, and its re-join moves past it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_worker_joins_again_at_its_next_update() {
+    let running = broker_server::spawn("127.0.0.1:0").await.unwrap();
+    let service = running.service().clone();
+    let config = WorkerConfig::new(7)
+        .capacity(1)
+        .broker(running.local_addr().to_string());
+    let worker = Worker::start(loopback().await, config).unwrap();
+    tokio::time::timeout(PATIENCE, worker.joined())
+        .await
+        .expect("the worker joins");
+    let client = Client::connect(worker.local_addr()).await.unwrap();
+    let calc: CalculatorRef = client.root().await.unwrap();
+    let mut events = service.subscribe();
+
+    let just_ahead = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    for removal_seq in [just_ahead, u64::MAX / 2] {
+        let removal = WorkerUpdate {
+            worker: WorkerId::from("7"),
+            seq: removal_seq,
+            change: Change::Removed,
+        };
+        assert_eq!(
+            service.publish(removal),
+            Applied::Removed { was_queued: true },
+            "removal at {removal_seq}"
+        );
+        assert!(service.is_empty());
+        // A chunk changes the worker's load: it publishes, hears it is gone, joins again.
+        assert_eq!(calc.count_primes(0, 100).await.unwrap(), (25, 7));
+        let event = tokio::time::timeout(PATIENCE, events.recv())
+            .await
+            .expect("the worker joins again")
+            .unwrap();
+        assert!(matches!(event, WorkerEvent::Joined { .. }), "{event:?}");
+        let queued = service.workers();
+        assert_eq!(queued.len(), 1, "after the removal at {removal_seq}");
+        assert_eq!(queued[0].addr, worker.local_addr().to_string());
+    }
+
+    client.close();
+    worker.shutdown().await;
+    assert!(service.is_empty(), "a graceful shutdown removes the worker");
+    running.shutdown().await;
+}
+
+/// A broker that does not take the front end's login for a front end's: the job fails at
+/// once with the broker's reason, not after retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_end_the_broker_refuses_fails_at_once() {
+    let session = BrokerSession::new(BrokerService::new(), Role::Worker, "not-a-front-end");
+    let server =
+        rpc_core::Server::from_listener(loopback().await, BrokerRef::new(session)).unwrap();
+    let workers = Workers::Broker(server.local_addr().to_string());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+    let error = tokio::time::timeout(
+        PATIENCE,
+        frontend::run(Job::new(10_000), &workers, &quiet()),
+    )
+    .await
+    .expect("the job fails at once")
+    .unwrap_err();
+    assert!(matches!(error, JobError::Forbidden { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("a worker may not list the workers"),
+        "{error}"
+    );
+    let _ = stop.send(());
+    tokio::time::timeout(PATIENCE, serving)
+        .await
+        .unwrap()
+        .unwrap();
 }

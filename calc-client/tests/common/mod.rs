@@ -11,8 +11,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use broker_server::BrokerRef;
 use broker_server::queue::WorkerState;
+use broker_server::{BrokerRef, MAX_PAGE};
 use rpc_core::Client;
 
 /// A generous limit for anything a test waits for.
@@ -256,8 +256,10 @@ impl BrokerClient {
     /// The broker's queued workers.
     pub fn workers(&self) -> Vec<WorkerState> {
         self.runtime
-            .block_on(self.broker.workers())
+            .block_on(self.broker.workers(0, MAX_PAGE))
             .expect("workers() on the broker")
+            .expect("the served root is trusted")
+            .workers
     }
 
     /// Polls `workers()` (every 5 ms) until `done` holds of the ids listed; returns how long

@@ -53,6 +53,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod broker;
 pub mod forbidden;
 pub mod ownership;
@@ -65,6 +66,9 @@ pub mod session;
 pub use broker::{Broker, BrokerRef, MAX_PAGE, WorkersPage};
 pub use forbidden::Forbidden;
 pub use role::Role;
-pub use server::{RunningBroker, bind, run, run_service, shutdown_signal, spawn, spawn_on};
+pub use access::{Access, BrokerCredentials, BrokerRealm, Users};
+pub use server::{
+    RunningBroker, bind, run, run_server, run_service, serve, shutdown_signal, spawn, spawn_on,
+};
 pub use service::{BrokerService, WorkerEvent};
 pub use session::BrokerSession;

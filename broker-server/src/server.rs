@@ -28,32 +28,27 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
-use rpc_core::{CallError, Server};
+use rpc_core::{CallError, Server, SturdyUrl};
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::access::Access;
 use crate::broker::BrokerRef;
 use crate::service::BrokerService;
 
-/// Serves a fresh [`BrokerService`] on `listener` until `shutdown` resolves, then shuts down
-/// gracefully (see the [module docs](self)).
-///
-/// ```no_run
-/// # async fn f() -> Result<(), rpc_core::CallError> {
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8990").await.unwrap();
-/// broker_server::run(listener, async { tokio::signal::ctrl_c().await.unwrap() }).await?;
-/// # Ok(()) }
-/// ```
+/// Serves a fresh [`BrokerService`] on `listener` with `access` until `shutdown` resolves,
+/// then shuts down gracefully (see the [module docs](self)).
 ///
 /// # Errors
-/// Only if the listener's address cannot be read: a listener that `bind` returned always
-/// has one. Errors on single connections are logged and never end the service.
+/// When the TLS identity cannot be used, or the listener's address cannot be read. Errors
+/// on single connections are logged and never end the service.
 pub async fn run(
     listener: TcpListener,
+    access: Access,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CallError> {
-    run_service(listener, BrokerService::new(), shutdown).await
+    run_service(listener, BrokerService::new(), access, shutdown).await
 }
 
 /// Like [`run`], serving `service`: keep a clone of it to look at the queue or
@@ -64,39 +59,79 @@ pub async fn run(
 pub async fn run_service(
     listener: TcpListener,
     service: BrokerService,
+    access: Access,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CallError> {
-    let server = Server::from_listener(listener, BrokerRef::new(service))?;
-    let addr = server.local_addr();
-    tracing::info!(%addr, "broker serving");
-    server.run_until(shutdown).await;
-    tracing::info!(%addr, "broker stopped");
+    let (server, _) = serve(listener, service, &access)?;
+    run_server(server, shutdown).await;
     Ok(())
 }
 
-/// Binds `addr` (port 0 for any free port) and serves a fresh broker there in a background
-/// task, until [`RunningBroker::shutdown`] (or until the [`RunningBroker`] is dropped).
+/// The server of a broker: its root is the login object; over TLS, the login object is also
+/// registered under the broker's `pbrs://` URL, which it returns.
+pub fn serve(
+    listener: TcpListener,
+    service: BrokerService,
+    access: &Access,
+) -> Result<(Server, Option<SturdyUrl>), CallError> {
+    let login = access.login(service);
+    let mut server = Server::from_listener(listener, login.clone())?;
+    let mut url = None;
+    if let Some(tls) = &access.tls {
+        server = server.with_tls(tls.clone())?;
+        url = Some(match &access.url_secret {
+            Some(secret) => server.register_with_secret(login, secret)?,
+            None => server.register(login)?,
+        });
+    }
+    Ok((server, url))
+}
+
+/// Serves `server` (from [`serve`]) until `shutdown` resolves.
+pub async fn run_server(server: Server, shutdown: impl Future<Output = ()>) {
+    let addr = server.local_addr();
+    let tls = if server.fingerprint().is_some() { "TLS" } else { "plaintext" };
+    tracing::info!(%addr, "broker serving ({tls})");
+    server.run_until(shutdown).await;
+    tracing::info!(%addr, "broker stopped");
+}
+
+/// Binds `addr` (port 0 for any free port) and serves a fresh broker there with `access` in a
+/// background task, until [`RunningBroker::shutdown`] (or until the [`RunningBroker`] is
+/// dropped).
 ///
 /// # Errors
-/// When `addr` cannot be bound; the message names the address.
-pub async fn spawn(addr: impl ToSocketAddrs) -> io::Result<RunningBroker> {
+/// When `addr` cannot be bound (the message names the address) or the TLS identity cannot
+/// be used.
+pub async fn spawn(addr: impl ToSocketAddrs, access: Access) -> io::Result<RunningBroker> {
     let listener = bind(addr).await?;
-    spawn_on(listener, BrokerService::new())
+    spawn_on(listener, BrokerService::new(), access)
 }
 
 /// Like [`spawn`], serving `service` on an already bound `listener`.
 ///
 /// # Errors
-/// Only if the listener's address cannot be read.
-pub fn spawn_on(listener: TcpListener, service: BrokerService) -> io::Result<RunningBroker> {
+/// If the listener's address cannot be read, or the TLS identity cannot be used.
+pub fn spawn_on(
+    listener: TcpListener,
+    service: BrokerService,
+    access: Access,
+) -> io::Result<RunningBroker> {
     let local_addr = listener.local_addr()?;
+    let (server, url) =
+        serve(listener, service.clone(), &access).map_err(|e| io::Error::other(e.to_string()))?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(run_service(listener, service.clone(), async move {
-        // A dropped sender (the `RunningBroker` dropped) stops the broker too.
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(async move {
+        run_server(server, async move {
+            // A dropped sender (the `RunningBroker` dropped) stops the broker too.
+            let _ = stopped.await;
+        })
+        .await;
+        Ok(())
+    });
     Ok(RunningBroker {
         local_addr,
+        url,
         service,
         stop: Some(stop),
         task: Some(task),
@@ -143,6 +178,7 @@ pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
 #[derive(Debug)]
 pub struct RunningBroker {
     local_addr: SocketAddr,
+    url: Option<SturdyUrl>,
     service: BrokerService,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), CallError>>>,
@@ -152,6 +188,20 @@ impl RunningBroker {
     /// The address the broker listens on: what workers, schedulers and front ends connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The broker's `pbrs://` URL (its login object, over TLS); `None` for a plaintext
+    /// broker, reached at [`local_addr`](Self::local_addr).
+    pub fn url(&self) -> Option<&SturdyUrl> {
+        self.url.as_ref()
+    }
+
+    /// Where clients reach the broker: its URL over TLS, else its address.
+    pub fn location(&self) -> String {
+        match &self.url {
+            Some(url) => url.to_string(),
+            None => self.local_addr.to_string(),
+        }
     }
 
     /// The service being served: the queue, in process.

@@ -44,7 +44,7 @@ use crate::tls::{Fingerprint, PeerCertificate, ServerTls, TLS_HANDSHAKE_RECORD, 
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
-    root: Arc<dyn Dispatch>,
+    root: Option<Arc<dyn Dispatch>>,
     config: Config,
     stats: ServerStats,
     tls: Option<(TlsAcceptor, Fingerprint)>,
@@ -109,7 +109,7 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("local_addr", &self.local_addr)
-            .field("root", &self.root.interface())
+            .field("root", &self.root.as_ref().map(|r| r.interface()))
             .finish()
     }
 }
@@ -139,7 +139,26 @@ impl Server {
         Ok(Server {
             listener,
             local_addr,
-            root: local_root(&root)?,
+            root: Some(local_root(&root)?),
+            stats: ServerStats::new(&config),
+            config,
+            tls: None,
+            registry: Registry::default(),
+        })
+    }
+
+    /// Serves on `listener` with no root object: peers reach only the objects registered
+    /// under sturdy URLs ([`register`](Server::register); so call
+    /// [`with_tls`](Server::with_tls) too). A call of object 0 is answered `NoSuchObject`.
+    pub fn without_root(listener: TcpListener) -> Result<Server, CallError> {
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| CallError::io("could not read the listener's address", e))?;
+        let config = Config::default();
+        Ok(Server {
+            listener,
+            local_addr,
+            root: None,
             stats: ServerStats::new(&config),
             config,
             tls: None,
@@ -173,6 +192,19 @@ impl Server {
     /// When the server does not serve TLS ([`with_tls`](Server::with_tls) first): the URL
     /// names the server by its certificate.
     pub fn register<R: RemoteRef>(&self, object: R) -> Result<SturdyUrl, CallError> {
+        self.register_with_secret(object, &SturdyUrl::new_secret()?)
+    }
+
+    /// Like [`register`](Server::register), under a secret of the caller's: one made by
+    /// [`SturdyUrl::new_secret`] and kept, so that the URL stays the same across restarts.
+    ///
+    /// # Errors
+    /// As `register`, and when `secret` is not at least 32 hexadecimal digits.
+    pub fn register_with_secret<R: RemoteRef>(
+        &self,
+        object: R,
+        secret: &str,
+    ) -> Result<SturdyUrl, CallError> {
         let Some(fingerprint) = self.fingerprint() else {
             return Err(CallError::Tls {
                 message: "a pbrs:// URL names a server by its TLS certificate: call \
@@ -180,12 +212,10 @@ impl Server {
                     .into(),
             });
         };
-        let secret = self.registry.register(object.object().clone())?;
-        Ok(SturdyUrl::new(
-            fingerprint,
-            self.local_addr.to_string(),
-            secret,
-        ))
+        let url = SturdyUrl::new(fingerprint, self.local_addr.to_string(), secret.to_owned());
+        let url: SturdyUrl = url.to_string().parse()?;
+        self.registry.register(object.object().clone(), url.secret());
+        Ok(url)
     }
 
     /// Uses `config` for every connection accepted from now on (and a new memory budget of
@@ -224,7 +254,7 @@ impl Server {
             tls,
             registry,
         } = self;
-        let mut permanent = vec![(ROOT_OBJECT, root)];
+        let mut permanent: Vec<_> = root.map(|root| (ROOT_OBJECT, root)).into_iter().collect();
         if !registry.is_empty() {
             let lookup = LookupRef::new(registry);
             let lookup = Arc::clone(lookup.object().local_dispatch().expect("a local object"));

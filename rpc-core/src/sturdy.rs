@@ -58,6 +58,19 @@ impl SturdyUrl {
     pub(crate) fn secret(&self) -> &str {
         &self.secret
     }
+
+    /// A new secret: 256 random bits from the operating system, in hexadecimal. Keep it to
+    /// register an object under the same URL after a restart
+    /// ([`Server::register_with_secret`](crate::Server::register_with_secret)).
+    pub fn new_secret() -> Result<String, CallError> {
+        let mut bytes = [0u8; SECRET_BYTES];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).map_err(
+            |_| CallError::Tls {
+                message: "the system's random number generator failed".into(),
+            },
+        )?;
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
 }
 
 impl fmt::Display for SturdyUrl {
@@ -152,17 +165,9 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Registers `object` under a new secret, which it returns.
-    pub(crate) fn register(&self, object: ObjectRef) -> Result<String, CallError> {
-        let mut bytes = [0u8; SECRET_BYTES];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).map_err(
-            |_| CallError::Tls {
-                message: "the system's random number generator failed".into(),
-            },
-        )?;
-        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        crate::conn::lifecycle::lock(&self.entries).push((secret.clone(), object));
-        Ok(secret)
+    /// Registers `object` under `secret`.
+    pub(crate) fn register(&self, object: ObjectRef, secret: &str) {
+        crate::conn::lifecycle::lock(&self.entries).push((secret.to_owned(), object));
     }
 
     /// Whether any object is registered.
@@ -261,8 +266,10 @@ mod tests {
         let registry = Registry::default();
         assert!(registry.is_empty());
         let object = crate::RemoteRef::object(&LookupRef::new(Registry::default())).clone();
-        let secret = registry.register(object).unwrap();
+        let secret = SturdyUrl::new_secret().unwrap();
         assert_eq!(secret.len(), 64);
+        assert_ne!(secret, SturdyUrl::new_secret().unwrap());
+        registry.register(object, &secret);
         assert!(registry.find(&secret).is_some());
         let mut wrong = secret.clone().into_bytes();
         wrong[63] = if wrong[63] == b'0' { b'1' } else { b'0' };

@@ -1,0 +1,294 @@
+//! Who may use a broker, and how they get in.
+//!
+//! - [`Users`]: user names with a [`Role`] and the argon2 hash of their password.
+//! - [`BrokerRealm`]: the login realm of a broker. A user who logs in gets, as their avatar,
+//!   a [`BrokerRef`] of a [`BrokerSession`] with their role and their name as identity;
+//!   nobody else gets anything (no anonymous logins).
+//! - [`Access`]: what a served broker needs besides its queue: the users, and its TLS
+//!   identity (and the secret of its `pbrs://` URL).
+//! - [`BrokerCredentials`]: what a worker or front end needs to reach a broker: its URL, a
+//!   user name and a password, from a file or environment variables (never the command
+//!   line). [`BrokerCredentials::connect`] logs in and returns the session.
+//!
+//! A served broker's root object is its login object ([`rpc_core::login`]): before login a
+//! peer can reach nothing else.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use rpc_core::login::{Credentials, LoginRef, Passwords, Portal, Realm};
+use rpc_core::tls::{Identity, ServerTls};
+use rpc_core::{CallError, Caller, Client, ObjectRef};
+
+use crate::broker::BrokerRef;
+use crate::role::Role;
+use crate::service::BrokerService;
+use crate::session::BrokerSession;
+
+/// The longest user name, and the characters one may use.
+pub const MAX_USER_LEN: usize = 64;
+
+/// Checks a user name: 1 to [`MAX_USER_LEN`] letters, digits, `.`, `_` or `-`.
+pub fn check_user_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_USER_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid user name: use 1 to {MAX_USER_LEN} letters, digits, '.', '_' \
+             or '-'"
+        ))
+    }
+}
+
+/// User names with their role and password hash. Cheap to clone; clones share the table.
+#[derive(Clone, Debug, Default)]
+pub struct Users {
+    passwords: Passwords,
+    roles: Arc<RwLock<HashMap<String, Role>>>,
+}
+
+impl Users {
+    /// No users.
+    pub fn new() -> Users {
+        Users::default()
+    }
+
+    /// Adds (or replaces) `name` with `role` and `password` (hashed here).
+    pub fn add(&self, name: &str, role: Role, password: &str) -> Result<(), CallError> {
+        self.add_hashed(name, role, &Passwords::hash(password)?)
+    }
+
+    /// Adds (or replaces) `name` with `role` and a stored argon2 hash.
+    pub fn add_hashed(&self, name: &str, role: Role, hash: &str) -> Result<(), CallError> {
+        check_user_name(name).map_err(|message| CallError::Encode {
+            what: "a user",
+            message,
+        })?;
+        self.passwords.add_hash(name, hash)?;
+        self.roles
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), role);
+        Ok(())
+    }
+
+    /// The role of `name`, if it is a user.
+    pub fn role(&self, name: &str) -> Option<Role> {
+        self.roles
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .copied()
+    }
+
+    /// How many users there are.
+    pub fn len(&self) -> usize {
+        self.roles.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The password hashes, for the login object.
+    pub fn passwords(&self) -> &Passwords {
+        &self.passwords
+    }
+}
+
+/// The realm of a broker: each login's avatar is a session with the user's role.
+#[derive(Debug, Clone)]
+pub struct BrokerRealm {
+    service: BrokerService,
+    users: Users,
+}
+
+impl BrokerRealm {
+    /// The realm of `service` for `users`.
+    pub fn new(service: BrokerService, users: Users) -> BrokerRealm {
+        BrokerRealm { service, users }
+    }
+}
+
+impl Realm for BrokerRealm {
+    type Avatar = BrokerRef;
+
+    async fn avatar(&self, caller: &Caller, _mind: Option<ObjectRef>) -> Result<BrokerRef, String> {
+        let Caller::User(name) = caller else {
+            return Err("log in with a user name and password".into());
+        };
+        let role = self
+            .users
+            .role(name)
+            .ok_or_else(|| "the user has no role on this broker".to_owned())?;
+        Ok(BrokerRef::new(BrokerSession::new(
+            self.service.clone(),
+            role,
+            name.as_str(),
+        )))
+    }
+}
+
+/// What a served broker needs besides its queue: who may log in, and its TLS side.
+#[derive(Clone, Debug)]
+pub struct Access {
+    pub(crate) users: Users,
+    pub(crate) tls: Option<ServerTls>,
+    pub(crate) url_secret: Option<String>,
+    pub(crate) plaintext_passwords: bool,
+}
+
+impl Access {
+    /// `users` may log in, over TLS with `identity`.
+    pub fn tls(users: Users, identity: Identity) -> Access {
+        Access {
+            users,
+            tls: Some(ServerTls::new(identity)),
+            url_secret: None,
+            plaintext_passwords: false,
+        }
+    }
+
+    /// `users` may log in over plaintext TCP: from this host only (a password never crosses
+    /// a network unencrypted), unless [`allow_plaintext_passwords`](Access::allow_plaintext_passwords).
+    pub fn plaintext(users: Users) -> Access {
+        Access {
+            users,
+            tls: None,
+            url_secret: None,
+            plaintext_passwords: false,
+        }
+    }
+
+    /// Checks passwords from other hosts over plaintext too (`--insecure-plaintext`).
+    pub fn allow_plaintext_passwords(mut self) -> Access {
+        self.plaintext_passwords = true;
+        self
+    }
+
+    /// Registers the login object under `secret` (kept in the data directory), so that the
+    /// broker's `pbrs://` URL stays the same across restarts. Without it, a new secret is
+    /// made each time the broker starts.
+    pub fn url_secret(mut self, secret: impl Into<String>) -> Access {
+        self.url_secret = Some(secret.into());
+        self
+    }
+
+    /// The login object of `service` for these users.
+    pub(crate) fn login(&self, service: BrokerService) -> LoginRef {
+        let mut portal = Portal::new(
+            BrokerRealm::new(service, self.users.clone()),
+            self.users.passwords().clone(),
+        );
+        if self.plaintext_passwords {
+            portal = portal.allow_passwords_in_plaintext();
+        }
+        LoginRef::new(portal)
+    }
+}
+
+/// The text of a credentials file for `user` (see [`BrokerCredentials::from_file`]).
+pub fn credentials_file(broker: &str, user: &str, password: &str) -> String {
+    format!(
+        "# pbrs broker credentials: keep this file private\nurl = {broker}\nuser = {user}\n\
+         password = {password}\n"
+    )
+}
+
+/// The environment variables [`BrokerCredentials::from_env`] reads.
+pub const ENV_URL: &str = "PBRS_BROKER_URL";
+/// See [`ENV_URL`].
+pub const ENV_USER: &str = "PBRS_USER";
+/// See [`ENV_URL`].
+pub const ENV_PASSWORD: &str = "PBRS_PASSWORD";
+
+/// What a worker or front end needs to reach a broker: where it is (a `pbrs://` URL, or a
+/// plain `host:port` for a plaintext broker on this host) and a user's credentials. Its
+/// `Debug` shows neither the password nor the URL's secret.
+#[derive(Clone)]
+pub struct BrokerCredentials {
+    /// The broker's `pbrs://` URL, or `host:port` of a plaintext broker.
+    pub broker: String,
+    /// The user name and password.
+    pub credentials: Credentials,
+}
+
+impl std::fmt::Debug for BrokerCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let broker = match self.broker.parse::<rpc_core::SturdyUrl>() {
+            Ok(url) => format!("{url:?}"),
+            Err(_) => self.broker.clone(),
+        };
+        f.debug_struct("BrokerCredentials")
+            .field("broker", &broker)
+            .field("user", &self.credentials.user())
+            .finish()
+    }
+}
+
+impl BrokerCredentials {
+    /// `user`'s credentials for the broker at `broker`.
+    pub fn new(broker: impl Into<String>, user: &str, password: &str) -> BrokerCredentials {
+        BrokerCredentials {
+            broker: broker.into(),
+            credentials: Credentials::new(user, password),
+        }
+    }
+
+    /// Reads a credentials file: lines `url = ...`, `user = ...`, `password = ...` (blank
+    /// lines and `#` comments allowed), as `broker-server add-user` writes it.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<BrokerCredentials, String> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("could not read the credentials file {}: {e}", path.display()))?;
+        let mut fields: HashMap<&str, &str> = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, value) = line.split_once('=').ok_or_else(|| {
+                format!(
+                    "{}:{}: expected `key = value` (url, user, password)",
+                    path.display(),
+                    n + 1
+                )
+            })?;
+            fields.insert(key.trim(), value.trim());
+        }
+        let field = |key: &str| {
+            fields.get(key).copied().ok_or_else(|| {
+                format!("the credentials file {} has no `{key} = ...` line", path.display())
+            })
+        };
+        Ok(BrokerCredentials::new(field("url")?, field("user")?, field("password")?))
+    }
+
+    /// Reads [`ENV_URL`], [`ENV_USER`] and [`ENV_PASSWORD`].
+    pub fn from_env() -> Result<BrokerCredentials, String> {
+        let var = |name: &str| {
+            std::env::var(name).map_err(|_| format!("the environment variable {name} is not set"))
+        };
+        Ok(BrokerCredentials::new(var(ENV_URL)?, &var(ENV_USER)?, &var(ENV_PASSWORD)?))
+    }
+
+
+    /// Connects to the broker, logs in, and returns the session: over TLS checking the
+    /// URL's pin when `broker` is a `pbrs://` URL, else over plaintext TCP (where the password
+    /// is only sent to this host).
+    pub async fn connect(&self) -> Result<BrokerRef, CallError> {
+        let login: LoginRef = if self.broker.starts_with("pbrs://") {
+            Client::connect_url(&self.broker).await?
+        } else {
+            Client::connect(self.broker.as_str()).await?.root().await?
+        };
+        login.log_in(&self.credentials, None).await
+    }
+}

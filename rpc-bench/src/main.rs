@@ -1,10 +1,13 @@
-//! Benchmark: a pbrs call against the physical baseline, a raw `LengthDelimitedCodec` echo
-//! of a 16-byte payload over loopback TCP, both measured in this one run on the same tokio
-//! runtime configuration (multi-thread, 2 workers).
+//! Benchmark: a pbrs call, over plain TCP and over TLS, against the physical baseline, a raw
+//! `LengthDelimitedCodec` echo of a 16-byte payload over loopback TCP, all measured in this
+//! one run on the same tokio runtime configuration (multi-thread, 2 workers). The TLS server
+//! uses an identity generated at start-up, and the client pins its fingerprint; the handshake
+//! happens before measuring, so the figures are those of an established TLS connection.
 //!
 //! Measured for each: the median sequential round trip (one call at a time), and calls per
 //! second with 64 calls in flight on one connection (the median of several rounds). The last
-//! line printed is `ratios: seq=<pbrs/raw median RTT> inflight64=<pbrs/raw calls per second>`.
+//! two lines printed are `tls: seq=<pbrs-tls/pbrs median RTT> inflight64=<pbrs-tls/pbrs calls
+//! per second>` and `ratios: seq=<pbrs/raw median RTT> inflight64=<pbrs/raw calls per second>`.
 //!
 //! Run: `cargo run --release -p rpc-bench` (`-- --quick` for a short smoke run).
 
@@ -13,8 +16,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, SinkExt, StreamExt};
+use rpc_core::tls::{ClientTls, Identity, ServerTls};
 use rpc_core::{Client, Server, remote};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 /// The remote object of the pbrs side: echoes its argument.
@@ -117,8 +122,32 @@ async fn raw_echo_server(listener: TcpListener) {
     }
 }
 
-/// The pbrs client: a typed proxy to an `Echo` root object.
+/// The pbrs client: a typed proxy to an `Echo` root object, over plain TCP or TLS.
 struct PbrsEcho(EchoRef);
+
+impl PbrsEcho {
+    /// Starts a pbrs echo server on loopback and connects to it: over TLS when `tls` (a
+    /// generated identity, pinned by the client), else over plain TCP.
+    async fn start(tls: bool) -> (PbrsEcho, JoinHandle<()>) {
+        let mut server = Server::bind("127.0.0.1:0", EchoRef::new(Echoer))
+            .await
+            .unwrap();
+        let addr = server.local_addr().to_string();
+        let mut pin = None;
+        if tls {
+            let identity = Identity::generate(&["localhost"]).unwrap();
+            pin = Some(ClientTls::pinned(identity.fingerprint()));
+            server = server.with_tls(ServerTls::new(identity)).unwrap();
+        }
+        let handle = tokio::spawn(server.run());
+        let client = match &pin {
+            Some(pin) => Client::connect_tls(&addr, pin).await,
+            None => Client::connect(&addr).await,
+        };
+        let echo = client.unwrap().root().await.unwrap();
+        (PbrsEcho(echo), handle)
+    }
+}
 
 impl Subject for PbrsEcho {
     async fn round_trip(&mut self) {
@@ -180,55 +209,54 @@ async fn run(plan: Plan) {
     let stream = TcpStream::connect(raw_addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let mut raw = RawEcho(Framed::new(stream, LengthDelimitedCodec::new()));
+    let (mut pbrs, pbrs_server) = PbrsEcho::start(false).await;
+    let (mut pbrs_tls, pbrs_tls_server) = PbrsEcho::start(true).await;
 
-    let server = Server::bind("127.0.0.1:0", EchoRef::new(Echoer))
-        .await
-        .unwrap();
-    let pbrs_addr = server.local_addr();
-    let pbrs_server = tokio::spawn(server.run());
-    let client = Client::connect(pbrs_addr).await.unwrap();
-    let mut pbrs = PbrsEcho(client.root().await.unwrap());
-
-    // Alternate the two so that drift in machine load hits both alike.
-    let mut raw_figs = Vec::new();
-    let mut pbrs_figs = Vec::new();
+    // Alternate the subjects so that drift in machine load hits them alike.
+    let mut figs: [Vec<Figures>; 3] = Default::default();
     for _ in 0..3 {
-        raw_figs.push(measure(&mut raw, &plan).await);
-        pbrs_figs.push(measure(&mut pbrs, &plan).await);
+        figs[0].push(measure(&mut raw, &plan).await);
+        figs[1].push(measure(&mut pbrs, &plan).await);
+        figs[2].push(measure(&mut pbrs_tls, &plan).await);
     }
-    let median = |figs: &[Figures]| {
+    let [raw, pbrs, pbrs_tls] = figs.map(|figs| {
         let mut rtt: Vec<Duration> = figs.iter().map(|f| f.median_rtt).collect();
         let mut rate: Vec<f64> = figs.iter().map(|f| f.calls_per_sec).collect();
         rtt.sort();
         rate.sort_by(f64::total_cmp);
-        (rtt[rtt.len() / 2], rate[rate.len() / 2])
-    };
-    let (raw_rtt, raw_rate) = median(&raw_figs);
-    let (pbrs_rtt, pbrs_rate) = median(&pbrs_figs);
+        Figures {
+            median_rtt: rtt[rtt.len() / 2],
+            calls_per_sec: rate[rate.len() / 2],
+        }
+    });
 
     println!(
-        "{:<34} {:>16} {:>22}",
+        "{:<36} {:>16} {:>22}",
         "", "median RTT (µs)", "calls/s, 64 in flight"
     );
-    println!(
-        "{:<34} {:>16.1} {:>22.0}",
-        "raw LengthDelimitedCodec echo",
-        raw_rtt.as_secs_f64() * 1e6,
-        raw_rate
-    );
-    println!(
-        "{:<34} {:>16.1} {:>22.0}",
-        "pbrs call (16-byte Vec<u8> echo)",
-        pbrs_rtt.as_secs_f64() * 1e6,
-        pbrs_rate
-    );
-    println!(
-        "ratios: seq={:.2} inflight64={:.2}",
-        pbrs_rtt.as_secs_f64() / raw_rtt.as_secs_f64(),
-        pbrs_rate / raw_rate
-    );
+    for (label, figs) in [
+        ("raw LengthDelimitedCodec echo", &raw),
+        ("pbrs call (16-byte Vec<u8> echo)", &pbrs),
+        ("pbrs call over TLS (pinned)", &pbrs_tls),
+    ] {
+        println!(
+            "{label:<36} {:>16.1} {:>22.0}",
+            figs.median_rtt.as_secs_f64() * 1e6,
+            figs.calls_per_sec
+        );
+    }
+    let ratios = |name: &str, of: &Figures, to: &Figures| {
+        println!(
+            "{name}: seq={:.2} inflight64={:.2}",
+            of.median_rtt.as_secs_f64() / to.median_rtt.as_secs_f64(),
+            of.calls_per_sec / to.calls_per_sec
+        );
+    };
+    ratios("tls", &pbrs_tls, &pbrs);
+    ratios("ratios", &pbrs, &raw);
     raw_server.abort();
     pbrs_server.abort();
+    pbrs_tls_server.abort();
 }
 
 fn main() {

@@ -202,6 +202,23 @@ pub fn credentials_file(broker: &str, user: &str, password: &str) -> String {
     )
 }
 
+/// Writes a credentials file (from [`credentials_file`]) readable by its owner only,
+/// replacing any file there.
+pub fn write_credentials(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(|e| format!("could not write {}: {e}", path.display()))
+}
+
 /// The environment variables [`BrokerCredentials::from_env`] reads.
 pub const ENV_URL: &str = "PBRS_BROKER_URL";
 /// See [`ENV_URL`].
@@ -246,8 +263,12 @@ impl BrokerCredentials {
     /// lines and `#` comments allowed), as `broker-server add-user` writes it.
     pub fn from_file(path: impl AsRef<Path>) -> Result<BrokerCredentials, String> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("could not read the credentials file {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "could not read the credentials file {}: {e}",
+                path.display()
+            )
+        })?;
         let mut fields: HashMap<&str, &str> = HashMap::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -265,10 +286,17 @@ impl BrokerCredentials {
         }
         let field = |key: &str| {
             fields.get(key).copied().ok_or_else(|| {
-                format!("the credentials file {} has no `{key} = ...` line", path.display())
+                format!(
+                    "the credentials file {} has no `{key} = ...` line",
+                    path.display()
+                )
             })
         };
-        Ok(BrokerCredentials::new(field("url")?, field("user")?, field("password")?))
+        Ok(BrokerCredentials::new(
+            field("url")?,
+            field("user")?,
+            field("password")?,
+        ))
     }
 
     /// Reads [`ENV_URL`], [`ENV_USER`] and [`ENV_PASSWORD`].
@@ -276,9 +304,12 @@ impl BrokerCredentials {
         let var = |name: &str| {
             std::env::var(name).map_err(|_| format!("the environment variable {name} is not set"))
         };
-        Ok(BrokerCredentials::new(var(ENV_URL)?, &var(ENV_USER)?, &var(ENV_PASSWORD)?))
+        Ok(BrokerCredentials::new(
+            var(ENV_URL)?,
+            &var(ENV_USER)?,
+            &var(ENV_PASSWORD)?,
+        ))
     }
-
 
     /// Connects to the broker, logs in, and returns the session: over TLS checking the
     /// URL's pin when `broker` is a `pbrs://` URL, else over plaintext TCP (where the password

@@ -17,36 +17,49 @@
 //!   peers. A login gets a [`BrokerSession`] with its [`Role`] (front end, worker, admin),
 //!   which answers [`Forbidden`] to what the role may not do, and lets a worker login publish
 //!   only about the workers it owns;
+//! - [`access`] and [`data`]: who may log in ([`Users`]: a role and an argon2 password hash
+//!   each), the broker's TLS identity and `pbrs://` URL ([`Access`]), kept in a data
+//!   directory ([`DataDir`]); and what a worker or front end connects with
+//!   ([`BrokerCredentials`], from a file or the environment);
 //! - [`server`]: [`run`] a broker on a listener until a shutdown future resolves, or
-//!   [`spawn`] one in the background of a program.
+//!   [`spawn`] one in the background of a program. Its root object is a login object
+//!   ([`rpc_core::login`]): before login a peer reaches nothing else.
 //!
 //! The `broker-server` binary is [`run`] behind a command line: `broker-server --listen
-//! 127.0.0.1:8990` (see `broker-server --help`).
+//! 127.0.0.1:8990 --data DIR` serves TLS with the identity and users kept in `DIR`, and
+//! `broker-server add-user NAME --role worker --data DIR` adds a user (see
+//! `broker-server --help`).
 //!
 //! ```
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use broker_server::BrokerRef;
 //! use broker_server::queue::{Change, WorkerId, WorkerUpdate};
-//! use rpc_core::Client;
+//! use broker_server::{Access, BrokerCredentials, Role, Users};
+//! use rpc_core::tls::Identity;
 //!
-//! let running = broker_server::spawn("127.0.0.1:0").await?;
+//! let users = Users::new();
+//! users.add("w1", Role::Worker, "w1's password")?;
+//! users.add("fe", Role::FrontEnd, "fe's password")?;
+//! let identity = Identity::generate(&["localhost"])?;
+//! let running = broker_server::spawn("127.0.0.1:0", Access::tls(users, identity)).await?;
+//! // Over TLS, the broker is reached by its URL: its address, fingerprint and a secret.
+//! let url = running.location();
 //!
-//! // A worker joins over its own connection...
-//! let worker = Client::connect(running.local_addr()).await?;
+//! // A worker logs in and joins over its own connection...
+//! let worker = BrokerCredentials::new(&url, "w1", "w1's password").connect().await?;
 //! let update = WorkerUpdate {
 //!     worker: WorkerId::from("w1"),
 //!     seq: 1,
 //!     change: Change::Added { addr: "127.0.0.1:8992".into(), capacity: 2, load: 0 },
 //! };
-//! worker.root::<BrokerRef>().await?.join(update).await??;
+//! worker.join(update).await??;
 //!
 //! // ...and a front end asks where to send work.
-//! let front_end: BrokerRef = Client::connect(running.local_addr()).await?.root().await?;
+//! let front_end = BrokerCredentials::new(&url, "fe", "fe's password").connect().await?;
 //! let next = front_end.next_worker().await??.expect("w1 is queued");
 //! assert_eq!(next.addr, "127.0.0.1:8992");
 //!
 //! // When the worker's connection drops, it leaves the queue.
-//! worker.close();
+//! drop(worker);
 //! # let mut left = running.service().subscribe();
 //! # while !running.service().is_empty() { left.recv().await?; }
 //! running.shutdown().await;
@@ -55,6 +68,7 @@
 
 pub mod access;
 pub mod broker;
+pub mod data;
 pub mod forbidden;
 pub mod ownership;
 pub mod queue;
@@ -63,10 +77,11 @@ pub mod server;
 pub mod service;
 pub mod session;
 
+pub use access::{Access, BrokerCredentials, BrokerRealm, Users};
 pub use broker::{Broker, BrokerRef, MAX_PAGE, WorkersPage};
+pub use data::DataDir;
 pub use forbidden::Forbidden;
 pub use role::Role;
-pub use access::{Access, BrokerCredentials, BrokerRealm, Users};
 pub use server::{
     RunningBroker, bind, run, run_server, run_service, serve, shutdown_signal, spawn, spawn_on,
 };

@@ -1,34 +1,73 @@
 //! `broker-server`: the pbrs broker as a program.
 //!
-//! Parses the command line, sets up logging, binds the listener, prints
-//! `broker listening on <addr>` on stdout, and serves a [`broker_server::BrokerService`] limited
-//! to `--max-workers` ids with [`broker_server::run_service`] until SIGINT
-//! (Ctrl-C) or SIGTERM. Everything else is in the library.
+//! `broker-server [serve options]` serves: it opens the data directory (`--data`), binds the
+//! listener, prints `broker listening on <addr>` (and, over TLS, `broker url: pbrs://...`) on
+//! stdout, and serves a [`broker_server::BrokerService`] behind a login until SIGINT (Ctrl-C)
+//! or SIGTERM. `broker-server add-user` adds a user to the data directory and prints what
+//! that worker or front end needs. Everything else is in the library.
 
 use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use broker_server::access::{ENV_PASSWORD, ENV_URL, ENV_USER, credentials_file};
+use broker_server::{Access, BrokerService, DataDir, Role};
+use clap::{Parser, Subcommand};
+use rpc_core::SturdyUrl;
 use tracing_subscriber::EnvFilter;
 
 /// The pbrs broker: hands front ends the most able worker.
 ///
-/// Workers join over their own connection and leave the queue when it drops; schedulers
-/// publish the workers' capacity and load; front ends ask for the next worker.
+/// Workers log in and join over their own connection, and leave the queue when it drops;
+/// they publish their capacity and load; front ends log in and ask for the next worker. The
+/// broker serves TLS with an identity kept in its data directory; its users (name, role,
+/// argon2 password hash) live there too: add them with `broker-server add-user`.
 #[derive(Debug, Parser)]
 #[command(
     name = "broker-server",
     version,
-    after_help = "Once listening, prints one line `broker listening on <addr>` on stdout \
-                  (with the actual port when --listen asks for port 0). Logs go to stderr. \
-                  SIGINT (Ctrl-C) or SIGTERM shuts it down gracefully: calls in flight finish, \
-                  connections close, and it exits 0. Exits 1 if it cannot listen, 2 on a bad \
-                  command line."
+    args_conflicts_with_subcommands = true,
+    after_help = "Once listening, prints `broker listening on <addr>` on stdout (with the actual \
+                  port when --listen asks for port 0), then, over TLS, `broker url: \
+                  pbrs://<fingerprint>@<addr>/<secret>`: what workers and front ends connect to. \
+                  Logs go to stderr. SIGINT (Ctrl-C) or SIGTERM shuts it down gracefully: calls \
+                  in flight finish, connections close, and it exits 0. Exits 1 if it cannot \
+                  listen or read its data directory, 2 on a bad command line."
 )]
 struct Cli {
+    #[command(flatten)]
+    serve: Serve,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Args)]
+struct Serve {
     /// Address to listen on, HOST:PORT. Port 0 picks any free port.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8990")]
     listen: String,
+
+    /// The data directory: the TLS identity, the URL's secret and the users. Created (with
+    /// a new identity) if it does not exist.
+    #[arg(long, value_name = "DIR", default_value = "broker-data")]
+    data: PathBuf,
+
+    /// Serve without TLS; only on a loopback address, where nothing crosses a network.
+    #[arg(long)]
+    plaintext: bool,
+
+    /// Serve without TLS on any address, and check passwords sent in clear from other hosts.
+    /// Anyone on the path can read them and impersonate the broker: only for networks you
+    /// trust entirely.
+    #[arg(long, conflicts_with = "plaintext")]
+    insecure_plaintext: bool,
+
+    /// The HOST:PORT clients reach the broker at, for the printed URL (default: the address
+    /// it listens on).
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise: Option<String>,
 
     /// What to log: a level (error, warn, info, debug, trace) or filter directives such as
     /// `info,broker_server=debug`. Without it, RUST_LOG is used when set, else `info`.
@@ -38,19 +77,51 @@ struct Cli {
     /// The most worker ids the broker keeps track of: queued workers plus the tombstones of
     /// removed ones (which keep late, out-of-date updates from bringing a worker back). At
     /// the limit, a new worker takes the place of the tombstone removed longest ago; when
-    /// every tracked id is a queued worker, it is refused (`Full`, logged as a warning). Bounds
-    /// the broker's memory whatever peers publish.
+    /// every tracked id is a queued worker, it is refused (`Full`, logged as a warning).
     #[arg(
         long,
         value_name = "N",
         default_value_t = broker_server::queue::DEFAULT_MAX_IDS,
-        value_parser = parse_max_workers
+        value_parser = parse_positive
     )]
     max_workers: usize,
+
+    /// The most worker ids one worker login may own.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = broker_server::ownership::DEFAULT_MAX_WORKERS_PER_IDENTITY
+    )]
+    max_workers_per_identity: u32,
 }
 
-/// A positive number of workers.
-fn parse_max_workers(n: &str) -> Result<usize, String> {
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Adds a user (or gives an existing one a new password) and prints what it needs to
+    /// connect: the broker's URL, its user name and its new password (shown only now). A
+    /// running broker reads its users when it starts: restart it to let the user in.
+    AddUser {
+        /// The user name: letters, digits, '.', '_' or '-'.
+        name: String,
+        /// What the user may do: front-end (ask for workers), worker (join and publish for
+        /// its own worker ids), admin (everything, e.g. remove any worker).
+        #[arg(long)]
+        role: Role,
+        /// The data directory of the broker.
+        #[arg(long, value_name = "DIR", default_value = "broker-data")]
+        data: PathBuf,
+        /// The HOST:PORT clients reach the broker at, for the printed URL.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8990")]
+        advertise: String,
+        /// Write the credentials to this file (readable by its owner only; for
+        /// `calc-worker --credentials FILE`) instead of printing them.
+        #[arg(long, value_name = "FILE")]
+        credentials_file: Option<PathBuf>,
+    },
+}
+
+/// A positive number.
+fn parse_positive(n: &str) -> Result<usize, String> {
     match n.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_owned()),
         Ok(n) => Ok(n),
@@ -65,43 +136,130 @@ fn parse_filter(directives: &str) -> Result<String, String> {
         .map_err(|e| format!("{e} (expected a level such as `info`, or directives such as `info,broker_server=debug`)"))
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_level.as_deref());
-
-    // Handlers first: a signal that comes right after the "listening" line must not find the
-    // default action (which would kill the process) still in place.
-    let shutdown = match broker_server::shutdown_signal() {
-        Ok(shutdown) => shutdown,
-        Err(e) => {
-            eprintln!("broker-server: cannot install the signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
+    let result = match cli.command {
+        Some(Command::AddUser {
+            name,
+            role,
+            data,
+            advertise,
+            credentials_file,
+        }) => add_user(&name, role, &data, &advertise, credentials_file),
+        None => serve(cli.serve),
     };
-    let listener = match broker_server::bind(&cli.listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("broker-server: {e}; choose the address with --listen HOST:PORT");
-            return ExitCode::FAILURE;
-        }
-    };
-    let announced = listener.local_addr().and_then(|addr| {
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "broker listening on {addr}")?;
-        stdout.flush()
-    });
-    if let Err(e) = announced {
-        // Whoever started us cannot learn the address: not fatal for the service itself.
-        tracing::warn!("could not print the listening address on stdout: {e}");
-    }
-    let service = broker_server::BrokerService::with_limit(cli.max_workers);
-    match broker_server::run_service(listener, service, shutdown).await {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("broker-server: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn add_user(
+    name: &str,
+    role: Role,
+    data: &std::path::Path,
+    advertise: &str,
+    credentials_out: Option<PathBuf>,
+) -> Result<(), String> {
+    let data = DataDir::open(data)?;
+    let password = data.add_user(name, role)?;
+    let url = broker_url(&data, advertise)?;
+    println!(
+        "added user {name} with role {role} to {}",
+        data.path().display()
+    );
+    println!("broker url: {url}");
+    match credentials_out {
+        Some(path) => {
+            let text = credentials_file(&url.to_string(), name, &password);
+            broker_server::access::write_credentials(&path, &text)?;
+            println!(
+                "credentials written to {} (keep it private)",
+                path.display()
+            );
+        }
+        None => {
+            println!("{ENV_URL}={url}");
+            println!("{ENV_USER}={name}");
+            println!("{ENV_PASSWORD}={password}");
+        }
+    }
+    Ok(())
+}
+
+/// The broker's URL at `addr`, from the identity and secret of `data`.
+fn broker_url(data: &DataDir, addr: &str) -> Result<SturdyUrl, String> {
+    let fingerprint = data.identity()?.fingerprint();
+    let url = format!("pbrs://{fingerprint}@{addr}/{}", data.url_secret()?);
+    url.parse().map_err(|e: rpc_core::CallError| e.to_string())
+}
+
+#[tokio::main]
+async fn serve(cli: Serve) -> Result<(), String> {
+    init_logging(cli.log_level.as_deref());
+    let data = DataDir::open(&cli.data)?;
+    let users = data.users()?;
+    if users.is_empty() {
+        tracing::warn!(
+            "no users in {}: nobody can log in; add some with `broker-server add-user`",
+            data.path().display()
+        );
+    }
+    // Handlers first: a signal that comes right after the "listening" line must not find the
+    // default action (which would kill the process) still in place.
+    let shutdown = broker_server::shutdown_signal()
+        .map_err(|e| format!("cannot install the signal handlers: {e}"))?;
+    let listener = broker_server::bind(&cli.listen)
+        .await
+        .map_err(|e| format!("{e}; choose the address with --listen HOST:PORT"))?;
+    let addr: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let access = if cli.insecure_plaintext {
+        tracing::warn!("serving without TLS (--insecure-plaintext): passwords travel in clear");
+        Access::plaintext(users).allow_plaintext_passwords()
+    } else if cli.plaintext {
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "refusing to serve {addr} without TLS: passwords and calls would cross the \
+                 network in clear. Drop --plaintext to serve TLS, or pass --insecure-plaintext \
+                 if this network is entirely trusted"
+            ));
+        }
+        Access::plaintext(users)
+    } else {
+        Access::tls(users, data.identity()?).url_secret(data.url_secret()?)
+    };
+    let service = BrokerService::with_limit(cli.max_workers)
+        .with_max_workers_per_identity(cli.max_workers_per_identity);
+    let (server, url) =
+        broker_server::serve(listener, service, &access).map_err(|e| e.to_string())?;
+    let mut lines = vec![format!("broker listening on {addr}")];
+    if let Some(url) = url {
+        let url = match &cli.advertise {
+            Some(advertised) => url.with_addr(advertised.as_str()),
+            None => url,
+        };
+        lines.push(format!("broker url: {url}"));
+    }
+    announce(&lines);
+    broker_server::run_server(server, shutdown).await;
+    Ok(())
+}
+
+/// Prints `lines` on stdout at once (whoever started us may be waiting for them).
+fn announce(lines: &[String]) {
+    let mut stdout = std::io::stdout().lock();
+    let printed = lines
+        .iter()
+        .try_for_each(|line| writeln!(stdout, "{line}"))
+        .and_then(|()| stdout.flush());
+    if let Err(e) = printed {
+        // Whoever started us cannot learn the address: not fatal for the service itself.
+        tracing::warn!("could not print the listening address on stdout: {e}");
     }
 }
 

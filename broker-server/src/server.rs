@@ -2,22 +2,23 @@
 //! `broker-server` binary and the tests do), and [`spawn`] to start one in the background of
 //! any tokio program (what the calculation demo does).
 //!
-//! Both serve a [`BrokerService`] as the root object of every connection, through
-//! [`rpc_core::Server`], and shut down gracefully: stop accepting, let the calls in flight
-//! finish (up to [`rpc_core::Config::shutdown_grace`]), close every connection. Workers tied to
-//! those connections leave the queue as they close.
+//! Both serve a [`BrokerService`] behind a login object (see [`crate::access`]), through
+//! [`rpc_core::Server`], over TLS or plaintext as the [`Access`] says, and shut down
+//! gracefully: stop accepting, let the calls in flight finish (up to
+//! [`rpc_core::Config::shutdown_grace`]), close every connection. Workers tied to those
+//! connections leave the queue as they close.
 //!
 //! ```
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use broker_server::BrokerRef;
-//! use rpc_core::Client;
+//! use broker_server::{Access, BrokerCredentials, Role, Users};
 //!
-//! // In process, on any free loopback port:
-//! let running = broker_server::spawn("127.0.0.1:0").await?;
+//! // In process, on any free loopback port, in plaintext (logins from this host only):
+//! let users = Users::new();
+//! users.add("fe", Role::FrontEnd, "secret")?;
+//! let running = broker_server::spawn("127.0.0.1:0", Access::plaintext(users)).await?;
 //!
-//! // Workers, schedulers and front ends connect to `running.local_addr()`.
-//! let client = Client::connect(running.local_addr()).await?;
-//! let broker: BrokerRef = client.root().await?;
+//! // Workers and front ends log in at `running.location()`.
+//! let broker = BrokerCredentials::new(running.location(), "fe", "secret").connect().await?;
 //! assert_eq!(broker.next_worker().await?, Ok(None));
 //!
 //! running.shutdown().await;
@@ -90,7 +91,11 @@ pub fn serve(
 /// Serves `server` (from [`serve`]) until `shutdown` resolves.
 pub async fn run_server(server: Server, shutdown: impl Future<Output = ()>) {
     let addr = server.local_addr();
-    let tls = if server.fingerprint().is_some() { "TLS" } else { "plaintext" };
+    let tls = if server.fingerprint().is_some() {
+        "TLS"
+    } else {
+        "plaintext"
+    };
     tracing::info!(%addr, "broker serving ({tls})");
     server.run_until(shutdown).await;
     tracing::info!(%addr, "broker stopped");

@@ -12,8 +12,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use broker_server::{BrokerRef, MAX_PAGE};
-use rpc_core::Client;
+use broker_server::{BrokerCredentials, BrokerRef, DataDir, MAX_PAGE, Role};
+use rpc_core::RemoteRef;
 
 /// How long any wait in these tests may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -24,6 +24,11 @@ const BINARY: &str = env!("CARGO_BIN_EXE_broker-server");
 struct Broker {
     child: Child,
     addr: SocketAddr,
+    /// The `pbrs://` URL it printed.
+    url: String,
+    /// Its data directory, with one user, an admin.
+    data: TempDir,
+    admin_password: String,
     /// Everything it wrote on stderr, once it has exited.
     stderr: mpsc::Receiver<String>,
     /// What came on stdout after the announce line: `None` at the end of the output.
@@ -38,8 +43,19 @@ impl Broker {
 
     /// Like [`start`](Self::start), with `extra` arguments.
     fn start_with(extra: &[&str]) -> Broker {
+        let data = TempDir::new("broker");
+        let admin_password = DataDir::open(&data.0)
+            .unwrap()
+            .add_user("admin", Role::Admin)
+            .unwrap();
+        Self::start_in(data, admin_password, extra)
+    }
+
+    /// Starts the binary with the data directory `data`.
+    fn start_in(data: TempDir, admin_password: String, extra: &[&str]) -> Broker {
         let mut child = Command::new(BINARY)
-            .args(["--listen", "127.0.0.1:0", "--log-level", "debug"])
+            .args(["--listen", "127.0.0.1:0", "--log-level", "debug", "--data"])
+            .arg(&data.0)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -53,7 +69,8 @@ impl Broker {
         thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             let _ = line_tx.send(lines.next());
-            // Any further line would break the "exactly one line" promise.
+            let _ = line_tx.send(lines.next());
+            // Any further line would break the "exactly two lines" promise.
             let _ = line_tx.send(lines.next());
         });
         let (stderr_tx, stderr_rx) = mpsc::channel();
@@ -65,21 +82,41 @@ impl Broker {
         let mut broker = Broker {
             child,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            url: String::new(),
+            data,
+            admin_password,
             stderr: stderr_rx,
             more_stdout: line_rx,
         };
-        let line = match broker.more_stdout.recv_timeout(PATIENCE) {
+        let line = broker.announced("broker listening on ");
+        broker.addr = line.parse().expect("an address in the announce line");
+        if !extra.contains(&"--plaintext") {
+            broker.url = broker.announced("broker url: ");
+        }
+        broker
+    }
+
+    /// The rest of the next line on stdout, which must start with `prefix`.
+    fn announced(&mut self, prefix: &str) -> String {
+        let line = match self.more_stdout.recv_timeout(PATIENCE) {
             Ok(Some(Ok(line))) => line,
             other => panic!(
-                "no announce line from broker-server ({other:?}); stderr:\n{}",
-                broker.stderr_after_kill()
+                "no {prefix:?} line from broker-server ({other:?}); stderr:\n{}",
+                self.stderr_after_kill()
             ),
         };
-        let addr = line
-            .strip_prefix("broker listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        broker.addr = addr.parse().expect("an address in the announce line");
-        broker
+        line.strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("expected a line {prefix:?}..., got {line:?}"))
+            .to_owned()
+    }
+
+    /// Logs in as the admin.
+    async fn admin(&self) -> BrokerRef {
+        let credentials = BrokerCredentials::new(&self.url, "admin", &self.admin_password);
+        tokio::time::timeout(PATIENCE, credentials.connect())
+            .await
+            .expect("log in in time")
+            .expect("log in")
     }
 
     /// Sends SIGTERM, as a service manager would.
@@ -151,16 +188,13 @@ fn serves_then_exits_zero_on_sigterm() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let client = tokio::time::timeout(PATIENCE, Client::connect(broker.addr))
-            .await
-            .expect("connect in time")
-            .expect("connect");
-        let broker_ref: BrokerRef = client.root().await.unwrap();
+        let broker_ref = broker.admin().await;
+        let client = broker_ref.peer().expect("a remote broker");
         let workers = tokio::time::timeout(PATIENCE, broker_ref.workers(0, MAX_PAGE))
             .await
             .expect("answer in time")
             .expect("workers()")
-            .expect("the served root is trusted");
+            .expect("an admin may list workers");
         assert!(workers.workers.is_empty());
         assert_eq!(workers.total, 0);
         assert_eq!(broker_ref.next_worker().await.unwrap().unwrap(), None);
@@ -251,11 +285,8 @@ fn max_workers_refuses_a_worker_beyond_the_limit() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let client = tokio::time::timeout(PATIENCE, Client::connect(broker.addr))
-            .await
-            .expect("connect in time")
-            .expect("connect");
-        let scheduler: BrokerRef = client.root().await.unwrap();
+        let scheduler = broker.admin().await;
+        let client = scheduler.peer().expect("a remote broker");
         assert_eq!(
             scheduler.publish(added("a")).await.unwrap().unwrap(),
             Applied::Added
@@ -293,4 +324,119 @@ fn max_workers_zero_is_refused() {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("--max-workers"), "{stderr}");
+}
+
+/// A directory under the system's temporary directory, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let unique = rpc_core::SturdyUrl::new_secret().unwrap();
+        let path = std::env::temp_dir().join(format!("pbrs-{tag}-{}", &unique[..16]));
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `add-user` prints the URL and the new user's credentials (or writes them to a file); a
+/// worker logs in with them over TLS, and the URL stays the same when the broker restarts.
+#[test]
+fn add_user_gives_what_a_worker_needs_and_the_url_survives_a_restart() {
+    let mut broker = Broker::start();
+    let add = |extra: &[&str]| {
+        let output = run_to_end(
+            Command::new(BINARY)
+                .args(["add-user", "w1", "--role", "worker", "--data"])
+                .arg(&broker.data.0)
+                .args(["--advertise", &broker.addr.to_string()])
+                .args(extra),
+        );
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let printed = add(&[]);
+    let value = |key: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= line in:\n{printed}"))
+            .to_owned()
+    };
+    assert_eq!(value("PBRS_BROKER_URL"), broker.url);
+    assert_eq!(value("PBRS_USER"), "w1");
+    let password = value("PBRS_PASSWORD");
+    let file = broker.data.0.join("w1.credentials");
+    let written = add(&["--credentials-file", file.to_str().unwrap()]);
+    assert!(written.contains("credentials written to"), "{written}");
+    assert!(!written.contains("PBRS_PASSWORD"), "{written}");
+    let from_file = BrokerCredentials::from_file(&file).unwrap();
+    assert_eq!(from_file.broker, broker.url);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // A broker reads its users when it starts: w1, added since, is not one yet.
+        let stale = BrokerCredentials::new(&broker.url, "w1", &password)
+            .connect()
+            .await;
+        assert!(stale.is_err(), "w1 did not exist when the broker started");
+    });
+    broker.terminate();
+    assert!(broker.wait().success());
+    let data = std::mem::replace(&mut broker.data, TempDir::new("unused"));
+    let admin_password = broker.admin_password.clone();
+    let url = broker.url.clone();
+    drop(broker);
+
+    let broker = Broker::start_in(data, admin_password, &[]);
+    let same_except_port = |u: &str| u.rsplit_once('/').map(|(_, s)| s.to_owned());
+    assert_eq!(same_except_port(&broker.url), same_except_port(&url));
+    assert_eq!(
+        broker.url.split('@').next(),
+        url.split('@').next(),
+        "the same fingerprint"
+    );
+    runtime.block_on(async {
+        let restarted = BrokerCredentials {
+            broker: broker.url.clone(),
+            ..from_file
+        };
+        let worker = tokio::time::timeout(PATIENCE, restarted.connect())
+            .await
+            .expect("log in in time")
+            .expect("w1 logs in with the credentials file");
+        let refused = worker.next_worker().await.unwrap();
+        assert!(
+            refused.is_err(),
+            "a worker may not ask for workers: {refused:?}"
+        );
+    });
+}
+
+#[test]
+fn plaintext_on_a_network_address_needs_the_insecure_flag() {
+    let data = TempDir::new("plain");
+    let output = run_to_end(
+        Command::new(BINARY)
+            .args(["--listen", "0.0.0.0:0", "--plaintext", "--data"])
+            .arg(&data.0),
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("without TLS") && stderr.contains("--insecure-plaintext"),
+        "{stderr}"
+    );
+    // On loopback, --plaintext serves.
+    let mut broker = Broker::start_with(&["--plaintext"]);
+    assert!(broker.url.is_empty());
+    broker.terminate();
+    assert!(broker.wait().success());
 }

@@ -1,5 +1,6 @@
 //! The broker over real loopback TCP, served by [`broker_server::run`] (or `run_service`, to
-//! watch its events): the order workers are handed out in, stale and removing updates, and
+//! watch its events) and used by an admin login (which may do everything; what the other
+//! roles may do is in `trust.rs`): the order workers are handed out in, stale and removing updates, and
 //! workers leaving the queue when their connection drops; the bound on tracked workers.
 //!
 //! Nothing here sleeps to wait: tests wait for an event (a worker gone from `workers()`, a
@@ -10,11 +11,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use broker_server::queue::{Applied, Change, WorkerId, WorkerUpdate};
-use broker_server::{BrokerRef, BrokerService, MAX_PAGE, WorkerEvent};
+use broker_server::{Access, BrokerRef, BrokerService, MAX_PAGE, Role, Users, WorkerEvent};
 use rpc_core::Client;
+use rpc_core::login::{Credentials, LoginRef};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
+
+/// The one user of the test brokers, and its password.
+const ADMIN: &str = "admin";
+const PASSWORD: &str = "admin's password";
 
 /// How long any wait in these tests may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -32,7 +38,8 @@ impl TestBroker {
         Self::start_with(None).await
     }
 
-    /// Serves `service` with [`broker_server::run_service`] (fresh with `None`).
+    /// Serves `service` with [`broker_server::run_service`] (fresh with `None`), over
+    /// loopback TCP, to one user: an admin, who may do everything.
     async fn start_with(service: Option<BrokerService>) -> TestBroker {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -40,17 +47,26 @@ impl TestBroker {
         let shutdown = async move {
             let _ = stopped.await;
         };
+        let users = Users::new();
+        users.add(ADMIN, Role::Admin, PASSWORD).unwrap();
+        let access = Access::plaintext(users);
         let task = match service {
-            None => tokio::spawn(broker_server::run(listener, shutdown)),
-            Some(service) => tokio::spawn(broker_server::run_service(listener, service, shutdown)),
+            None => tokio::spawn(broker_server::run(listener, access, shutdown)),
+            Some(service) => tokio::spawn(broker_server::run_service(
+                listener, service, access, shutdown,
+            )),
         };
         TestBroker { addr, stop, task }
     }
 
-    /// A new connection to the broker, and its root object.
+    /// A new connection to the broker, logged in as the admin.
     async fn connect(&self) -> (Client, BrokerRef) {
         let client = Client::connect(self.addr).await.unwrap();
-        let broker = client.root().await.unwrap();
+        let login: LoginRef = client.root().await.unwrap();
+        let broker = login
+            .log_in(&Credentials::new(ADMIN, PASSWORD), None)
+            .await
+            .unwrap();
         (client, broker)
     }
 

@@ -214,7 +214,8 @@ impl Server {
         };
         let url = SturdyUrl::new(fingerprint, self.local_addr.to_string(), secret.to_owned());
         let url: SturdyUrl = url.to_string().parse()?;
-        self.registry.register(object.object().clone(), url.secret());
+        self.registry
+            .register(object.object().clone(), url.secret());
         Ok(url)
     }
 

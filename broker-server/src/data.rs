@@ -175,12 +175,11 @@ mod tests {
     use super::*;
 
     fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
+        std::env::temp_dir().join(format!(
             "pbrs-data-{tag}-{}-{}",
             std::process::id(),
             SturdyUrl::new_secret().unwrap()
-        ));
-        dir
+        ))
     }
 
     #[tokio::test]

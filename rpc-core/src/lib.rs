@@ -48,12 +48,43 @@
 //! held. Past a bound a call gets a clear error answer, or the one connection closes with one
 //! warning naming the peer; a panic anywhere closes one connection at most.
 //!
+//! **On a real network**, use TLS ([`tls`]): a server presents an identity (PEM files, or a
+//! self-signed one generated once and kept in a directory) and is named by its SHA-256
+//! fingerprint; a client pins that fingerprint or checks CA roots
+//! ([`Client::connect_tls`]); mutual TLS is an option. [`Server::register`] gives an object a
+//! sturdy URL, `pbrs://<fingerprint>@<host>:<port>/<secret>`, and [`Client::connect_url`]
+//! reaches it: the URL is the capability. [`login`] puts objects behind a password (argon2):
+//! a per-user avatar, a mind to call back, a logout hook, and [`Peer::caller`] to tell who
+//! calls.
+//!
+//! ```
+//! use rpc_core::tls::{ClientTls, Identity, ServerTls};
+//! # use rpc_core::{remote, Client, Server};
+//! # #[remote] pub trait Calculator { async fn remote_calculate(&self, a: i64, b: i64) -> i64; }
+//! # struct Calc; impl Calculator for Calc { async fn remote_calculate(&self, a: i64, b: i64) -> i64 { a + b } }
+//! # #[tokio::main] async fn main() -> Result<(), rpc_core::CallError> {
+//! let identity = Identity::generate(&["localhost"])?; // or Identity::load_or_generate(dir, ..)
+//! let fingerprint = identity.fingerprint();
+//! let server = Server::bind("127.0.0.1:0", CalculatorRef::new(Calc)).await?
+//!     .with_tls(ServerTls::new(identity))?;
+//! let url = server.register(CalculatorRef::new(Calc))?; // pbrs://<fingerprint>@.../<secret>
+//! let addr = server.local_addr().to_string();
+//! tokio::spawn(server.run());
+//!
+//! let calc: CalculatorRef = Client::connect_url(&url.to_string()).await?;
+//! assert_eq!(calc.calculate(1, 2).await?, 3);
+//! let pinned = Client::connect_tls(&addr, &ClientTls::pinned(fingerprint)).await?;
+//! assert_eq!(pinned.root::<CalculatorRef>().await?.calculate(2, 2).await?, 4);
+//! # Ok(()) }
+//! ```
+//!
 //! The modules are layers, each using only those before it: the leaves (`error`, `config`,
 //! [`protocol`], `codec`: bincode, framing and the depth limit) → `io` (the outbox that
 //! batches writes, the frame reader with its timer and budget, the keepalive clock) →
 //! `dispatch` (running and guarding handlers) → `conn` (lifecycle, outgoing and incoming
 //! calls, exports, imports, the reference context, the frame router, the handshake) → the API
-//! (`call`, `object`, `peer`, `client`, `server`, [`blocking`]).
+//! (`call`, `object`, `peer`, `client`, `server`, [`blocking`], [`login`], sturdy URLs).
+//! [`tls`] sits beside the leaves: the connection layer and the API both use it.
 
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]

@@ -4,7 +4,9 @@
 //! hash in the PHC string format (`$argon2id$v=19$m=...$<salt>$<hash>`, salt random per
 //! hash), and a check recomputes it. Checking a user that does not exist costs the same as
 //! checking one that does (a dummy hash is verified), so timing does not tell them apart.
-//! Hashing is slow on purpose (tens of milliseconds): checks run on tokio's blocking pool.
+//! Hashing is slow on purpose (tens of milliseconds and 19 MiB each): checks run on tokio's
+//! blocking pool, at most one per CPU at a time in the whole process, so that a flood of
+//! logins queues instead of taking hundreds of threads and gigabytes of memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -82,6 +84,9 @@ impl Passwords {
             hashes.get(user).cloned()
         };
         let password = password.to_owned();
+        let Ok(_permit) = checks().acquire().await else {
+            return false;
+        };
         let checked = tokio::task::spawn_blocking(move || match stored {
             Some(hash) => verify(&hash, &password),
             None => {
@@ -92,6 +97,15 @@ impl Passwords {
         });
         checked.await.unwrap_or(false)
     }
+}
+
+/// The permits for password checks running at once: one per CPU.
+fn checks() -> &'static tokio::sync::Semaphore {
+    static CHECKS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    CHECKS.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new(cpus)
+    })
 }
 
 fn verify(hash: &str, password: &str) -> bool {

@@ -96,8 +96,12 @@ impl Client {
     /// no object under that secret, and the errors of [`connect`](Client::connect).
     pub async fn connect_url<R: RemoteRef>(url: &str) -> Result<R, CallError> {
         let url: SturdyUrl = url.parse()?;
-        Client::connect_url_with(&url, &ClientTls::pinned(url.fingerprint()), Config::default())
-            .await
+        Client::connect_url_with(
+            &url,
+            &ClientTls::pinned(url.fingerprint()),
+            Config::default(),
+        )
+        .await
     }
 
     /// Like [`connect_url`](Client::connect_url) with `config`, and with `tls` for what else
@@ -119,7 +123,10 @@ impl Client {
             .call_remote("lookup", (url.secret(),))
             .await
             .map_err(|e| match e {
-                CallError::Remote { kind: RemoteErrorKind::NoSuchObject, .. } => CallError::Remote {
+                CallError::Remote {
+                    kind: RemoteErrorKind::NoSuchObject,
+                    ..
+                } => CallError::Remote {
                     kind: RemoteErrorKind::NoSuchObject,
                     message: "the server registered no object under this URL's secret \
                               (the URL is wrong or was revoked)"
@@ -135,10 +142,7 @@ impl Client {
         })?;
         match object.interface() {
             Some(found) if found != R::INTERFACE => Err(CallError::Decode {
-                message: format!(
-                    "the URL names a `{found}`, not a `{}`",
-                    R::INTERFACE
-                ),
+                message: format!("the URL names a `{found}`, not a `{}`", R::INTERFACE),
             }),
             _ => Ok(R::from_object(object)),
         }
@@ -148,7 +152,12 @@ impl Client {
         Client { connection }
     }
 
-    async fn start<R, W>(reader: R, writer: W, config: Config, info: PeerInfo) -> Result<Client, CallError>
+    async fn start<R, W>(
+        reader: R,
+        writer: W,
+        config: Config,
+        info: PeerInfo,
+    ) -> Result<Client, CallError>
     where
         R: AsyncRead + Send + Unpin + 'static,
         W: AsyncWrite + Send + Unpin + 'static,

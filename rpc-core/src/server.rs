@@ -181,7 +181,11 @@ impl Server {
             });
         };
         let secret = self.registry.register(object.object().clone())?;
-        Ok(SturdyUrl::new(fingerprint, self.local_addr.to_string(), secret))
+        Ok(SturdyUrl::new(
+            fingerprint,
+            self.local_addr.to_string(),
+            secret,
+        ))
     }
 
     /// Uses `config` for every connection accepted from now on (and a new memory budget of
@@ -347,7 +351,13 @@ async fn serve_tcp(
 async fn secure(
     stream: TcpStream,
     tls: &TlsAcceptor,
-) -> Result<(tokio_rustls::server::TlsStream<TcpStream>, Option<PeerCertificate>), String> {
+) -> Result<
+    (
+        tokio_rustls::server::TlsStream<TcpStream>,
+        Option<PeerCertificate>,
+    ),
+    String,
+> {
     let mut first = [0u8; 1];
     match stream.peek(&mut first).await {
         Ok(0) => return Err("the client closed the connection before the TLS handshake".into()),
@@ -362,9 +372,11 @@ async fn secure(
             let mut stream = stream;
             let _ = stream.write_all(&frame).await;
             let _ = stream.shutdown().await;
-            return Err("the client did not speak TLS (a plaintext pbrs client?); it was told \
+            return Err(
+                "the client did not speak TLS (a plaintext pbrs client?); it was told \
                         that this server requires TLS"
-                .into());
+                    .into(),
+            );
         }
         Err(e) => return Err(format!("reading from the client failed: {e}")),
     }

@@ -23,7 +23,7 @@ use crate::remote;
 use crate::tls::Fingerprint;
 
 /// The URL scheme.
-pub const SCHEME: &str = "pbrs://";
+pub(crate) const SCHEME: &str = "pbrs://";
 
 /// Random bytes in a secret.
 const SECRET_BYTES: usize = 32;
@@ -62,7 +62,11 @@ impl SturdyUrl {
 
 impl fmt::Display for SturdyUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{SCHEME}{}@{}/{}", self.fingerprint, self.addr, self.secret)
+        write!(
+            f,
+            "{SCHEME}{}@{}/{}",
+            self.fingerprint, self.addr, self.secret
+        )
     }
 }
 
@@ -205,7 +209,11 @@ mod tests {
     use super::*;
 
     fn url() -> String {
-        format!("pbrs://{}@example.org:8990/{}", "ab".repeat(32), "0f".repeat(32))
+        format!(
+            "pbrs://{}@example.org:8990/{}",
+            "ab".repeat(32),
+            "0f".repeat(32)
+        )
     }
 
     #[test]
@@ -221,13 +229,19 @@ mod tests {
     #[test]
     fn errors_say_what_is_wrong_and_hide_the_secret() {
         let cases = [
-            (url().replace("pbrs://", "http://"), "must start with pbrs://"),
+            (
+                url().replace("pbrs://", "http://"),
+                "must start with pbrs://",
+            ),
             (url().replace('@', "#"), "an @"),
             (url().replacen("ab", "zz", 1), "fingerprint is not valid"),
             (url().replace(":8990", ""), "not host:port"),
             (url().replace(":8990", ":99999"), "not host:port"),
             (url().replace("/0f", "0f"), "not host:port"),
-            (url()[..url().len() - 40].to_owned(), "at least 32 hexadecimal"),
+            (
+                url()[..url().len() - 40].to_owned(),
+                "at least 32 hexadecimal",
+            ),
         ];
         for (text, expected) in cases {
             let e = text.parse::<SturdyUrl>().unwrap_err().to_string();
@@ -246,9 +260,12 @@ mod tests {
         assert!(registry.find(&secret).is_some());
         let mut wrong = secret.clone().into_bytes();
         wrong[63] = if wrong[63] == b'0' { b'1' } else { b'0' };
-        assert!(registry.find(std::str::from_utf8(&wrong).unwrap()).is_none());
+        assert!(
+            registry
+                .find(std::str::from_utf8(&wrong).unwrap())
+                .is_none()
+        );
         assert!(registry.find(&secret[..63]).is_none());
         assert!(registry.find("").is_none());
     }
-
 }

@@ -45,11 +45,11 @@ where
             }
             Err(ReadError::Protocol(m)) => Err(CallError::protocol(format!("bad hello: {m}"))),
             // Over TLS, a certificate refused by the peer shows here, at the first read.
-            Err(ReadError::Transport(e)) if tls::verify::rustls_error(&e).is_some() => Err(
-                CallError::Tls {
+            Err(ReadError::Transport(e)) if tls::verify::rustls_error(&e).is_some() => {
+                Err(CallError::Tls {
                     message: tls::verify::describe(&e, tls::verify::Side::Client),
-                },
-            ),
+                })
+            }
             Err(ReadError::Transport(e)) => Err(CallError::disconnected(format!(
                 "reading the peer's hello failed: {e}"
             ))),

@@ -99,8 +99,17 @@ mod tests {
 
     #[test]
     fn bad_text_says_what_is_wrong() {
-        assert!("abc".parse::<Fingerprint>().unwrap_err().contains("64 hexadecimal"));
+        assert!(
+            "abc"
+                .parse::<Fingerprint>()
+                .unwrap_err()
+                .contains("64 hexadecimal")
+        );
         let bad = "g".repeat(64);
-        assert!(bad.parse::<Fingerprint>().unwrap_err().contains("only hexadecimal"));
+        assert!(
+            bad.parse::<Fingerprint>()
+                .unwrap_err()
+                .contains("only hexadecimal")
+        );
     }
 }

@@ -95,16 +95,18 @@ impl Identity {
         };
         let certificate = certificate.as_ref();
         let key = key.as_ref();
-        Identity::from_pem(&read(certificate, "certificate")?, &read(key, "private key")?).map_err(
-            |e| match e {
-                CallError::Tls { message } => tls_error(format!(
-                    "{message} (files {} and {})",
-                    certificate.display(),
-                    key.display()
-                )),
-                other => other,
-            },
+        Identity::from_pem(
+            &read(certificate, "certificate")?,
+            &read(key, "private key")?,
         )
+        .map_err(|e| match e {
+            CallError::Tls { message } => tls_error(format!(
+                "{message} (files {} and {})",
+                certificate.display(),
+                key.display()
+            )),
+            other => other,
+        })
     }
 
     /// A new self-signed identity (ECDSA P-256) for the host names `names` (e.g.
@@ -147,7 +149,10 @@ impl Identity {
         }
         let identity = Identity::generate(names)?;
         std::fs::create_dir_all(dir).map_err(|e| {
-            tls_error(format!("could not create the directory {}: {e}", dir.display()))
+            tls_error(format!(
+                "could not create the directory {}: {e}",
+                dir.display()
+            ))
         })?;
         write_private(&key, identity.key_pem().as_bytes())?;
         write_private(&certificate, identity.certificate_pem().as_bytes())?;

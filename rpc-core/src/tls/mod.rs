@@ -113,7 +113,10 @@ impl ServerTls {
 
     /// Requires every client to present a certificate signed by one of the CAs in
     /// `ca_roots_pem`; handlers then see its subject too.
-    pub fn require_client_certificates_from(mut self, ca_roots_pem: &[u8]) -> Result<ServerTls, CallError> {
+    pub fn require_client_certificates_from(
+        mut self,
+        ca_roots_pem: &[u8],
+    ) -> Result<ServerTls, CallError> {
         self.clients = ClientCertificates::SignedBy(roots_from_pem(ca_roots_pem)?);
         Ok(self)
     }
@@ -169,8 +172,13 @@ impl TlsAcceptor {
     pub(crate) async fn accept(
         &self,
         stream: TcpStream,
-    ) -> Result<(tokio_rustls::server::TlsStream<TcpStream>, Option<PeerCertificate>), String>
-    {
+    ) -> Result<
+        (
+            tokio_rustls::server::TlsStream<TcpStream>,
+            Option<PeerCertificate>,
+        ),
+        String,
+    > {
         let stream = self
             .acceptor
             .accept(stream)
@@ -235,7 +243,10 @@ impl ClientTls {
     pub fn with_ca_roots_file(path: impl AsRef<Path>) -> Result<ClientTls, CallError> {
         let path = path.as_ref();
         let pem = std::fs::read(path).map_err(|e| {
-            tls_error(format!("could not read the CA roots {}: {e}", path.display()))
+            tls_error(format!(
+                "could not read the CA roots {}: {e}",
+                path.display()
+            ))
         })?;
         ClientTls::with_ca_roots(&pem)
     }
@@ -271,12 +282,14 @@ impl ClientTls {
             .with_safe_default_protocol_versions()
             .map_err(|e| tls_error(format!("no usable TLS version: {e}")))?;
         let builder = match &self.trust {
-            Trust::Pinned(fingerprint) => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(PinnedServer::new(
-                    *fingerprint,
-                    &provider,
-                ))),
+            Trust::Pinned(fingerprint) => {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(PinnedServer::new(
+                        *fingerprint,
+                        &provider,
+                    )))
+            }
             Trust::Roots(roots) => builder.with_root_certificates(root_store(roots)?),
         };
         let config = match &self.identity {
@@ -290,7 +303,9 @@ impl ClientTls {
             (Ok(name), _) => name,
             // A pinned server is checked by fingerprint only: any syntactically valid name
             // will do.
-            (Err(_), Trust::Pinned(_)) => ServerName::try_from("pbrs.invalid").expect("a valid name"),
+            (Err(_), Trust::Pinned(_)) => {
+                ServerName::try_from("pbrs.invalid").expect("a valid name")
+            }
             (Err(e), Trust::Roots(_)) => {
                 return Err(tls_error(format!(
                     "{name:?} is not a host name or IP address to check the server's \

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod tls;
 pub mod warnings;
 
 use std::future::Future;

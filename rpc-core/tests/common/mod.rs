@@ -439,6 +439,18 @@ pub fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
     value
 }
 
+/// Asserts that `message` is the error answer to call `id`, of `kind`, containing `contains`.
+#[track_caller]
+pub fn assert_error(message: &Message<'_>, id: u64, kind: RemoteErrorKind, contains: &str) {
+    match message {
+        Message::Error { id: got, error } if *got == id => {
+            assert_eq!(error.kind, kind, "{error:?}");
+            assert!(error.message.contains(contains), "{error:?}");
+        }
+        other => panic!("expected a {kind:?} error answer to call {id}, got {other:?}"),
+    }
+}
+
 /// A peer that writes whatever bytes the test wants, over TCP or any other stream (TLS).
 pub struct RawPeer<S = TcpStream> {
     pub stream: S,

@@ -4,25 +4,16 @@
 
 mod common;
 
-use common::tls::{TestCa, assert_mentions, raw_tls, self_signed, tls_message};
+use common::tls::{TestCa, assert_mentions, calc_server, raw_tls, self_signed, tls_message};
 use common::{Calc, CalculatorRef, TestServer, assert_error, decode_value, within};
 use rpc_core::protocol::{LOOKUP_OBJECT, Message, ROOT_OBJECT, WireRef};
-use rpc_core::tls::{ClientTls, Identity, ServerTls};
-use rpc_core::{CallError, Client, RemoteErrorKind, Server, SturdyUrl};
+use rpc_core::tls::{ClientTls, Identity};
+use rpc_core::{CallError, Client, Config, RemoteErrorKind, Server, SturdyUrl};
 
-/// A TLS server with identity `identity` whose root is calculator 0, with calculators
+/// A TLS server with `identity` whose root is calculator 0, with calculators
 /// `1..=registered` registered; their URLs.
 async fn server_with_urls(identity: Identity, registered: u32) -> (TestServer, Vec<SturdyUrl>) {
-    let (root, _) = Calc::root(0);
-    let server = Server::bind("127.0.0.1:0", root)
-        .await
-        .expect("bind")
-        .with_tls(ServerTls::new(identity))
-        .expect("with_tls");
-    let urls = (1..=registered)
-        .map(|id| server.register(Calc::root(id).0).expect("register"))
-        .collect();
-    (TestServer::serve(server), urls)
+    calc_server(identity, Config::default(), registered).await
 }
 
 /// Connects to `url` (text) within the test's patience.

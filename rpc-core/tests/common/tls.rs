@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rpc_core::tls::{ClientTls, Identity, ServerTls};
-use rpc_core::{CallError, Client, Peer, Server, remote};
+use rpc_core::{CallError, Client, Config, Peer, Server, SturdyUrl, remote};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::{Item, ListenerRef, RawPeer, TestServer, ThingRef, within};
+use super::{Calc, Item, ListenerRef, RawPeer, TestServer, ThingRef, within};
 
 // ---------------------------------------------------------------------------------------------
 // Certificates.
@@ -151,6 +151,26 @@ impl Secure for SecureObject {
 /// A server of a [`SecureObject`] with `tls`, running until stopped.
 pub async fn secure_server(tls: ServerTls) -> TestServer {
     TestServer::serve(bind_secure().await.with_tls(tls).expect("with_tls"))
+}
+
+/// A TLS server with `identity` and `config` whose root is calculator 0, with calculators
+/// `1..=registered` registered; their URLs.
+pub async fn calc_server(
+    identity: Identity,
+    config: Config,
+    registered: u32,
+) -> (TestServer, Vec<SturdyUrl>) {
+    let (root, _) = Calc::root(0);
+    let server = Server::bind("127.0.0.1:0", root)
+        .await
+        .expect("bind 127.0.0.1:0")
+        .with_config(config)
+        .with_tls(ServerTls::new(identity))
+        .expect("with_tls");
+    let urls = (1..=registered)
+        .map(|id| server.register(Calc::root(id).0).expect("register"))
+        .collect();
+    (TestServer::serve(server), urls)
 }
 
 /// A plaintext server of a [`SecureObject`].

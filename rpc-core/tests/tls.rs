@@ -5,11 +5,11 @@
 mod common;
 
 use common::tls::{
-    TestCa, assert_mentions, connect, plaintext_server, secure_server, self_signed, tls_message,
-    trusting, whoami,
+    TempDir, TestCa, assert_mentions, connect, plaintext_server, secure_server, self_signed,
+    tls_message, trusting, whoami,
 };
 use common::warnings::{capture_warnings, warning_containing};
-use rpc_core::tls::{ClientTls, ServerTls};
+use rpc_core::tls::{CERTIFICATE_FILE, ClientTls, Identity, KEY_FILE, ServerTls};
 use rpc_core::{CallError, Client};
 
 /// A client pinning another fingerprint is refused, and the message gives both fingerprints.
@@ -173,4 +173,51 @@ async fn within_connect(
     connecting: impl Future<Output = Result<Client, CallError>>,
 ) -> Result<Client, CallError> {
     common::within("connect", connecting).await
+}
+
+/// `load_or_generate` generates an identity once (the key readable by its owner only), loads
+/// the same one after, and refuses a directory holding only one of its two files.
+#[test]
+fn an_identity_kept_in_a_directory() {
+    let dir = TempDir::new("identity");
+    let first = Identity::load_or_generate(dir.path(), &["localhost"]).unwrap();
+    let again = Identity::load_or_generate(dir.path(), &["localhost"]).unwrap();
+    assert_eq!(again.fingerprint(), first.fingerprint());
+    assert_eq!(again.certificate_pem(), first.certificate_pem());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the key file is readable by others: {mode:o}"
+        );
+    }
+
+    for (removed, kept) in [(KEY_FILE, CERTIFICATE_FILE), (CERTIFICATE_FILE, KEY_FILE)] {
+        let copy = TempDir::new("identity-half");
+        std::fs::copy(dir.path().join(kept), copy.path().join(kept)).unwrap();
+        let message = tls_message(Identity::load_or_generate(copy.path(), &["localhost"]));
+        assert_mentions(&message, &[kept, removed, "does not"]);
+        assert!(!copy.path().join(removed).exists(), "{removed} was written");
+    }
+}
+
+/// A key that is not the certificate's, or PEM that holds no certificate, is refused.
+#[test]
+fn identities_from_pem_are_checked() {
+    let ca = TestCa::new("CA");
+    let (cert_a, key_a) = ca.issue_pem("a");
+    let (_, key_b) = ca.issue_pem("b");
+    let a = Identity::from_pem(cert_a.as_bytes(), key_a.as_bytes()).unwrap();
+    assert_eq!(a.certificate_pem().trim(), cert_a.trim());
+
+    let message = tls_message(Identity::from_pem(cert_a.as_bytes(), key_b.as_bytes()));
+    assert_mentions(&message, &["does not belong to the certificate"]);
+    let message = tls_message(Identity::from_pem(b"not a certificate", key_a.as_bytes()));
+    assert_mentions(&message, &["no certificate"]);
 }

@@ -50,22 +50,22 @@ impl TestCa {
 
     /// An identity for `localhost` with common name `name`, valid now, for servers and clients.
     pub fn issue(&self, name: &str) -> Identity {
-        self.issue_with(name, |_| {})
+        identity(self.issue_pem(name))
     }
 
     /// Like [`issue`](TestCa::issue), but valid only in the year 2000.
     pub fn issue_expired(&self, name: &str) -> Identity {
-        self.issue_with(name, |params| {
+        identity(self.issue_with(name, |params| {
             params.not_before = rcgen::date_time_ymd(2000, 1, 1);
             params.not_after = rcgen::date_time_ymd(2001, 1, 1);
-        })
+        }))
     }
 
     fn issue_with(
         &self,
         name: &str,
         adjust: impl FnOnce(&mut rcgen::CertificateParams),
-    ) -> Identity {
+    ) -> (String, String) {
         let mut params =
             rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("leaf params");
         params.distinguished_name = rcgen::DistinguishedName::new();
@@ -81,9 +81,18 @@ impl TestCa {
         let certificate = params
             .signed_by(&key, &self.certificate, &self.key)
             .expect("a leaf certificate");
-        Identity::from_pem(certificate.pem().as_bytes(), key.serialize_pem().as_bytes())
-            .expect("the issued identity")
+        (certificate.pem(), key.serialize_pem())
     }
+
+    /// Like [`issue`](TestCa::issue), as PEM: the certificate and the key.
+    pub fn issue_pem(&self, name: &str) -> (String, String) {
+        self.issue_with(name, |_| {})
+    }
+}
+
+/// The identity of a certificate and key in PEM.
+fn identity((certificate, key): (String, String)) -> Identity {
+    Identity::from_pem(certificate.as_bytes(), key.as_bytes()).expect("the issued identity")
 }
 
 /// A new self-signed identity for `localhost`.

@@ -76,13 +76,17 @@ impl fmt::Debug for SturdyUrl {
     }
 }
 
-/// The URL with its secret left out, for error messages.
+/// The URL with its secret left out, for error messages. Without a `/` after the address,
+/// where the secret starts cannot be told: all that follows the `@` is left out.
 fn redacted(url: &str) -> String {
-    match url.rsplit_once('/') {
-        Some((head, secret)) if head.len() > SCHEME.len() && !secret.is_empty() => {
-            format!("{head}/<secret>")
-        }
-        _ => url.to_owned(),
+    let body = url.find("://").map_or(0, |i| i + 3);
+    match url[body..].rsplit_once('/') {
+        Some((head, secret)) if !secret.is_empty() => format!("{}{head}/<secret>", &url[..body]),
+        Some(_) => url.to_owned(),
+        None => match url[body..].find('@') {
+            Some(at) => format!("{}<address and secret>", &url[..=body + at]),
+            None => format!("{}<withheld>", &url[..body]),
+        },
     }
 }
 
@@ -237,7 +241,10 @@ mod tests {
             (url().replacen("ab", "zz", 1), "fingerprint is not valid"),
             (url().replace(":8990", ""), "not host:port"),
             (url().replace(":8990", ":99999"), "not host:port"),
-            (url().replace("/0f", "0f"), "not host:port"),
+            (
+                url().replace("/0f", "0f"),
+                "secret (after a / following the address) is missing",
+            ),
             (
                 url()[..url().len() - 40].to_owned(),
                 "at least 32 hexadecimal",

@@ -191,6 +191,7 @@ async fn malformed_urls_say_what_is_wrong() {
         ),
         (url.replace(&addr, "127.0.0.1"), "not host:port"),
         (url.replace(&format!("/{secret}"), ""), "secret"),
+        (url.replace(&format!("/{secret}"), &secret), "secret"),
         (
             url.replace(&secret, &secret[..20]),
             "at least 32 hexadecimal",

@@ -9,11 +9,10 @@
 
 mod common;
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use common::warnings::{capture_warnings, warnings_about};
 use common::{PATIENCE, RawPeer, call_payload, frame, within};
 use rpc_core::protocol::ROOT_OBJECT;
 use rpc_core::{Client, Config, Peer, Server, ServerStats, remote};
@@ -157,57 +156,6 @@ async fn until(what: &str, mut ready: impl FnMut() -> bool) {
         }
     })
     .await
-}
-
-// ---------------------------------------------------------------------------------------------
-// The warnings the server logs, captured to count those naming one peer.
-// ---------------------------------------------------------------------------------------------
-
-static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-/// Records every WARN event as `field=value ` pairs.
-struct WarningLog;
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for WarningLog {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if *event.metadata().level() != tracing::Level::WARN {
-            return;
-        }
-        struct Fields(String);
-        impl tracing::field::Visit for Fields {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                let _ = write!(self.0, "{}={value:?} ", field.name());
-            }
-        }
-        let mut fields = Fields(String::new());
-        event.record(&mut fields);
-        WARNINGS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(fields.0);
-    }
-}
-
-/// Installs the warning log (once per test binary).
-fn capture_warnings() {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        use tracing_subscriber::layer::SubscriberExt;
-        let subscriber = tracing_subscriber::registry().with(WarningLog);
-        tracing::subscriber::set_global_default(subscriber).expect("a global subscriber");
-    });
-}
-
-/// The warnings logged so far that name `peer` (the server's `peer` field).
-fn warnings_about(peer: SocketAddr) -> Vec<String> {
-    let needle = format!("peer={peer} ");
-    WARNINGS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .filter(|w| w.contains(&needle))
-        .cloned()
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

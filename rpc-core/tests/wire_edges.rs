@@ -150,17 +150,6 @@ impl ForestServer {
     }
 }
 
-#[track_caller]
-fn assert_error(message: &Message<'_>, id: u64, kind: RemoteErrorKind, contains: &str) {
-    match message {
-        Message::Error { id: got, error } if *got == id => {
-            assert_eq!(error.kind, kind, "{error:?}");
-            assert!(error.message.contains(contains), "{error:?}");
-        }
-        other => panic!("expected a {kind:?} error answer to call {id}, got {other:?}"),
-    }
-}
-
 async fn assert_height(forest: &ForestRef, nodes: usize) {
     let answer = within("a height call", forest.height(tree(nodes))).await;
     assert_eq!(answer.unwrap(), nodes as u64);

@@ -3,6 +3,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod tls;
+pub mod warnings;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
@@ -11,7 +14,7 @@ use std::time::Duration;
 use rpc_core::protocol::{MAGIC, Message, PROTOCOL_VERSION};
 use rpc_core::{CallError, Client, Config, RemoteErrorKind, Server, remote};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -256,6 +259,11 @@ impl TestServer {
             .await
             .expect("bind 127.0.0.1:0")
             .with_config(config);
+        TestServer::serve(server)
+    }
+
+    /// Runs `server` (bound, configured, with its registrations) in a task.
+    pub fn serve(server: Server) -> TestServer {
         let addr = server.local_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run_until(async move {
@@ -431,9 +439,21 @@ pub fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
     value
 }
 
-/// A TCP peer that writes whatever bytes the test wants.
-pub struct RawPeer {
-    pub stream: TcpStream,
+/// Asserts that `message` is the error answer to call `id`, of `kind`, containing `contains`.
+#[track_caller]
+pub fn assert_error(message: &Message<'_>, id: u64, kind: RemoteErrorKind, contains: &str) {
+    match message {
+        Message::Error { id: got, error } if *got == id => {
+            assert_eq!(error.kind, kind, "{error:?}");
+            assert!(error.message.contains(contains), "{error:?}");
+        }
+        other => panic!("expected a {kind:?} error answer to call {id}, got {other:?}"),
+    }
+}
+
+/// A peer that writes whatever bytes the test wants, over TCP or any other stream (TLS).
+pub struct RawPeer<S = TcpStream> {
+    pub stream: S,
 }
 
 impl RawPeer {
@@ -447,10 +467,17 @@ impl RawPeer {
     /// Connects and exchanges valid hellos.
     pub async fn handshaken(addr: SocketAddr) -> RawPeer {
         let mut peer = RawPeer::connect(addr).await;
-        peer.send(&frame(&hello_payload(PROTOCOL_VERSION))).await;
-        let hello = peer.read_frame().await;
-        assert_eq!(hello, hello_payload(PROTOCOL_VERSION), "the server's hello");
+        peer.exchange_hellos().await;
         peer
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> RawPeer<S> {
+    /// Sends a valid hello and checks the server's.
+    pub async fn exchange_hellos(&mut self) {
+        self.send(&frame(&hello_payload(PROTOCOL_VERSION))).await;
+        let hello = self.read_frame().await;
+        assert_eq!(hello, hello_payload(PROTOCOL_VERSION), "the server's hello");
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {

@@ -3,21 +3,26 @@
 //!
 //! # Two ways to find workers
 //!
-//! - **Directly** ([`Workers::Direct`]): a list of worker addresses. The front end connects
-//!   to all of them at the start, asks each its capacity ([`CalculatorRef::info`]), and keeps
+//! - **Directly** ([`Workers::Direct`]): a list of worker `pbrs://` URLs (each worker prints
+//!   its own, `worker url: pbrs://...`). The front end connects to all of them at the start, asks each its capacity ([`CalculatorRef::info`]), and keeps
 //!   `capacity + 1` chunks in flight on each: `capacity` computing and one waiting, so a
 //!   worker never idles for a network round trip between two chunks. The next chunk goes to
 //!   the worker with the most room.
-//! - **Through a broker** ([`Workers::Broker`]): before sending each chunk the front end asks
+//! - **Through a broker** ([`Workers::Broker`]): the front end logs in to the broker with
+//!   [`BrokerCredentials`] (a user with the front-end role); before sending each chunk it asks
 //!   the broker for [`next_worker`](broker_server::BrokerRef::next_worker) — the
-//!   head of its queue of most able workers — and sends the chunk there, connecting on first
-//!   use and then reusing one connection per worker address. It keeps as many chunks in
+//!   head of its queue of most able workers — and sends the chunk there, connecting to the
+//!   worker's URL on first use and then reusing one connection per worker. It keeps as many chunks in
 //!   flight as the broker's workers can take (the sum of `capacity + 1`, which is the page's
 //!   `total_capacity + total`, read with one small `workers(0, MAX_PAGE)` page at the start,
 //!   every second, and whenever a worker is lost), so every worker has work, including one
 //!   that joins mid-job. Lost workers are left out of the sum when they are on that first
 //!   page; a lost worker further down the queue still counts until the broker drops it,
 //!   which only makes the window a little larger for a moment.
+//!
+//! Every connection to a worker is TLS, pinned to the fingerprint in the worker's URL
+//! ([`rpc_core::Client::connect_url_with`]); reports and errors show a worker's `host:port`,
+//! never its URL's secret.
 //!
 //! # Failures
 //!
@@ -50,8 +55,9 @@ use std::fmt::Write as _;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use broker_server::{BrokerRef, Forbidden, MAX_PAGE};
-use rpc_core::{CallError, Client, Config, RemoteErrorKind};
+use broker_server::{BrokerCredentials, BrokerRef, Forbidden, MAX_PAGE};
+use rpc_core::tls::ClientTls;
+use rpc_core::{CallError, Client, Config, RemoteErrorKind, RemoteRef, SturdyUrl};
 use tokio::task::JoinSet;
 
 use crate::calculator::{CalculatorRef, count_primes, known_prime_count};
@@ -63,12 +69,13 @@ use crate::progress::{Progress, ProgressMode};
 const RESIZE_EVERY: Duration = Duration::from_secs(1);
 
 /// Where the workers are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Workers {
-    /// These worker addresses, used directly.
+    /// These workers' `pbrs://` URLs, used directly.
     Direct(Vec<String>),
-    /// The workers a broker at this address hands out.
-    Broker(String),
+    /// The workers a broker hands out, logged in to with these credentials (a front-end
+    /// user's).
+    Broker(BrokerCredentials),
 }
 
 /// How a job is run.
@@ -156,10 +163,10 @@ pub enum JobError {
         /// The lost workers and why each was lost (empty, or starting with "; ").
         details: String,
     },
-    /// The broker could not be reached, or stopped answering.
+    /// The broker could not be reached, refused the login, or stopped answering.
     #[error("broker {addr}: {source}")]
     Broker {
-        /// The broker's address.
+        /// The broker's address (`host:port`).
         addr: String,
         /// What went wrong.
         source: CallError,
@@ -168,7 +175,7 @@ pub enum JobError {
     /// retrying: it needs another login.
     #[error("broker {addr} refused the front end: {source}")]
     Forbidden {
-        /// The broker's address.
+        /// The broker's address (`host:port`).
         addr: String,
         /// What was refused, and why.
         source: Forbidden,
@@ -222,13 +229,14 @@ pub async fn run(job: Job, workers: &Workers, options: &Options) -> Result<JobRe
     let mut dispatch = Dispatch::new(chunks, options);
     let started = Instant::now();
     match workers {
-        Workers::Direct(addrs) => {
-            if addrs.is_empty() {
-                return Err(JobError::Invalid("no worker address given".into()));
+        Workers::Direct(urls) => {
+            if urls.is_empty() {
+                return Err(JobError::Invalid("no worker URL given".into()));
             }
-            dispatch.connect_all(addrs).await;
+            let urls = parse_worker_urls(urls)?;
+            dispatch.connect_all(&urls).await;
         }
-        Workers::Broker(addr) => dispatch.connect_broker(addr).await?,
+        Workers::Broker(credentials) => dispatch.connect_broker(credentials).await?,
     }
     let outcome = dispatch.run().await;
     dispatch.progress.finish();
@@ -248,11 +256,25 @@ pub async fn run(job: Job, workers: &Workers, options: &Options) -> Result<JobRe
     Ok(report)
 }
 
-/// A worker the front end uses or tried, by address.
+/// Parses the URLs of direct mode, saying what to give instead of a plain address.
+fn parse_worker_urls(urls: &[String]) -> Result<Vec<SturdyUrl>, JobError> {
+    urls.iter()
+        .map(|url| {
+            url.parse::<SturdyUrl>().map_err(|e| {
+                JobError::Invalid(format!(
+                    "{e}; workers serve TLS only and are reached by their pbrs:// URL, which \
+                     calc-worker prints at start as `worker url: pbrs://...`"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// A worker the front end uses or tried (found by its URL in `Dispatch::by_url`).
 struct Slot {
+    /// The worker's `host:port`, for reports and logs (never its URL's secret).
     addr: String,
     id: Option<String>,
-    client: Option<Client>,
     calc: Option<CalculatorRef>,
     /// Direct mode: chunks it computes at once, as it said.
     capacity: u32,
@@ -264,11 +286,10 @@ struct Slot {
 }
 
 impl Slot {
-    fn new(addr: &str, id: Option<String>) -> Slot {
+    fn new(url: &str, id: Option<String>) -> Slot {
         Slot {
-            addr: addr.to_owned(),
+            addr: crate::shown_location(url),
             id,
-            client: None,
             calc: None,
             capacity: 1,
             in_flight: 0,
@@ -295,8 +316,8 @@ struct Done {
 enum Mode {
     Direct,
     Broker {
+        /// The broker's `host:port`, for errors.
         addr: String,
-        client: Client,
         broker: BrokerRef,
         /// Chunks to keep in flight.
         window: usize,
@@ -316,17 +337,23 @@ struct Dispatch<'a> {
     done: usize,
     retried: usize,
     slots: Vec<Slot>,
-    by_addr: HashMap<String, usize>,
+    /// The slot of each worker URL.
+    by_url: HashMap<String, usize>,
     calls: JoinSet<Done>,
     progress: Progress,
     mode: Mode,
 }
 
-/// Connects to the worker at `addr`.
-async fn connect_worker(addr: &str, config: Config) -> Result<(Client, CalculatorRef), CallError> {
-    let client = Client::connect_with(addr, config).await?;
-    let calc = client.root::<CalculatorRef>().await?;
-    Ok((client, calc))
+/// Connects to the calculator at `url`, over TLS pinned to the URL's fingerprint.
+async fn connect_worker(url: &SturdyUrl, config: Config) -> Result<CalculatorRef, CallError> {
+    Client::connect_url_with(url, &ClientTls::pinned(url.fingerprint()), config).await
+}
+
+/// Closes the connection behind `calc`, which fails its calls in flight at once.
+fn close_connection(object: &impl RemoteRef) {
+    if let Some(peer) = object.peer() {
+        peer.close();
+    }
 }
 
 /// Whether a call failing with `e` means the worker cannot be used any more.
@@ -356,7 +383,7 @@ impl<'a> Dispatch<'a> {
             done: 0,
             retried: 0,
             slots: Vec::new(),
-            by_addr: HashMap::new(),
+            by_url: HashMap::new(),
             calls: JoinSet::new(),
             progress: Progress::new(options.progress, n),
             mode: Mode::Direct,
@@ -364,36 +391,37 @@ impl<'a> Dispatch<'a> {
         }
     }
 
-    fn slot_for(&mut self, addr: &str, id: Option<String>) -> usize {
-        if let Some(&slot) = self.by_addr.get(addr) {
+    /// The slot of the worker at `url`, made on first use.
+    fn slot_for(&mut self, url: &str, id: Option<String>) -> usize {
+        if let Some(&slot) = self.by_url.get(url) {
             return slot;
         }
-        self.slots.push(Slot::new(addr, id));
-        self.by_addr.insert(addr.to_owned(), self.slots.len() - 1);
+        self.slots.push(Slot::new(url, id));
+        self.by_url.insert(url.to_owned(), self.slots.len() - 1);
         self.slots.len() - 1
     }
 
     /// Direct mode: connects to every worker at once and asks each its capacity.
-    async fn connect_all(&mut self, addrs: &[String]) {
+    async fn connect_all(&mut self, urls: &[SturdyUrl]) {
         let config = self.options.rpc_config();
         let info_timeout = self.options.connect_timeout;
-        let connecting = addrs.iter().map(|addr| {
+        let connecting = urls.iter().map(|url| {
             let config = config.clone();
             async move {
-                let (client, calc) = connect_worker(addr, config).await?;
-                let info = calc.with_timeout(info_timeout).info().await?;
-                Ok::<_, CallError>((client, calc, info))
+                let calc = connect_worker(url, config).await?;
+                let info = calc.with_timeout(info_timeout).info().await;
+                let info = info.inspect_err(|_| close_connection(&calc))?;
+                Ok::<_, CallError>((calc, info))
             }
         });
         let connected = futures::future::join_all(connecting).await;
-        for (addr, connected) in addrs.iter().zip(connected) {
-            let slot = self.slot_for(addr, None);
+        for (url, connected) in urls.iter().zip(connected) {
+            let slot = self.slot_for(&url.to_string(), None);
             match connected {
-                Ok((client, calc, info)) => {
+                Ok((calc, info)) => {
                     let slot = &mut self.slots[slot];
                     slot.id = Some(info.id.to_string());
                     slot.capacity = info.capacity.max(1);
-                    slot.client = Some(client);
                     slot.calc = Some(calc);
                 }
                 Err(e) => {
@@ -403,23 +431,19 @@ impl<'a> Dispatch<'a> {
         }
     }
 
-    /// Broker mode: connects to the broker and sizes the window.
-    async fn connect_broker(&mut self, addr: &str) -> Result<(), JobError> {
-        let broker_error = |source| JobError::Broker {
-            addr: addr.to_owned(),
-            source,
-        };
-        let client = Client::connect_with(addr, self.options.rpc_config())
+    /// Broker mode: logs in to the broker and sizes the window.
+    async fn connect_broker(&mut self, credentials: &BrokerCredentials) -> Result<(), JobError> {
+        let addr = crate::shown_location(&credentials.broker);
+        let broker = credentials
+            .connect()
             .await
-            .map_err(broker_error)?;
-        let broker = client
-            .root::<BrokerRef>()
-            .await
-            .map_err(broker_error)?
+            .map_err(|source| JobError::Broker {
+                addr: addr.clone(),
+                source,
+            })?
             .with_timeout(Duration::from_secs(10));
         self.mode = Mode::Broker {
-            addr: addr.to_owned(),
-            client,
+            addr,
             broker,
             window: 0,
             sized: Instant::now(),
@@ -448,7 +472,7 @@ impl<'a> Dispatch<'a> {
             .workers
             .iter()
             .filter(|w| {
-                self.by_addr
+                self.by_url
                     .get(&w.addr)
                     .is_some_and(|&slot| self.slots[slot].lost.is_some())
             })
@@ -477,9 +501,8 @@ impl<'a> Dispatch<'a> {
         self.progress
             .note(&format!("lost worker {}: {why}", slot.addr));
         slot.lost = Some(why.to_owned());
-        slot.calc = None;
-        if let Some(client) = slot.client.take() {
-            client.close();
+        if let Some(calc) = slot.calc.take() {
+            close_connection(&calc);
         }
         true
     }
@@ -542,11 +565,12 @@ impl<'a> Dispatch<'a> {
                 continue;
             }
             if self.slots[slot].calc.is_none() {
-                match connect_worker(&assignment.addr, self.options.rpc_config()).await {
-                    Ok((client, calc)) => {
-                        self.slots[slot].client = Some(client);
-                        self.slots[slot].calc = Some(calc);
-                    }
+                let connected = match assignment.addr.parse::<SturdyUrl>() {
+                    Ok(url) => connect_worker(&url, self.options.rpc_config()).await,
+                    Err(e) => Err(e),
+                };
+                match connected {
+                    Ok(calc) => self.slots[slot].calc = Some(calc),
                     Err(e) => {
                         self.lose(slot, &format!("could not connect: {e}"));
                         self.refresh_window().await?;
@@ -690,13 +714,12 @@ impl<'a> Dispatch<'a> {
     fn close(&mut self) {
         self.calls.abort_all();
         for slot in &mut self.slots {
-            slot.calc = None;
-            if let Some(client) = slot.client.take() {
-                client.close();
+            if let Some(calc) = slot.calc.take() {
+                close_connection(&calc);
             }
         }
-        if let Mode::Broker { client, .. } = &self.mode {
-            client.close();
+        if let Mode::Broker { broker, .. } = &self.mode {
+            close_connection(broker);
         }
     }
 

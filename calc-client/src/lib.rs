@@ -113,9 +113,11 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
 pub fn broker_credentials(file: Option<&Path>) -> Result<Option<BrokerCredentials>, String> {
     match file {
         Some(file) => BrokerCredentials::from_file(file).map(Some),
-        None if std::env::var_os(ENV_URL).is_some() => BrokerCredentials::from_env()
-            .map(Some)
-            .map_err(|e| format!("{e} ({ENV_URL} is set, so the broker's credentials are read from the environment)")),
+        None if std::env::var_os(ENV_URL).is_some() => {
+            BrokerCredentials::from_env().map(Some).map_err(|e| {
+                format!("{e} ({ENV_URL} is set, so the broker's credentials are read from there)")
+            })
+        }
         None => Ok(None),
     }
 }

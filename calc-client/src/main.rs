@@ -28,13 +28,20 @@ use clap::{Parser, ValueEnum};
 /// on loopback ports, with generated users and passwords) and runs the job through them.
 ///
 /// Every connection is TLS, pinned to the fingerprint in the URL. Chunks of a worker that
-/// dies are sent to the others; the job fails only when no worker is left. A few chunks are recomputed locally to check the workers' answers. Progress goes to
-/// stderr as a bar on a terminal, else to stdout as `progress: <done>/<total> chunks` lines.
+/// dies are sent to the others; the job fails only when no worker is left. A few chunks are
+/// recomputed locally to check the workers' answers. Progress goes to stderr as a bar on a
+/// terminal, else to stdout as `progress: <done>/<total> chunks` lines.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
     /// Worker URLs to use directly, comma-separated (pbrs://...,pbrs://...).
-    #[arg(long, value_name = "URLS", value_delimiter = ',', num_args = 1.., conflicts_with = "credentials")]
+    #[arg(
+        long,
+        value_name = "URLS",
+        value_delimiter = ',',
+        num_args = 1..,
+        conflicts_with = "credentials"
+    )]
     workers: Vec<String>,
     /// The broker's URL and a front-end user's name and password, in a file [default: the
     /// environment variables PBRS_BROKER_URL, PBRS_USER, PBRS_PASSWORD, if set].

@@ -4,16 +4,17 @@
 //! # Two ways to find workers
 //!
 //! - **Directly** ([`Workers::Direct`]): a list of worker `pbrs://` URLs (each worker prints
-//!   its own, `worker url: pbrs://...`). The front end connects to all of them at the start, asks each its capacity ([`CalculatorRef::info`]), and keeps
+//!   its own, `worker url: pbrs://...`). The front end connects to all of them at the start,
+//!   asks each its capacity ([`CalculatorRef::info`](crate::CalculatorRef::info)), and keeps
 //!   `capacity + 1` chunks in flight on each: `capacity` computing and one waiting, so a
 //!   worker never idles for a network round trip between two chunks. The next chunk goes to
 //!   the worker with the most room.
 //! - **Through a broker** ([`Workers::Broker`]): the front end logs in to the broker with
 //!   [`BrokerCredentials`] (a user with the front-end role); before sending each chunk it asks
-//!   the broker for [`next_worker`](broker_server::BrokerRef::next_worker) — the
-//!   head of its queue of most able workers — and sends the chunk there, connecting to the
-//!   worker's URL on first use and then reusing one connection per worker. It keeps as many chunks in
-//!   flight as the broker's workers can take (the sum of `capacity + 1`, which is the page's
+//!   the broker for [`next_worker`](broker_server::BrokerRef::next_worker) — the head of its
+//!   queue of most able workers — and sends the chunk there, connecting to the worker's URL on
+//!   first use and then reusing one connection per worker. It keeps as many chunks in flight
+//!   as the broker's workers can take (the sum of `capacity + 1`, which is the page's
 //!   `total_capacity + total`, read with one small `workers(0, MAX_PAGE)` page at the start,
 //!   every second, and whenever a worker is lost), so every worker has work, including one
 //!   that joins mid-job. Lost workers are left out of the sum when they are on that first

@@ -61,8 +61,8 @@
 //!
 //! If the broker cannot be reached, or the connection to it drops, the worker keeps serving
 //! (front ends that know its address can still use it) and reconnects with back-off, joining
-//! again. On [`Worker::shutdown`] it first publishes `Removed`, so the broker stops handing
-//! it out before it stops accepting calls.
+//! again. On [`Worker::shutdown`](super::Worker::shutdown) it first publishes `Removed`, so
+//! the broker stops handing it out before it stops accepting calls.
 //!
 //! # Logging in
 //!

@@ -27,7 +27,7 @@
 //! in to the broker, joins, and publishes the worker's load as it changes; see [`link`] for
 //! why the worker is its own scheduler and how it stays queued.
 
-mod link;
+pub mod link;
 
 use std::net::SocketAddr;
 use std::path::Path;

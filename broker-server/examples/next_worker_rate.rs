@@ -5,15 +5,17 @@
 //! cargo run --release -p broker-server --example next_worker_rate
 //! ```
 //!
-//! Starts a broker in process on a loopback port ([`broker_server::spawn_on`]), registers the
-//! workers from one client with `publish` (Added updates, pipelined: a batch of calls in
+//! Starts a broker in process on a loopback port ([`broker_server::spawn_on`]), over TLS with
+//! a generated identity and one admin user with a random password; logs in as that user over
+//! one connection (an admin may publish about any number of workers, and ask for them);
+//! registers the workers over it with `publish` (Added updates, pipelined: a batch of calls in
 //! flight at once with [`join_all`]), then, for each size, measures for a fixed time:
 //!
 //! - `WorkerQueue::next` on a queue of the same workers, in process: the baseline, the cost
 //!   of the O(log n) queue operation alone;
 //! - `next_worker` through a local `BrokerRef` (no connection: the service's mutex and the
 //!   call machinery);
-//! - `next_worker` over TCP on one connection, one call at a time (a round trip per call);
+//! - `next_worker` over TLS on one connection, one call at a time (a round trip per call);
 //! - the same with 64 calls in flight (pipelined: the rpc-core writer batches frames).
 //!
 //! It prints calls per second and each rate as a fraction of the baseline, measured in the
@@ -24,11 +26,12 @@ use std::error::Error;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use broker_server::BrokerRef;
 use broker_server::queue::{Applied, Change, WorkerId, WorkerQueue, WorkerUpdate};
+use broker_server::{Access, BrokerCredentials, BrokerRef, BrokerService, Role, Users};
 use futures::future::join_all;
 use futures::{StreamExt, stream};
-use rpc_core::Client;
+use rpc_core::tls::Identity;
+use rpc_core::{RemoteRef, SturdyUrl};
 
 /// The numbers of workers registered, in turn.
 const SIZES: [usize; 2] = [1_000, 100_000];
@@ -107,10 +110,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // Room for the 100,000 workers of the second row and then some (the default limit is
     // exactly 100,000).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let running =
-        broker_server::spawn_on(listener, broker_server::BrokerService::with_limit(200_000))?;
-    let client = Client::connect(running.local_addr()).await?;
-    let broker: BrokerRef = client.root().await?;
+    let users = Users::new();
+    let password = SturdyUrl::new_secret()?;
+    users.add("bench", Role::Admin, &password)?;
+    let access = Access::tls(users, Identity::generate(&["localhost"])?);
+    let running = broker_server::spawn_on(listener, BrokerService::with_limit(200_000), access)?;
+    let broker: BrokerRef = BrokerCredentials::new(running.location(), "bench", &password)
+        .connect()
+        .await?;
     let local = running.broker();
 
     println!("next_worker calls per second on one connection (each measured for {MEASURE_FOR:?})");
@@ -120,8 +127,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "workers",
         "queue.next",
         "local BrokerRef",
-        "TCP, 1 at a time",
-        format!("TCP, {IN_FLIGHT} in flight"),
+        "TLS, 1 at a time",
+        format!("TLS, {IN_FLIGHT} in flight"),
     );
     let mut registered = 0;
     let mut notes = Vec::new();
@@ -163,8 +170,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
         println!("{note}");
     }
 
-    drop(broker);
-    drop(client);
+    if let Some(connection) = broker.peer() {
+        connection.close();
+    }
     running.shutdown().await;
     Ok(())
 }

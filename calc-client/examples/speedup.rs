@@ -7,8 +7,8 @@
 //! Counts the primes below LIMIT (default 20 million, in 200 chunks) with one worker, then
 //! with two, each a worker in this process on its own loopback port with capacity 1 (one
 //! chunk at a time, so two workers can keep two cores busy). The front end talks to them
-//! directly over TCP. Each setup runs RUNS times (default 3); the median times and their
-//! ratio, `speedup: <t1/t2>`, are printed.
+//! directly over TLS, by the workers' `pbrs://` URLs. Each setup runs RUNS times (default 3);
+//! the median times and their ratio, `speedup: <t1/t2>`, are printed.
 //!
 //! The baseline, measured in the same run: the same chunks counted by one plain thread and
 //! by two, with no pbrs at all. Its ratio is what the machine itself allows (2 on two idle
@@ -67,11 +67,11 @@ async fn median_time(job: Job, workers: u32, runs: usize) -> Duration {
         let worker = Worker::start(listener, WorkerConfig::new(id).capacity(1)).expect("worker");
         started.push(worker);
     }
-    let addrs = Workers::Direct(started.iter().map(|w| w.local_addr().to_string()).collect());
+    let urls = Workers::Direct(started.iter().map(|w| w.url().to_string()).collect());
     let options = Options::default().progress(ProgressMode::Quiet).checks(1);
     let mut times = Vec::new();
     for run in 1..=runs {
-        let report = frontend::run(job, &addrs, &options).await.expect("the job");
+        let report = frontend::run(job, &urls, &options).await.expect("the job");
         println!(
             "  {workers} worker(s), run {run}: {:.3}s, total {}",
             report.elapsed.as_secs_f64(),

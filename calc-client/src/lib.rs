@@ -4,20 +4,32 @@
 //!
 //! - [`calculator`] — the [`Calculator`] remote trait that workers export, and
 //!   [`count_primes`], the CPU-bound job the demo spreads: how many primes lie below N.
-//! - [`worker`] — serves a calculator on a port with a given capacity, and keeps a broker
-//!   told of its load (`calc-worker`).
+//! - [`worker`] — serves a calculator over TLS with a given capacity, reachable only by its
+//!   `pbrs://` URL, and keeps a broker told of its load (`calc-worker`).
 //! - [`frontend`] — splits a job into chunks ([`job`]) and spreads them over workers, either
-//!   straight to a list of addresses or through the broker's "most able worker" queue,
+//!   straight to a list of worker URLs or through the broker's "most able worker" queue,
 //!   retrying the chunks of a worker that dies; then checks and totals the results
 //!   (`calc-client`).
 //!
-//! [`demo`] puts a broker and three workers in one process, which is what `calc-client`
-//! runs when given no worker or broker address:
+//! # Safe on a real network
+//!
+//! Every connection is TLS, and every server is pinned: a `pbrs://<fingerprint>@host:port/
+//! <secret>` URL names the server's certificate and one object on it. Workers and front ends
+//! log in to the broker with [`BrokerCredentials`]: the broker's URL, a user name and a
+//! password, read from a credentials file (`--credentials FILE`, as `broker-server add-user`
+//! writes it) or from the environment ([`PBRS_BROKER_URL`](broker_server::access::ENV_URL),
+//! `PBRS_USER`, `PBRS_PASSWORD`), never from the command line, where other users of the host
+//! could read it. A worker logs in as a user with the worker role and may join only as the
+//! few worker ids it owns; a front end logs in with the front-end role and may only ask for
+//! workers. See [`broker_credentials`].
+//!
+//! [`demo`] puts a broker and three workers in one process, over TLS with logins and random
+//! passwords, which is what `calc-client` runs when given no workers and no broker:
 //!
 //! ```text
-//! cargo run --release -p calc-client                  # everything in one process
-//! calc-worker --broker 127.0.0.1:8800 --id 1          # or one process per role
-//! calc-client --broker 127.0.0.1:8800 --limit 50000000
+//! cargo run --release -p calc-client                     # everything in one process
+//! calc-worker --id 1 --credentials worker-1.credentials  # or one process per role
+//! calc-client --credentials front-end.credentials --limit 50000000
 //! ```
 
 pub mod calculator;
@@ -28,6 +40,10 @@ pub mod progress;
 pub mod worker;
 
 use std::io::Write;
+use std::path::Path;
+
+use broker_server::BrokerCredentials;
+use broker_server::access::ENV_URL;
 
 pub use calculator::{Calculator, CalculatorRef, WorkerInfo, count_primes, known_prime_count};
 
@@ -85,6 +101,40 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
         async {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// The broker credentials of a worker or front end: from the credentials file `file` when
+/// given, else from the environment when [`PBRS_BROKER_URL`](ENV_URL) is set (then
+/// `PBRS_USER` and `PBRS_PASSWORD` must be too), else `None`: no broker.
+///
+/// # Errors
+/// A message saying what is missing or wrong, and where.
+pub fn broker_credentials(file: Option<&Path>) -> Result<Option<BrokerCredentials>, String> {
+    match file {
+        Some(file) => BrokerCredentials::from_file(file).map(Some),
+        None if std::env::var_os(ENV_URL).is_some() => {
+            BrokerCredentials::from_env().map(Some).map_err(|e| {
+                format!("{e} ({ENV_URL} is set, so the broker's credentials are read from there)")
+            })
+        }
+        None => Ok(None),
+    }
+}
+
+/// What `calc-worker` and `calc-client` say to a `--broker` option, which they no longer take.
+pub const BROKER_OPTION_GONE: &str = "--broker is gone: a broker is now reached by its pbrs:// \
+     URL with a user name and password, never given on the command line. Use --credentials FILE \
+     (a file with lines `url = ...`, `user = ...`, `password = ...`, as `broker-server add-user` \
+     writes it), or set PBRS_BROKER_URL, PBRS_USER and PBRS_PASSWORD";
+
+/// Where `location` (a `pbrs://` URL, or a plain `host:port`) is, to show to people and in
+/// logs: the URL's `host:port`, never its secret.
+pub fn shown_location(location: &str) -> String {
+    match location.parse::<rpc_core::SturdyUrl>() {
+        Ok(url) => url.addr().to_owned(),
+        Err(_) if location.starts_with("pbrs://") => "<a malformed pbrs:// URL>".to_owned(),
+        Err(_) => location.to_owned(),
     }
 }
 

@@ -1,33 +1,43 @@
-//! The demo end to end, as separate processes: a `broker-server`, three `calc-worker`s
-//! joined to it, and `calc-client` running a job through the broker while one worker is
-//! killed; and the no-argument `calc-client`, which runs everything in one process.
+//! The demo end to end, as separate processes over TLS with logins: a broker (served over
+//! TLS by the test itself), `calc-worker`s logged in to it with credentials from a file or
+//! the environment, and `calc-client` running a job through it while one worker is killed;
+//! and the no-argument `calc-client`, which runs everything in one process.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
+use broker_server::Role;
 use common::{
-    BrokerClient, PATIENCE, Proc, calc_client, progress, start_broker, start_worker, total,
+    Credentials, PATIENCE, Proc, TestBroker, calc_client, host_port, progress, start_worker, total,
 };
 
 /// Kill a worker with SIGKILL mid-job: the job still completes with the right total, and
-/// the broker stops listing (so stops handing out) the dead worker within a second.
+/// the broker stops listing (so stops handing out) the dead worker within a second. Workers
+/// 1 and 2 read their credentials from files, worker 3 and the front end from the
+/// environment.
 #[test]
 fn a_worker_killed_mid_job_is_dropped_by_the_broker_and_the_job_completes() {
-    let (_broker, broker_addr) = start_broker();
+    let broker = TestBroker::start();
     let mut workers: Vec<(Proc, String)> = (1..=3)
-        .map(|id| start_worker(id, 1, Some(&broker_addr)))
+        .map(|id| {
+            let login = broker.add_user(&format!("worker-{id}"), Role::Worker);
+            if id == 3 {
+                start_worker(id, 1, Credentials::Env(&login))
+            } else {
+                let file = login.write_file(broker.dir.path());
+                start_worker(id, 1, Credentials::File(&file))
+            }
+        })
         .collect();
-    let broker = BrokerClient::connect(&broker_addr);
     broker.wait_until(PATIENCE, |ids| ids.len() == 3);
+    let front_end = broker.add_user("front-end", Role::FrontEnd);
 
     // π(2·10^7) in 200 chunks: several seconds in a debug build.
-    let mut client = Proc::spawn(
+    let mut client = Proc::spawn_with_env(
         "calc-client",
         &calc_client(),
         &[
-            "--broker",
-            &broker_addr,
             "--limit",
             "20000000",
             "--chunk",
@@ -37,11 +47,12 @@ fn a_worker_killed_mid_job_is_dropped_by_the_broker_and_the_job_completes() {
             "--log-level",
             "info",
         ],
+        &front_end.env(),
     );
     let done = client.wait_for(PATIENCE, |line| progress(line).filter(|&done| done >= 5));
     assert!(done < 150, "the job is nearly over already: make it bigger");
 
-    let (victim, victim_addr) = &mut workers[1];
+    let (victim, victim_url) = &mut workers[1];
     let killed = Instant::now(); // before SIGKILL and reaping: the measure is conservative
     victim.kill();
     let gone = broker.wait_until(Duration::from_secs(5), |ids| {
@@ -49,7 +60,7 @@ fn a_worker_killed_mid_job_is_dropped_by_the_broker_and_the_job_completes() {
     });
     let since_kill = killed.elapsed();
     println!(
-        "the broker dropped the killed worker {gone:?} after polling began ({since_kill:?} after the kill)"
+        "the broker dropped the killed worker {gone:?} after waiting began ({since_kill:?} after the kill)"
     );
     assert!(
         since_kill < Duration::from_secs(1),
@@ -59,10 +70,11 @@ fn a_worker_killed_mid_job_is_dropped_by_the_broker_and_the_job_completes() {
     let status = client.wait_exit(PATIENCE * 2);
     assert!(status.success(), "calc-client failed:\n{}", client.log);
     assert_eq!(total(&client.stdout), Some(1_270_607), "{}", client.log);
+    let victim_addr = host_port(victim_url);
     let row = client
         .stdout
         .iter()
-        .find(|l| l.contains(victim_addr.as_str()))
+        .find(|l| l.contains(&victim_addr))
         .unwrap_or_else(|| panic!("no table row for the killed worker:\n{}", client.log));
     assert!(
         row.contains("lost:"),
@@ -79,13 +91,74 @@ fn a_worker_killed_mid_job_is_dropped_by_the_broker_and_the_job_completes() {
         "expected a progress line per chunk:\n{}",
         client.log
     );
+    assert!(
+        !client.log.contains(&front_end.password),
+        "the password was printed:\n{}",
+        client.log
+    );
 
-    // The survivors are still queued and the broker still answers.
-    assert_eq!(broker.workers().len(), 2);
+    // The survivors are still queued.
+    assert_eq!(broker.worker_ids().len(), 2);
 }
 
-/// `calc-client` with no arguments: a broker and three workers in its own process, the
-/// default job (primes below 20 million), the table, `total: 1270607`, exit 0.
+/// `calc-client --credentials FILE` logs in with the file's credentials and runs the job on
+/// the broker's worker (which reads its own from the environment).
+#[test]
+fn calc_client_reads_its_credentials_from_a_file() {
+    let broker = TestBroker::start();
+    let worker_login = broker.add_user("worker-4", Role::Worker);
+    let (_worker, _) = start_worker(4, 2, Credentials::Env(&worker_login));
+    broker.wait_until(PATIENCE, |ids| ids == ["4"]);
+    let file = broker
+        .add_user("front-end", Role::FrontEnd)
+        .write_file(broker.dir.path());
+    let mut client = Proc::spawn(
+        "calc-client",
+        &calc_client(),
+        &[
+            "--credentials",
+            file.to_str().unwrap(),
+            "--limit",
+            "1000000",
+            "--progress",
+            "quiet",
+        ],
+    );
+    let status = client.wait_exit(PATIENCE);
+    assert!(status.success(), "calc-client failed:\n{}", client.log);
+    assert_eq!(total(&client.stdout), Some(78_498), "{}", client.log);
+}
+
+/// A login the broker refuses, a login of the wrong role, and the old `--broker` option:
+/// each fails at once, saying what to do.
+#[test]
+fn calc_client_with_a_bad_login_says_what_to_do() {
+    let broker = TestBroker::start();
+    let mut wrong_password = broker.add_user("front-end", Role::FrontEnd);
+    wrong_password.password.push('x');
+    let worker_login = broker.add_user("worker-5", Role::Worker);
+    /// The arguments, the environment, and what the error must say.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 3] = [
+        (&[], &wrong_password.env(), "wrong user name or password"),
+        (&[], &worker_login.env(), "log in as a front end"),
+        (&["--broker", "127.0.0.1:1"], &[], "--broker is gone"),
+    ];
+    for (args, env, expected) in cases {
+        let mut client = Proc::spawn_with_env("calc-client", &calc_client(), args, env);
+        let status = client.wait_exit(PATIENCE);
+        assert!(!status.success(), "calc-client succeeded:\n{}", client.log);
+        assert!(
+            client.log.contains(expected),
+            "expected {expected:?} in:\n{}",
+            client.log
+        );
+    }
+}
+
+/// `calc-client` with no arguments: a broker and three workers in its own process, over TLS
+/// with logins, the default job (primes below 20 million), the table, `total: 1270607`,
+/// exit 0.
 #[test]
 fn calc_client_without_arguments_runs_the_whole_demo_in_process() {
     let mut client = Proc::spawn("calc-client", &calc_client(), &[]);
@@ -102,6 +175,7 @@ fn calc_client_without_arguments_runs_the_whole_demo_in_process() {
         .iter()
         .map(|row| {
             assert!(row.contains("127.0.0.1:"), "row {row:?} in\n{}", client.log);
+            assert!(!row.contains("pbrs://"), "a URL in the report: {row:?}");
             row.split_whitespace().next().unwrap_or_default()
         })
         .collect();
@@ -113,9 +187,11 @@ fn calc_client_without_arguments_runs_the_whole_demo_in_process() {
 #[cfg(unix)]
 #[test]
 fn a_worker_stopped_with_sigterm_leaves_the_broker_and_exits_0() {
-    let (_broker, broker_addr) = start_broker();
-    let (mut worker, _) = start_worker(7, 1, Some(&broker_addr));
-    let broker = BrokerClient::connect(&broker_addr);
+    let broker = TestBroker::start();
+    let file = broker
+        .add_user("worker-7", Role::Worker)
+        .write_file(broker.dir.path());
+    let (mut worker, _) = start_worker(7, 1, Credentials::File(&file));
     broker.wait_until(PATIENCE, |ids| ids == ["7"]);
     let status = std::process::Command::new("kill")
         .args(["-TERM", &worker.id().to_string()])
@@ -128,5 +204,5 @@ fn a_worker_stopped_with_sigterm_leaves_the_broker_and_exits_0() {
         "calc-worker after SIGTERM: {status}\n{}",
         worker.log
     );
-    assert!(broker.workers().is_empty());
+    assert!(broker.worker_ids().is_empty());
 }

@@ -1,18 +1,21 @@
-//! The front end without a broker: `calc-client --workers a,b,c`, with workers that are
-//! dead before the job starts or die during it.
+//! The front end without a broker: `calc-client --workers URL,URL,URL`, with workers that
+//! are dead before the job starts or die during it, and plain addresses it refuses.
 
 mod common;
 
-use common::{PATIENCE, Proc, calc_client, progress, start_worker, total};
+use common::{Credentials, PATIENCE, Proc, calc_client, host_port, progress, start_worker, total};
 
 /// One of three workers is dead before the job starts: connecting to it fails, the other
 /// two do all the work.
 #[test]
 fn a_worker_dead_before_the_job_is_skipped() {
-    let mut workers: Vec<(Proc, String)> = (1..=3).map(|id| start_worker(id, 1, None)).collect();
+    let mut workers: Vec<(Proc, String)> = (1..=3)
+        .map(|id| start_worker(id, 1, Credentials::None))
+        .collect();
     workers[0].0.kill();
-    let addrs: Vec<&str> = workers.iter().map(|(_, addr)| addr.as_str()).collect();
-    let list = addrs.join(",");
+    let urls: Vec<&str> = workers.iter().map(|(_, url)| url.as_str()).collect();
+    let list = urls.join(",");
+    let addrs: Vec<String> = urls.iter().map(|url| host_port(url)).collect();
     let mut client = Proc::spawn(
         "calc-client",
         &calc_client(),
@@ -27,7 +30,7 @@ fn a_worker_dead_before_the_job_is_skipped() {
             client
                 .stdout
                 .iter()
-                .find(|l| l.contains(addr))
+                .find(|l| l.contains(addr.as_str()))
                 .unwrap_or_else(|| panic!("no row for {addr}:\n{}", client.log))
         })
         .collect();
@@ -42,13 +45,14 @@ fn a_worker_dead_before_the_job_is_skipped() {
 /// Every worker dead before the job: exit non-zero with "no worker left".
 #[test]
 fn no_reachable_worker_is_a_clear_error() {
-    let (mut worker, addr) = start_worker(1, 1, None);
+    let (mut worker, url) = start_worker(1, 1, Credentials::None);
     worker.kill();
     let mut client = Proc::spawn(
         "calc-client",
         &calc_client(),
-        &["--workers", &addr, "--limit", "100000"],
+        &["--workers", &url, "--limit", "100000"],
     );
+    let addr = host_port(&url);
     let status = client.wait_exit(PATIENCE);
     assert!(
         !status.success(),
@@ -67,7 +71,9 @@ fn no_reachable_worker_is_a_clear_error() {
 /// were not computed.
 #[test]
 fn all_workers_dying_mid_job_is_a_clear_error() {
-    let mut workers: Vec<(Proc, String)> = (1..=2).map(|id| start_worker(id, 1, None)).collect();
+    let mut workers: Vec<(Proc, String)> = (1..=2)
+        .map(|id| start_worker(id, 1, Credentials::None))
+        .collect();
     let list = format!("{},{}", workers[0].1, workers[1].1);
     let mut client = Proc::spawn(
         "calc-client",
@@ -98,6 +104,21 @@ fn all_workers_dying_mid_job_is_a_clear_error() {
             .log
             .contains("error: no worker left: every worker is lost")
             && client.log.contains("chunks not computed"),
+        "{}",
+        client.log
+    );
+}
+
+/// A plain `host:port` is refused at once: workers are reached by their URL only.
+#[test]
+fn a_plain_worker_address_is_refused_with_what_to_give_instead() {
+    let (_worker, url) = start_worker(1, 1, Credentials::None);
+    let addr = host_port(&url);
+    let mut client = Proc::spawn("calc-client", &calc_client(), &["--workers", &addr]);
+    let status = client.wait_exit(PATIENCE);
+    assert!(!status.success(), "calc-client succeeded:\n{}", client.log);
+    assert!(
+        client.log.contains("must start with pbrs://") && client.log.contains("worker url:"),
         "{}",
         client.log
     );

@@ -1,19 +1,21 @@
-//! The library in one process, over real loopback TCP: the function behind the
-//! no-argument `calc-client`, the worker's slots and load, its broker link, and the front
-//! end's failure when a broker has no worker.
+//! The library in one process, over real loopback TLS: the function behind the
+//! no-argument `calc-client`, the worker's slots and load, its URL and who can reach it, its
+//! broker link and login, and the front end's failures when a broker has no worker or
+//! refuses the front end's login.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use broker_server::queue::{Applied, Change, WorkerId, WorkerState, WorkerUpdate};
-use broker_server::{BrokerRef, BrokerService, BrokerSession, MAX_PAGE, Role, WorkerEvent};
+use broker_server::{Forbidden, Role, WorkerEvent};
 use calc_client::demo::{self, Cluster};
 use calc_client::frontend::{self, JobError, Options, Workers};
 use calc_client::job::Job;
 use calc_client::progress::ProgressMode;
 use calc_client::worker::{Worker, WorkerConfig};
 use calc_client::{CalculatorRef, WorkerInfo};
-use rpc_core::Client;
+use rpc_core::tls::ClientTls;
+use rpc_core::{CallError, Client, RemoteErrorKind, RemoteRef};
 use tokio::net::TcpListener;
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -40,11 +42,21 @@ async fn eventually<T, F: Future<Output = Option<T>>>(
     }
 }
 
-/// The broker's first page of queued workers (all of them, in these tests).
-async fn queued(broker: &BrokerRef) -> Vec<WorkerState> {
-    let page = broker.workers(0, MAX_PAGE).await.unwrap().unwrap();
-    assert!(page.is_last(), "more than one page of workers");
-    page.workers
+/// The cluster's queued workers, as its broker sees them.
+fn queued(cluster: &Cluster) -> Vec<WorkerState> {
+    cluster.broker().service().workers()
+}
+
+/// A connection to `worker`'s calculator, by its URL.
+async fn calculator(worker: &Worker) -> CalculatorRef {
+    Client::connect_url(&worker.url().to_string())
+        .await
+        .unwrap()
+}
+
+/// The URLs of `workers`, for direct mode.
+fn urls(workers: &[Worker]) -> Workers {
+    Workers::Direct(workers.iter().map(|w| w.url().to_string()).collect())
 }
 
 fn quiet() -> Options {
@@ -69,8 +81,7 @@ async fn the_in_process_demo_counts_the_primes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_chunk_does_not_stall_other_calls_and_cancelling_frees_its_slot() {
     let worker = Worker::start(loopback().await, WorkerConfig::new(9).capacity(1)).unwrap();
-    let client = Client::connect(worker.local_addr()).await.unwrap();
-    let calc: CalculatorRef = client.root().await.unwrap();
+    let calc = calculator(&worker).await;
 
     let load_is = |n: u32| {
         let calc = calc.clone();
@@ -123,18 +134,17 @@ async fn a_long_chunk_does_not_stall_other_calls_and_cancelling_frees_its_slot()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_hears_of_load_changes() {
     let cluster = Cluster::start(1, 2).await.unwrap();
-    let client = Client::connect(cluster.broker_addr()).await.unwrap();
-    let broker: BrokerRef = client.root().await.unwrap();
-    let listed = queued(&broker).await;
+    let listed = queued(&cluster);
     assert_eq!(listed.len(), 1);
     assert_eq!(
         (listed[0].id.as_str(), listed[0].capacity, listed[0].load),
         ("1", 2, 0)
     );
-    assert_eq!(listed[0].addr, cluster.worker_addrs()[0].to_string());
+    let worker = &cluster.workers()[0];
+    assert_eq!(listed[0].addr, worker.url().to_string());
+    assert!(listed[0].addr.starts_with("pbrs://"));
 
-    let worker = Client::connect(cluster.worker_addrs()[0]).await.unwrap();
-    let calc: CalculatorRef = worker.root().await.unwrap();
+    let calc = calculator(worker).await;
     let calls: Vec<_> = (0..3)
         .map(|_| {
             let calc = calc.clone();
@@ -142,41 +152,39 @@ async fn the_broker_hears_of_load_changes() {
         })
         .collect();
     eventually("the broker sees a load of 3", || {
-        let broker = broker.clone();
-        async move { (queued(&broker).await[0].load == 3).then_some(()) }
+        let load = queued(&cluster)[0].load;
+        async move { (load == 3).then_some(()) }
     })
     .await;
     for call in calls {
         call.abort();
     }
     eventually("the broker sees a load of 0", || {
-        let broker = broker.clone();
-        async move { (queued(&broker).await[0].load == 0).then_some(()) }
+        let load = queued(&cluster)[0].load;
+        async move { (load == 0).then_some(()) }
     })
     .await;
     cluster.shutdown().await;
 }
 
-/// A worker restarted with the same id joins again: its sequence numbers grow across
-/// restarts, so the broker does not take the new join for stale news. A graceful shutdown
-/// takes it out of the queue at once.
+/// A worker restarted with the same id (and login) joins again, logging in anew: its
+/// sequence numbers grow across restarts, so the broker does not take the new join for stale
+/// news. A graceful shutdown takes it out of the queue at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_restarted_with_the_same_id_rejoins() {
     let cluster = Cluster::start(0, 1).await.unwrap();
-    let broker_addr = cluster.broker_addr().to_string();
-    let client = Client::connect(&broker_addr).await.unwrap();
-    let broker: BrokerRef = client.root().await.unwrap();
+    let login = cluster.new_user("worker-5", Role::Worker).unwrap();
     for round in 0..3 {
-        let config = WorkerConfig::new(5).capacity(1).broker(broker_addr.clone());
+        let config = WorkerConfig::new(5).capacity(1).broker(login.clone());
         let worker = Worker::start(loopback().await, config).unwrap();
         tokio::time::timeout(PATIENCE, worker.joined())
             .await
             .unwrap_or_else(|_| panic!("round {round}: the worker did not rejoin"));
-        let listed = queued(&broker).await;
+        let listed = queued(&cluster);
         assert_eq!(listed.len(), 1);
-        assert_eq!(listed[0].addr, worker.local_addr().to_string());
+        assert_eq!(listed[0].addr, worker.url().to_string());
         worker.shutdown().await;
-        assert!(queued(&broker).await.is_empty(), "round {round}");
+        assert!(queued(&cluster).is_empty(), "round {round}");
     }
     cluster.shutdown().await;
 }
@@ -186,7 +194,7 @@ async fn a_worker_restarted_with_the_same_id_rejoins() {
 async fn a_broker_without_workers_fails_the_job_clearly() {
     let cluster = Cluster::start(0, 1).await.unwrap();
     let options = quiet().no_worker_grace(Duration::from_millis(300));
-    let workers = Workers::Broker(cluster.broker_addr().to_string());
+    let workers = Workers::Broker(cluster.front_end().clone());
     let error = frontend::run(Job::new(10_000), &workers, &options)
         .await
         .unwrap_err();
@@ -217,10 +225,9 @@ async fn direct_mode_uses_every_worker() {
     for id in 1..=3 {
         workers.push(Worker::start(loopback().await, WorkerConfig::new(id).capacity(1)).unwrap());
     }
-    let addrs = workers.iter().map(|w| w.local_addr().to_string()).collect();
     let report = frontend::run(
         Job::new(1_000_000).with_chunk(10_000),
-        &Workers::Direct(addrs),
+        &urls(&workers),
         &quiet(),
     )
     .await
@@ -243,11 +250,11 @@ async fn lost_workers_do_not_count_as_failed_attempts() {
     for id in 1..=3 {
         workers.push(Worker::start(loopback().await, WorkerConfig::new(id).capacity(1)).unwrap());
     }
-    let addrs = workers.iter().map(|w| w.local_addr().to_string()).collect();
+    let direct = urls(&workers);
     let job = tokio::spawn(async move {
         frontend::run(
             Job::new(2_000_000).with_chunk(10_000),
-            &Workers::Direct(addrs),
+            &direct,
             &quiet().max_attempts(1),
         )
         .await
@@ -275,17 +282,15 @@ async fn lost_workers_do_not_count_as_failed_attempts() {
 /// and after one far ahead of its clock (`Stale`, and its re-join moves past it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_worker_joins_again_at_its_next_update() {
-    let running = broker_server::spawn("127.0.0.1:0").await.unwrap();
-    let service = running.service().clone();
-    let config = WorkerConfig::new(7)
-        .capacity(1)
-        .broker(running.local_addr().to_string());
+    let cluster = Cluster::start(0, 1).await.unwrap();
+    let service = cluster.broker().service().clone();
+    let login = cluster.new_user("worker-7", Role::Worker).unwrap();
+    let config = WorkerConfig::new(7).capacity(1).broker(login);
     let worker = Worker::start(loopback().await, config).unwrap();
     tokio::time::timeout(PATIENCE, worker.joined())
         .await
         .expect("the worker joins");
-    let client = Client::connect(worker.local_addr()).await.unwrap();
-    let calc: CalculatorRef = client.root().await.unwrap();
+    let calc = calculator(&worker).await;
     let mut events = service.subscribe();
 
     let just_ahead = std::time::SystemTime::now()
@@ -313,30 +318,24 @@ async fn a_removed_worker_joins_again_at_its_next_update() {
         assert!(matches!(event, WorkerEvent::Joined { .. }), "{event:?}");
         let queued = service.workers();
         assert_eq!(queued.len(), 1, "after the removal at {removal_seq}");
-        assert_eq!(queued[0].addr, worker.local_addr().to_string());
+        assert_eq!(queued[0].addr, worker.url().to_string());
     }
 
-    client.close();
+    calc.peer().expect("a remote calculator").close();
     worker.shutdown().await;
     assert!(service.is_empty(), "a graceful shutdown removes the worker");
-    running.shutdown().await;
+    cluster.shutdown().await;
 }
 
-/// A broker that does not take the front end's login for a front end's: the job fails at
-/// once with the broker's reason, not after retries.
+/// A front end logged in with a worker's login: the broker refuses to list workers to it,
+/// and the job fails at once with the broker's reason, not after retries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_front_end_the_broker_refuses_fails_at_once() {
-    let session = BrokerSession::new(BrokerService::new(), Role::Worker, "not-a-front-end");
-    let server =
-        rpc_core::Server::from_listener(loopback().await, BrokerRef::new(session)).unwrap();
-    let workers = Workers::Broker(server.local_addr().to_string());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.run_until(async {
-        let _ = stopped.await;
-    }));
+    let cluster = Cluster::start(0, 1).await.unwrap();
+    let login = cluster.new_user("not-a-front-end", Role::Worker).unwrap();
     let error = tokio::time::timeout(
         PATIENCE,
-        frontend::run(Job::new(10_000), &workers, &quiet()),
+        frontend::run(Job::new(10_000), &Workers::Broker(login), &quiet()),
     )
     .await
     .expect("the job fails at once")
@@ -348,9 +347,114 @@ async fn a_front_end_the_broker_refuses_fails_at_once() {
             .contains("a worker may not list the workers"),
         "{error}"
     );
-    let _ = stop.send(());
-    tokio::time::timeout(PATIENCE, serving)
-        .await
+    cluster.shutdown().await;
+}
+
+/// A worker login may own at most four worker ids: its fifth `Added` is refused as
+/// `Forbidden::TooManyWorkers`, and the fifth worker is not queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_login_may_join_at_most_four_workers() {
+    let cluster = Cluster::start(0, 1).await.unwrap();
+    let broker = cluster
+        .new_user("worker-many", Role::Worker)
         .unwrap()
+        .connect()
+        .await
         .unwrap();
+    for id in 1..=5 {
+        let join = WorkerUpdate {
+            worker: WorkerId(id.to_string()),
+            seq: 1,
+            change: Change::Added {
+                addr: format!("pbrs://example@127.0.0.1:{}/secret", 9000 + id),
+                capacity: 1,
+                load: 0,
+            },
+        };
+        let applied = broker.join(join).await.unwrap();
+        if id <= 4 {
+            assert_eq!(applied, Ok(Applied::Added), "worker {id}");
+        } else {
+            assert!(
+                matches!(applied, Err(Forbidden::TooManyWorkers { .. })),
+                "worker {id}: {applied:?}"
+            );
+        }
+    }
+    assert_eq!(queued(&cluster).len(), 4);
+    broker.peer().expect("a remote broker").close();
+    cluster.shutdown().await;
+}
+
+/// A worker's calculator is reachable by its URL only: not as the root object of its
+/// server, nor under another secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_is_reachable_by_its_url_only() {
+    let worker = Worker::start(loopback().await, WorkerConfig::new(3)).unwrap();
+    let url = worker.url().clone();
+    assert_eq!(
+        calculator(&worker).await.calculate(1, 2).await.unwrap(),
+        (3, 3)
+    );
+
+    let pinned = ClientTls::pinned(url.fingerprint());
+    let client = Client::connect_tls(url.addr(), &pinned).await.unwrap();
+    let root: Result<CalculatorRef, CallError> = client.root().await;
+    let refused = match root {
+        Ok(calc) => calc.calculate(1, 2).await.unwrap_err(),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(
+            refused,
+            CallError::Remote {
+                kind: RemoteErrorKind::NoSuchObject,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    client.close();
+
+    let text = url.to_string();
+    let guessed = format!("{}00000000", &text[..text.len() - 8]);
+    let error = Client::connect_url::<CalculatorRef>(&guessed)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            CallError::Remote {
+                kind: RemoteErrorKind::NoSuchObject,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    worker.shutdown().await;
+}
+
+/// A worker with a data directory keeps its identity and URL secret there: restarted, even
+/// on another port, its URL differs only by the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_a_data_directory_keeps_its_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut urls = Vec::new();
+    for _ in 0..2 {
+        let config = WorkerConfig::new(1).data_dir(dir.path()).unwrap();
+        let worker = Worker::start(loopback().await, config).unwrap();
+        urls.push(worker.url().clone());
+        worker.shutdown().await;
+    }
+    assert_ne!(urls[0].addr(), urls[1].addr(), "two different ports");
+    assert_eq!(
+        urls[0].clone().with_addr("here"),
+        urls[1].clone().with_addr("here")
+    );
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = WorkerConfig::new(1).data_dir(elsewhere.path()).unwrap();
+    let other = Worker::start(loopback().await, config).unwrap();
+    assert_ne!(other.url().fingerprint(), urls[0].fingerprint());
+    other.shutdown().await;
 }

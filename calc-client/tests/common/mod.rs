@@ -1,7 +1,8 @@
 //! Test helpers: real processes that are always killed and reaped (a guard's `Drop` does it,
-//! on failure too), their output read line by line with timeouts, and a pbrs client of the
-//! broker. No sleeps as synchronisation: every wait is for a line, an exit, or a condition
-//! polled with a deadline.
+//! on failure too), their output read line by line with timeouts, and a broker served over
+//! TLS in the test's process with users whose credentials go to the processes in a file or
+//! in the environment. No sleeps as synchronisation: every wait is for a line, an exit, or a
+//! broker event, with a deadline.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -11,9 +12,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use broker_server::queue::WorkerState;
-use broker_server::{BrokerRef, MAX_PAGE};
-use rpc_core::Client;
+use broker_server::access::{ENV_PASSWORD, ENV_URL, ENV_USER, credentials_file};
+use broker_server::{Access, BrokerService, Role, RunningBroker, Users};
+use rpc_core::SturdyUrl;
+use rpc_core::tls::Identity;
 
 /// A generous limit for anything a test waits for.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -26,20 +28,6 @@ pub fn calc_worker() -> PathBuf {
 /// The `calc-client` binary of this package.
 pub fn calc_client() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_calc-client"))
-}
-
-/// The `broker-server` binary, next to this package's binaries in the same target dir.
-pub fn broker_server() -> PathBuf {
-    let path =
-        calc_worker().with_file_name(format!("broker-server{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.is_file(),
-        "the broker-server binary is missing at {}: it belongs to another package, so \
-         `cargo test -p calc-client` does not build it. Run `cargo build -p broker-server` \
-         first, or use `cargo test --workspace`.",
-        path.display()
-    );
-    path
 }
 
 enum Out {
@@ -80,10 +68,20 @@ fn forward(stream: impl Read + Send + 'static, tx: std::sync::mpsc::Sender<Out>,
 }
 
 impl Proc {
-    /// Starts `program` with `args`, stdout and stderr captured.
+    /// Starts `program` with `args`, stdout and stderr captured, and no broker credentials
+    /// in its environment (whatever the test's own environment holds).
     pub fn spawn(name: &str, program: &Path, args: &[&str]) -> Proc {
+        Proc::spawn_with_env(name, program, args, &[])
+    }
+
+    /// Like [`spawn`](Proc::spawn), with the environment variables `env` set.
+    pub fn spawn_with_env(name: &str, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut child = Command::new(program)
             .args(args)
+            .env_remove(ENV_URL)
+            .env_remove(ENV_USER)
+            .env_remove(ENV_PASSWORD)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -201,15 +199,138 @@ impl Drop for Proc {
     }
 }
 
-/// A broker process.
-pub fn start_broker() -> (Proc, String) {
-    let mut broker = Proc::spawn("broker", &broker_server(), &["--listen", "127.0.0.1:0"]);
-    let addr = broker.wait_for_addr("broker listening on");
-    (broker, addr)
+/// A broker user's credentials, handed to a process in a file or in the environment.
+pub struct Login {
+    /// The broker's `pbrs://` URL.
+    pub broker: String,
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
 }
 
-/// A worker process with `id` and `capacity`, joined to `broker` if given.
-pub fn start_worker(id: u32, capacity: u32, broker: Option<&str>) -> (Proc, String) {
+impl Login {
+    /// Writes a credentials file for this user in `dir`, and returns its path.
+    pub fn write_file(&self, dir: &Path) -> PathBuf {
+        let path = dir.join(format!("{}.credentials", self.user));
+        std::fs::write(
+            &path,
+            credentials_file(&self.broker, &self.user, &self.password),
+        )
+        .expect("write the credentials file");
+        path
+    }
+
+    /// The environment variables that carry these credentials.
+    pub fn env(&self) -> [(&str, &str); 3] {
+        [
+            (ENV_URL, self.broker.as_str()),
+            (ENV_USER, self.user.as_str()),
+            (ENV_PASSWORD, self.password.as_str()),
+        ]
+    }
+}
+
+/// A broker over TLS, served by a runtime of the test's own; stopped when dropped.
+pub struct TestBroker {
+    runtime: tokio::runtime::Runtime,
+    running: Option<RunningBroker>,
+    users: Users,
+    /// A directory for credentials files, removed when the broker is dropped.
+    pub dir: tempfile::TempDir,
+}
+
+impl TestBroker {
+    /// Starts a broker over TLS (a new identity) on a loopback port, with no users.
+    pub fn start() -> TestBroker {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let users = Users::new();
+        let identity = Identity::generate(&["localhost"]).unwrap();
+        let running = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            broker_server::spawn_on(
+                listener,
+                BrokerService::new(),
+                Access::tls(users.clone(), identity),
+            )
+            .unwrap()
+        });
+        TestBroker {
+            runtime,
+            running: Some(running),
+            users,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn running(&self) -> &RunningBroker {
+        self.running.as_ref().expect("running until dropped")
+    }
+
+    /// Adds the user `name` with `role` and a random password.
+    pub fn add_user(&self, name: &str, role: Role) -> Login {
+        let password = SturdyUrl::new_secret().unwrap();
+        self.users.add(name, role, &password).unwrap();
+        Login {
+            broker: self.running().location(),
+            user: name.to_owned(),
+            password,
+        }
+    }
+
+    /// The ids of the queued workers, most able first.
+    pub fn worker_ids(&self) -> Vec<String> {
+        let workers = self.running().service().workers();
+        workers.into_iter().map(|w| w.id.0).collect()
+    }
+
+    /// Waits until `done` holds of the queued worker ids, re-checking at each of the broker's
+    /// worker events (and every 20 ms, for removals published without one); returns how long
+    /// it took, or panics after `timeout`.
+    pub fn wait_until(&self, timeout: Duration, done: impl Fn(&[String]) -> bool) -> Duration {
+        let start = Instant::now();
+        let mut events = self.running().service().subscribe();
+        self.runtime.block_on(async {
+            loop {
+                let ids = self.worker_ids();
+                if done(&ids) {
+                    return start.elapsed();
+                }
+                assert!(
+                    start.elapsed() < timeout,
+                    "the broker still lists {ids:?} after {timeout:?}"
+                );
+                let _ = tokio::time::timeout(Duration::from_millis(20), events.recv()).await;
+            }
+        })
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            self.runtime.block_on(running.shutdown());
+        }
+    }
+}
+
+/// How a worker process gets its broker credentials.
+pub enum Credentials<'a> {
+    /// It joins no broker.
+    None,
+    /// `--credentials FILE`.
+    File(&'a Path),
+    /// The environment variables.
+    Env(&'a Login),
+}
+
+/// A worker process with `id` and `capacity`, logged in to a broker as `credentials` say;
+/// returns it with its `pbrs://` URL once it prints it.
+pub fn start_worker(id: u32, capacity: u32, credentials: Credentials<'_>) -> (Proc, String) {
     let (id_s, capacity_s) = (id.to_string(), capacity.to_string());
     let mut args = vec![
         "--id",
@@ -219,67 +340,25 @@ pub fn start_worker(id: u32, capacity: u32, broker: Option<&str>) -> (Proc, Stri
         "--log-level",
         "warn",
     ];
-    if let Some(broker) = broker {
-        args.extend(["--broker", broker]);
-    }
-    let mut worker = Proc::spawn(&format!("worker {id}"), &calc_worker(), &args);
-    let addr = worker.wait_for_addr(&format!("worker {id} listening on"));
-    (worker, addr)
-}
-
-/// A pbrs client of the broker at `addr`, on its own small runtime.
-pub struct BrokerClient {
-    runtime: tokio::runtime::Runtime,
-    broker: BrokerRef,
-    _client: Client,
-}
-
-impl BrokerClient {
-    /// Connects to the broker at `addr`.
-    pub fn connect(addr: &str) -> BrokerClient {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let (client, broker) = runtime.block_on(async {
-            let client = Client::connect(addr).await.expect("connect to the broker");
-            let broker = client.root::<BrokerRef>().await.expect("the broker's root");
-            (client, broker)
-        });
-        BrokerClient {
-            runtime,
-            broker,
-            _client: client,
+    let mut env: &[(&str, &str)] = &[];
+    let login_env;
+    match credentials {
+        Credentials::None => {}
+        Credentials::File(path) => args.extend(["--credentials", path.to_str().unwrap()]),
+        Credentials::Env(login) => {
+            login_env = login.env();
+            env = &login_env;
         }
     }
+    let mut worker = Proc::spawn_with_env(&format!("worker {id}"), &calc_worker(), &args, env);
+    worker.wait_for_addr(&format!("worker {id} listening on"));
+    let url = worker.wait_for_addr("worker url:");
+    (worker, url)
+}
 
-    /// The broker's queued workers.
-    pub fn workers(&self) -> Vec<WorkerState> {
-        self.runtime
-            .block_on(self.broker.workers(0, MAX_PAGE))
-            .expect("workers() on the broker")
-            .expect("the served root is trusted")
-            .workers
-    }
-
-    /// Polls `workers()` (every 5 ms) until `done` holds of the ids listed; returns how long
-    /// it took, or panics after `timeout`.
-    pub fn wait_until(&self, timeout: Duration, done: impl Fn(&[String]) -> bool) -> Duration {
-        let start = Instant::now();
-        loop {
-            let ids: Vec<String> = self.workers().into_iter().map(|w| w.id.0).collect();
-            if done(&ids) {
-                return start.elapsed();
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "the broker still lists {ids:?} after {timeout:?}"
-            );
-            // The timer must be made inside the runtime.
-            self.runtime
-                .block_on(async { tokio::time::sleep(Duration::from_millis(5)).await });
-        }
-    }
+/// The `host:port` in a worker's `pbrs://` URL: what the front end's report shows.
+pub fn host_port(url: &str) -> String {
+    url.parse::<SturdyUrl>().unwrap().addr().to_owned()
 }
 
 /// The number in the `total: <n>` line of a client's stdout.

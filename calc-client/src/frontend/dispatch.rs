@@ -1,312 +1,27 @@
-//! The front end: spreads a [`Job`]'s chunks over workers, survives workers that die, checks
-//! and totals the results.
-//!
-//! # Two ways to find workers
-//!
-//! - **Directly** ([`Workers::Direct`]): a list of worker addresses. The front end connects
-//!   to all of them at the start, asks each its capacity ([`CalculatorRef::info`]), and keeps
-//!   `capacity + 1` chunks in flight on each: `capacity` computing and one waiting, so a
-//!   worker never idles for a network round trip between two chunks. The next chunk goes to
-//!   the worker with the most room.
-//! - **Through a broker** ([`Workers::Broker`]): before sending each chunk the front end asks
-//!   the broker for [`next_worker`](broker_server::BrokerRef::next_worker) — the
-//!   head of its queue of most able workers — and sends the chunk there, connecting on first
-//!   use and then reusing one connection per worker address. It keeps as many chunks in
-//!   flight as the broker's workers can take (the sum of `capacity + 1`, which is the page's
-//!   `total_capacity + total`, read with one small `workers(0, MAX_PAGE)` page at the start,
-//!   every second, and whenever a worker is lost), so every worker has work, including one
-//!   that joins mid-job. Lost workers are left out of the sum when they are on that first
-//!   page; a lost worker further down the queue still counts until the broker drops it,
-//!   which only makes the window a little larger for a moment.
-//!
-//! # Failures
-//!
-//! A call that fails because the worker is gone (`Disconnected`, a timeout, a refused
-//! connection, a worker shutting down) marks that worker *lost* for the rest of the job,
-//! closes the connection to it — which fails its other chunks in flight at once — and puts
-//! every chunk it had back at the front of the queue, to be sent to the other workers. (The
-//! same chunk may have been computed twice; it is counted once.) A worker that is lost is not
-//! used again in this job, even if the broker still hands it out for the few milliseconds
-//! before it notices the loss itself.
-//!
-//! The job fails only when no worker is left: directly, when every worker is lost; through a
-//! broker, when the broker has offered no usable worker for [`Options::no_worker_grace`]
-//! while chunks wait and none is in flight. A chunk that fails [`Options::max_attempts`]
-//! times in a row for other reasons (a worker's handler panicking, say) fails the job too,
-//! with the last error: retrying forever would hide a bug. Losing the broker itself fails
-//! the job too (a `Broker` error): without it, the front end cannot know which workers are
-//! alive. So does a broker that refuses the front end's calls (a `Forbidden` error: the
-//! login is not a front end's), at once: asking again would be refused again.
-//!
-//! # Trust, but verify
-//!
-//! When all chunks are in, the front end recomputes [`Options::checks`] randomly chosen
-//! chunks itself and compares them with what the workers answered, and compares the total
-//! with the known value of π when there is one ([`known_prime_count`]). Any difference is
-//! an error: a worker computing wrong answers is worse than one that dies.
+//! [`Dispatch`]: the state of a running job, and the loop that sends chunks, takes answers,
+//! retries the chunks of lost workers, and checks the results at the end.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use broker_server::{BrokerRef, Forbidden, MAX_PAGE};
-use rpc_core::{CallError, Client, Config, RemoteErrorKind};
+use broker_server::{BrokerCredentials, MAX_PAGE};
+use rpc_core::{CallError, SturdyUrl};
 use tokio::task::JoinSet;
 
-use crate::calculator::{CalculatorRef, count_primes, known_prime_count};
+use super::slot::{Done, Mode, Slot, close_connection, connect_worker, worker_gone};
+use super::{JobError, Options};
+use crate::calculator::{count_primes, known_prime_count};
 use crate::job::{Check, Job, JobReport, WorkerStats};
-use crate::progress::{Progress, ProgressMode};
+use crate::progress::Progress;
 
 /// Broker mode: how often the front end re-reads the broker's worker list to size its
 /// window, so that workers joining mid-job get work too.
 const RESIZE_EVERY: Duration = Duration::from_secs(1);
 
-/// Where the workers are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Workers {
-    /// These worker addresses, used directly.
-    Direct(Vec<String>),
-    /// The workers a broker at this address hands out.
-    Broker(String),
-}
-
-/// How a job is run.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Options {
-    /// How to show progress. Default: [`ProgressMode::Auto`].
-    pub progress: ProgressMode,
-    /// Chunks recomputed locally at the end to check the workers' answers. Default 3.
-    pub checks: usize,
-    /// Through a broker: how long to wait, with nothing in flight, for the broker to offer a
-    /// usable worker before the job fails. Default 3 s.
-    pub no_worker_grace: Duration,
-    /// Time to connect to a worker or the broker. Default 3 s.
-    pub connect_timeout: Duration,
-    /// Times one chunk may fail before the job fails. Default 5.
-    pub max_attempts: u32,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            progress: ProgressMode::Auto,
-            checks: 3,
-            no_worker_grace: Duration::from_secs(3),
-            connect_timeout: Duration::from_secs(3),
-            max_attempts: 5,
-        }
-    }
-}
-
-impl Options {
-    /// Sets [`progress`](Options::progress).
-    pub fn progress(mut self, progress: ProgressMode) -> Self {
-        self.progress = progress;
-        self
-    }
-
-    /// Sets [`checks`](Options::checks).
-    pub fn checks(mut self, checks: usize) -> Self {
-        self.checks = checks;
-        self
-    }
-
-    /// Sets [`no_worker_grace`](Options::no_worker_grace).
-    pub fn no_worker_grace(mut self, grace: Duration) -> Self {
-        self.no_worker_grace = grace;
-        self
-    }
-
-    /// Sets [`connect_timeout`](Options::connect_timeout).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Sets [`max_attempts`](Options::max_attempts) (at least 1).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
-        self
-    }
-
-    /// The connection settings for workers and the broker: the connect timeout, and a
-    /// keepalive that notices a worker that hangs (rather than dies) within 10 s.
-    fn rpc_config(&self) -> Config {
-        Config::default()
-            .connect_timeout(self.connect_timeout)
-            .keepalive(Duration::from_secs(5), Duration::from_secs(5))
-    }
-}
-
-/// Why a job failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum JobError {
-    /// Every worker is lost (or the broker offers none), with chunks still to compute.
-    #[error("no worker left: {why}; {missing} of {chunks} chunks not computed{details}")]
-    NoWorkerLeft {
-        /// What happened.
-        why: String,
-        /// Chunks without an answer.
-        missing: usize,
-        /// Chunks in the job.
-        chunks: usize,
-        /// The lost workers and why each was lost (empty, or starting with "; ").
-        details: String,
-    },
-    /// The broker could not be reached, or stopped answering.
-    #[error("broker {addr}: {source}")]
-    Broker {
-        /// The broker's address.
-        addr: String,
-        /// What went wrong.
-        source: CallError,
-    },
-    /// The broker refused a call: the front end's login may not ask for workers. Not worth
-    /// retrying: it needs another login.
-    #[error("broker {addr} refused the front end: {source}")]
-    Forbidden {
-        /// The broker's address.
-        addr: String,
-        /// What was refused, and why.
-        source: Forbidden,
-    },
-    /// One chunk failed too many times.
-    #[error("chunk {range:?} failed {attempts} times; the last time, on {worker}: {error}")]
-    ChunkFailed {
-        /// The chunk.
-        range: Range<u64>,
-        /// Times it failed.
-        attempts: u32,
-        /// The worker of the last failure.
-        worker: String,
-        /// The last failure.
-        error: CallError,
-    },
-    /// A worker's answer differs from the local computation of the same chunk.
-    #[error(
-        "wrong answer: worker {worker} counted {remote} primes in {range:?}, there are {local}"
-    )]
-    Mismatch {
-        /// The chunk.
-        range: Range<u64>,
-        /// The worker's address.
-        worker: String,
-        /// What it answered.
-        remote: u64,
-        /// What the front end computed.
-        local: u64,
-    },
-    /// The total differs from the known value of π(limit).
-    #[error("wrong total: {total} primes below {limit}, but π({limit}) = {known}")]
-    WrongTotal {
-        /// The job's limit.
-        limit: u64,
-        /// The total from the workers' answers.
-        total: u64,
-        /// The known value.
-        known: u64,
-    },
-    /// The job or the worker list makes no sense.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-/// Runs `job` on `workers`: sends every chunk, retries the chunks of lost workers, shows
-/// progress, then checks a sample of chunks locally. Returns the report (print it for the
-/// per-worker table and the `total: <n>` line).
-pub async fn run(job: Job, workers: &Workers, options: &Options) -> Result<JobReport, JobError> {
-    let chunks = job.chunks();
-    let mut dispatch = Dispatch::new(chunks, options);
-    let started = Instant::now();
-    match workers {
-        Workers::Direct(addrs) => {
-            if addrs.is_empty() {
-                return Err(JobError::Invalid("no worker address given".into()));
-            }
-            dispatch.connect_all(addrs).await;
-        }
-        Workers::Broker(addr) => dispatch.connect_broker(addr).await?,
-    }
-    let outcome = dispatch.run().await;
-    dispatch.progress.finish();
-    dispatch.close();
-    outcome?;
-    let elapsed = started.elapsed();
-    let report = dispatch.into_report(job, elapsed).await?;
-    if let Some(known) = known_prime_count(job.limit) {
-        if report.total != known {
-            return Err(JobError::WrongTotal {
-                limit: job.limit,
-                total: report.total,
-                known,
-            });
-        }
-    }
-    Ok(report)
-}
-
-/// A worker the front end uses or tried, by address.
-struct Slot {
-    addr: String,
-    id: Option<String>,
-    client: Option<Client>,
-    calc: Option<CalculatorRef>,
-    /// Direct mode: chunks it computes at once, as it said.
-    capacity: u32,
-    in_flight: u32,
-    busy_since: Option<Instant>,
-    busy: Duration,
-    chunks: usize,
-    lost: Option<String>,
-}
-
-impl Slot {
-    fn new(addr: &str, id: Option<String>) -> Slot {
-        Slot {
-            addr: addr.to_owned(),
-            id,
-            client: None,
-            calc: None,
-            capacity: 1,
-            in_flight: 0,
-            busy_since: None,
-            busy: Duration::ZERO,
-            chunks: 0,
-            lost: None,
-        }
-    }
-
-    fn usable(&self) -> bool {
-        self.lost.is_none() && self.calc.is_some()
-    }
-}
-
-/// A finished call.
-struct Done {
-    chunk: usize,
-    slot: usize,
-    result: Result<(u64, u32), CallError>,
-    at: Instant,
-}
-
-enum Mode {
-    Direct,
-    Broker {
-        addr: String,
-        client: Client,
-        broker: BrokerRef,
-        /// Chunks to keep in flight.
-        window: usize,
-        /// When the window was last sized.
-        sized: Instant,
-    },
-}
-
 /// The state of a running job.
-struct Dispatch<'a> {
+pub(super) struct Dispatch<'a> {
     options: &'a Options,
     chunks: Vec<Range<u64>>,
     pending: VecDeque<usize>,
@@ -316,37 +31,15 @@ struct Dispatch<'a> {
     done: usize,
     retried: usize,
     slots: Vec<Slot>,
-    by_addr: HashMap<String, usize>,
+    /// The slot of each worker URL.
+    by_url: HashMap<String, usize>,
     calls: JoinSet<Done>,
-    progress: Progress,
+    pub(super) progress: Progress,
     mode: Mode,
 }
 
-/// Connects to the worker at `addr`.
-async fn connect_worker(addr: &str, config: Config) -> Result<(Client, CalculatorRef), CallError> {
-    let client = Client::connect_with(addr, config).await?;
-    let calc = client.root::<CalculatorRef>().await?;
-    Ok((client, calc))
-}
-
-/// Whether a call failing with `e` means the worker cannot be used any more.
-fn worker_gone(e: &CallError) -> bool {
-    match e {
-        CallError::Remote { kind, .. } => matches!(
-            kind,
-            RemoteErrorKind::ShuttingDown
-                | RemoteErrorKind::NoSuchMethod
-                | RemoteErrorKind::NoSuchObject
-                | RemoteErrorKind::BadArguments
-        ),
-        CallError::FrameTooLarge { .. } | CallError::Encode { .. } => false,
-        // Disconnected, Timeout, Io, Protocol, Decode, and anything new.
-        _ => true,
-    }
-}
-
 impl<'a> Dispatch<'a> {
-    fn new(chunks: Vec<Range<u64>>, options: &'a Options) -> Self {
+    pub(super) fn new(chunks: Vec<Range<u64>>, options: &'a Options) -> Self {
         let n = chunks.len();
         Dispatch {
             options,
@@ -356,7 +49,7 @@ impl<'a> Dispatch<'a> {
             done: 0,
             retried: 0,
             slots: Vec::new(),
-            by_addr: HashMap::new(),
+            by_url: HashMap::new(),
             calls: JoinSet::new(),
             progress: Progress::new(options.progress, n),
             mode: Mode::Direct,
@@ -364,36 +57,37 @@ impl<'a> Dispatch<'a> {
         }
     }
 
-    fn slot_for(&mut self, addr: &str, id: Option<String>) -> usize {
-        if let Some(&slot) = self.by_addr.get(addr) {
+    /// The slot of the worker at `url`, made on first use.
+    fn slot_for(&mut self, url: &str, id: Option<String>) -> usize {
+        if let Some(&slot) = self.by_url.get(url) {
             return slot;
         }
-        self.slots.push(Slot::new(addr, id));
-        self.by_addr.insert(addr.to_owned(), self.slots.len() - 1);
+        self.slots.push(Slot::new(url, id));
+        self.by_url.insert(url.to_owned(), self.slots.len() - 1);
         self.slots.len() - 1
     }
 
     /// Direct mode: connects to every worker at once and asks each its capacity.
-    async fn connect_all(&mut self, addrs: &[String]) {
+    pub(super) async fn connect_all(&mut self, urls: &[SturdyUrl]) {
         let config = self.options.rpc_config();
         let info_timeout = self.options.connect_timeout;
-        let connecting = addrs.iter().map(|addr| {
+        let connecting = urls.iter().map(|url| {
             let config = config.clone();
             async move {
-                let (client, calc) = connect_worker(addr, config).await?;
-                let info = calc.with_timeout(info_timeout).info().await?;
-                Ok::<_, CallError>((client, calc, info))
+                let calc = connect_worker(url, config).await?;
+                let info = calc.with_timeout(info_timeout).info().await;
+                let info = info.inspect_err(|_| close_connection(&calc))?;
+                Ok::<_, CallError>((calc, info))
             }
         });
         let connected = futures::future::join_all(connecting).await;
-        for (addr, connected) in addrs.iter().zip(connected) {
-            let slot = self.slot_for(addr, None);
+        for (url, connected) in urls.iter().zip(connected) {
+            let slot = self.slot_for(&url.to_string(), None);
             match connected {
-                Ok((client, calc, info)) => {
+                Ok((calc, info)) => {
                     let slot = &mut self.slots[slot];
                     slot.id = Some(info.id.to_string());
                     slot.capacity = info.capacity.max(1);
-                    slot.client = Some(client);
                     slot.calc = Some(calc);
                 }
                 Err(e) => {
@@ -403,23 +97,22 @@ impl<'a> Dispatch<'a> {
         }
     }
 
-    /// Broker mode: connects to the broker and sizes the window.
-    async fn connect_broker(&mut self, addr: &str) -> Result<(), JobError> {
-        let broker_error = |source| JobError::Broker {
-            addr: addr.to_owned(),
-            source,
-        };
-        let client = Client::connect_with(addr, self.options.rpc_config())
+    /// Broker mode: logs in to the broker and sizes the window.
+    pub(super) async fn connect_broker(
+        &mut self,
+        credentials: &BrokerCredentials,
+    ) -> Result<(), JobError> {
+        let addr = crate::shown_location(&credentials.broker);
+        let broker = credentials
+            .connect()
             .await
-            .map_err(broker_error)?;
-        let broker = client
-            .root::<BrokerRef>()
-            .await
-            .map_err(broker_error)?
+            .map_err(|source| JobError::Broker {
+                addr: addr.clone(),
+                source,
+            })?
             .with_timeout(Duration::from_secs(10));
         self.mode = Mode::Broker {
-            addr: addr.to_owned(),
-            client,
+            addr,
             broker,
             window: 0,
             sized: Instant::now(),
@@ -448,7 +141,7 @@ impl<'a> Dispatch<'a> {
             .workers
             .iter()
             .filter(|w| {
-                self.by_addr
+                self.by_url
                     .get(&w.addr)
                     .is_some_and(|&slot| self.slots[slot].lost.is_some())
             })
@@ -477,9 +170,8 @@ impl<'a> Dispatch<'a> {
         self.progress
             .note(&format!("lost worker {}: {why}", slot.addr));
         slot.lost = Some(why.to_owned());
-        slot.calc = None;
-        if let Some(client) = slot.client.take() {
-            client.close();
+        if let Some(calc) = slot.calc.take() {
+            close_connection(&calc);
         }
         true
     }
@@ -542,11 +234,12 @@ impl<'a> Dispatch<'a> {
                 continue;
             }
             if self.slots[slot].calc.is_none() {
-                match connect_worker(&assignment.addr, self.options.rpc_config()).await {
-                    Ok((client, calc)) => {
-                        self.slots[slot].client = Some(client);
-                        self.slots[slot].calc = Some(calc);
-                    }
+                let connected = match assignment.addr.parse::<SturdyUrl>() {
+                    Ok(url) => connect_worker(&url, self.options.rpc_config()).await,
+                    Err(e) => Err(e),
+                };
+                match connected {
+                    Ok(calc) => self.slots[slot].calc = Some(calc),
                     Err(e) => {
                         self.lose(slot, &format!("could not connect: {e}"));
                         self.refresh_window().await?;
@@ -577,7 +270,7 @@ impl<'a> Dispatch<'a> {
     }
 
     /// Sends chunks while workers have room, waits for answers, until every chunk is in.
-    async fn run(&mut self) -> Result<(), JobError> {
+    pub(super) async fn run(&mut self) -> Result<(), JobError> {
         let mut stalled_since: Option<Instant> = None;
         while self.done < self.chunks.len() {
             while !self.pending.is_empty() {
@@ -687,21 +380,24 @@ impl<'a> Dispatch<'a> {
     }
 
     /// Closes every connection (calls still in flight are dropped, which cancels them).
-    fn close(&mut self) {
+    pub(super) fn close(&mut self) {
         self.calls.abort_all();
         for slot in &mut self.slots {
-            slot.calc = None;
-            if let Some(client) = slot.client.take() {
-                client.close();
+            if let Some(calc) = slot.calc.take() {
+                close_connection(&calc);
             }
         }
-        if let Mode::Broker { client, .. } = &self.mode {
-            client.close();
+        if let Mode::Broker { broker, .. } = &self.mode {
+            close_connection(broker);
         }
     }
 
     /// Checks a random sample of chunks locally, and builds the report.
-    async fn into_report(self, job: Job, elapsed: Duration) -> Result<JobReport, JobError> {
+    pub(super) async fn into_report(
+        self,
+        job: Job,
+        elapsed: Duration,
+    ) -> Result<JobReport, JobError> {
         let results: Vec<(u64, usize)> = self
             .results
             .iter()

@@ -67,19 +67,14 @@ impl Peer {
         self.shared.peer_info().certificate.as_ref()
     }
 
-    /// Records that the connection logged in as `user`; `false` if it already had.
-    pub(crate) fn set_user(&self, user: &str) -> bool {
-        self.shared.login.set_user(user)
+    /// The login state of the connection (see `crate::login`).
+    pub(crate) fn login(&self) -> &crate::conn::peer_info::Login {
+        &self.shared.login
     }
 
-    /// Counts a failed login on the connection; returns the count so far.
-    pub(crate) fn login_failed(&self) -> u32 {
-        self.shared.login.failed()
-    }
-
-    /// Failed logins on the connection so far.
-    pub(crate) fn login_failures(&self) -> u32 {
-        self.shared.login.failures()
+    /// A handle that does not keep the connection's state alive.
+    pub(crate) fn downgrade(&self) -> Weak<Shared> {
+        Arc::downgrade(&self.shared)
     }
 
     /// Stops taking calls, lets the answers of those running go out (within `grace`), then

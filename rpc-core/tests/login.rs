@@ -303,3 +303,55 @@ async fn the_user_belongs_to_the_connection() {
     assert_eq!(ann_account.whoami().await.unwrap(), "user ann");
     assert_eq!(anon.whoami().await.unwrap(), "anonymous");
 }
+
+/// Logins sent at once on one connection are taken one at a time: one succeeds, the others
+/// are refused, and exactly one avatar (so one logout) comes of it.
+#[tokio::test]
+async fn concurrent_logins_on_one_connection_make_one_avatar() {
+    let mut setup = serve("127.0.0.1:0", |p| p).await;
+    let (client, login) = login_object(setup.addr).await;
+    let ann = ann();
+    let attempts = (0..10).map(|_| login.log_in::<AccountRef>(&ann, None));
+    let results = within("the logins", futures::future::join_all(attempts)).await;
+    let (avatars, refused): (Vec<_>, Vec<_>) = results.into_iter().partition(|r| r.is_ok());
+    assert_eq!(avatars.len(), 1, "{refused:?}");
+    for r in refused {
+        assert_login_error(r, LoginError::AlreadyLoggedIn);
+    }
+    drop(avatars);
+    assert_eq!(
+        within("the logout", setup.logouts.recv()).await,
+        Some(Caller::User("ann".into()))
+    );
+    // Logged out, the connection may log in again (its password checks still count).
+    let again: AccountRef = login.log_in(&ann, None).await.unwrap();
+    assert_eq!(again.whoami().await.unwrap(), "user ann");
+    client.close();
+    within("the second logout", setup.logouts.recv()).await;
+    assert!(setup.logouts.try_recv().is_err());
+}
+
+/// Wrong passwords sent at once cannot check more than three: the connection is closed
+/// after the third, and the right password sent among them never gets checked after it.
+#[tokio::test]
+async fn concurrent_wrong_passwords_check_at_most_three() {
+    let setup = serve("127.0.0.1:0", |p| p).await;
+    let (client, login) = login_object(setup.addr).await;
+    let wrong = Credentials::new("ann", "guess");
+    let mut refused = 0;
+    for _ in 0..3 {
+        let burst = (0..5).map(|_| login.log_in::<AccountRef>(&wrong, None));
+        for result in within("a burst", futures::future::join_all(burst)).await {
+            match result {
+                Err(CallError::Login(LoginError::Refused | LoginError::TooManyAttempts)) => {
+                    refused += 1
+                }
+                Err(CallError::Login(LoginError::AlreadyLoggedIn)) => {}
+                Err(CallError::Disconnected { .. }) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!(refused, 3, "exactly three passwords were checked");
+    within("the connection to close", client.disconnected()).await;
+}

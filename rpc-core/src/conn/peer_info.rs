@@ -5,6 +5,7 @@
 use std::sync::Mutex;
 
 use super::lifecycle::lock;
+use crate::error::LoginError;
 use crate::tls::PeerCertificate;
 
 /// The other end of a connection, as the transport tells it.
@@ -45,7 +46,7 @@ impl PeerInfo {
     }
 }
 
-/// Who the peer logged in as on this connection, and how many logins failed.
+/// The login of a connection: at most one at a time, at most a few password checks ever.
 #[derive(Debug, Default)]
 pub(crate) struct Login {
     state: Mutex<LoginState>,
@@ -53,35 +54,84 @@ pub(crate) struct Login {
 
 #[derive(Debug, Default)]
 struct LoginState {
-    user: Option<String>,
-    failures: u32,
+    session: Session,
+    /// Password checks started on the connection, successful or not.
+    checks: u32,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+enum Session {
+    #[default]
+    Out,
+    /// A login is being checked: others wait their turn by being refused.
+    LoggingIn,
+    /// Logged in, as a user (or without a name: anonymously, or by certificate).
+    In(Option<String>),
 }
 
 impl Login {
     /// The user the peer logged in as.
     pub(crate) fn user(&self) -> Option<String> {
-        lock(&self.state).user.clone()
-    }
-
-    /// Records a successful login as `user`; `false` if the connection already logged in.
-    pub(crate) fn set_user(&self, user: &str) -> bool {
-        let mut state = lock(&self.state);
-        if state.user.is_some() {
-            return false;
+        match &lock(&self.state).session {
+            Session::In(user) => user.clone(),
+            _ => None,
         }
-        state.user = Some(user.to_owned());
-        true
     }
 
-    /// Records a failed login; returns how many failed so far.
-    pub(crate) fn failed(&self) -> u32 {
+    /// Starts a login: refused while another is under way or done
+    /// ([`LoginError::AlreadyLoggedIn`]), and, for a password login (`checks_password`), once
+    /// `max_checks` passwords were checked on the connection
+    /// ([`LoginError::TooManyAttempts`]). The attempt counts from here, before its check, so
+    /// concurrent logins cannot check more passwords than that.
+    pub(crate) fn begin(&self, checks_password: bool, max_checks: u32) -> Result<(), LoginError> {
         let mut state = lock(&self.state);
-        state.failures = state.failures.saturating_add(1);
-        state.failures
+        if state.session != Session::Out {
+            return Err(LoginError::AlreadyLoggedIn);
+        }
+        if checks_password {
+            if state.checks >= max_checks {
+                return Err(LoginError::TooManyAttempts);
+            }
+            state.checks += 1;
+        }
+        state.session = Session::LoggingIn;
+        Ok(())
     }
 
-    /// How many logins failed so far.
-    pub(crate) fn failures(&self) -> u32 {
-        lock(&self.state).failures
+    /// The login under way succeeded, as `user` (none for anonymous or certificate logins).
+    pub(crate) fn finish(&self, user: Option<String>) {
+        lock(&self.state).session = Session::In(user);
+    }
+
+    /// The login under way failed, or the avatar it gave was released: the connection is
+    /// logged out. Returns the password checks made so far.
+    pub(crate) fn end(&self) -> u32 {
+        let mut state = lock(&self.state);
+        state.session = Session::Out;
+        state.checks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_login_at_a_time_and_a_few_checks_ever() {
+        let login = Login::default();
+        login.begin(true, 2).unwrap();
+        assert_eq!(login.begin(true, 2), Err(LoginError::AlreadyLoggedIn));
+        assert_eq!(login.end(), 1);
+        login.begin(true, 2).unwrap();
+        login.finish(Some("ann".into()));
+        assert_eq!(login.user().as_deref(), Some("ann"));
+        assert_eq!(login.begin(false, 2), Err(LoginError::AlreadyLoggedIn));
+        // Logged out (the avatar released): the user is gone, and the checks stay counted.
+        assert_eq!(login.end(), 2);
+        assert_eq!(login.user(), None);
+        assert_eq!(login.begin(true, 2), Err(LoginError::TooManyAttempts));
+        login.begin(false, 2).unwrap();
+        login.finish(None);
+        assert_eq!(login.user(), None);
     }
 }

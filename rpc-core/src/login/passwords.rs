@@ -43,6 +43,12 @@ impl Passwords {
         Passwords::default()
     }
 
+    /// Prepares the hash checked for unknown users, so that the first one does not take
+    /// longer than the others.
+    pub(crate) fn prepare() {
+        dummy_hash();
+    }
+
     /// The argon2id hash of `password` with a new random salt, as a PHC string: what to
     /// store instead of the password.
     pub fn hash(password: &str) -> Result<String, CallError> {
@@ -62,9 +68,21 @@ impl Passwords {
         self.add_hash(user, &hash)
     }
 
-    /// Adds (or replaces) `user` with a stored hash (from [`Passwords::hash`]).
+    /// Adds (or replaces) `user` with a stored hash (from [`Passwords::hash`]: argon2id with
+    /// the default parameters, so that checking any user takes as long as checking one that
+    /// does not exist).
     pub fn add_hash(&self, user: &str, hash: &str) -> Result<(), CallError> {
-        PasswordHash::new(hash).map_err(|e| bad_hash(user, e))?;
+        let parsed = PasswordHash::new(hash).map_err(|e| bad_hash(user, e))?;
+        let params = argon2::Params::try_from(&parsed).map_err(|e| bad_hash(user, e))?;
+        let default = argon2::Params::default();
+        let same_cost = (params.m_cost(), params.t_cost(), params.p_cost())
+            == (default.m_cost(), default.t_cost(), default.p_cost());
+        if parsed.algorithm != argon2::Algorithm::Argon2id.ident() || !same_cost {
+            return Err(bad_hash(
+                user,
+                "it is not argon2id with the default cost (make it with Passwords::hash)",
+            ));
+        }
         let mut hashes = self.hashes.write().unwrap_or_else(|e| e.into_inner());
         hashes.insert(user.to_owned(), hash.to_owned());
         Ok(())
@@ -84,15 +102,20 @@ impl Passwords {
             hashes.get(user).cloned()
         };
         let password = password.to_owned();
-        let Ok(_permit) = checks().acquire().await else {
+        let Ok(permit) = Arc::clone(checks()).acquire_owned().await else {
             return false;
         };
-        let checked = tokio::task::spawn_blocking(move || match stored {
-            Some(hash) => verify(&hash, &password),
-            None => {
-                // The same work as for a real user, and then no.
-                verify(dummy_hash(), &password);
-                false
+        // The permit goes with the work: a login cancelled while its hash is computed does
+        // not let another one start before it is done.
+        let checked = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            match stored {
+                Some(hash) => verify(&hash, &password),
+                None => {
+                    // The same work as for a real user, and then no.
+                    verify(dummy_hash(), &password);
+                    false
+                }
             }
         });
         checked.await.unwrap_or(false)
@@ -100,11 +123,11 @@ impl Passwords {
 }
 
 /// The permits for password checks running at once: one per CPU.
-fn checks() -> &'static tokio::sync::Semaphore {
-    static CHECKS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+fn checks() -> &'static Arc<tokio::sync::Semaphore> {
+    static CHECKS: OnceLock<Arc<tokio::sync::Semaphore>> = OnceLock::new();
     CHECKS.get_or_init(|| {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        tokio::sync::Semaphore::new(cpus)
+        Arc::new(tokio::sync::Semaphore::new(cpus))
     })
 }
 
@@ -152,5 +175,13 @@ mod tests {
         assert_ne!(a, b, "a random salt per hash");
         assert!(!a.contains("secret"));
         assert!(Passwords::new().add_hash("x", "not a hash").is_err());
+        let cheap =
+            "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$l5Rp0WoMR5lTn2ZGf8WLxRBOxWPcl9PAOFg6v0BDjlE";
+        let e = Passwords::new()
+            .add_hash("x", cheap)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("default cost"), "{e}");
+        Passwords::new().add_hash("x", &a).unwrap();
     }
 }

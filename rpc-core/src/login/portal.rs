@@ -59,6 +59,7 @@ impl<R: Realm> Portal<R> {
     /// A portal to `realm` for the users in `passwords`. No anonymous logins; no password
     /// over an unencrypted connection between two hosts; 3 failed logins close a connection.
     pub fn new(realm: R, passwords: Passwords) -> Portal<R> {
+        Passwords::prepare();
         Portal {
             realm: Arc::new(realm),
             passwords,
@@ -81,58 +82,58 @@ impl<R: Realm> Portal<R> {
         self
     }
 
-    /// Failed logins after which a connection is closed (at least 1).
+    /// Password checks a connection may ask for (3 by default, at least 1): once that many
+    /// failed, it is closed. One login at a time per connection, so concurrent logins cannot
+    /// check more.
     pub fn max_failures(mut self, failures: u32) -> Portal<R> {
         self.max_failures = failures.max(1);
         self
     }
 
-    /// The avatar of `caller`, wrapped so that its release runs the logout once.
+    /// The avatar of `caller`, for the login under way on `peer`'s connection, wrapped so
+    /// that its release runs the logout once and logs the connection out. Any failure ends
+    /// the login under way.
     async fn hand_out(
         &self,
         peer: &Peer,
         caller: Caller,
         mind: Option<ObjectRef>,
     ) -> Result<ObjectRef, LoginError> {
-        let avatar = self
-            .realm
-            .avatar(&caller, mind)
-            .await
-            .map_err(LoginError::Denied)?;
-        if let Caller::User(user) = &caller {
-            if !peer.set_user(user) {
-                return Err(LoginError::AlreadyLoggedIn);
+        let made = self.realm.avatar(&caller, mind).await;
+        let inner = made.map_err(LoginError::Denied).and_then(|avatar| {
+            avatar
+                .object()
+                .local_dispatch()
+                .cloned()
+                .ok_or_else(|| LoginError::Denied("the avatar must be a local object".into()))
+        });
+        let inner = match inner {
+            Ok(inner) => inner,
+            Err(e) => {
+                peer.login().end();
+                return Err(e);
             }
-        }
-        let inner = avatar
-            .object()
-            .local_dispatch()
-            .cloned()
-            .ok_or_else(|| LoginError::Denied("the avatar must be a local object".into()))?;
+        };
+        let user = match &caller {
+            Caller::User(user) => Some(user.clone()),
+            _ => None,
+        };
+        peer.login().finish(user);
         tracing::info!(peer = %peer.addr(), ?caller, "logged in");
         let realm = Arc::clone(&self.realm);
         let peer_addr = peer.addr().to_owned();
+        let connection = peer.downgrade();
         let logged_in = LoggedIn {
             inner,
             logout: Some(Box::new(move || {
                 tracing::info!(peer = %peer_addr, ?caller, "logged out");
+                if let Some(shared) = connection.upgrade() {
+                    shared.login.end();
+                }
                 realm.logout(&caller);
             })),
         };
         Ok(ObjectRef::from_dispatch(Arc::new(logged_in)))
-    }
-
-    /// Counts a failed login on `peer`'s connection; at the limit, closes it once the answer
-    /// is out.
-    fn failed(&self, peer: &Peer) -> LoginError {
-        let failures = peer.login_failed();
-        tracing::warn!(peer = %peer.addr(), failures, "login failed");
-        if failures >= self.max_failures {
-            peer.close_after_answers(Duration::from_secs(2), "too many failed logins");
-            LoginError::TooManyAttempts
-        } else {
-            LoginError::Refused
-        }
     }
 }
 
@@ -149,18 +150,19 @@ impl<R: Realm> Login for Portal<R> {
         mind: Option<ObjectRef>,
     ) -> Result<ObjectRef, LoginError> {
         let peer = calling_peer()?;
-        if peer.login_failures() >= self.max_failures {
-            return Err(LoginError::TooManyAttempts);
-        }
         if !peer.is_encrypted() && !peer.is_local() && !self.plaintext_passwords {
             tracing::warn!(peer = %peer.addr(), "refused a password login over plaintext");
             return Err(LoginError::NeedsEncryption);
         }
-        if peer.user().is_some() {
-            return Err(LoginError::AlreadyLoggedIn);
-        }
+        peer.login().begin(true, self.max_failures)?;
         if !self.passwords.check(&user, &password).await {
-            return Err(self.failed(&peer));
+            let checks = peer.login().end();
+            tracing::warn!(peer = %peer.addr(), checks, "login failed");
+            if checks >= self.max_failures {
+                peer.close_after_answers(Duration::from_secs(2), "too many failed logins");
+                return Err(LoginError::TooManyAttempts);
+            }
+            return Err(LoginError::Refused);
         }
         self.hand_out(&peer, Caller::User(user), mind).await
     }
@@ -175,6 +177,7 @@ impl<R: Realm> Login for Portal<R> {
             None if self.anonymous => Caller::Anonymous,
             None => return Err(LoginError::AnonymousNotAllowed),
         };
+        peer.login().begin(false, self.max_failures)?;
         self.hand_out(&peer, caller, mind).await
     }
 }

@@ -38,11 +38,13 @@ pub enum Forbidden {
         /// The call it made.
         call: BrokerCall,
     },
-    /// A worker login's update about a worker id that another login owns (or, for an update
-    /// other than `Added`, that it does not own).
+    /// A worker login's update about a worker id not named after it (its user name, or the
+    /// user name, `/` and anything), or that another login owns (or, for an update other
+    /// than `Added`, that it does not own).
     #[error(
         "forbidden: worker {worker} is not yours: a worker login may join and publish only \
-         about the workers it added itself; log in as the worker's own login or as an admin"
+         about worker ids named after it (`<user>` or `<user>/<anything>`) that it added \
+         itself; log in as the worker's own login or as an admin"
     )]
     NotYourWorker {
         /// The worker id of the update.

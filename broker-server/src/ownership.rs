@@ -4,7 +4,11 @@
 //!
 //! # Rules
 //!
-//! - A worker login (an *identity*) owns a worker id from its first successful `Added` for it
+//! - A worker login (an *identity*, its user name) may only name its workers after itself:
+//!   `<user>` or `<user>/<anything>` (e.g. `worker-1/1`). So no login can even claim
+//!   another's worker id, whoever added it first (an admin, the in-process API) and whatever
+//!   happened since (a broker restart forgets ownership; names stay).
+//! - A worker login owns a worker id from its first successful `Added` for it
 //!   (by [`join`](crate::BrokerRef::join) or [`publish`](crate::BrokerRef::publish)). Only an
 //!   `Added` can claim an id nobody owns; any update about an id another identity owns is
 //!   [`Forbidden::NotYourWorker`].
@@ -40,6 +44,14 @@ pub(crate) enum Claim {
     /// The id was nobody's and is the identity's now: [`Ownership::release`] it if the update
     /// is not applied.
     New,
+}
+
+/// Whether `worker` is named after `identity`: `<identity>` or `<identity>/...`.
+pub(crate) fn named_after(identity: &str, worker: &WorkerId) -> bool {
+    match worker.as_str().strip_prefix(identity) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
 }
 
 /// The owners of worker ids, and how many each identity owns. See the [module docs](self).
@@ -79,6 +91,11 @@ impl Ownership {
         update: &WorkerUpdate,
     ) -> Result<Claim, Forbidden> {
         let worker = &update.worker;
+        if !named_after(identity, worker) {
+            return Err(Forbidden::NotYourWorker {
+                worker: worker.clone(),
+            });
+        }
         match self.owners.get(worker) {
             Some(owner) if owner == identity => return Ok(Claim::Owned),
             Some(_) => {
@@ -162,20 +179,29 @@ mod tests {
             load: 0,
         };
         assert!(matches!(
-            table.claim(&a, &update("w", load.clone())),
+            table.claim(&a, &update("a/w", load.clone())),
             Err(Forbidden::NotYourWorker { .. })
         ));
-        assert_eq!(table.claim(&a, &added("w")), Ok(Claim::New));
-        assert_eq!(table.claim(&a, &update("w", load)), Ok(Claim::Owned));
+        assert_eq!(table.claim(&a, &added("a/w")), Ok(Claim::New));
+        assert_eq!(table.claim(&a, &update("a/w", load)), Ok(Claim::Owned));
         assert_eq!(
-            table.claim(&a, &update("w", Change::Removed)),
+            table.claim(&a, &update("a/w", Change::Removed)),
             Ok(Claim::Owned)
         );
         assert!(matches!(
-            table.claim(&b, &added("w")),
+            table.claim(&b, &added("a/w")),
             Err(Forbidden::NotYourWorker { .. })
         ));
-        assert_eq!(table.owner(&WorkerId::from("w")), Some("a"));
+        assert_eq!(table.owner(&WorkerId::from("a/w")), Some("a"));
+        // b's own names are b's; a name that merely starts with b is not.
+        assert_eq!(table.claim(&b, &added("b")), Ok(Claim::New));
+        assert_eq!(table.claim(&b, &added("b/2")), Ok(Claim::New));
+        for foreign in ["bb", "bb/1", "a", "x/b", ""] {
+            assert!(matches!(
+                table.claim(&b, &added(foreign)),
+                Err(Forbidden::NotYourWorker { .. })
+            ));
+        }
     }
 
     #[test]
@@ -184,24 +210,24 @@ mod tests {
         let mut table = Ownership::default();
         table.set_max_per_identity(2);
         assert_eq!(table.max_per_identity(), 2);
-        assert_eq!(table.claim(&a, &added("w1")), Ok(Claim::New));
-        assert_eq!(table.claim(&a, &added("w2")), Ok(Claim::New));
+        assert_eq!(table.claim(&a, &added("a/w1")), Ok(Claim::New));
+        assert_eq!(table.claim(&a, &added("a/w2")), Ok(Claim::New));
         assert_eq!(
-            table.claim(&a, &added("w3")),
+            table.claim(&a, &added("a/w3")),
             Err(Forbidden::TooManyWorkers {
-                worker: WorkerId::from("w3"),
+                worker: WorkerId::from("a/w3"),
                 limit: 2
             })
         );
-        table.release(&a, &WorkerId::from("w2"));
-        assert_eq!(table.owner(&WorkerId::from("w2")), None);
-        assert_eq!(table.claim(&a, &added("w3")), Ok(Claim::New));
+        table.release(&a, &WorkerId::from("a/w2"));
+        assert_eq!(table.owner(&WorkerId::from("a/w2")), None);
+        assert_eq!(table.claim(&a, &added("a/w3")), Ok(Claim::New));
         // Releasing what another identity owns does nothing.
-        table.release(&"b".into(), &WorkerId::from("w3"));
-        assert_eq!(table.owner(&WorkerId::from("w3")), Some("a"));
+        table.release(&"b".into(), &WorkerId::from("a/w3"));
+        assert_eq!(table.owner(&WorkerId::from("a/w3")), Some("a"));
         // A cap of 0 keeps no count for the refused identity.
         table.set_max_per_identity(0);
-        assert!(table.claim(&"c".into(), &added("w9")).is_err());
+        assert!(table.claim(&"c".into(), &added("c/w9")).is_err());
         assert!(!table.owned.contains_key("c"));
     }
 }

@@ -1,7 +1,7 @@
 //! The broker trusts roles, not peers, over real TLS on loopback: the hijack of issue 8 (a
 //! second connection publishing `Added` with `seq = u64::MAX - 1` and then `Removed` with
 //! `seq = u64::MAX` for another worker's id) is refused and changes nothing; a worker login
-//! owns at most a few ids; a front end may only ask; before login nothing is reachable.
+//! may only use ids named after it (`<user>/...`) and owns at most a few; a front end may only ask; before login nothing is reachable.
 
 use std::time::Duration;
 
@@ -73,38 +73,41 @@ async fn another_worker_cannot_hijack_or_remove_a_worker() {
     let broker = broker().await;
     let alice = log_in(&broker, "alice").await;
     assert_eq!(
-        alice.join(added("w1", 1, "10.0.0.1:1")).await.unwrap(),
+        alice
+            .join(added("alice/w1", 1, "10.0.0.1:1"))
+            .await
+            .unwrap(),
         Ok(Applied::Added)
     );
     let mallory = log_in(&broker, "mallory").await;
-    let hijack = added("w1", u64::MAX - 1, "127.0.0.9:6666");
+    let hijack = added("alice/w1", u64::MAX - 1, "127.0.0.9:6666");
     let said = assert_forbidden(mallory.publish(hijack.clone()).await);
-    assert!(said.contains("w1"), "{said}");
+    assert!(said.contains("alice/w1"), "{said}");
     assert_forbidden(mallory.join(hijack).await);
     assert_forbidden(
         mallory
             .publish(update("w1", u64::MAX, Change::Removed))
             .await,
     );
-    // Nothing changed: w1 is queued at its own address, and alice still runs it.
+    // Nothing changed: alice/w1 is queued at its own address, and alice still runs it.
     let front = log_in(&broker, "front").await;
     let next = front.next_worker().await.unwrap().unwrap().unwrap();
     assert_eq!(
         (next.worker.as_str(), next.addr.as_str()),
-        ("w1", "10.0.0.1:1")
+        ("alice/w1", "10.0.0.1:1")
     );
     let load = Change::Load {
         capacity: 2,
         load: 1,
     };
     assert_eq!(
-        alice.publish(update("w1", 2, load)).await.unwrap(),
+        alice.publish(update("alice/w1", 2, load)).await.unwrap(),
         Ok(Applied::LoadChanged)
     );
     // The admin may remove any worker.
     let root = log_in(&broker, "root").await;
     assert_eq!(
-        root.publish(update("w1", 3, Change::Removed))
+        root.publish(update("alice/w1", 3, Change::Removed))
             .await
             .unwrap(),
         Ok(Applied::Removed { was_queued: true })
@@ -118,16 +121,22 @@ async fn a_worker_login_owns_at_most_its_cap_and_a_front_end_only_asks() {
     let mallory = log_in(&broker, "mallory").await;
     let cap = broker_server::ownership::DEFAULT_MAX_WORKERS_PER_IDENTITY;
     for n in 0..cap {
-        let joined = mallory.join(added(&format!("m{n}"), 1, "10.0.0.2:1")).await;
+        let joined = mallory
+            .join(added(&format!("mallory/{n}"), 1, "10.0.0.2:1"))
+            .await;
         assert_eq!(joined.unwrap(), Ok(Applied::Added));
     }
-    let said = assert_forbidden(mallory.join(added("one-too-many", 1, "10.0.0.2:1")).await);
+    let said = assert_forbidden(
+        mallory
+            .join(added("mallory/one-too-many", 1, "10.0.0.2:1"))
+            .await,
+    );
     assert!(said.contains(&cap.to_string()), "{said}");
     assert_forbidden(mallory.workers(0, MAX_PAGE).await);
     assert_forbidden(mallory.next_worker().await);
 
     let front = log_in(&broker, "front").await;
-    assert_forbidden(front.publish(update("m0", 9, Change::Removed)).await);
+    assert_forbidden(front.publish(update("mallory/0", 9, Change::Removed)).await);
     assert_forbidden(front.join(added("f1", 1, "10.0.0.3:1")).await);
     let page = front.workers(0, MAX_PAGE).await.unwrap().unwrap();
     assert_eq!(page.total, u64::from(cap));

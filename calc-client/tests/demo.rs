@@ -56,7 +56,7 @@ fn a_worker_killed_mid_job_is_dropped_by_the_broker_and_the_job_completes() {
     let killed = Instant::now(); // before SIGKILL and reaping: the measure is conservative
     victim.kill();
     let gone = broker.wait_until(Duration::from_secs(5), |ids| {
-        !ids.iter().any(|id| id == "2")
+        !ids.iter().any(|id| id == "worker-2/2")
     });
     let since_kill = killed.elapsed();
     println!(
@@ -108,7 +108,7 @@ fn calc_client_reads_its_credentials_from_a_file() {
     let broker = TestBroker::start();
     let worker_login = broker.add_user("worker-4", Role::Worker);
     let (_worker, _) = start_worker(4, 2, Credentials::Env(&worker_login));
-    broker.wait_until(PATIENCE, |ids| ids == ["4"]);
+    broker.wait_until(PATIENCE, |ids| ids == ["worker-4/4"]);
     let file = broker
         .add_user("front-end", Role::FrontEnd)
         .write_file(broker.dir.path());
@@ -192,7 +192,7 @@ fn a_worker_stopped_with_sigterm_leaves_the_broker_and_exits_0() {
         .add_user("worker-7", Role::Worker)
         .write_file(broker.dir.path());
     let (mut worker, _) = start_worker(7, 1, Credentials::File(&file));
-    broker.wait_until(PATIENCE, |ids| ids == ["7"]);
+    broker.wait_until(PATIENCE, |ids| ids == ["worker-7/7"]);
     let status = std::process::Command::new("kill")
         .args(["-TERM", &worker.id().to_string()])
         .status()

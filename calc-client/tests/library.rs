@@ -138,7 +138,7 @@ async fn the_broker_hears_of_load_changes() {
     assert_eq!(listed.len(), 1);
     assert_eq!(
         (listed[0].id.as_str(), listed[0].capacity, listed[0].load),
-        ("1", 2, 0)
+        ("worker-1/1", 2, 0)
     );
     let worker = &cluster.workers()[0];
     assert_eq!(listed[0].addr, worker.url().to_string());
@@ -299,7 +299,7 @@ async fn a_removed_worker_joins_again_at_its_next_update() {
         .as_micros() as u64;
     for removal_seq in [just_ahead, u64::MAX / 2] {
         let removal = WorkerUpdate {
-            worker: WorkerId::from("7"),
+            worker: WorkerId::from("worker-7/7"),
             seq: removal_seq,
             change: Change::Removed,
         };
@@ -363,7 +363,7 @@ async fn a_worker_login_may_join_at_most_four_workers() {
         .unwrap();
     for id in 1..=5 {
         let join = WorkerUpdate {
-            worker: WorkerId(id.to_string()),
+            worker: WorkerId(format!("worker-many/{id}")),
             seq: 1,
             change: Change::Added {
                 addr: format!("pbrs://example@127.0.0.1:{}/secret", 9000 + id),

@@ -269,10 +269,12 @@ impl Worker {
         let (joined_tx, joined) = watch::channel(false);
         let (stop_link, link_stopped) = watch::channel(false);
         let link = config.broker.map(|credentials| {
+            // Named after the login, as the broker requires of a worker login's ids.
+            let worker = WorkerId(format!("{}/{}", credentials.credentials.user(), config.id));
             let link = BrokerLink {
                 broker: crate::shown_location(&credentials.broker),
                 credentials,
-                worker: WorkerId(config.id.to_string()),
+                worker,
                 addr: url.to_string(),
                 capacity,
                 load: load_rx.clone(),

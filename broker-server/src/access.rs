@@ -136,13 +136,28 @@ impl Realm for BrokerRealm {
     }
 }
 
-/// What a served broker needs besides its queue: who may log in, and its TLS side.
-#[derive(Clone, Debug)]
+/// What a served broker needs besides its queue: who may log in, and its TLS side. Its
+/// `Debug` shows neither the URL's secret nor the key.
+#[derive(Clone)]
 pub struct Access {
     pub(crate) users: Users,
     pub(crate) tls: Option<ServerTls>,
     pub(crate) url_secret: Option<String>,
     pub(crate) plaintext_passwords: bool,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("users", &self.users.len())
+            .field(
+                "tls",
+                &self.tls.as_ref().map(|t| t.identity().fingerprint()),
+            )
+            .field("url_secret", &self.url_secret.as_ref().map(|_| "<hidden>"))
+            .field("plaintext_passwords", &self.plaintext_passwords)
+            .finish()
+    }
 }
 
 impl Access {
@@ -203,20 +218,9 @@ pub fn credentials_file(broker: &str, user: &str, password: &str) -> String {
 }
 
 /// Writes a credentials file (from [`credentials_file`]) readable by its owner only,
-/// replacing any file there.
+/// replacing any file there (whatever its permissions were).
 pub fn write_credentials(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-        .open(path)
-        .and_then(|mut file| file.write_all(text.as_bytes()))
-        .map_err(|e| format!("could not write {}: {e}", path.display()))
+    crate::data::replace_private(path, text.as_bytes())
 }
 
 /// The environment variables [`BrokerCredentials::from_env`] reads.
@@ -239,12 +243,8 @@ pub struct BrokerCredentials {
 
 impl std::fmt::Debug for BrokerCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let broker = match self.broker.parse::<rpc_core::SturdyUrl>() {
-            Ok(url) => format!("{url:?}"),
-            Err(_) => self.broker.clone(),
-        };
         f.debug_struct("BrokerCredentials")
-            .field("broker", &broker)
+            .field("broker", &rpc_core::SturdyUrl::redact(&self.broker))
             .field("user", &self.credentials.user())
             .finish()
     }
@@ -312,14 +312,61 @@ impl BrokerCredentials {
     }
 
     /// Connects to the broker, logs in, and returns the session: over TLS checking the
-    /// URL's pin when `broker` is a `pbrs://` URL, else over plaintext TCP (where the password
-    /// is only sent to this host).
+    /// URL's pin when `broker` is a `pbrs://` URL, else over plaintext TCP. A plain
+    /// `host:port` is the user's explicit choice of plaintext: the password is then sent even
+    /// to another host, if that broker accepts it (`broker-server --insecure-plaintext`).
     pub async fn connect(&self) -> Result<BrokerRef, CallError> {
-        let login: LoginRef = if self.broker.starts_with("pbrs://") {
-            Client::connect_url(&self.broker).await?
-        } else {
-            Client::connect(self.broker.as_str()).await?.root().await?
-        };
-        login.log_in(&self.credentials, None).await
+        if self.broker.starts_with("pbrs://") {
+            let login: LoginRef = Client::connect_url(&self.broker).await?;
+            return login.log_in(&self.credentials, None).await;
+        }
+        let login: LoginRef = Client::connect(self.broker.as_str()).await?.root().await?;
+        let credentials = self.credentials.clone().allow_plaintext();
+        login.log_in(&credentials, None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let secret = "0f".repeat(32);
+        let identity = Identity::generate(&["localhost"]).unwrap();
+        let access = Access::tls(Users::new(), identity).url_secret(secret.clone());
+        assert!(!format!("{access:?}").contains(&secret));
+        for broker in [
+            format!("pbrs://{}@example.org:8990/{secret}", "ab".repeat(32)),
+            format!("pbrs://{}@example.org:99999/{secret}", "ab".repeat(32)),
+            format!("pbrs://{}@example.org:8990{secret}", "ab".repeat(32)),
+        ] {
+            let credentials = BrokerCredentials::new(broker, "w1", "hunter2");
+            let shown = format!("{credentials:?}");
+            assert!(
+                !shown.contains(&secret) && !shown.contains("hunter2"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_credentials_file_reads_back_and_names_what_is_missing() {
+        let dir = std::env::temp_dir().join(format!(
+            "pbrs-credentials-{}",
+            &rpc_core::SturdyUrl::new_secret().unwrap()[..16]
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("w1.credentials");
+        write_credentials(&path, &credentials_file("127.0.0.1:8990", "w1", "pw")).unwrap();
+        let read = BrokerCredentials::from_file(&path).unwrap();
+        assert_eq!(
+            (read.broker.as_str(), read.credentials.user()),
+            ("127.0.0.1:8990", "w1")
+        );
+        std::fs::write(&path, "url = x\nuser = w1\n").unwrap();
+        let e = BrokerCredentials::from_file(&path).unwrap_err();
+        assert!(e.contains("password"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -71,10 +71,10 @@ impl DataDir {
             let secret = std::fs::read_to_string(&path)
                 .map_err(|e| format!("could not read {}: {e}", path.display()))?;
             let secret = secret.trim();
-            if secret.len() < 32 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if let Err(problem) = SturdyUrl::check_secret(secret) {
                 return Err(format!(
-                    "{} does not hold a URL secret (at least 32 hexadecimal digits); remove it \
-                     to make a new one (the broker's URL then changes)",
+                    "{} does not hold a URL secret ({problem}); remove it to make a new one \
+                     (the broker's URL then changes)",
                     path.display()
                 ));
             }
@@ -102,6 +102,7 @@ impl DataDir {
         check_user_name(name)?;
         let password = SturdyUrl::new_secret().map_err(|e| e.to_string())?[..32].to_owned();
         let hash = Passwords::hash(&password).map_err(|e| e.to_string())?;
+        let _lock = self.lock_users()?;
         let mut lines: Vec<(String, Role, String)> = self
             .user_lines()?
             .into_iter()
@@ -112,15 +113,22 @@ impl DataDir {
         for (name, role, hash) in &lines {
             text.push_str(&format!("{name} {role} {hash}\n"));
         }
-        // Written whole to a new file, then renamed over the old one: a crash leaves one or
-        // the other, never half of each.
-        let path = self.users_path();
-        let fresh = self.path.join(format!("{USERS_FILE}.new"));
-        let _ = std::fs::remove_file(&fresh);
-        write_private(&fresh, text.as_bytes())?;
-        std::fs::rename(&fresh, &path)
-            .map_err(|e| format!("could not replace {}: {e}", path.display()))?;
+        replace_private(&self.users_path(), text.as_bytes())?;
         Ok(password)
+    }
+
+    /// Holds the lock of the users file while alive: two `add-user`s at once take turns.
+    fn lock_users(&self) -> Result<std::fs::File, String> {
+        let path = self.path.join(format!("{USERS_FILE}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("could not open {}: {e}", path.display()))?;
+        file.lock()
+            .map_err(|e| format!("could not lock {}: {e}", path.display()))?;
+        Ok(file)
     }
 
     fn users_path(&self) -> PathBuf {
@@ -150,6 +158,25 @@ impl DataDir {
         }
         Ok(lines)
     }
+}
+
+/// Replaces the file `path` with `bytes`, readable by its owner only: written whole to a new
+/// file, then renamed over the old one (and the directory synced), so a crash leaves one or
+/// the other, never half of each, and the old file's permissions never carry over.
+pub(crate) fn replace_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let unique = SturdyUrl::new_secret().map_err(|e| e.to_string())?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let fresh = dir.join(format!(".{name}.{}", &unique[..16]));
+    write_private(&fresh, bytes)?;
+    if let Err(e) = std::fs::rename(&fresh, path) {
+        let _ = std::fs::remove_file(&fresh);
+        return Err(format!("could not replace {}: {e}", path.display()));
+    }
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to a new file `path`, readable by its owner only.
@@ -228,5 +255,50 @@ mod tests {
         );
         assert!(data.add_user("no spaces", Role::Admin).is_err());
         std::fs::remove_dir_all(&path).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod concurrency_tests {
+    use super::*;
+
+    /// `add-user`s run at once take turns: every one of them is in the file afterwards.
+    #[test]
+    fn concurrent_add_users_all_land() {
+        let path = std::env::temp_dir().join(format!(
+            "pbrs-data-concurrent-{}",
+            &SturdyUrl::new_secret().unwrap()[..16]
+        ));
+        let data = DataDir::open(&path).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|n| {
+                let data = data.clone();
+                std::thread::spawn(move || data.add_user(&format!("u{n}"), Role::Worker))
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap().unwrap();
+        }
+        assert_eq!(data.users().unwrap().len(), 8);
+        std::fs::remove_dir_all(&path).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_replaced_file_is_private_whatever_it_was() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "pbrs-data-mode-{}",
+            &SturdyUrl::new_secret().unwrap()[..16]
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("credentials");
+        std::fs::write(&file, "old").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        replace_private(&file, b"password = x\n").unwrap();
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "password = x\n");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

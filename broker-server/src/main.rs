@@ -193,8 +193,11 @@ fn add_user(
 /// The broker's URL at `addr`, from the identity and secret of `data`.
 fn broker_url(data: &DataDir, addr: &str) -> Result<SturdyUrl, String> {
     let fingerprint = data.identity()?.fingerprint();
-    let url = format!("pbrs://{fingerprint}@{addr}/{}", data.url_secret()?);
-    url.parse().map_err(|e: rpc_core::CallError| e.to_string())
+    let url = format!("pbrs://{fingerprint}@127.0.0.1:1/{}", data.url_secret()?);
+    let url: SturdyUrl = url
+        .parse()
+        .map_err(|e: rpc_core::CallError| e.to_string())?;
+    advertise(url, addr)
 }
 
 #[tokio::main]
@@ -218,6 +221,13 @@ async fn serve(cli: Serve) -> Result<(), String> {
     let addr: SocketAddr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    if cli.advertise.is_some() && (cli.plaintext || cli.insecure_plaintext) {
+        return Err(
+            "--advertise names the address in the broker's pbrs:// URL, which only a \
+                    TLS broker has; drop it, or drop --plaintext/--insecure-plaintext"
+                .into(),
+        );
+    }
     let access = if cli.insecure_plaintext {
         tracing::warn!("serving without TLS (--insecure-plaintext): passwords travel in clear");
         Access::plaintext(users).allow_plaintext_passwords()
@@ -240,7 +250,7 @@ async fn serve(cli: Serve) -> Result<(), String> {
     let mut lines = vec![format!("broker listening on {addr}")];
     if let Some(url) = url {
         let url = match &cli.advertise {
-            Some(advertised) => url.with_addr(advertised.as_str()),
+            Some(advertised) => advertise(url, advertised)?,
             None => url,
         };
         lines.push(format!("broker url: {url}"));
@@ -248,6 +258,14 @@ async fn serve(cli: Serve) -> Result<(), String> {
     announce(&lines);
     broker_server::run_server(server, shutdown).await;
     Ok(())
+}
+
+/// `url` at the address `advertised`, which must be `host:port`.
+fn advertise(url: SturdyUrl, advertised: &str) -> Result<SturdyUrl, String> {
+    let moved = url.with_addr(advertised).to_string();
+    moved
+        .parse()
+        .map_err(|_| format!("--advertise {advertised:?} is not HOST:PORT"))
 }
 
 /// Prints `lines` on stdout at once (whoever started us may be waiting for them).

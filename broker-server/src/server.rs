@@ -68,24 +68,26 @@ pub async fn run_service(
     Ok(())
 }
 
-/// The server of a broker: its root is the login object; over TLS, the login object is also
-/// registered under the broker's `pbrs://` URL, which it returns.
+/// The server of a broker. Over TLS it has no root: its login object is registered under the
+/// broker's `pbrs://` URL, which it returns. In plaintext (loopback, or by explicit opt-in) the
+/// login object is its root.
 pub fn serve(
     listener: TcpListener,
     service: BrokerService,
     access: &Access,
 ) -> Result<(Server, Option<SturdyUrl>), CallError> {
     let login = access.login(service);
-    let mut server = Server::from_listener(listener, login.clone())?;
-    let mut url = None;
-    if let Some(tls) = &access.tls {
-        server = server.with_tls(tls.clone())?;
-        url = Some(match &access.url_secret {
-            Some(secret) => server.register_with_secret(login, secret)?,
-            None => server.register(login)?,
-        });
-    }
-    Ok((server, url))
+    let Some(tls) = &access.tls else {
+        return Ok((Server::from_listener(listener, login)?, None));
+    };
+    // Over TLS the login object is reached by the URL only: no root, so knowing the address
+    // and the fingerprint (which a wrong pin reveals) is not enough.
+    let server = Server::without_root(listener)?.with_tls(tls.clone())?;
+    let url = match &access.url_secret {
+        Some(secret) => server.register_with_secret(login, secret)?,
+        None => server.register(login)?,
+    };
+    Ok((server, Some(url)))
 }
 
 /// Serves `server` (from [`serve`]) until `shutdown` resolves.

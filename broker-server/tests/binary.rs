@@ -440,3 +440,22 @@ fn plaintext_on_a_network_address_needs_the_insecure_flag() {
     broker.terminate();
     assert!(broker.wait().success());
 }
+
+#[test]
+fn advertise_must_be_host_and_port() {
+    let data = TempDir::new("advertise");
+    let output = run_to_end(
+        Command::new(BINARY)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--advertise",
+                "example.org",
+                "--data",
+            ])
+            .arg(&data.0),
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("not HOST:PORT"), "{stderr}");
+}

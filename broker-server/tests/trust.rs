@@ -10,7 +10,7 @@ use broker_server::{
     Access, BrokerCredentials, BrokerRef, Forbidden, MAX_PAGE, Role, RunningBroker, Users,
 };
 use rpc_core::login::LoginRef;
-use rpc_core::tls::Identity;
+use rpc_core::tls::{ClientTls, Identity};
 use rpc_core::{CallError, Client, LoginError, RemoteErrorKind, RemoteRef};
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -146,6 +146,16 @@ async fn a_worker_login_owns_at_most_its_cap_and_a_front_end_only_asks() {
 #[tokio::test]
 async fn before_login_the_broker_answers_nothing_but_login() {
     let broker = broker().await;
+    // Without the URL's secret, the address and the fingerprint reach nothing: no root.
+    let fingerprint = broker.url().unwrap().fingerprint();
+    let addr = broker.local_addr().to_string();
+    let pinned = within(Client::connect_tls(&addr, &ClientTls::pinned(fingerprint))).await;
+    let rootless: LoginRef = pinned.unwrap().root().await.unwrap();
+    let wrong = rpc_core::login::Credentials::new("alice", "alice!");
+    match rootless.log_in::<BrokerRef>(&wrong, None).await {
+        Err(e) => assert_eq!(e.remote_kind(), Some(RemoteErrorKind::NoSuchObject), "{e}"),
+        Ok(_) => panic!("logged in without the URL's secret"),
+    }
     let login: LoginRef = within(Client::connect_url(&broker.location()))
         .await
         .unwrap();

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -132,25 +132,17 @@ impl Server {
         listener: TcpListener,
         root: R,
     ) -> Result<Server, CallError> {
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| CallError::io("could not read the listener's address", e))?;
-        let config = Config::default();
-        Ok(Server {
-            listener,
-            local_addr,
-            root: Some(local_root(&root)?),
-            stats: ServerStats::new(&config),
-            config,
-            tls: None,
-            registry: Registry::default(),
-        })
+        Server::new(listener, Some(local_root(&root)?))
     }
 
     /// Serves on `listener` with no root object: peers reach only the objects registered
     /// under sturdy URLs ([`register`](Server::register); so call
     /// [`with_tls`](Server::with_tls) too). A call of object 0 is answered `NoSuchObject`.
     pub fn without_root(listener: TcpListener) -> Result<Server, CallError> {
+        Server::new(listener, None)
+    }
+
+    fn new(listener: TcpListener, root: Option<Arc<dyn Dispatch>>) -> Result<Server, CallError> {
         let local_addr = listener
             .local_addr()
             .map_err(|e| CallError::io("could not read the listener's address", e))?;
@@ -158,7 +150,7 @@ impl Server {
         Ok(Server {
             listener,
             local_addr,
-            root: None,
+            root,
             stats: ServerStats::new(&config),
             config,
             tls: None,
@@ -199,7 +191,8 @@ impl Server {
     /// [`SturdyUrl::new_secret`] and kept, so that the URL stays the same across restarts.
     ///
     /// # Errors
-    /// As `register`, and when `secret` is not at least 32 hexadecimal digits.
+    /// As `register`; when `secret` is not at least 32 hexadecimal digits; when another
+    /// object is registered under it already.
     pub fn register_with_secret<R: RemoteRef>(
         &self,
         object: R,
@@ -212,11 +205,17 @@ impl Server {
                     .into(),
             });
         };
-        let url = SturdyUrl::new(fingerprint, self.local_addr.to_string(), secret.to_owned());
-        let url: SturdyUrl = url.to_string().parse()?;
-        self.registry
-            .register(object.object().clone(), url.secret());
-        Ok(url)
+        SturdyUrl::check_secret(secret).map_err(|problem| CallError::InvalidUrl {
+            url: "(the secret given to register_with_secret)".into(),
+            problem,
+        })?;
+        let secret = secret.to_ascii_lowercase();
+        self.registry.register(object.object().clone(), &secret)?;
+        Ok(SturdyUrl::new(
+            fingerprint,
+            self.local_addr.to_string(),
+            secret,
+        ))
     }
 
     /// Uses `config` for every connection accepted from now on (and a new memory budget of
@@ -402,6 +401,9 @@ async fn secure(
             frame.extend_from_slice(&refusal);
             let mut stream = stream;
             let _ = stream.write_all(&frame).await;
+            // Take the client's hello (already arrived: it was peeked) before closing, so the
+            // close is not a reset that could discard the refusal before the client reads it.
+            let _ = stream.read(&mut [0u8; 64]).await;
             let _ = stream.shutdown().await;
             return Err(
                 "the client did not speak TLS (a plaintext pbrs client?); it was told \

@@ -59,6 +59,20 @@ impl SturdyUrl {
         &self.secret
     }
 
+    /// Checks that `secret` can name an object: at least 32 hexadecimal digits (128 bits).
+    pub fn check_secret(secret: &str) -> Result<(), String> {
+        if secret.len() < 32 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("the secret must be at least 32 hexadecimal digits (128 bits)".into());
+        }
+        Ok(())
+    }
+
+    /// `url` with its secret (and anything that may hold it) left out, for messages and
+    /// logs: what [`SturdyUrl`]'s `Debug` shows, for text that may not even parse.
+    pub fn redact(url: &str) -> String {
+        redacted(url)
+    }
+
     /// A new secret: 256 random bits from the operating system, in hexadecimal. Keep it to
     /// register an object under the same URL after a restart
     /// ([`Server::register_with_secret`](crate::Server::register_with_secret)).
@@ -135,13 +149,8 @@ impl FromStr for SturdyUrl {
                 )));
             }
         }
-        if secret.len() < 32 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad(
-                "the secret must be at least 32 hexadecimal digits (128 bits); was the URL cut \
-                 short?"
-                    .into(),
-            ));
-        }
+        SturdyUrl::check_secret(secret)
+            .map_err(|problem| bad(format!("{problem}; was the URL cut short?")))?;
         Ok(SturdyUrl {
             fingerprint,
             addr: addr.to_owned(),
@@ -165,9 +174,17 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Registers `object` under `secret`.
-    pub(crate) fn register(&self, object: ObjectRef, secret: &str) {
-        crate::conn::lifecycle::lock(&self.entries).push((secret.to_owned(), object));
+    /// Registers `object` under `secret`, unless another object has it.
+    pub(crate) fn register(&self, object: ObjectRef, secret: &str) -> Result<(), CallError> {
+        let mut entries = crate::conn::lifecycle::lock(&self.entries);
+        if entries.iter().any(|(registered, _)| registered == secret) {
+            return Err(CallError::InvalidUrl {
+                url: "(the secret given to register_with_secret)".into(),
+                problem: "another object is registered under this secret already".into(),
+            });
+        }
+        entries.push((secret.to_owned(), object));
+        Ok(())
     }
 
     /// Whether any object is registered.
@@ -269,7 +286,11 @@ mod tests {
         let secret = SturdyUrl::new_secret().unwrap();
         assert_eq!(secret.len(), 64);
         assert_ne!(secret, SturdyUrl::new_secret().unwrap());
-        registry.register(object, &secret);
+        registry.register(object.clone(), &secret).unwrap();
+        assert!(
+            registry.register(object, &secret).is_err(),
+            "one object per secret"
+        );
         assert!(registry.find(&secret).is_some());
         let mut wrong = secret.clone().into_bytes();
         wrong[63] = if wrong[63] == b'0' { b'1' } else { b'0' };

@@ -107,10 +107,10 @@ impl Model {
 
     fn update(&mut self, update: WorkerUpdate) -> Applied {
         let position = self.entries.iter().position(|e| e.id == update.worker);
-        if let Some(i) = position {
-            if update.seq <= self.entries[i].last_seq {
-                return Applied::Stale;
-            }
+        if let Some(i) = position
+            && update.seq <= self.entries[i].last_seq
+        {
+            return Applied::Stale;
         }
         match update.change {
             Change::Added {

@@ -64,7 +64,7 @@ pub fn is_prime(n: u64) -> bool {
     if n < 4 {
         return n >= 2;
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         return false;
     }
     let root = n.isqrt();
@@ -81,7 +81,7 @@ pub fn is_prime(n: u64) -> bool {
     } else {
         let mut d = 3u64;
         while d <= root {
-            if n % d == 0 {
+            if n.is_multiple_of(d) {
                 return false;
             }
             d += 2;

@@ -92,25 +92,25 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
         if let Poll::Ready(result) = polled {
             this.state = State::Done;
             // The callee noticed the deadline first: to the caller it is the same timeout.
-            if let (Some(after), Err(CallError::Remote { kind, .. })) = (this.timeout, &result) {
-                if *kind == RemoteErrorKind::DeadlineExceeded {
-                    return Poll::Ready(Err(CallError::Timeout {
-                        what: "the call",
-                        after,
-                    }));
-                }
+            if let (Some(after), Err(CallError::Remote { kind, .. })) = (this.timeout, &result)
+                && *kind == RemoteErrorKind::DeadlineExceeded
+            {
+                return Poll::Ready(Err(CallError::Timeout {
+                    what: "the call",
+                    after,
+                }));
             }
             return Poll::Ready(result);
         }
-        if let Some(deadline) = &mut this.deadline {
-            if deadline.as_mut().poll(cx).is_ready() {
-                // Dropping the pending call tells the callee to stop.
-                this.state = State::Done;
-                return Poll::Ready(Err(CallError::Timeout {
-                    what: "the call",
-                    after: this.timeout.unwrap_or_default(),
-                }));
-            }
+        if let Some(deadline) = &mut this.deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            // Dropping the pending call tells the callee to stop.
+            this.state = State::Done;
+            return Poll::Ready(Err(CallError::Timeout {
+                what: "the call",
+                after: this.timeout.unwrap_or_default(),
+            }));
         }
         Poll::Pending
     }

@@ -208,10 +208,10 @@ impl Registry {
 impl Lookup for Registry {
     async fn remote_lookup(&self, secret: String) -> Option<ObjectRef> {
         let found = self.find(&secret.to_ascii_lowercase());
-        if found.is_none() {
-            if let Some(peer) = crate::Peer::current() {
-                tracing::warn!(peer = %peer.addr(), "a sturdy URL lookup with an unknown secret");
-            }
+        if found.is_none()
+            && let Some(peer) = crate::Peer::current()
+        {
+            tracing::warn!(peer = %peer.addr(), "a sturdy URL lookup with an unknown secret");
         }
         found
     }

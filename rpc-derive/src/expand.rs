@@ -102,12 +102,12 @@ fn rewrite_method(m: &Method) -> TraitItemFn {
     // not allowed in a method without a body, and a moved-in binding needs its own `mut`.
     let mut rebind = Vec::new();
     for input in &mut sig.inputs {
-        if let FnArg::Typed(arg) = input {
-            if let Pat::Ident(p) = &mut *arg.pat {
-                let mutability = p.mutability.take();
-                let ident = &p.ident;
-                rebind.push(quote!(let #mutability #ident = #ident;));
-            }
+        if let FnArg::Typed(arg) = input
+            && let Pat::Ident(p) = &mut *arg.pat
+        {
+            let mutability = p.mutability.take();
+            let ident = &p.ident;
+            rebind.push(quote!(let #mutability #ident = #ident;));
         }
     }
     // As in an `async fn`, every argument moves into the future, used or not, so arguments are

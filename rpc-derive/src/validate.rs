@@ -234,10 +234,10 @@ fn method_checks(iface: &Interface, m: &Method, errors: &mut Errors) {
     }
     // A non-async method already has its error; the return type of `fn remote_x() -> impl
     // Future<..>` is part of that mistake, not a second one.
-    if sig.asyncness.is_some() {
-        if let ReturnType::Type(_, ty) = &sig.output {
-            owned(ty, Position::Return, &iface.name, errors);
-        }
+    if sig.asyncness.is_some()
+        && let ReturnType::Type(_, ty) = &sig.output
+    {
+        owned(ty, Position::Return, &iface.name, errors);
     }
 }
 

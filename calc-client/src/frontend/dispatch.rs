@@ -203,10 +203,10 @@ impl<'a> Dispatch<'a> {
             // Workers may have joined (or left) since.
             self.refresh_window().await?;
         }
-        if let Mode::Broker { window, .. } = self.mode {
-            if self.calls.len() >= window {
-                return Ok(None);
-            }
+        if let Mode::Broker { window, .. } = self.mode
+            && self.calls.len() >= window
+        {
+            return Ok(None);
         }
         let mut skipped = 0;
         loop {
@@ -318,10 +318,10 @@ impl<'a> Dispatch<'a> {
     async fn complete(&mut self, done: Done) -> Result<(), JobError> {
         let s = &mut self.slots[done.slot];
         s.in_flight -= 1;
-        if s.in_flight == 0 {
-            if let Some(since) = s.busy_since.take() {
-                s.busy += done.at.saturating_duration_since(since);
-            }
+        if s.in_flight == 0
+            && let Some(since) = s.busy_since.take()
+        {
+            s.busy += done.at.saturating_duration_since(since);
         }
         match done.result {
             Ok((count, id)) => {

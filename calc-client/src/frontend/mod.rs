@@ -168,14 +168,14 @@ pub async fn run(job: Job, workers: &Workers, options: &Options) -> Result<JobRe
     outcome?;
     let elapsed = started.elapsed();
     let report = dispatch.into_report(job, elapsed).await?;
-    if let Some(known) = known_prime_count(job.limit) {
-        if report.total != known {
-            return Err(JobError::WrongTotal {
-                limit: job.limit,
-                total: report.total,
-                known,
-            });
-        }
+    if let Some(known) = known_prime_count(job.limit)
+        && report.total != known
+    {
+        return Err(JobError::WrongTotal {
+            limit: job.limit,
+            total: report.total,
+            known,
+        });
     }
     Ok(report)
 }

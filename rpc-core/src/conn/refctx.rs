@@ -251,10 +251,10 @@ pub(crate) fn serialize_reference<S: Serializer>(
                 if let Reference::Remote(remote) = reference {
                     held.push(Arc::clone(remote));
                 }
-                if let WireRef::SenderExports { id, .. } = wire {
-                    if id != protocol::ROOT_OBJECT {
-                        exported.push(id);
-                    }
+                if let WireRef::SenderExports { id, .. } = wire
+                    && id != protocol::ROOT_OBJECT
+                {
+                    exported.push(id);
                 }
                 table.push(wire);
                 Ok(table.len() - 1)

@@ -135,19 +135,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Takes a complete frame from the buffer, if there is one; charges an incomplete one.
     fn decode(&mut self) -> Result<Option<BytesMut>, ReadError> {
-        if let Some(len) = self.announced() {
-            if len <= self.max_frame && self.buf.len() < 4 + len {
-                // Incomplete: charge it until it is complete. A small frame is charged whatever
-                // the budget says; a large one waits for room (in `next_frame`).
-                if len <= LARGE_FRAME {
-                    self.memory.charge(len);
-                } else if !self.memory.try_charge(len) {
-                    self.waiting_for_budget = Some(len);
-                    return Ok(None);
-                }
-                self.waiting_for_budget = None;
-                self.in_progress = Some(len);
+        if let Some(len) = self.announced()
+            && len <= self.max_frame
+            && self.buf.len() < 4 + len
+        {
+            // Incomplete: charge it until it is complete. A small frame is charged whatever
+            // the budget says; a large one waits for room (in `next_frame`).
+            if len <= LARGE_FRAME {
+                self.memory.charge(len);
+            } else if !self.memory.try_charge(len) {
+                self.waiting_for_budget = Some(len);
+                return Ok(None);
             }
+            self.waiting_for_budget = None;
+            self.in_progress = Some(len);
         }
         match self.codec.decode(&mut self.buf) {
             Ok(Some(frame)) => {

@@ -146,10 +146,12 @@ impl LoginRef {
         credentials: &Credentials,
         mind: Option<ObjectRef>,
     ) -> Result<A, CallError> {
-        if let Some(peer) = self.peer() {
-            if !peer.is_encrypted() && !peer.is_local() && !credentials.allow_plaintext {
-                return Err(CallError::Login(LoginError::NeedsEncryption));
-            }
+        if let Some(peer) = self.peer()
+            && !peer.is_encrypted()
+            && !peer.is_local()
+            && !credentials.allow_plaintext
+        {
+            return Err(CallError::Login(LoginError::NeedsEncryption));
         }
         let avatar = self
             .login(credentials.user.clone(), credentials.password.clone(), mind)

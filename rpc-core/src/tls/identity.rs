@@ -15,6 +15,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::fingerprint::Fingerprint;
+use super::tls_error;
 use crate::error::CallError;
 
 /// The file [`Identity::load_or_generate`] keeps the certificate in.
@@ -50,10 +51,6 @@ impl fmt::Debug for Identity {
     }
 }
 
-fn tls_error(message: String) -> CallError {
-    CallError::Tls { message }
-}
-
 impl Identity {
     /// An identity from a certificate chain and a private key in PEM (the key as PKCS#8,
     /// PKCS#1 or SEC1).
@@ -64,8 +61,7 @@ impl Identity {
         if chain.is_empty() {
             return Err(tls_error(
                 "the certificate PEM holds no certificate (expected a \
-                 -----BEGIN CERTIFICATE----- block)"
-                    .into(),
+                 -----BEGIN CERTIFICATE----- block)",
             ));
         }
         let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {

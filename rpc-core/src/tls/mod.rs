@@ -41,7 +41,7 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn tls_error(message: impl Into<String>) -> CallError {
+pub(crate) fn tls_error(message: impl Into<String>) -> CallError {
     CallError::Tls {
         message: message.into(),
     }

@@ -80,6 +80,15 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
         match next {
             Ok(None) => break Closed::Transport("the peer closed the connection".into()),
             Err(ReadError::Protocol(m)) => break Closed::Protocol(m),
+            // Over TLS, a peer that ends without a close_notify (killed, crashed) reads as an
+            // unexpected end: say so in words, not with rustls's manual link.
+            Err(ReadError::Transport(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break Closed::Transport(
+                    "the peer closed the connection abruptly (no TLS close_notify: it may have \
+                     been killed or crashed)"
+                        .into(),
+                );
+            }
             Err(ReadError::Transport(e)) => {
                 break Closed::Transport(format!("reading from the peer failed: {e}"));
             }

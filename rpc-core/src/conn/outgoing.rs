@@ -54,8 +54,7 @@ impl<T> PendingTable<T> {
     }
 
     /// Calls awaiting an answer.
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.pending.len()
     }
 }

@@ -5,8 +5,10 @@
 //! before its first poll; dropped before that, it leaves no trace (the objects its arguments
 //! would have exported are rolled back). On the first poll the call is registered and its
 //! frame queued (waiting for room if the output budget is spent). A call alone is written at
-//! once. While other calls made on the connection are still unpolled, the future instead
-//! yields once before writing: calls made back to back and awaited together (`join_all`,
+//! once. While other calls of the connection await answers, its frame is left to the writer
+//! task, which writes it after the current burst of ready tasks with every call they started
+//! (a pipeline refilled as answers arrive, tasks calling in a loop). While other calls made on
+//! the connection are still unpolled, the future instead yields once before writing: calls made back to back and awaited together (`join_all`,
 //! `FuturesUnordered`, `buffer_unordered`) are all queued in that first round of polls and go
 //! out in one write in the next. Dropped after its first poll and before its answer, the call
 //! is cancelled at the callee.
@@ -46,6 +48,8 @@ pub(crate) struct PendingCall {
     rx: Option<oneshot::Receiver<Result<Reply, CallError>>>,
     /// Polled at least once (no longer counted in `unpolled_calls`).
     polled: bool,
+    /// Other calls of the connection awaited answers at the first poll.
+    others_in_flight: bool,
     flushed: bool,
     done: bool,
 }
@@ -64,6 +68,7 @@ impl PendingCall {
             room: None,
             rx: None,
             polled: false,
+            others_in_flight: false,
             flushed: false,
             done: false,
         }
@@ -136,7 +141,12 @@ impl Future for PendingCall {
             this.polled = true;
             this.shared().unpolled_calls.fetch_sub(1, Ordering::SeqCst);
             let (tx, rx) = oneshot::channel();
-            let registered = lock(&this.shared().pending).register(this.id, tx);
+            let (registered, others_in_flight) = {
+                let mut pending = lock(&this.shared().pending);
+                let registered = pending.register(this.id, tx);
+                (registered, pending.len() > 1)
+            };
+            this.others_in_flight = others_in_flight;
             if let Err(reason) = registered {
                 this.done = true;
                 this.frame = None;
@@ -164,7 +174,13 @@ impl Future for PendingCall {
                     }
                 }
             }
-            if this.shared().unpolled_calls.load(Ordering::SeqCst) > 0 {
+            if this.others_in_flight && !this.flushed {
+                // Other calls are waiting for answers: this one was most likely started as
+                // one of theirs arrived (a pipeline, tasks calling in a loop). The writer task
+                // writes it after the current burst, with the others started meanwhile.
+                this.flushed = true;
+                this.shared().outbox.flush_after_burst();
+            } else if this.shared().unpolled_calls.load(Ordering::SeqCst) > 0 {
                 // Others were made with it: come back at once to write, so that the calls
                 // polled in this round share the write. Should this future not be polled again
                 // soon (a `select!` busy elsewhere), the writer task writes it anyway.
@@ -201,7 +217,10 @@ impl Drop for PendingCall {
         let shared = Arc::clone(self.shared());
         let was_pending = lock(&shared.pending).cancel(self.id);
         if was_pending && self.frame.is_none() {
-            shared.send_control(&Message::Cancel { id: self.id }, true);
+            // With the cancels of other calls dropped with it (a `join_all` dropped), in one
+            // write after the burst.
+            shared.send_control(&Message::Cancel { id: self.id }, false);
+            shared.outbox.flush_after_burst();
         }
     }
 }

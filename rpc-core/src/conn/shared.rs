@@ -291,7 +291,9 @@ impl Shared {
             return;
         }
         let count = u32::try_from(count).unwrap_or(u32::MAX);
-        self.send_control(&Message::Decref { object: id, count }, true);
+        // With the decrefs of other proxies dropped with it, in one write after the burst.
+        self.send_control(&Message::Decref { object: id, count }, false);
+        self.outbox.flush_after_burst();
     }
 
     /// Queues a frame that cannot wait; one that would take the queue past the output budget

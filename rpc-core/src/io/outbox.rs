@@ -24,7 +24,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -62,6 +62,9 @@ pub(crate) struct Outbox {
     queue: Mutex<Queue>,
     writer: Mutex<Writer>,
     wake_writer_task: Notify,
+    /// The writer task was asked to write after the current burst (see
+    /// [`Outbox::flush_after_burst`]).
+    after_burst: AtomicBool,
     /// Notified whenever a writer (a flush or the writer task) has written everything.
     written: Notify,
     /// How many `all_written` calls are waiting (so that flushes skip the notify otherwise).
@@ -123,6 +126,7 @@ impl Outbox {
                 blocked: false,
             }),
             wake_writer_task: Notify::new(),
+            after_burst: AtomicBool::new(false),
             written: Notify::new(),
             waiting_for_written: AtomicUsize::new(0),
             backlog: AtomicUsize::new(0),
@@ -337,6 +341,11 @@ impl Outbox {
     pub(crate) async fn run_writer_task(&self, stall_timeout: Duration) -> io::Error {
         loop {
             self.wake_writer_task.notified().await;
+            if self.after_burst.swap(false, Ordering::SeqCst) {
+                // Let the tasks woken with the one that asked run first: what they queue
+                // goes out in this same write.
+                tokio::task::yield_now().await;
+            }
             loop {
                 // Wait until the socket takes something, for at most `stall_timeout`.
                 let step = std::future::poll_fn(|cx| {
@@ -378,6 +387,16 @@ impl Outbox {
     /// frame queued by a future that may not be polled again soon.
     pub(crate) fn flush_soon(&self) {
         self.wake_writer_task.notify_one();
+    }
+
+    /// Asks the writer task to write what is queued once the tasks that are ready now have
+    /// run (it yields once first): frames queued by everyone in the same burst, e.g. the next
+    /// calls of a pipeline whose answers just arrived, or the cancels of a dropped batch, share
+    /// one write. Costs a task switch, so a lone call flushes inline instead.
+    pub(crate) fn flush_after_burst(&self) {
+        if !self.after_burst.swap(true, Ordering::SeqCst) {
+            self.wake_writer_task.notify_one();
+        }
     }
 
     /// Bytes queued or taken by a writer and not yet written.

@@ -1,0 +1,226 @@
+//! Frames started in the same burst share writes: the calls of a pipeline refilled as answers
+//! arrive, the calls of 64 tasks each calling in a loop, the cancels of a dropped batch of
+//! 1,000 calls, the decrefs of 1,000 dropped proxies. Counted on the client's socket by a
+//! wrapper that counts every write that took bytes (one syscall each); a lone call still
+//! writes at once.
+
+mod common;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use common::*;
+use futures::StreamExt;
+use rpc_core::{Client, Config, Server, remote};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A TCP stream that counts the writes that took bytes.
+struct Counted {
+    stream: TcpStream,
+    writes: Arc<AtomicU64>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &written
+            && *n > 0
+        {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        written
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Echoes; hands out things.
+#[remote]
+pub trait Bench {
+    /// Returns `x`.
+    async fn remote_ping(&self, x: u64) -> u64;
+    /// `n` new things.
+    async fn remote_things(&self, n: u64) -> Vec<ThingRef>;
+}
+
+struct Bencher {
+    dropped: tokio::sync::mpsc::UnboundedSender<u64>,
+}
+
+impl Bench for Bencher {
+    async fn remote_ping(&self, x: u64) -> u64 {
+        x
+    }
+
+    async fn remote_things(&self, n: u64) -> Vec<ThingRef> {
+        (0..n)
+            .map(|serial| {
+                ThingRef::new(Item {
+                    serial,
+                    dropped: self.dropped.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+struct Setup {
+    bench: BenchRef,
+    writes: Arc<AtomicU64>,
+    dropped: tokio::sync::mpsc::UnboundedReceiver<u64>,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        self.serving.abort();
+    }
+}
+
+async fn setup() -> Setup {
+    let (tx, dropped) = tokio::sync::mpsc::unbounded_channel();
+    let server = Server::bind("127.0.0.1:0", BenchRef::new(Bencher { dropped: tx }))
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let serving = tokio::spawn(server.run());
+    let stream = within("connect", TcpStream::connect(addr)).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let writes = Arc::new(AtomicU64::new(0));
+    let counted = Counted {
+        stream,
+        writes: Arc::clone(&writes),
+    };
+    let client = within("handshake", Client::over(counted, Config::default()))
+        .await
+        .unwrap();
+    Setup {
+        bench: client.root().await.unwrap(),
+        writes,
+        dropped,
+        serving,
+    }
+}
+
+impl Setup {
+    fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
+    }
+}
+
+const CALLS: u64 = 4_000;
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_pipeline_refilled_as_answers_arrive_shares_writes() {
+    let setup = setup().await;
+    let before = setup.writes();
+    let bench = &setup.bench;
+    let answered = futures::stream::iter(0..CALLS)
+        .map(|i| bench.ping(i))
+        .buffer_unordered(64)
+        .filter(|r| std::future::ready(r.is_ok()))
+        .count();
+    assert_eq!(within("the pipeline", answered).await as u64, CALLS);
+    let writes = setup.writes() - before;
+    assert!(writes * 8 <= CALLS, "{writes} writes for {CALLS} calls");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tasks_calling_in_a_loop_share_writes() {
+    let setup = setup().await;
+    let before = setup.writes();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let bench = setup.bench.clone();
+            tokio::spawn(async move {
+                for i in 0..CALLS / 64 {
+                    bench.ping(i).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    within("the tasks", futures::future::try_join_all(tasks))
+        .await
+        .unwrap();
+    let writes = setup.writes() - before;
+    assert!(writes * 8 <= CALLS, "{writes} writes for {CALLS} calls");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_lone_call_writes_at_once_and_sequential_calls_one_write_each() {
+    let setup = setup().await;
+    let before = setup.writes();
+    for i in 0..100 {
+        assert_eq!(setup.bench.ping(i).await.unwrap(), i);
+    }
+    assert_eq!(setup.writes() - before, 100);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn dropping_a_thousand_proxies_costs_a_handful_of_writes() {
+    let mut setup = setup().await;
+    let things = within("things", setup.bench.things(1_000)).await.unwrap();
+    let before = setup.writes();
+    drop(things);
+    for _ in 0..1_000 {
+        within("every thing dropped on the server", setup.dropped.recv()).await;
+    }
+    let writes = setup.writes() - before;
+    assert!(writes <= 5, "{writes} writes for 1,000 decrefs");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn dropping_a_thousand_calls_in_flight_costs_a_handful_of_writes() {
+    let (root, mut probe) = Calc::root(1);
+    let server = Server::bind("127.0.0.1:0", root).await.unwrap();
+    let addr = server.local_addr();
+    let serving = tokio::spawn(server.run());
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let writes = Arc::new(AtomicU64::new(0));
+    let counted = Counted {
+        stream,
+        writes: Arc::clone(&writes),
+    };
+    let client = Client::over(counted, Config::default()).await.unwrap();
+    let calc: CalculatorRef = client.root().await.unwrap();
+    let mut batch = Box::pin(futures::future::join_all((0..1_000).map(|t| calc.wait(t))));
+    // Polled until every call runs on the server (they wait there for a gate never opened).
+    tokio::select! {
+        _ = batch.as_mut() => panic!("the calls finished"),
+        _ = probe.started(1_000) => {}
+    }
+    let before = writes.load(Ordering::SeqCst);
+    drop(batch);
+    let mut dropped = 0;
+    while dropped < 1_000 {
+        if let Event::Dropped(_) = probe.next().await {
+            dropped += 1;
+        }
+    }
+    let cancels = writes.load(Ordering::SeqCst) - before;
+    assert!(cancels <= 5, "{cancels} writes for 1,000 cancels");
+    serving.abort();
+}

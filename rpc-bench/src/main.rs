@@ -4,8 +4,11 @@
 //!
 //! - `raw echo`: the physical baseline, a `LengthDelimitedCodec` echo;
 //! - `pbrs`: a pbrs call `echo(Vec<u8>) -> Vec<u8>` on a typed proxy to the root object;
-//! - `pbrs-tls`: the same over TLS (an identity generated at start-up, pinned by the client;
-//!   the handshake is over before measuring);
+//! - `pbrs-direct`: the same, but served by `Server::bind` and reached by `Client::connect`,
+//!   the sockets not wrapped: it shows what the counting wrapper costs `pbrs` (`Client::over`
+//!   and `serve_connection` split the wrapped socket behind a lock);
+//! - `pbrs-tls`: pbrs over TLS the same way (an identity generated at start-up, pinned by the
+//!   client; the handshake is over before measuring);
 //! - `tarpc`: tarpc 0.38, a service `echo(Vec<u8>) -> Vec<u8>`, bincode over TCP, the server
 //!   spawning each request's response future.
 //!
@@ -21,14 +24,16 @@
 //!
 //! The subjects take turns, three rounds, and each figure is the median of the three. Beside
 //! each figure: write syscalls per call on the client's and on the server's socket (counted by
-//! a wrapper around each socket; `-` where not counted, over TLS), and heap allocations per
-//! call, client and server together (a counting global allocator).
+//! a wrapper around each socket; `-` where not counted: `pbrs-direct`, `pbrs-tls`), and heap
+//! allocations per call, client and server together (a counting global allocator).
 //!
-//! Output: one table per runtime, then `tls: seq=<pbrs-tls/pbrs median RTT>
-//! inflight64=<pbrs-tls/pbrs calls/s>`, and last one line exactly `ratios: seq=<pbrs/raw
-//! median RTT> inflight64=<pbrs/raw calls/s> vs_tarpc=<pbrs/tarpc calls/s>`; both lines from
-//! the `current_thread` runtime, their calls per second from the `buffer_unordered(64)`
-//! pattern (the multi_thread figures are dominated by cross-core wake-ups on a small machine).
+//! Output: one table per runtime, then `tls: seq=<pbrs-tls/pbrs-direct median RTT>
+//! inflight64=<pbrs-tls/pbrs-direct calls/s>` (TLS against plain TCP, both set up the same
+//! way), and last one line exactly `ratios: seq=<pbrs/raw median RTT> inflight64=<pbrs/raw
+//! calls/s> vs_tarpc=<pbrs/tarpc calls/s>` (`pbrs` counted like `raw echo` and `tarpc`); both
+//! lines from the `current_thread` runtime, their calls per second from the
+//! `buffer_unordered(64)` pattern (the multi_thread figures are dominated by cross-core
+//! wake-ups on a small machine).
 //!
 //! Run: `cargo run --release -p rpc-bench` (`-- --quick` for a short smoke run).
 
@@ -59,6 +64,7 @@ fn measure_on(name: &str, runtime: Runtime, plan: &Plan) -> Results {
         &[
             row("raw echo", "pipelined loop (64)", &results.raw),
             row("pbrs", buffered, &results.pbrs),
+            row("pbrs-direct", buffered, &results.pbrs_direct),
             row("pbrs-tls", buffered, &results.pbrs_tls),
             row("tarpc", buffered, &results.tarpc),
         ],
@@ -96,13 +102,14 @@ fn main() {
     let Results {
         raw,
         pbrs,
+        pbrs_direct,
         pbrs_tls,
         tarpc,
     } = &results;
     println!(
         "tls: seq={:.2} inflight64={:.2}",
-        pbrs_tls.seq.value / pbrs.seq.value,
-        pbrs_tls.buffered.value / pbrs.buffered.value
+        pbrs_tls.seq.value / pbrs_direct.seq.value,
+        pbrs_tls.buffered.value / pbrs_direct.buffered.value
     );
     println!(
         "ratios: seq={:.2} inflight64={:.2} vs_tarpc={:.2}",

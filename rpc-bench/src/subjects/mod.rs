@@ -95,6 +95,8 @@ pub(crate) struct Results {
     pub(crate) raw: Figures,
     /// pbrs over TCP.
     pub(crate) pbrs: Figures,
+    /// pbrs over plain TCP through `Server::bind` and `Client::connect`, writes not counted.
+    pub(crate) pbrs_direct: Figures,
     /// pbrs over TLS (a pinned, generated identity).
     pub(crate) pbrs_tls: Figures,
     /// tarpc over TCP, bincode.
@@ -107,19 +109,22 @@ impl Results {
     pub(crate) async fn measure(plan: &Plan) -> Results {
         let mut raw = raw::start().await;
         let mut pbrs = pbrs::start().await;
-        let mut pbrs_tls = pbrs::start_tls().await;
+        let mut pbrs_direct = pbrs::start_direct(false).await;
+        let mut pbrs_tls = pbrs::start_direct(true).await;
         let mut tarpc = tarpc::start().await;
-        let mut rounds: [Vec<Figures>; 4] = Default::default();
+        let mut rounds: [Vec<Figures>; 5] = Default::default();
         for _ in 0..ROUNDS {
             rounds[0].push(round(&mut raw, plan).await);
             rounds[1].push(round(&mut pbrs, plan).await);
-            rounds[2].push(round(&mut pbrs_tls, plan).await);
-            rounds[3].push(round(&mut tarpc, plan).await);
+            rounds[2].push(round(&mut pbrs_direct, plan).await);
+            rounds[3].push(round(&mut pbrs_tls, plan).await);
+            rounds[4].push(round(&mut tarpc, plan).await);
         }
-        let [raw, pbrs, pbrs_tls, tarpc] = rounds.map(|rounds| median(&rounds));
+        let [raw, pbrs, pbrs_direct, pbrs_tls, tarpc] = rounds.map(|rounds| median(&rounds));
         Results {
             raw,
             pbrs,
+            pbrs_direct,
             pbrs_tls,
             tarpc,
         }

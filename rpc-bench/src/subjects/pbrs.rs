@@ -1,4 +1,5 @@
-//! pbrs: a typed proxy to an `Echo` root object, over plain TCP (sockets counted) or TLS.
+//! pbrs: a typed proxy to an `Echo` root object, over plain TCP (sockets counted, or not) or
+//! TLS.
 
 use std::future::Future;
 
@@ -50,21 +51,29 @@ pub(crate) async fn start() -> Shared<EchoRef> {
     }
 }
 
-/// Starts a pbrs server over TLS (an identity generated here, pinned by the client) and
-/// connects to it; its writes are not counted. The handshake is over before measuring.
-pub(crate) async fn start_tls() -> Shared<EchoRef> {
-    let identity = Identity::generate(&["localhost"]).unwrap();
-    let pin = ClientTls::pinned(identity.fingerprint());
-    let server = Server::bind("127.0.0.1:0", EchoRef::new(Echoer))
+/// Starts a pbrs server the way applications do, `Server::bind`, and connects to it with
+/// `Client::connect` (plain TCP, the socket split without a lock) or, when `tls`, with
+/// `Client::connect_tls` (an identity generated here, pinned by the client; the handshake is
+/// over before measuring). The writes are not counted: this shows what the counting wrapper,
+/// which `Client::over` splits behind a lock, costs the counted subject.
+pub(crate) async fn start_direct(tls: bool) -> Shared<EchoRef> {
+    let mut server = Server::bind("127.0.0.1:0", EchoRef::new(Echoer))
         .await
-        .unwrap()
-        .with_tls(ServerTls::new(identity))
         .unwrap();
     let addr = server.local_addr().to_string();
+    let mut pin = None;
+    if tls {
+        let identity = Identity::generate(&["localhost"]).unwrap();
+        pin = Some(ClientTls::pinned(identity.fingerprint()));
+        server = server.with_tls(ServerTls::new(identity)).unwrap();
+    }
     tokio::spawn(server.run());
-    let client = Client::connect_tls(&addr, &pin).await.unwrap();
+    let client = match &pin {
+        Some(pin) => Client::connect_tls(&addr, pin).await,
+        None => Client::connect(&addr).await,
+    };
     Shared {
-        client: client.root().await.unwrap(),
+        client: client.unwrap().root().await.unwrap(),
         writes: None,
     }
 }

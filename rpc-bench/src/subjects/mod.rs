@@ -1,0 +1,132 @@
+//! The subjects: a raw framed echo (the physical baseline), pbrs over TCP and over TLS, and
+//! tarpc, each with its server in this process on loopback TCP with `TCP_NODELAY`.
+
+mod pbrs;
+mod raw;
+mod tarpc;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use futures::StreamExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::counting::{CountingStream, WriteCounters};
+use crate::harness::{Figures, IN_FLIGHT, PAYLOAD, Plan, ROUNDS, Subject, median, round};
+
+/// A client that tasks can share: clones of it call the same connection.
+pub(crate) trait Caller: Clone + Send + Sync + 'static {
+    /// One echo of [`PAYLOAD`], checked.
+    fn call_echo(&self) -> impl Future<Output = ()> + Send + '_;
+}
+
+/// A subject whose client is a [`Caller`]: every pattern is written once, here.
+pub(crate) struct Shared<C> {
+    client: C,
+    writes: Option<WriteCounters>,
+}
+
+impl<C: Caller> Subject for Shared<C> {
+    async fn round_trip(&mut self) {
+        self.client.call_echo().await;
+    }
+
+    async fn buffered(&mut self, total: usize) {
+        futures::stream::iter(0..total)
+            .map(|_| self.client.call_echo())
+            .buffer_unordered(IN_FLIGHT)
+            .for_each(|()| async {})
+            .await;
+    }
+
+    async fn tasks(&mut self, total: usize) {
+        let tasks: Vec<_> = (0..IN_FLIGHT)
+            .map(|task| {
+                let calls = total / IN_FLIGHT + usize::from(task < total % IN_FLIGHT);
+                let client = self.client.clone();
+                tokio::spawn(async move {
+                    for _ in 0..calls {
+                        client.call_echo().await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("a calling task panicked");
+        }
+    }
+
+    fn writes(&self) -> Option<&WriteCounters> {
+        self.writes.as_ref()
+    }
+}
+
+/// Checks an echo.
+fn check(echo: &[u8]) {
+    assert_eq!(echo, PAYLOAD, "the echo differs from the payload");
+}
+
+/// A listener on a free loopback port.
+async fn listen() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+/// Accepts one connection, `TCP_NODELAY` on, counting its writes in `writes`.
+async fn accept(listener: &TcpListener, writes: Arc<AtomicU64>) -> CountingStream<TcpStream> {
+    let (stream, _) = listener.accept().await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    CountingStream::new(stream, writes)
+}
+
+/// Connects to `addr`, `TCP_NODELAY` on, counting the writes in `writes`.
+async fn connect(addr: SocketAddr, writes: Arc<AtomicU64>) -> CountingStream<TcpStream> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    CountingStream::new(stream, writes)
+}
+
+/// Every subject's figures on one runtime.
+pub(crate) struct Results {
+    /// The raw framed echo.
+    pub(crate) raw: Figures,
+    /// pbrs over TCP.
+    pub(crate) pbrs: Figures,
+    /// pbrs over plain TCP through `Server::bind` and `Client::connect`, writes not counted.
+    pub(crate) pbrs_direct: Figures,
+    /// pbrs over TLS (a pinned, generated identity).
+    pub(crate) pbrs_tls: Figures,
+    /// tarpc over TCP, bincode.
+    pub(crate) tarpc: Figures,
+}
+
+impl Results {
+    /// Starts every subject on the current runtime and measures them, round after round in
+    /// turn, so that drift in machine load hits them alike.
+    pub(crate) async fn measure(plan: &Plan) -> Results {
+        let mut raw = raw::start().await;
+        let mut pbrs = pbrs::start().await;
+        let mut pbrs_direct = pbrs::start_direct(false).await;
+        let mut pbrs_tls = pbrs::start_direct(true).await;
+        let mut tarpc = tarpc::start().await;
+        let mut rounds: [Vec<Figures>; 5] = Default::default();
+        for _ in 0..ROUNDS {
+            rounds[0].push(round(&mut raw, plan).await);
+            rounds[1].push(round(&mut pbrs, plan).await);
+            rounds[2].push(round(&mut pbrs_direct, plan).await);
+            rounds[3].push(round(&mut pbrs_tls, plan).await);
+            rounds[4].push(round(&mut tarpc, plan).await);
+        }
+        let [raw, pbrs, pbrs_direct, pbrs_tls, tarpc] = rounds.map(|rounds| median(&rounds));
+        Results {
+            raw,
+            pbrs,
+            pbrs_direct,
+            pbrs_tls,
+            tarpc,
+        }
+    }
+}

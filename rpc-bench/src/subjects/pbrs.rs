@@ -1,0 +1,79 @@
+//! pbrs: a typed proxy to an `Echo` root object, over plain TCP (sockets counted, or not) or
+//! TLS.
+
+use std::future::Future;
+
+use rpc_core::tls::{ClientTls, Identity, ServerTls};
+use rpc_core::{Client, Config, Server, remote, serve_connection};
+
+use super::{Caller, Shared, accept, check, connect, listen};
+use crate::counting::WriteCounters;
+use crate::harness::PAYLOAD;
+
+/// The remote object of the pbrs subject: echoes its argument.
+#[remote]
+pub(crate) trait Echo {
+    /// Returns `payload` unchanged.
+    async fn remote_echo(&self, payload: Vec<u8>) -> Vec<u8>;
+}
+
+struct Echoer;
+
+impl Echo for Echoer {
+    async fn remote_echo(&self, payload: Vec<u8>) -> Vec<u8> {
+        payload
+    }
+}
+
+impl Caller for EchoRef {
+    fn call_echo(&self) -> impl Future<Output = ()> + Send + '_ {
+        let call = self.echo(PAYLOAD.to_vec());
+        async move { check(&call.await.unwrap()) }
+    }
+}
+
+/// Serves an echo root over one plain TCP connection and connects to it, both sockets
+/// wrapped to count their writes.
+pub(crate) async fn start() -> Shared<EchoRef> {
+    let (listener, addr) = listen().await;
+    let writes = WriteCounters::default();
+    let server_writes = writes.server.clone();
+    tokio::spawn(async move {
+        let stream = accept(&listener, server_writes).await;
+        let root = EchoRef::new(Echoer);
+        let _ = serve_connection(stream, root, Config::default(), "bench").await;
+    });
+    let stream = connect(addr, writes.client.clone()).await;
+    let client = Client::over(stream, Config::default()).await.unwrap();
+    Shared {
+        client: client.root().await.unwrap(),
+        writes: Some(writes),
+    }
+}
+
+/// Starts a pbrs server the way applications do, `Server::bind`, and connects to it with
+/// `Client::connect` (plain TCP, the socket split without a lock) or, when `tls`, with
+/// `Client::connect_tls` (an identity generated here, pinned by the client; the handshake is
+/// over before measuring). The writes are not counted: this shows what the counting wrapper,
+/// which `Client::over` splits behind a lock, costs the counted subject.
+pub(crate) async fn start_direct(tls: bool) -> Shared<EchoRef> {
+    let mut server = Server::bind("127.0.0.1:0", EchoRef::new(Echoer))
+        .await
+        .unwrap();
+    let addr = server.local_addr().to_string();
+    let mut pin = None;
+    if tls {
+        let identity = Identity::generate(&["localhost"]).unwrap();
+        pin = Some(ClientTls::pinned(identity.fingerprint()));
+        server = server.with_tls(ServerTls::new(identity)).unwrap();
+    }
+    tokio::spawn(server.run());
+    let client = match &pin {
+        Some(pin) => Client::connect_tls(&addr, pin).await,
+        None => Client::connect(&addr).await,
+    };
+    Shared {
+        client: client.unwrap().root().await.unwrap(),
+        writes: None,
+    }
+}

@@ -220,7 +220,7 @@ pub fn credentials_file(broker: &str, user: &str, password: &str) -> String {
 /// Writes a credentials file (from [`credentials_file`]) readable by its owner only,
 /// replacing any file there (whatever its permissions were).
 pub fn write_credentials(path: &Path, text: &str) -> Result<(), String> {
-    crate::data::replace_private(path, text.as_bytes())
+    crate::files::replace_private(path, text.as_bytes())
 }
 
 /// The environment variables [`BrokerCredentials::from_env`] reads.

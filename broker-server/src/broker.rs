@@ -1,6 +1,6 @@
 //! The broker's remote interface, [`Broker`]: what front ends, workers and schedulers call.
 //!
-//! This module is the contract only. [`BrokerService`](crate::service::BrokerService) is the
+//! This module is the contract only. [`BrokerService`](crate::BrokerService) is the
 //! fully trusted implementation (code in the same program may do everything);
 //! [`BrokerSession`](crate::BrokerSession) is the one a login gets, which allows what its
 //! [`Role`](crate::Role) may do and answers [`Forbidden`] to the rest. A client reaches

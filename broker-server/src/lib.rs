@@ -69,6 +69,7 @@
 pub mod access;
 pub mod broker;
 pub mod data;
+mod files;
 pub mod forbidden;
 pub mod ownership;
 pub mod queue;

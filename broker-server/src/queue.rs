@@ -44,9 +44,8 @@
 //! back. Tombstones are small — an id and a couple of numbers — and are kept until the
 //! [limit](#bounded-memory) on tracked ids needs the room.
 //!
-//! A worker whose connection to the broker drops is taken out with
-//! [`WorkerQueue::remove`], which has no sequence number of its own: the worker's last
-//! applied `seq` becomes its tombstone.
+//! A worker whose broker connection drops is taken out with [`WorkerQueue::remove`], which
+//! has no sequence number of its own: the worker's last applied `seq` becomes its tombstone.
 //!
 //! A [`Change::Removed`] for a worker the queue does not know at all (never seen, or its
 //! tombstone was evicted) records nothing and is [`Applied::UnknownWorker`], like a

@@ -57,12 +57,12 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use rpc_core::{DisconnectHook, Peer};
 use tokio::sync::broadcast;
 
+#[cfg(doc)]
+use crate::BrokerSession;
 use crate::broker::{Broker, MAX_PAGE, WorkersPage};
 use crate::forbidden::Forbidden;
 use crate::ownership::Ownership;
 use crate::queue::{Applied, Assignment, Change, WorkerId, WorkerQueue, WorkerState, WorkerUpdate};
-#[cfg(doc)]
-use crate::session::BrokerSession;
 
 /// How many [`WorkerEvent`]s a slow subscriber may fall behind before it misses some.
 const EVENT_BUFFER: usize = 1024;

@@ -12,7 +12,7 @@
 //! every other call — and the keepalive pings — of every connection scheduled on that thread.
 //! The worker runs each chunk on tokio's blocking pool with [`tokio::task::spawn_blocking`],
 //! like Twisted PB's `deferToThread`, and awaits the result; the I/O threads stay free (see
-//! [`crate::worker`]). If the caller gives up on a call (drops its future, or its deadline
+//! the `worker` module). If the caller gives up on a call (drops its future, or its deadline
 //! passes), rpc-core drops the handler, and the computation notices a stop flag every 256
 //! numbers and frees its thread.
 //!

@@ -89,7 +89,7 @@ pub enum CallError {
         /// What is wrong with it.
         problem: String,
     },
-    /// A login was refused (see [`crate::login`]).
+    /// A login was refused (the `login` module: `LoginRef::log_in`).
     #[error("login failed: {0}")]
     Login(#[from] LoginError),
     /// An operating-system level I/O error while binding, accepting or connecting.
@@ -146,7 +146,7 @@ impl From<RemoteError> for CallError {
     }
 }
 
-/// Why a login was refused (see [`crate::login`]). It travels as the answer of a login
+/// Why a login was refused (the `login` module). It travels as the answer of a login
 /// call, and [`CallError::Login`] carries it on the client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]

@@ -44,7 +44,7 @@ impl Peer {
         self.shared.peer()
     }
 
-    /// Who the caller is: the user it logged in as (see [`crate::login`]), else the client
+    /// Who the caller is: the user it logged in as (see the `login` module), else the client
     /// certificate it proved (mutual TLS), else anonymous.
     pub fn caller(&self) -> Caller {
         if let Some(user) = self.user() {
@@ -56,7 +56,7 @@ impl Peer {
         }
     }
 
-    /// The user the peer logged in as on this connection (see [`crate::login`]).
+    /// The user the peer logged in as on this connection (see the `login` module).
     pub fn user(&self) -> Option<String> {
         self.shared.login.user()
     }
@@ -67,7 +67,7 @@ impl Peer {
         self.shared.peer_info().certificate.as_ref()
     }
 
-    /// The login state of the connection (see `crate::login`).
+    /// The login state of the connection (kept for the `login` module, above this one).
     pub(crate) fn login(&self) -> &crate::conn::peer_info::Login {
         &self.shared.login
     }

@@ -2,8 +2,8 @@
 //! or round a circle; and no source file grows past the size a reader can hold in mind.
 //!
 //! Read from the source: every `use crate::…` / `use super::…` path, and every inline
-//! `crate::…` / `super::…` path outside comments and test modules, is an edge from the module
-//! of the file to the deepest module the path names.
+//! `crate::…` / `super::…` path outside plain comments and test modules (doc links count), is
+//! an edge from the module of the file to the deepest module the path names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -36,12 +36,21 @@ fn modules(src: &Path) -> BTreeMap<String, PathBuf> {
     out
 }
 
-/// The source without comments and without what follows the first `#[cfg(test)]`.
+/// The source without plain comments and without what follows the first `#[cfg(test)]`.
+/// Doc comments stay: a doc link to a module above (`[`x`](crate::login)`) points the reader
+/// upward as an import would, and `shared/tools/layers.py` counts it too.
 fn code(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
     let text = text.split("#[cfg(test)]").next().unwrap();
     text.lines()
-        .map(|line| line.split("//").next().unwrap())
+        .map(|line| {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("///") || trimmed.starts_with("//!") {
+                trimmed.trim_start_matches('/').trim_start_matches('!')
+            } else {
+                line.split("//").next().unwrap()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -102,7 +102,7 @@ impl Connection {
 pub(crate) struct Shared {
     config: Config,
     peer: PeerInfo,
-    /// Who the peer logged in as (see `crate::login`).
+    /// Who the peer logged in as (kept for the `login` module, above this one).
     pub(crate) login: Login,
     pub(crate) outbox: Outbox,
     pub(crate) lifecycle: Lifecycle,

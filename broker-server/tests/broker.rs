@@ -121,6 +121,12 @@ async fn worker_ids(broker: &BrokerRef) -> Vec<String> {
         .collect()
 }
 
+/// The id of the worker `broker` hands out next; fails the test if it hands out none.
+async fn next_id(broker: &BrokerRef) -> String {
+    let next = broker.next_worker().await.unwrap().unwrap();
+    next.expect("a worker to hand out").worker.0
+}
+
 /// Waits until `workers()` no longer lists `name`: asks again on every tick of a short
 /// interval, within [`PATIENCE`].
 async fn until_gone(broker: &BrokerRef, name: &str) {
@@ -226,17 +232,7 @@ async fn most_spare_capacity_first_then_back_to_back_requests_spread() {
         .unwrap()
         .unwrap();
     assert_eq!(reported, Applied::LoadChanged);
-    assert_eq!(
-        front_end
-            .next_worker()
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap()
-            .worker
-            .0,
-        "b"
-    );
+    assert_eq!(next_id(&front_end).await, "b");
 
     drop(workers);
     broker.stop().await;
@@ -347,17 +343,7 @@ async fn a_removed_worker_is_never_handed_out_again() {
     assert_eq!(removed, Applied::Removed { was_queued: true });
     assert_eq!(worker_ids(&scheduler).await, ["kept"]);
     for _ in 0..3 {
-        assert_eq!(
-            scheduler
-                .next_worker()
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap()
-                .worker
-                .0,
-            "kept"
-        );
+        assert_eq!(next_id(&scheduler).await, "kept");
     }
     // A late Added from before the removal does not bring it back.
     assert_eq!(
@@ -393,17 +379,7 @@ async fn a_worker_leaves_when_its_connection_drops() {
     drop(worker_client);
     until_gone(&front_end, "w").await;
     assert_eq!(worker_ids(&front_end).await, ["other"]);
-    assert_eq!(
-        front_end
-            .next_worker()
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap()
-            .worker
-            .0,
-        "other"
-    );
+    assert_eq!(next_id(&front_end).await, "other");
 
     // Its last seq is its tombstone: it comes back only with a newer one.
     let (_again_client, again) = broker.connect().await;

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use broker_server::{BrokerCredentials, MAX_PAGE};
+use broker_server::{BrokerCredentials, Forbidden, MAX_PAGE};
 use rpc_core::{CallError, SturdyUrl};
 use tokio::task::JoinSet;
 
@@ -36,6 +36,20 @@ pub(super) struct Dispatch<'a> {
     calls: JoinSet<Done>,
     pub(super) progress: Progress,
     mode: Mode,
+}
+
+/// The answer of a call to the broker at `addr`, or the job's error: the call failed, or the
+/// broker refused it (the login's role may not make it).
+fn broker_answer<T>(
+    addr: &str,
+    answer: Result<Result<T, Forbidden>, CallError>,
+) -> Result<T, JobError> {
+    let addr = addr.to_owned();
+    match answer {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(source)) => Err(JobError::Forbidden { addr, source }),
+        Err(source) => Err(JobError::Broker { addr, source }),
+    }
 }
 
 impl<'a> Dispatch<'a> {
@@ -125,17 +139,7 @@ impl<'a> Dispatch<'a> {
         let Mode::Broker { addr, broker, .. } = &self.mode else {
             return Ok(());
         };
-        let page = broker
-            .workers(0, MAX_PAGE)
-            .await
-            .map_err(|source| JobError::Broker {
-                addr: addr.clone(),
-                source,
-            })?
-            .map_err(|source| JobError::Forbidden {
-                addr: addr.clone(),
-                source,
-            })?;
+        let page = broker_answer(addr, broker.workers(0, MAX_PAGE).await)?;
         // Every queued worker takes `capacity + 1`; take out the lost ones the page shows.
         let lost: u64 = page
             .workers
@@ -210,17 +214,7 @@ impl<'a> Dispatch<'a> {
         }
         let mut skipped = 0;
         loop {
-            let next = broker
-                .next_worker()
-                .await
-                .map_err(|source| JobError::Broker {
-                    addr: addr.clone(),
-                    source,
-                })?
-                .map_err(|source| JobError::Forbidden {
-                    addr: addr.clone(),
-                    source,
-                })?;
+            let next = broker_answer(&addr, broker.next_worker().await)?;
             let Some(assignment) = next else {
                 return Ok(None);
             };

@@ -119,27 +119,18 @@ impl Client {
             LOOKUP_OBJECT,
             None,
         ));
-        let found: Option<ObjectRef> = lookup
-            .call_remote("lookup", (url.secret(),))
-            .await
-            .map_err(|e| match e {
-                CallError::Remote {
-                    kind: RemoteErrorKind::NoSuchObject,
-                    ..
-                } => CallError::Remote {
-                    kind: RemoteErrorKind::NoSuchObject,
-                    message: "the server registered no object under this URL's secret \
-                              (the URL is wrong or was revoked)"
-                        .into(),
-                },
-                other => other,
-            })?;
-        let object = found.ok_or_else(|| CallError::Remote {
+        let no_object = || CallError::Remote {
             kind: RemoteErrorKind::NoSuchObject,
             message: "the server registered no object under this URL's secret (the URL is \
                       wrong or was revoked)"
                 .into(),
-        })?;
+        };
+        // A server with no registrations has no lookup object at all: the same answer.
+        let found: Option<ObjectRef> = match lookup.call_remote("lookup", (url.secret(),)).await {
+            Err(e) if e.remote_kind() == Some(RemoteErrorKind::NoSuchObject) => None,
+            answer => answer?,
+        };
+        let object = found.ok_or_else(no_object)?;
         typed(object, "the object the URL names")
     }
 

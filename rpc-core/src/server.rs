@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::codec;
 use crate::config::Config;
 use crate::conn::{PeerInfo, drain as drain_connection, establish};
 use crate::dispatch::Dispatch;
@@ -397,10 +398,10 @@ async fn secure(
                 "this server requires TLS; connect with a pbrs:// URL (Client::connect_url) or \
                  Client::connect_tls",
             );
-            let mut frame = (refusal.len() as u32).to_be_bytes().to_vec();
-            frame.extend_from_slice(&refusal);
             let mut stream = stream;
-            let _ = stream.write_all(&frame).await;
+            if let Ok(frame) = codec::one_frame(&refusal, refusal.len()) {
+                let _ = stream.write_all(&frame).await;
+            }
             // Take the client's hello (already arrived: it was peeked) before closing, so the
             // close is not a reset that could discard the refusal before the client reads it.
             let _ = stream.read(&mut [0u8; 64]).await;

@@ -28,7 +28,7 @@ use bincode::error::DecodeError;
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio_util::codec::LengthDelimitedCodec;
+use tokio_util::codec::{Encoder, LengthDelimitedCodec};
 
 /// The default of [`Config::max_decode_depth`](crate::Config::max_decode_depth), and the depth
 /// limit of in-process calls (which have no configuration).
@@ -44,6 +44,14 @@ pub(crate) fn frame_codec(max_frame: usize) -> LengthDelimitedCodec {
         .big_endian()
         .max_frame_length(max_frame)
         .new_codec()
+}
+
+/// `payload` as one frame (length prefix and bytes), for what is written before a connection
+/// has an outbox: the hello, a refusal.
+pub(crate) fn one_frame(payload: &[u8], max_frame: usize) -> std::io::Result<BytesMut> {
+    let mut frame = BytesMut::new();
+    frame_codec(max_frame).encode(Bytes::copy_from_slice(payload), &mut frame)?;
+    Ok(frame)
 }
 
 fn config() -> bincode::config::Configuration {

@@ -1,9 +1,7 @@
 //! The handshake: each side sends its hello, then reads the peer's, within
 //! `handshake_timeout`. Both send before reading, so a mismatch is reported on both sides.
 
-use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio_util::codec::Encoder;
 
 use crate::codec;
 use crate::config::Config;
@@ -23,9 +21,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let exchange = async {
-        let mut hello = BytesMut::new();
-        codec::frame_codec(config.max_frame_length)
-            .encode(Bytes::copy_from_slice(&protocol::hello()), &mut hello)
+        let hello = codec::one_frame(&protocol::hello(), config.max_frame_length)
             .map_err(|e| CallError::io("could not encode the hello", e))?;
         let sent = async {
             writer.write_all(&hello).await?;

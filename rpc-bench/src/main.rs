@@ -35,7 +35,10 @@
 //! `buffer_unordered(64)` pattern (the multi_thread figures are dominated by cross-core
 //! wake-ups on a small machine).
 //!
-//! Run: `cargo run --release -p rpc-bench` (`-- --quick` for a short smoke run).
+//! Run: `cargo run --release -p rpc-bench` (`-- --quick` for a short smoke run). To profile one
+//! subject, `-- --profile <raw|pbrs|pbrs-direct|pbrs-tls|tarpc> [calls]` runs only its
+//! 64-in-flight pattern on the `current_thread` runtime (2,000,000 calls unless given) and
+//! prints its calls per second, e.g. under `perf record -g`.
 
 mod counting;
 mod harness;
@@ -72,8 +75,39 @@ fn measure_on(name: &str, runtime: Runtime, plan: &Plan) -> Results {
     results
 }
 
+/// `--profile <subject> [calls]`: one subject's 64-in-flight pattern, nothing else.
+fn profile(args: &[String]) {
+    let name = args.first().map_or("", String::as_str);
+    let calls = match args.get(1).map(|n| n.parse::<usize>()) {
+        None => 2_000_000,
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => {
+            eprintln!("--profile: the number of calls must be a positive integer");
+            std::process::exit(2);
+        }
+    };
+    let runtime = Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("could not start the current_thread runtime");
+    match runtime.block_on(subjects::profile(name, calls)) {
+        Some(rate) => println!("{name}: {rate:.0} calls/s ({calls} calls, 64 in flight)"),
+        None => {
+            eprintln!(
+                "--profile: unknown subject {name:?}; choose one of {}",
+                subjects::NAMES.join(", ")
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(at) = args.iter().position(|a| a == "--profile") {
+        return profile(&args[at + 1..]);
+    }
+    let quick = args.iter().any(|a| a == "--quick");
     let plan = if quick {
         Plan {
             seq_warmup: 100,

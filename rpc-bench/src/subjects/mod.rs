@@ -103,6 +103,28 @@ pub(crate) struct Results {
     pub(crate) tarpc: Figures,
 }
 
+/// The subjects' names, as `--profile` takes them.
+pub(crate) const NAMES: [&str; 5] = ["raw", "pbrs", "pbrs-direct", "pbrs-tls", "tarpc"];
+
+/// Runs `calls` calls of one subject's 64-in-flight pattern (`buffer_unordered(64)`, the raw
+/// echo's pipelined loop) and returns its calls per second: a steady load to profile with
+/// `perf record`. `None` for an unknown name.
+pub(crate) async fn profile(name: &str, calls: usize) -> Option<f64> {
+    async fn run<S: Subject>(mut subject: S, calls: usize) -> f64 {
+        let start = std::time::Instant::now();
+        subject.buffered(calls).await;
+        calls as f64 / start.elapsed().as_secs_f64()
+    }
+    Some(match name {
+        "raw" => run(raw::start().await, calls).await,
+        "pbrs" => run(pbrs::start().await, calls).await,
+        "pbrs-direct" => run(pbrs::start_direct(false).await, calls).await,
+        "pbrs-tls" => run(pbrs::start_direct(true).await, calls).await,
+        "tarpc" => run(tarpc::start().await, calls).await,
+        _ => return None,
+    })
+}
+
 impl Results {
     /// Starts every subject on the current runtime and measures them, round after round in
     /// turn, so that drift in machine load hits them alike.

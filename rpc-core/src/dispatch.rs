@@ -70,6 +70,14 @@ pub trait Dispatch: Send + Sync + 'static {
     fn direct(&self) -> Option<&dyn Any> {
         None
     }
+
+    /// `method`, as the `&'static str` this object knows it by, if it has such a method: what
+    /// a running call is named by in errors and logs without copying its name from every
+    /// frame. `#[remote]` writes it; by default (`None`) the name is copied.
+    fn method_name(&self, method: &str) -> Option<&'static str> {
+        let _ = method;
+        None
+    }
 }
 
 /// The encoded argument tuple of an incoming call.

@@ -103,6 +103,7 @@ pub enum Message<'a> {
         /// The object id, in the table of the receiving side.
         object: u64,
         /// The method name without its `remote_` prefix.
+        #[serde(borrow)]
         method: Cow<'a, str>,
         /// Milliseconds the caller will wait, counted from when the call was sent.
         deadline_ms: Option<u64>,
@@ -145,6 +146,34 @@ pub enum Message<'a> {
         /// The nonce of the `Ping`.
         nonce: u64,
     },
+}
+
+impl Message<'_> {
+    /// The message with its method name (the only part it may borrow from the bytes it was
+    /// decoded from) copied: a `Message` decoded from a buffer that is about to go away.
+    pub fn into_owned(self) -> Message<'static> {
+        match self {
+            Message::Call {
+                id,
+                object,
+                method,
+                deadline_ms,
+                refs,
+            } => Message::Call {
+                id,
+                object,
+                method: Cow::Owned(method.into_owned()),
+                deadline_ms,
+                refs,
+            },
+            Message::Answer { id, refs } => Message::Answer { id, refs },
+            Message::Error { id, error } => Message::Error { id, error },
+            Message::Cancel { id } => Message::Cancel { id },
+            Message::Decref { object, count } => Message::Decref { object, count },
+            Message::Ping { nonce } => Message::Ping { nonce },
+            Message::Pong { nonce } => Message::Pong { nonce },
+        }
+    }
 }
 
 /// One entry of a frame's reference table.

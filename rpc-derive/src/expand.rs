@@ -446,6 +446,15 @@ fn dispatch(iface: &Interface) -> TokenStream {
         }
     });
 
+    let names = iface.methods.iter().map(|m| {
+        let cfgs = method_cfgs(m);
+        let wire = &m.name;
+        quote! {
+            #(#cfgs)*
+            #wire => ::core::option::Option::Some(#wire),
+        }
+    });
+
     quote! {
         #(#cfgs)*
         #[doc(hidden)]
@@ -480,6 +489,13 @@ fn dispatch(iface: &Interface) -> TokenStream {
 
             fn direct(&self) -> ::core::option::Option<&dyn ::core::any::Any> {
                 ::core::option::Option::Some(&self.direct)
+            }
+
+            fn method_name(&self, #method: &str) -> ::core::option::Option<&'static str> {
+                match #method {
+                    #(#names)*
+                    _ => ::core::option::Option::None,
+                }
             }
         }
     }

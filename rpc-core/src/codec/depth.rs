@@ -66,6 +66,30 @@ where
     })
 }
 
+/// [`deserialize_limited`] as a seed, for decoders that take one.
+pub(crate) struct Limited<T> {
+    max_depth: usize,
+    value: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> Limited<T> {
+    /// Deserializes a `T` at most `max_depth` levels deep.
+    pub(crate) fn new(max_depth: usize) -> Self {
+        Limited {
+            max_depth,
+            value: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'de, T: de::Deserialize<'de>> DeserializeSeed<'de> for Limited<T> {
+    type Value = T;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        deserialize_limited(deserializer, self.max_depth)
+    }
+}
+
 /// The message of the error a too deeply nested value fails with.
 pub(crate) fn depth_exceeded(max_depth: usize) -> String {
     format!("the value is nested more than {max_depth} levels deep (max_decode_depth)")

@@ -26,8 +26,7 @@ mod depth;
 
 use bincode::error::DecodeError;
 use bytes::{Bytes, BytesMut};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tokio_util::codec::{Encoder, LengthDelimitedCodec};
 
 /// The default of [`Config::max_decode_depth`](crate::Config::max_decode_depth), and the depth
@@ -78,6 +77,46 @@ impl bincode::enc::write::Writer for BufWriter<'_> {
     }
 }
 
+/// The memory frames are built in: each thread keeps a buffer of this many bytes and carves
+/// frames out of it one after another, so building a small frame allocates nothing (a new
+/// buffer once per this many bytes built, or none when every frame carved from the last one is
+/// gone by then). A frame longer than this has an allocation of (about) its own.
+pub(crate) const SCRATCH_CAPACITY: usize = 16 * 1024;
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
+}
+
+/// Runs `build` on an empty buffer carved from this thread's scratch memory (see
+/// [`SCRATCH_CAPACITY`]) and returns its result and what it wrote. A panic in `build` loses
+/// only the scratch buffer; a `build` that itself builds a frame gets a buffer of its own.
+pub(crate) fn build_frame<R>(build: impl FnOnce(&mut BytesMut) -> R) -> (R, Bytes) {
+    let mut scratch = SCRATCH.take();
+    if scratch.capacity() < SCRATCH_CAPACITY / 4 {
+        // Reclaims the whole buffer in place when nothing carved from it is alive any more.
+        scratch.reserve(SCRATCH_CAPACITY);
+    }
+    let result = build(&mut scratch);
+    let frame = scratch.split().freeze();
+    SCRATCH.set(scratch);
+    (result, frame)
+}
+
+/// Encodes `value` as a frame's payload, built in scratch memory ([`build_frame`]).
+pub(crate) fn encode_frame<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, String> {
+    let (result, frame) = build_frame(|buf| encode_into(value, buf));
+    result.map(|()| frame)
+}
+
+/// The 4-byte length prefix [`frame_codec`] writes before a payload of `len` bytes, for a
+/// frame that goes out as it is behind its prefix rather than copied after it (the codec
+/// only copies). The tests check that it is the codec's.
+pub(crate) fn length_prefix(len: usize) -> [u8; 4] {
+    u32::try_from(len)
+        .expect("frame lengths are checked against the 4-byte prefix's ceiling")
+        .to_be_bytes()
+}
+
 /// Encodes `value` on its own.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, String> {
     let mut buf = BytesMut::new();
@@ -85,16 +124,13 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, String> 
     Ok(buf.freeze())
 }
 
-fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(
-    bytes: &[u8],
+fn decode_limited<'de, T: Deserialize<'de>, const LIMIT: usize>(
+    bytes: &'de [u8],
     max_depth: usize,
 ) -> Result<(T, usize), String> {
-    let mut reader = SliceReader(bytes);
-    let mut decoder =
-        bincode::serde::OwnedSerdeDecoder::from_reader(&mut reader, config().with_limit::<LIMIT>());
-    let value =
-        depth::deserialize_limited(decoder.as_deserializer(), max_depth).map_err(error_message)?;
-    Ok((value, bytes.len() - reader.0.len()))
+    let config = config().with_limit::<LIMIT>();
+    bincode::serde::seed_decode_from_slice(depth::Limited::new(max_depth), bytes, config)
+        .map_err(error_message)
 }
 
 /// The text of a decode error. A custom error (ours, such as the depth limit's, or a
@@ -106,40 +142,11 @@ fn error_message(error: DecodeError) -> String {
     }
 }
 
-/// bincode's reader over a slice; what is left of the slice tells how much was read.
-struct SliceReader<'a>(&'a [u8]);
-
-impl bincode::de::read::Reader for SliceReader<'_> {
-    #[inline(always)]
-    fn read(&mut self, bytes: &mut [u8]) -> Result<(), DecodeError> {
-        match self.0.split_at_checked(bytes.len()) {
-            Some((head, rest)) => {
-                bytes.copy_from_slice(head);
-                self.0 = rest;
-                Ok(())
-            }
-            None => Err(DecodeError::UnexpectedEnd {
-                additional: bytes.len() - self.0.len(),
-            }),
-        }
-    }
-
-    #[inline]
-    fn peek_read(&mut self, n: usize) -> Option<&[u8]> {
-        self.0.get(..n)
-    }
-
-    #[inline]
-    fn consume(&mut self, n: usize) {
-        self.0 = self.0.get(n..).unwrap_or_default();
-    }
-}
-
 /// Decodes a `T` from the start of `bytes` with a byte limit of at least `limit` and a
 /// nesting-depth limit of `max_depth` levels (see the module docs); returns it and how many
 /// bytes it took.
-pub(crate) fn decode_prefix<T: DeserializeOwned>(
-    bytes: &[u8],
+pub(crate) fn decode_prefix<'de, T: Deserialize<'de>>(
+    bytes: &'de [u8],
     limit: usize,
     max_depth: usize,
 ) -> Result<(T, usize), String> {
@@ -159,8 +166,8 @@ pub(crate) fn decode_prefix<T: DeserializeOwned>(
 
 /// Decodes exactly one `T` from `bytes` (limits as in [`decode_prefix`]); trailing bytes are
 /// an error.
-pub(crate) fn decode<T: DeserializeOwned>(
-    bytes: &[u8],
+pub(crate) fn decode<'de, T: Deserialize<'de>>(
+    bytes: &'de [u8],
     limit: usize,
     max_depth: usize,
 ) -> Result<T, String> {

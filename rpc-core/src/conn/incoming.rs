@@ -7,6 +7,7 @@
 //! references, and its handler is made, not yet polled: [`Started`], which `handlers` runs,
 //! never on the reader.
 
+use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +61,7 @@ pub(crate) struct Started {
     pub(crate) deadline: Option<(Instant, Duration)>,
     pub(crate) slot: Slot,
     pub(crate) interface: &'static str,
-    pub(crate) method: String,
+    pub(crate) method: Cow<'static, str>,
 }
 
 /// A call arrived: refuse it (`None`), or admit it and make its handler. An error means the
@@ -69,7 +70,7 @@ pub(crate) fn incoming_call(
     shared: &Arc<Shared>,
     id: u64,
     object: u64,
-    method: String,
+    method: &str,
     deadline_ms: Option<u64>,
     args: Bytes,
     refs: Vec<Reference>,
@@ -124,7 +125,7 @@ pub(crate) fn incoming_call(
     let decoded = decode_with(refs, || {
         run_dispatch(
             target.as_ref(),
-            &method,
+            method,
             Args::new(&args, config.max_frame_length, config.max_decode_depth),
         )
     });
@@ -137,6 +138,9 @@ pub(crate) fn incoming_call(
         }
     };
     let interface = target.interface();
+    let method = target
+        .method_name(method)
+        .map_or_else(|| Cow::Owned(method.to_owned()), Cow::Borrowed);
     let handler = WithCaller::new(
         Some(Arc::clone(shared)),
         AssertUnwindSafe(handler).catch_unwind(),

@@ -154,22 +154,27 @@ pub(crate) fn encode_frame<'m>(
         held: Vec::new(),
     });
     let (result, context) = enter(context, || {
-        let mut frame = BytesMut::with_capacity(64);
-        codec::encode_into(&header(Vec::new()), &mut frame).map_err(FrameError::Encode)?;
-        let header_len = frame.len();
-        write_payload(&mut frame).map_err(FrameError::Encode)?;
-        Ok((frame, header_len))
+        let (header_len, frame) = codec::build_frame(|frame| {
+            codec::encode_into(&header(Vec::new()), frame)?;
+            let header_len = frame.len();
+            write_payload(frame)?;
+            Ok(header_len)
+        });
+        header_len.map(|header_len| (frame, header_len))
     });
     let Context::Export(mut context) = context else {
         unreachable!("the export context was replaced");
     };
-    let (mut frame, header_len) = result?;
+    let (mut frame, header_len) = result.map_err(FrameError::Encode)?;
     let table = std::mem::take(&mut context.table);
     if !table.is_empty() {
         // Rare: rewrite the header with the table the payload produced.
-        let mut with_refs = BytesMut::with_capacity(frame.len() + 10 * table.len());
-        codec::encode_into(&header(table), &mut with_refs).map_err(FrameError::Encode)?;
-        with_refs.extend_from_slice(&frame[header_len..]);
+        let (written, with_refs) = codec::build_frame(|with_refs| {
+            codec::encode_into(&header(table), with_refs)?;
+            with_refs.extend_from_slice(&frame[header_len..]);
+            Ok(())
+        });
+        written.map_err(FrameError::Encode)?;
         frame = with_refs;
     }
     if frame.len() > limit {
@@ -177,7 +182,7 @@ pub(crate) fn encode_frame<'m>(
     }
     Ok(EncodedFrame {
         shared: Arc::clone(shared),
-        bytes: frame.freeze(),
+        bytes: frame,
         exported: std::mem::take(&mut context.exported),
         _held: std::mem::take(&mut context.held),
     })

@@ -23,7 +23,8 @@ use crate::protocol::Message;
 /// error closes the connection.
 pub(crate) fn route_frame(shared: &Arc<Shared>, frame: Bytes) -> Result<Option<Started>, Closed> {
     let config = shared.config();
-    let (message, used) = codec::decode_prefix::<Message<'static>>(
+    // Borrowing from the frame: a call's method name is not copied.
+    let (message, used) = codec::decode_prefix::<Message<'_>>(
         &frame,
         config.max_frame_length,
         config.max_decode_depth,
@@ -39,8 +40,7 @@ pub(crate) fn route_frame(shared: &Arc<Shared>, frame: Bytes) -> Result<Option<S
             refs,
         } => match resolve(shared, refs) {
             Ok(refs) => {
-                let method = method.into_owned();
-                return incoming_call(shared, id, object, method, deadline_ms, payload, refs);
+                return incoming_call(shared, id, object, &method, deadline_ms, payload, refs);
             }
             Err(message) => refuse(shared, id, RemoteErrorKind::BadArguments, message),
         },

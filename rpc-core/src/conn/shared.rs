@@ -310,7 +310,7 @@ impl Shared {
 
     /// Encodes and queues a control message (error answer, pong, cancel, decref).
     pub(crate) fn send_control(&self, message: &Message<'_>, flush_now: bool) {
-        match codec::encode(message) {
+        match codec::encode_frame(message) {
             Ok(frame) => self.queue_control(frame, flush_now),
             Err(e) => tracing::error!(peer = %self.peer.addr, "could not encode a message: {e}"),
         }

@@ -15,6 +15,9 @@
 //! write. A call is queued at its first poll; calls awaited together (`join_all`, a pipeline)
 //! share one write (see `conn::pending_call`).
 //!
+//! Small frames are copied into one buffer as they are queued, large ones chained
+//! ([`frame_queue`](super::frame_queue)).
+//!
 //! **Budget.** Everything queued counts against the connection's output budget
 //! ([`Config::output_budget`](crate::Config::output_budget)) and the server's
 //! [`MemoryBudget`]. Frames that can wait (calls, answers: [`Outbox::try_queue`]) are taken
@@ -22,6 +25,7 @@
 //! cancels, decrefs: [`Outbox::queue`]) may use the last third, and one that would go past the
 //! whole budget is refused: the peer sends but does not read, and the connection must close.
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -29,22 +33,20 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
-use tokio_util::codec::{Encoder, LengthDelimitedCodec};
 
 use super::Waiting;
 use super::budget::{LARGE_FRAME, MemoryBudget};
-use crate::codec;
+use super::frame_queue::{FrameQueue, consume, write_some};
 
 /// The write half of a transport.
 pub(crate) type Sink = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Queued frames waiting for a writer.
 struct Queue {
-    buf: BytesMut,
-    codec: LengthDelimitedCodec,
+    frames: FrameQueue,
     /// Set by [`Outbox::close`]: nothing more is queued.
     closed: bool,
 }
@@ -53,7 +55,7 @@ struct Queue {
 struct Writer {
     sink: Option<Sink>,
     /// Bytes taken from the queue but not yet written.
-    unwritten: BytesMut,
+    unwritten: VecDeque<Bytes>,
     /// The writer task owns the socket until it has drained `unwritten`.
     blocked: bool,
 }
@@ -116,13 +118,12 @@ impl Outbox {
     ) -> Self {
         Outbox {
             queue: Mutex::new(Queue {
-                buf: BytesMut::with_capacity(8 * 1024),
-                codec: codec::frame_codec(max_frame),
+                frames: FrameQueue::new(max_frame),
                 closed: false,
             }),
             writer: Mutex::new(Writer {
                 sink: Some(sink),
-                unwritten: BytesMut::new(),
+                unwritten: VecDeque::new(),
                 blocked: false,
             }),
             wake_writer_task: Notify::new(),
@@ -195,14 +196,14 @@ impl Outbox {
             // The connection is closing: the frame would never be written.
             return;
         }
-        let Queue { buf, codec, .. } = q;
-        let before = buf.len();
-        if let Err(e) = codec.encode(frame, buf) {
-            // Only an oversize frame fails to encode, and callers check the size first.
-            tracing::error!("could not queue a frame: {e}");
-            return;
-        }
-        let added = buf.len() - before;
+        let added = match q.frames.push(frame) {
+            Ok(added) => added,
+            Err(e) => {
+                // Callers check the size first.
+                tracing::error!("could not queue a frame: {e}");
+                return;
+            }
+        };
         self.backlog.fetch_add(added, Ordering::SeqCst);
         self.memory.charge(added);
     }
@@ -251,16 +252,14 @@ impl Outbox {
         self.queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .buf
+            .frames
             .len()
     }
 
-    fn take_queued(&self) -> BytesMut {
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .buf
-            .split()
+    /// Moves everything queued to the end of `to`.
+    fn take_queued(&self, to: &mut VecDeque<Bytes>) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.frames.take_into(to);
     }
 
     /// Writes what is queued if no one else is writing; never waits. An error means the
@@ -309,7 +308,7 @@ impl Outbox {
         let mut wrote = false;
         loop {
             if unwritten.is_empty() {
-                *unwritten = self.take_queued();
+                self.take_queued(unwritten);
                 if unwritten.is_empty() {
                     return match Pin::new(sink).poll_flush(cx) {
                         Poll::Ready(r) => r.map(|()| Progress::Done),
@@ -317,7 +316,7 @@ impl Outbox {
                     };
                 }
             }
-            match Pin::new(&mut *sink).poll_write(cx, unwritten) {
+            match write_some(sink, cx, unwritten) {
                 Poll::Ready(Ok(0)) => {
                     return Err(io::Error::new(
                         io::ErrorKind::WriteZero,
@@ -325,7 +324,7 @@ impl Outbox {
                     ));
                 }
                 Poll::Ready(Ok(n)) => {
-                    unwritten.advance(n);
+                    consume(unwritten, n);
                     self.wrote(n);
                     wrote = true;
                 }
@@ -439,17 +438,19 @@ impl Outbox {
     /// Drops the socket (the peer sees the connection close) and whatever was not written;
     /// later flushes fail and later frames are dropped.
     pub(crate) fn close(&self) {
-        let (sink, unwritten) = {
+        let (sink, mut unwritten) = {
             let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
             (w.sink.take(), std::mem::take(&mut w.unwritten))
         };
         drop(sink);
+        let unwritten_len: usize = unwritten.iter().map(Bytes::len).sum();
         let queued = {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             q.closed = true;
-            std::mem::take(&mut q.buf)
+            q.frames.clear()
         };
-        self.wrote(unwritten.len() + queued.len());
+        unwritten.clear();
+        self.wrote(unwritten_len + queued);
         self.wake_writer_task.notify_one();
         self.written.notify_waiters();
         self.room.notify_waiters();

@@ -201,6 +201,10 @@ impl Dispatch for LoggedIn {
     fn direct(&self) -> Option<&dyn Any> {
         self.inner.direct()
     }
+
+    fn method_name(&self, method: &str) -> Option<&'static str> {
+        self.inner.method_name(method)
+    }
 }
 
 impl Drop for LoggedIn {

@@ -421,12 +421,12 @@ pub fn take_frames(received: &mut Vec<u8>) -> Vec<Vec<u8>> {
 
 /// Splits a frame payload into its message header and the rest.
 pub fn decode_message(payload: &[u8]) -> (Message<'static>, Vec<u8>) {
-    let (message, used): (Message<'static>, usize) = bincode::serde::decode_from_slice(
+    let (message, used): (Message<'_>, usize) = bincode::serde::borrow_decode_from_slice(
         payload,
         bincode::config::standard().with_limit::<{ 1 << 20 }>(),
     )
     .expect("decode a message");
-    (message, payload[used..].to_vec())
+    (message.into_owned(), payload[used..].to_vec())
 }
 
 pub fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {

@@ -36,9 +36,10 @@
 //! wake-ups on a small machine).
 //!
 //! Run: `cargo run --release -p rpc-bench` (`-- --quick` for a short smoke run). To profile one
-//! subject, `-- --profile <raw|pbrs|pbrs-direct|pbrs-tls|tarpc> [calls]` runs only its
-//! 64-in-flight pattern on the `current_thread` runtime (2,000,000 calls unless given) and
-//! prints its calls per second, e.g. under `perf record -g`.
+//! subject, `-- --profile <raw|pbrs|pbrs-direct|pbrs-tls|tarpc> [calls] [sequential]` runs
+//! only its 64-in-flight pattern (or, with `sequential`, one call at a time) on the
+//! `current_thread` runtime (2,000,000 calls unless given) and prints its calls per second,
+//! e.g. under `perf record -g` or `strace -c`.
 
 mod counting;
 mod harness;
@@ -75,7 +76,8 @@ fn measure_on(name: &str, runtime: Runtime, plan: &Plan) -> Results {
     results
 }
 
-/// `--profile <subject> [calls]`: one subject's 64-in-flight pattern, nothing else.
+/// `--profile <subject> [calls] [sequential]`: one subject's 64-in-flight pattern (or
+/// sequential calls), nothing else.
 fn profile(args: &[String]) {
     let name = args.first().map_or("", String::as_str);
     let calls = match args.get(1).map(|n| n.parse::<usize>()) {
@@ -90,8 +92,14 @@ fn profile(args: &[String]) {
         .enable_all()
         .build()
         .expect("could not start the current_thread runtime");
-    match runtime.block_on(subjects::profile(name, calls)) {
-        Some(rate) => println!("{name}: {rate:.0} calls/s ({calls} calls, 64 in flight)"),
+    let sequential = args.get(2).is_some_and(|a| a == "sequential");
+    let pattern = if sequential {
+        "one at a time"
+    } else {
+        "64 in flight"
+    };
+    match runtime.block_on(subjects::profile(name, calls, sequential)) {
+        Some(rate) => println!("{name}: {rate:.0} calls/s ({calls} calls, {pattern})"),
         None => {
             eprintln!(
                 "--profile: unknown subject {name:?}; choose one of {}",

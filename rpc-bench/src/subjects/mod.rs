@@ -106,21 +106,29 @@ pub(crate) struct Results {
 /// The subjects' names, as `--profile` takes them.
 pub(crate) const NAMES: [&str; 5] = ["raw", "pbrs", "pbrs-direct", "pbrs-tls", "tarpc"];
 
-/// Runs `calls` calls of one subject's 64-in-flight pattern (`buffer_unordered(64)`, the raw
-/// echo's pipelined loop) and returns its calls per second: a steady load to profile with
-/// `perf record`. `None` for an unknown name.
-pub(crate) async fn profile(name: &str, calls: usize) -> Option<f64> {
-    async fn run<S: Subject>(mut subject: S, calls: usize) -> f64 {
+/// Runs `calls` calls of one subject, 64 in flight (`buffer_unordered(64)`, the raw echo's
+/// pipelined loop) or, if `sequential`, one at a time, and returns its calls per second: a
+/// steady load to profile with `perf record` or `strace -c`. `None` for an unknown name.
+pub(crate) async fn profile(name: &str, calls: usize, sequential: bool) -> Option<f64> {
+    async fn run<S: Subject>(mut subject: S, calls: usize, sequential: bool) -> f64 {
         let start = std::time::Instant::now();
-        subject.buffered(calls).await;
+        if sequential {
+            for _ in 0..calls {
+                subject.round_trip().await;
+            }
+        } else {
+            subject.buffered(calls).await;
+        }
         calls as f64 / start.elapsed().as_secs_f64()
     }
+    let n = calls;
+    let s = sequential;
     Some(match name {
-        "raw" => run(raw::start().await, calls).await,
-        "pbrs" => run(pbrs::start().await, calls).await,
-        "pbrs-direct" => run(pbrs::start_direct(false).await, calls).await,
-        "pbrs-tls" => run(pbrs::start_direct(true).await, calls).await,
-        "tarpc" => run(tarpc::start().await, calls).await,
+        "raw" => run(raw::start().await, n, s).await,
+        "pbrs" => run(pbrs::start().await, n, s).await,
+        "pbrs-direct" => run(pbrs::start_direct(false).await, n, s).await,
+        "pbrs-tls" => run(pbrs::start_direct(true).await, n, s).await,
+        "tarpc" => run(tarpc::start().await, n, s).await,
         _ => return None,
     })
 }

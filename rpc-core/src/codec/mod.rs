@@ -98,6 +98,10 @@ pub(crate) fn build_frame<R>(build: impl FnOnce(&mut BytesMut) -> R) -> (R, Byte
     }
     let result = build(&mut scratch);
     let frame = scratch.split().freeze();
+    if scratch.capacity() > 4 * SCRATCH_CAPACITY {
+        // What a large frame left over: not kept for ever by this thread.
+        scratch = BytesMut::new();
+    }
     SCRATCH.set(scratch);
     (result, frame)
 }

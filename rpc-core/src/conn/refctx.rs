@@ -125,7 +125,14 @@ impl EncodedFrame {
         match queued {
             // Dropped here, outside the queue's lock: the proxies it holds may send decrefs.
             Ok(()) => Ok(()),
-            Err(_) => Err(self),
+            Err(_) => {
+                if self.bytes.len() < codec::SCRATCH_CAPACITY {
+                    // It waits for room: in memory of its own size, not holding on to the
+                    // scratch memory it was built in (see `codec::build_frame`).
+                    self.bytes = Bytes::copy_from_slice(&self.bytes);
+                }
+                Err(self)
+            }
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Benchmark: what users of pbrs see, against real peers, in one run. Four subjects, each
+//! Benchmark: what users of pbrs see, against real peers, in one run. Five subjects, each
 //! with client and server in this one process over loopback TCP with `TCP_NODELAY`, all
 //! echoing the same 16-byte payload:
 //!
@@ -40,10 +40,20 @@
 //! only its 64-in-flight pattern (or, with `sequential`, one call at a time) on the
 //! `current_thread` runtime (2,000,000 calls unless given) and prints its calls per second,
 //! e.g. under `perf record -g` or `strace -c`.
+//!
+//! Against Twisted Perspective Broker: `cargo run --release -p rpc-bench -- --twisted [calls]`
+//! serves the seed's calculator (`calculate(a, b) -> (a + b, worker_id)`) with Twisted PB
+//! (`rpc-bench/twisted/pb_calculator.py`, a server and a client process; needs `python3` with
+//! Twisted, e.g. `apt-get install python3-twisted`) and with pbrs, measures both alike (the
+//! median RTT of `calls` sequential calls, calls per second with 64 in flight; 10,000 calls
+//! unless given) and prints a table, then last one line exactly
+//! `twisted: seq=<Twisted RTT / pbrs RTT> inflight64=<pbrs calls/s / Twisted calls/s>`, both
+//! how many times faster pbrs is (the `twisted` module).
 
 mod counting;
 mod harness;
 mod subjects;
+mod twisted;
 
 use tokio::runtime::{Builder, Runtime};
 
@@ -114,6 +124,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(at) = args.iter().position(|a| a == "--profile") {
         return profile(&args[at + 1..]);
+    }
+    if let Some(at) = args.iter().position(|a| a == "--twisted") {
+        return twisted::run(&args[at + 1..]);
     }
     let quick = args.iter().any(|a| a == "--quick");
     let plan = if quick {

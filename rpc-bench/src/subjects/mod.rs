@@ -18,24 +18,26 @@ use crate::harness::{Figures, IN_FLIGHT, PAYLOAD, Plan, ROUNDS, Subject, median,
 
 /// A client that tasks can share: clones of it call the same connection.
 pub(crate) trait Caller: Clone + Send + Sync + 'static {
-    /// One echo of [`PAYLOAD`], checked.
-    fn call_echo(&self) -> impl Future<Output = ()> + Send + '_;
+    /// One call, its answer checked (for the echo subjects, an echo of [`PAYLOAD`]).
+    fn call_checked(&self) -> impl Future<Output = ()> + Send + '_;
 }
 
 /// A subject whose client is a [`Caller`]: every pattern is written once, here.
 pub(crate) struct Shared<C> {
-    client: C,
-    writes: Option<WriteCounters>,
+    /// The client every pattern calls through.
+    pub(crate) client: C,
+    /// Its socket write counters, if counted.
+    pub(crate) writes: Option<WriteCounters>,
 }
 
 impl<C: Caller> Subject for Shared<C> {
     async fn round_trip(&mut self) {
-        self.client.call_echo().await;
+        self.client.call_checked().await;
     }
 
     async fn buffered(&mut self, total: usize) {
         futures::stream::iter(0..total)
-            .map(|_| self.client.call_echo())
+            .map(|_| self.client.call_checked())
             .buffer_unordered(IN_FLIGHT)
             .for_each(|()| async {})
             .await;
@@ -48,7 +50,7 @@ impl<C: Caller> Subject for Shared<C> {
                 let client = self.client.clone();
                 tokio::spawn(async move {
                     for _ in 0..calls {
-                        client.call_echo().await;
+                        client.call_checked().await;
                     }
                 })
             })

@@ -26,7 +26,7 @@ impl Echo for Echoer {
 }
 
 impl Caller for EchoRef {
-    fn call_echo(&self) -> impl Future<Output = ()> + Send + '_ {
+    fn call_checked(&self) -> impl Future<Output = ()> + Send + '_ {
         let call = self.echo(PAYLOAD.to_vec());
         async move { check(&call.await.unwrap()) }
     }

@@ -29,7 +29,7 @@ impl EchoService for Echoer {
 }
 
 impl Caller for EchoServiceClient {
-    async fn call_echo(&self) {
+    async fn call_checked(&self) {
         let echo = self.echo(context::current(), PAYLOAD.to_vec()).await;
         check(&echo.unwrap());
     }

@@ -64,6 +64,8 @@ pub trait Bench {
     async fn remote_ping(&self, x: u64) -> u64;
     /// `n` new things.
     async fn remote_things(&self, n: u64) -> Vec<ThingRef>;
+    /// Returns `bytes`.
+    async fn remote_echo(&self, bytes: Vec<u8>) -> Vec<u8>;
 }
 
 struct Bencher {
@@ -84,6 +86,10 @@ impl Bench for Bencher {
                 })
             })
             .collect()
+    }
+
+    async fn remote_echo(&self, bytes: Vec<u8>) -> Vec<u8> {
+        bytes
     }
 }
 
@@ -222,5 +228,57 @@ async fn dropping_a_thousand_calls_in_flight_costs_a_handful_of_writes() {
     }
     let cancels = writes.load(Ordering::SeqCst) - before;
     assert!(cancels <= 5, "{cancels} writes for 1,000 cancels");
+    serving.abort();
+}
+
+/// Frame sizes around the point where the outbox stops copying frames and chains them
+/// (16 KiB), and far from it, in one burst: every echo comes back whole and in its place.
+async fn echo_frames_of_every_size(bench: &BenchRef) {
+    let sizes = [0, 1, 100, 16_370, 16_384, 16_400, 100_000, 1_000_000, 7];
+    let payloads: Vec<Vec<u8>> = (0..4)
+        .flat_map(|round| sizes.iter().map(move |&len| (round, len)))
+        .enumerate()
+        .map(|(i, (_, len))| (0..len).map(|j| (i * 31 + j) as u8).collect())
+        .collect();
+    let echoes: Vec<_> = futures::stream::iter(payloads.iter().cloned())
+        .map(|payload| bench.echo(payload))
+        .buffered(16)
+        .collect()
+        .await;
+    for (payload, echo) in payloads.iter().zip(echoes) {
+        assert!(
+            echo.unwrap() == *payload,
+            "the echo of {} bytes differs",
+            payload.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn large_and_small_frames_in_one_burst_arrive_whole_and_in_order() {
+    // The client writes through the counting wrapper (one slice per write); the server through
+    // its TCP socket, vectored.
+    let setup = setup().await;
+    within("echoes over TCP", echo_frames_of_every_size(&setup.bench)).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn large_and_small_frames_in_one_burst_arrive_whole_over_tls() {
+    use rpc_core::tls::{ClientTls, Identity, ServerTls};
+    let identity = Identity::generate(&["localhost"]).unwrap();
+    let pin = ClientTls::pinned(identity.fingerprint());
+    let (tx, _dropped) = tokio::sync::mpsc::unbounded_channel();
+    let server = Server::bind("127.0.0.1:0", BenchRef::new(Bencher { dropped: tx }))
+        .await
+        .unwrap()
+        .with_tls(ServerTls::new(identity))
+        .unwrap();
+    let addr = server.local_addr().to_string();
+    let serving = tokio::spawn(server.run());
+    let client = within("connect", Client::connect_tls(&addr, &pin))
+        .await
+        .unwrap();
+    let bench: BenchRef = client.root().await.unwrap();
+    within("echoes over TLS", echo_frames_of_every_size(&bench)).await;
     serving.abort();
 }

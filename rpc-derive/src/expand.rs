@@ -111,12 +111,15 @@ fn rewrite_method(m: &Method) -> TraitItemFn {
         }
     }
     // As in an `async fn`, every argument moves into the future, used or not, so arguments are
-    // dropped when the future is, not when it is created.
+    // dropped when the future is, not when it is created. The body's statements go into the
+    // future's block as they are: wrapped in their own braces, a one-expression body would get
+    // a false `unused_braces` warning whose suggested fix does not compile.
     let default = m.default.as_ref().map(|body| {
+        let statements = &body.stmts;
         parse_quote!({
             async move {
                 #(#rebind)*
-                #body
+                #(#statements)*
             }
         })
     });

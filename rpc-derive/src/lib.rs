@@ -91,6 +91,7 @@
 
 mod expand;
 mod parse;
+mod pretty;
 mod validate;
 
 use proc_macro::TokenStream;

@@ -10,10 +10,11 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{
     Error, GenericArgument, GenericParam, Item, ItemTrait, Pat, PathArguments, Receiver,
-    ReturnType, Type, TypeParamBound,
+    ReturnType, TraitItem, Type, TypeParamBound,
 };
 
 use crate::parse::{self, Interface, Method, PREFIX, ProxyName};
@@ -124,10 +125,35 @@ fn on_a_method(method: impl ToTokens) -> Error {
 pub(crate) fn interface(iface: &Interface) -> syn::Result<()> {
     let mut errors = Errors::default();
     trait_generics(iface, &mut errors);
+    some_remote_method(iface, &mut errors);
     for method in &iface.methods {
         method_checks(iface, method, &mut errors);
     }
     errors.finish()
+}
+
+/// A trait with methods, none of them named `remote_*`, gives peers nothing to call: the prefix
+/// was most likely forgotten, and without this check the mistake shows up only where
+/// `<Trait>Ref` has no such method. A trait without methods is a marker, whose reference can
+/// be passed around but not called; it is accepted.
+fn some_remote_method(iface: &Interface, errors: &mut Errors) {
+    if !iface.methods.is_empty() {
+        return;
+    }
+    let trait_name = &iface.name;
+    for item in &iface.item.items {
+        if let TraitItem::Fn(f) = item {
+            let name = f.sig.ident.unraw();
+            errors.push(
+                f.sig.ident.span(),
+                format!(
+                    "`#[remote]` trait `{trait_name}` has no remote method: only methods named \
+                     `{PREFIX}*` can be called by peers; rename `{name}` to `{PREFIX}{name}`, \
+                     and `{trait_name}Ref` gets a `{name}` method that calls it"
+                ),
+            );
+        }
+    }
 }
 
 fn trait_generics(iface: &Interface, errors: &mut Errors) {

@@ -9,11 +9,11 @@
 //! mistake of the trait.
 
 use proc_macro2::{Span, TokenStream};
-use quote::ToTokens;
+use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{
-    Error, GenericArgument, GenericParam, Item, ItemTrait, Pat, PathArguments, Receiver,
+    Error, FnArg, GenericArgument, GenericParam, Item, ItemTrait, Pat, PathArguments, Receiver,
     ReturnType, TraitItem, Type, TypeParamBound,
 };
 
@@ -22,6 +22,9 @@ use crate::pretty::pretty;
 use owned::Position;
 
 mod owned;
+
+/// The most arguments a remote method can take.
+const MAX_ARGUMENTS: usize = 16;
 
 /// Inherent or trait methods of the generated `<Trait>Ref` that a proxy method must not take
 /// the name of, with the reason.
@@ -256,6 +259,7 @@ fn method_checks(iface: &Interface, m: &Method, errors: &mut Errors) {
     }
 
     receiver(m, errors);
+    argument_count(m, errors);
 
     for arg in &m.args {
         argument(&full, &arg.attrs, &arg.pat, errors);
@@ -383,6 +387,33 @@ fn receiver(m: &Method, errors: &mut Errors) {
         format!("remote method `{full}` must take `&self`: write `&self` without a lifetime")
     };
     errors.push_spanned(receiver, message);
+}
+
+/// A call's arguments travel as one tuple, and serde encodes tuples of up to
+/// [`MAX_ARGUMENTS`] elements; past that the error would come from deep inside the generated
+/// code.
+fn argument_count(m: &Method, errors: &mut Errors) {
+    if m.args.len() <= MAX_ARGUMENTS {
+        return;
+    }
+    let extra: Vec<_> = m
+        .sig
+        .inputs
+        .iter()
+        .filter(|input| matches!(input, FnArg::Typed(_)))
+        .skip(MAX_ARGUMENTS)
+        .collect();
+    errors.push_spanned(
+        quote!(#(#extra),*),
+        format!(
+            "remote method `{}` takes {} arguments, but at most {MAX_ARGUMENTS} can travel: a \
+             call's arguments are encoded as one tuple, and serde encodes tuples of up to \
+             {MAX_ARGUMENTS} elements; gather the arguments in a struct that derives \
+             `Serialize` and `Deserialize` and take that instead",
+            m.full_name(),
+            m.args.len()
+        ),
+    );
 }
 
 /// `&self` or `&'_ self`.

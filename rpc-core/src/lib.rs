@@ -107,6 +107,7 @@ pub mod protocol;
 mod server;
 mod sturdy;
 pub mod tls;
+mod wire_types;
 
 pub use call::CallFuture;
 pub use client::Client;
@@ -124,5 +125,6 @@ pub mod __private {
     pub use crate::dispatch::{Answer, Args, Dispatch, HandlerFuture, no_such_method, respond};
     pub use crate::error::RemoteError;
     pub use crate::object::deserialize_ref;
+    pub use crate::wire_types::{DecodeAnswer, DecodeArgument, EncodeAnswer, EncodeArgument};
     pub use serde;
 }

@@ -17,6 +17,8 @@ use syn::{
 use crate::parse::{Interface, Method};
 use wire_types::{call_remote, decode_arguments, respond};
 
+#[cfg(test)]
+mod tests;
 mod wire_types;
 
 /// The whole expansion.

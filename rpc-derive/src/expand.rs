@@ -9,13 +9,17 @@
 //! argument names.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
-use syn::spanned::Spanned;
+use quote::{format_ident, quote};
 use syn::{
     Attribute, FnArg, Ident, ItemTrait, Pat, ReturnType, TraitItem, TraitItemFn, Type, parse_quote,
 };
 
-use crate::parse::{Interface, Method, params_span};
+use crate::parse::{Interface, Method};
+use wire_types::{call_remote, decode_arguments, respond};
+
+#[cfg(test)]
+mod tests;
+mod wire_types;
 
 /// The whole expansion.
 pub(crate) fn expand(iface: &Interface) -> TokenStream {
@@ -111,12 +115,15 @@ fn rewrite_method(m: &Method) -> TraitItemFn {
         }
     }
     // As in an `async fn`, every argument moves into the future, used or not, so arguments are
-    // dropped when the future is, not when it is created.
+    // dropped when the future is, not when it is created. The body's statements go into the
+    // future's block as they are: wrapped in their own braces, a one-expression body would get
+    // a false `unused_braces` warning whose suggested fix does not compile.
     let default = m.default.as_ref().map(|body| {
+        let statements = &body.stmts;
         parse_quote!({
             async move {
                 #(#rebind)*
-                #body
+                #(#statements)*
             }
         })
     });
@@ -204,9 +211,8 @@ fn reference(iface: &Interface) -> TokenStream {
         let idents: Vec<_> = m.arg_idents().collect();
         let types = m.args.iter().map(|a| &a.ty);
         let output = output(m);
-        // Spanned on the method's name: "`T: Serialize` is not satisfied" points there.
-        let call_remote = Ident::new("call_remote", m.sig.ident.span());
         let call_direct = Ident::new("call_direct", m.sig.ident.span());
+        let call_remote = call_remote(m);
         quote! {
             #(#attrs)*
             #separator
@@ -224,7 +230,7 @@ fn reference(iface: &Interface) -> TokenStream {
                         <dyn #direct_ident as #direct_ident>::#proxy(&**#direct, #(#idents),*),
                     );
                 }
-                self.object.#call_remote(#wire, (#(#idents,)*))
+                #call_remote
             }
         }
     });
@@ -414,28 +420,13 @@ fn dispatch(iface: &Interface) -> TokenStream {
         let locals: Vec<_> = (0..m.args.len())
             .map(|i| local(&format!("__arg{i}")))
             .collect();
-        let types = m.args.iter().map(|a| &a.ty);
-        // Spanned on the arguments and on the return type, so that a type that is not a serde
-        // type is reported there rather than on `#[remote]`.
-        let args_span = match m.args.as_slice() {
-            [arg] => arg.ty.span(),
-            _ => params_span(&m.sig),
-        };
-        let decode_ident = Ident::new("decode", args_span);
-        let decode = if m.args.is_empty() {
-            quote!(#args.#decode_ident::<()>(#method)?;)
-        } else {
-            quote!(let (#(#locals,)*): (#(#types,)*) = #args.#decode_ident(#method)?;)
-        };
-        let output_span = match &m.sig.output {
-            ReturnType::Default => m.sig.ident.span(),
-            ReturnType::Type(_, ty) => ty.span(),
-        };
-        let respond = quote_spanned! {output_span=>
-            ::rpc_core::__private::respond(async move {
-                <T as #trait_ident>::#fn_ident(&*#this, #(#locals),*).await
-            })
-        };
+        let decode = decode_arguments(m, &locals, &args, &method);
+        let respond = respond(
+            m,
+            quote! {
+                async move { <T as #trait_ident>::#fn_ident(&*#this, #(#locals),*).await }
+            },
+        );
         quote! {
             #(#cfgs)*
             #wire => {

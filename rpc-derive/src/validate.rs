@@ -8,16 +8,23 @@
 //! Checks collect all the errors they find and combine them, so one build reports every
 //! mistake of the trait.
 
-use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
-use quote::ToTokens;
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::visit::{self, Visit};
 use syn::{
-    Error, GenericArgument, GenericParam, Item, ItemTrait, Lifetime, Pat, PathArguments, Receiver,
-    ReturnType, Type, TypeParamBound,
+    Error, FnArg, GenericArgument, GenericParam, Item, ItemTrait, Pat, PathArguments, Receiver,
+    ReturnType, TraitItem, Type, TypeParamBound,
 };
 
 use crate::parse::{self, Interface, Method, PREFIX, ProxyName};
+use crate::pretty::pretty;
+use owned::Position;
+
+mod owned;
+
+/// The most arguments a remote method can take.
+const MAX_ARGUMENTS: usize = 16;
 
 /// Inherent or trait methods of the generated `<Trait>Ref` that a proxy method must not take
 /// the name of, with the reason.
@@ -121,10 +128,35 @@ fn on_a_method(method: impl ToTokens) -> Error {
 pub(crate) fn interface(iface: &Interface) -> syn::Result<()> {
     let mut errors = Errors::default();
     trait_generics(iface, &mut errors);
+    some_remote_method(iface, &mut errors);
     for method in &iface.methods {
         method_checks(iface, method, &mut errors);
     }
     errors.finish()
+}
+
+/// A trait with methods, none of them named `remote_*`, gives peers nothing to call: the prefix
+/// was most likely forgotten, and without this check the mistake shows up only where
+/// `<Trait>Ref` has no such method. A trait without methods is a marker, whose reference can
+/// be passed around but not called; it is accepted.
+fn some_remote_method(iface: &Interface, errors: &mut Errors) {
+    if !iface.methods.is_empty() {
+        return;
+    }
+    let trait_name = &iface.name;
+    for item in &iface.item.items {
+        if let TraitItem::Fn(f) = item {
+            let name = f.sig.ident.unraw();
+            errors.push(
+                f.sig.ident.span(),
+                format!(
+                    "`#[remote]` trait `{trait_name}` has no remote method: only methods named \
+                     `{PREFIX}*` can be called by peers; rename `{name}` to `{PREFIX}{name}`, \
+                     and `{trait_name}Ref` gets a `{name}` method that calls it"
+                ),
+            );
+        }
+    }
 }
 
 fn trait_generics(iface: &Interface, errors: &mut Errors) {
@@ -227,17 +259,18 @@ fn method_checks(iface: &Interface, m: &Method, errors: &mut Errors) {
     }
 
     receiver(m, errors);
+    argument_count(m, errors);
 
     for arg in &m.args {
         argument(&full, &arg.attrs, &arg.pat, errors);
-        owned(&arg.ty, Position::Argument, &iface.name, errors);
+        owned::check(&arg.ty, Position::Argument, &iface.name, errors);
     }
     // A non-async method already has its error; the return type of `fn remote_x() -> impl
     // Future<..>` is part of that mistake, not a second one.
     if sig.asyncness.is_some()
         && let ReturnType::Type(_, ty) = &sig.output
     {
-        owned(ty, Position::Return, &iface.name, errors);
+        owned::check(ty, Position::Return, &iface.name, errors);
     }
 }
 
@@ -356,6 +389,33 @@ fn receiver(m: &Method, errors: &mut Errors) {
     errors.push_spanned(receiver, message);
 }
 
+/// A call's arguments travel as one tuple, and serde encodes tuples of up to
+/// [`MAX_ARGUMENTS`] elements; past that the error would come from deep inside the generated
+/// code.
+fn argument_count(m: &Method, errors: &mut Errors) {
+    if m.args.len() <= MAX_ARGUMENTS {
+        return;
+    }
+    let extra: Vec<_> = m
+        .sig
+        .inputs
+        .iter()
+        .filter(|input| matches!(input, FnArg::Typed(_)))
+        .skip(MAX_ARGUMENTS)
+        .collect();
+    errors.push_spanned(
+        quote!(#(#extra),*),
+        format!(
+            "remote method `{}` takes {} arguments, but at most {MAX_ARGUMENTS} can travel: a \
+             call's arguments are encoded as one tuple, and serde encodes tuples of up to \
+             {MAX_ARGUMENTS} elements; gather the arguments in a struct that derives \
+             `Serialize` and `Deserialize` and take that instead",
+            m.full_name(),
+            m.args.len()
+        ),
+    );
+}
+
 /// `&self` or `&'_ self`.
 fn is_shared_self(receiver: &Receiver) -> bool {
     let Some((_, lifetime)) = &receiver.reference else {
@@ -395,213 +455,5 @@ fn argument(full: &str, attrs: &[syn::Attribute], pat: &Pat, errors: &mut Errors
                  destructure it inside the method instead"
             ),
         ),
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Position {
-    Argument,
-    Return,
-}
-
-/// Checks that `ty` names an owned, concrete type.
-fn owned(ty: &Type, position: Position, interface: &str, errors: &mut Errors) {
-    let mut visitor = Owned {
-        position,
-        interface,
-        errors,
-    };
-    visitor.visit_type(ty);
-}
-
-struct Owned<'a> {
-    position: Position,
-    interface: &'a str,
-    errors: &'a mut Errors,
-}
-
-impl Owned<'_> {
-    fn borrow(&mut self, tokens: &dyn ToTokens, instead: Option<String>) {
-        let instead = instead.map_or_else(
-            || "use an owned type".to_owned(),
-            |t| format!("use `{t}` instead"),
-        );
-        let message = match self.position {
-            Position::Argument => format!(
-                "remote method arguments must be owned: they are decoded from the wire into \
-                 fresh values, so `{}` has nothing to borrow from; {instead}",
-                pretty(tokens)
-            ),
-            Position::Return => format!(
-                "remote methods must return owned values: the answer is encoded and sent to \
-                 the caller, so it cannot borrow like `{}`; {}",
-                pretty(tokens),
-                instead.replacen("use", "return", 1)
-            ),
-        };
-        self.errors.push_spanned(tokens, message);
-    }
-}
-
-impl<'ast> Visit<'ast> for Owned<'_> {
-    fn visit_type(&mut self, ty: &'ast Type) {
-        match ty {
-            Type::Reference(r) => self.borrow(r, Some(owned_version(&r.elem))),
-            Type::Ptr(p) => self.errors.push_spanned(
-                p,
-                "raw pointers cannot cross the wire: remote methods take and return owned \
-                 serde types",
-            ),
-            Type::ImplTrait(i) => {
-                let message = match self.position {
-                    Position::Argument => {
-                        "`impl Trait` cannot be a remote method argument: the receiving side \
-                         decodes the argument and must know its concrete type; use a concrete \
-                         owned type"
-                    }
-                    Position::Return => {
-                        "`impl Trait` cannot be a remote method's return type: the caller \
-                         decodes the answer and must know its concrete type; return a concrete \
-                         owned type"
-                    }
-                };
-                self.errors.push_spanned(i, message);
-            }
-            _ => visit::visit_type(self, ty),
-        }
-    }
-
-    fn visit_lifetime(&mut self, lifetime: &'ast Lifetime) {
-        if lifetime.ident != "static" {
-            self.borrow(lifetime, None);
-        }
-    }
-
-    fn visit_path(&mut self, path: &'ast syn::Path) {
-        if path.leading_colon.is_none() && path.segments.first().is_some_and(|s| s.ident == "Self")
-        {
-            let interface = self.interface;
-            self.errors.push_spanned(
-                path,
-                format!(
-                    "`Self` cannot appear in a remote method's argument or return types: callers \
-                     go through `{interface}Ref`, which does not know the implementing type; \
-                     name a concrete type"
-                ),
-            );
-            return;
-        }
-        visit::visit_path(self, path);
-    }
-}
-
-/// What to write instead of `&elem`.
-fn owned_version(elem: &Type) -> String {
-    match elem {
-        Type::Slice(s) => format!("Vec<{}>", pretty(&s.elem)),
-        Type::Path(p) if p.qself.is_none() => {
-            let owned = match p
-                .path
-                .segments
-                .last()
-                .map(|s| s.ident.to_string())
-                .as_deref()
-            {
-                Some("str") => Some("String"),
-                Some("Path") => Some("PathBuf"),
-                Some("OsStr") => Some("OsString"),
-                Some("CStr") => Some("CString"),
-                _ => None,
-            };
-            owned.map_or_else(|| pretty(elem), str::to_owned)
-        }
-        _ => pretty(elem),
-    }
-}
-
-/// Renders tokens the way a person would write them (`Vec<&'a str>`, not `Vec < & 'a str >`),
-/// for messages.
-pub(crate) fn pretty(tokens: &dyn ToTokens) -> String {
-    let mut atoms = Vec::new();
-    flatten(tokens.to_token_stream(), &mut atoms);
-    let mut out = String::new();
-    for (i, atom) in atoms.iter().enumerate() {
-        if i > 0 && space_between(&atoms[i - 1], atom) {
-            out.push(' ');
-        }
-        match atom {
-            Atom::Word(s) | Atom::Op(s) => out.push_str(s),
-            Atom::Open(c) | Atom::Close(c) => out.push(*c),
-        }
-    }
-    out
-}
-
-enum Atom {
-    Word(String),
-    Op(String),
-    Open(char),
-    Close(char),
-}
-
-fn flatten(tokens: TokenStream, atoms: &mut Vec<Atom>) {
-    let mut joint = false;
-    for tree in tokens {
-        match tree {
-            TokenTree::Group(g) => {
-                let (open, close) = match g.delimiter() {
-                    Delimiter::Parenthesis => ('(', ')'),
-                    Delimiter::Brace => ('{', '}'),
-                    Delimiter::Bracket => ('[', ']'),
-                    Delimiter::None => {
-                        flatten(g.stream(), atoms);
-                        joint = false;
-                        continue;
-                    }
-                };
-                atoms.push(Atom::Open(open));
-                flatten(g.stream(), atoms);
-                atoms.push(Atom::Close(close));
-                joint = false;
-            }
-            TokenTree::Punct(p) => {
-                let c = p.as_char();
-                match atoms.last_mut() {
-                    Some(Atom::Op(op)) if joint && is_operator(&format!("{op}{c}")) => op.push(c),
-                    _ => atoms.push(Atom::Op(c.to_string())),
-                }
-                joint = p.spacing() == proc_macro2::Spacing::Joint;
-            }
-            TokenTree::Ident(i) => {
-                atoms.push(Atom::Word(i.to_string()));
-                joint = false;
-            }
-            TokenTree::Literal(l) => {
-                atoms.push(Atom::Word(l.to_string()));
-                joint = false;
-            }
-        }
-    }
-}
-
-/// The multi-character operators that can appear in types and signatures.
-fn is_operator(op: &str) -> bool {
-    matches!(
-        op,
-        "::" | "->" | "=>" | "&&" | ".." | "..." | "..=" | ">>" | ">>>"
-    )
-}
-
-fn space_between(prev: &Atom, next: &Atom) -> bool {
-    let closing_angle = |op: &str| op.chars().all(|c| c == '>');
-    match (prev, next) {
-        (Atom::Open(_), _) | (_, Atom::Close(_)) => false,
-        (_, Atom::Op(op)) if matches!(op.as_str(), "," | ";" | ":" | "::" | "<") => false,
-        (_, Atom::Op(op)) if closing_angle(op) => false,
-        (Atom::Op(op), _) if matches!(op.as_str(), "&" | "&&" | "'" | "<" | "::" | "#" | "!") => {
-            false
-        }
-        (Atom::Word(_), Atom::Open('(' | '[')) => false,
-        _ => true,
     }
 }

@@ -29,6 +29,16 @@ pub enum JobError {
         /// What went wrong.
         source: CallError,
     },
+    /// The broker's URL names something else: a worker, say. Not worth retrying: the
+    /// credentials need the broker's URL.
+    #[error("{addr} is {what}")]
+    NotABroker {
+        /// The address the URL names (`host:port`).
+        addr: String,
+        /// What it is instead, and what to give ("a calculator worker, not a broker: ...",
+        /// from [`crate::explain::wrong_server`]).
+        what: String,
+    },
     /// The broker refused a call: the front end's login may not ask for workers. Not worth
     /// retrying: it needs another login.
     #[error("broker {addr} refused the front end: {source}")]

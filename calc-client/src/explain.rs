@@ -162,9 +162,9 @@ pub fn call_cause(e: &CallError) -> String {
     }
 }
 
-/// Why a call to a worker failed, for a line that says the worker is gone and what happens
-/// to its chunks: "connection lost: REASON", never "connect again" (the front end does
-/// that itself, or not at all).
+/// Why a call to a worker (or the broker) failed, for a line that says which and what
+/// happens next (its chunks go to other workers; the job fails): "connection lost: REASON",
+/// never "connect again" (the front end does that itself, or not at all).
 pub fn call_failure(e: &CallError) -> String {
     match e {
         CallError::Disconnected { .. } => format!("connection lost: {}", call_cause(e)),

@@ -22,7 +22,7 @@ pub enum JobError {
         details: String,
     },
     /// The broker could not be reached, refused the login, or stopped answering.
-    #[error("broker {addr}: {source}")]
+    #[error("broker {addr}: {}", crate::explain::call_failure(source))]
     Broker {
         /// The broker's address (`host:port`).
         addr: String,
@@ -87,4 +87,23 @@ pub enum JobError {
     /// The job or the worker list makes no sense.
     #[error("{0}")]
     Invalid(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_broker_is_said_without_connect_again() {
+        let e = JobError::Broker {
+            addr: "127.0.0.1:8990".into(),
+            source: CallError::Disconnected {
+                reason: "the peer closed the connection".into(),
+            },
+        };
+        assert_eq!(
+            e.to_string(),
+            "broker 127.0.0.1:8990: connection lost: the peer closed the connection"
+        );
+    }
 }

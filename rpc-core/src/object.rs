@@ -314,7 +314,7 @@ impl<'de> Deserialize<'de> for ObjectRef {
 /// disconnection arrived there) or the task of the last handler; but when this side closes
 /// the connection itself ([`Client::close`](crate::Client::close), [`Peer::close`], dropping
 /// every handle to the connection), on the thread that does so, which need not be inside a
-/// tokio runtime (a program using [`blocking`](crate::blocking), say). So keep `Drop` short
+/// tokio runtime (a program using `rpc_core::blocking`, say). So keep `Drop` short
 /// and never block in it: it holds up that connection's reader. To do async work when a member
 /// leaves (telling the others), send on a channel that never blocks
 /// (`tokio::sync::mpsc::UnboundedSender::send`) to a task that does it, or spawn only if

@@ -21,6 +21,7 @@ use rpc_core::login::{Credentials, LoginRef, Passwords, Portal, Realm};
 use rpc_core::tls::{Identity, ServerTls};
 use rpc_core::{CallError, Caller, Client, ObjectRef};
 
+use crate::address::{DEFAULT_BROKER_PORT, check_host_port};
 use crate::broker::BrokerRef;
 use crate::role::Role;
 use crate::service::BrokerService;
@@ -223,6 +224,26 @@ pub fn write_credentials(path: &Path, text: &str) -> Result<(), String> {
     crate::files::replace_private(path, text.as_bytes())
 }
 
+/// Checks where a broker is, as credentials give it: a `pbrs://` URL that parses, or the
+/// `host:port` of a plaintext broker (see [`crate::address`]).
+///
+/// # Errors
+/// What is wrong, and what to write instead.
+pub fn check_location(location: &str) -> Result<(), String> {
+    if location.starts_with("pbrs://") {
+        return location
+            .parse::<rpc_core::SturdyUrl>()
+            .map(drop)
+            .map_err(|e| e.to_string());
+    }
+    check_host_port(location, DEFAULT_BROKER_PORT).map_err(|e| {
+        format!(
+            "{e}; or, for a TLS broker, its pbrs:// URL (the `broker url:` line broker-server \
+             prints, which `broker-server add-user` writes into credentials files)"
+        )
+    })
+}
+
 /// The environment variables [`BrokerCredentials::from_env`] reads.
 pub const ENV_URL: &str = "PBRS_BROKER_URL";
 /// See [`ENV_URL`].
@@ -292,8 +313,10 @@ impl BrokerCredentials {
                 )
             })
         };
+        let url = field("url")?;
+        check_location(url).map_err(|e| format!("the url in {}: {e}", path.display()))?;
         Ok(BrokerCredentials::new(
-            field("url")?,
+            url,
             field("user")?,
             field("password")?,
         ))
@@ -304,8 +327,10 @@ impl BrokerCredentials {
         let var = |name: &str| {
             std::env::var(name).map_err(|_| format!("the environment variable {name} is not set"))
         };
+        let url = var(ENV_URL)?;
+        check_location(&url).map_err(|e| format!("{ENV_URL}: {e}"))?;
         Ok(BrokerCredentials::new(
-            var(ENV_URL)?,
+            url,
             &var(ENV_USER)?,
             &var(ENV_PASSWORD)?,
         ))
@@ -320,6 +345,10 @@ impl BrokerCredentials {
             let login: LoginRef = Client::connect_url(&self.broker).await?;
             return login.log_in(&self.credentials, None).await;
         }
+        check_location(&self.broker).map_err(|e| CallError::Io {
+            context: "bad broker address".into(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        })?;
         let login: LoginRef = Client::connect(self.broker.as_str()).await?.root().await?;
         let credentials = self.credentials.clone().allow_plaintext();
         login.log_in(&credentials, None).await
@@ -364,9 +393,30 @@ mod tests {
             (read.broker.as_str(), read.credentials.user()),
             ("127.0.0.1:8990", "w1")
         );
-        std::fs::write(&path, "url = x\nuser = w1\n").unwrap();
+        std::fs::write(&path, "url = 127.0.0.1:8990\nuser = w1\n").unwrap();
         let e = BrokerCredentials::from_file(&path).unwrap_err();
         assert!(e.contains("password"), "{e}");
+        std::fs::write(&path, "url = localhost\nuser = w1\npassword = pw\n").unwrap();
+        let e = BrokerCredentials::from_file(&path).unwrap_err();
+        assert!(
+            e.starts_with(&format!("the url in {}: ", path.display()))
+                && e.contains("\"localhost\" has no port: give HOST:PORT, e.g. localhost:8990")
+                && e.contains("pbrs:// URL"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_broker_address_without_a_port_says_to_add_one() {
+        let credentials = BrokerCredentials::new("localhost", "fe", "pw");
+        let e = credentials.connect().await.unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "bad broker address: \"localhost\" has no port: give HOST:PORT, e.g. \
+                 localhost:8990"
+            ),
+            "{e}"
+        );
     }
 }

@@ -21,6 +21,8 @@
 //!   each), the broker's TLS identity and `pbrs://` URL ([`Access`]), kept in a data
 //!   directory ([`DataDir`]); and what a worker or front end connects with
 //!   ([`BrokerCredentials`], from a file or the environment);
+//! - [`address`]: `host:port` as people type it, on command lines and in credentials, with
+//!   messages that say what is missing;
 //! - [`server`]: [`run`] a broker on a listener until a shutdown future resolves, or
 //!   [`spawn`] one in the background of a program. Its root object is a login object
 //!   ([`rpc_core::login`]): before login a peer reaches nothing else.
@@ -67,6 +69,7 @@
 //! ```
 
 pub mod access;
+pub mod address;
 pub mod broker;
 pub mod data;
 mod files;

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use broker_server::access::{ENV_PASSWORD, ENV_URL, ENV_USER, credentials_file};
-use broker_server::{Access, BrokerService, DataDir, Role};
+use broker_server::{Access, BrokerService, DataDir, Role, address};
 use clap::{Parser, Subcommand};
 use rpc_core::SturdyUrl;
 use tracing_subscriber::EnvFilter;
@@ -45,8 +45,14 @@ struct Cli {
 
 #[derive(Debug, clap::Args)]
 struct Serve {
-    /// Address to listen on, HOST:PORT. Port 0 picks any free port.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8990")]
+    /// Address to listen on, HOST:PORT. Port 0 picks any free port; a HOST alone listens on
+    /// port 8990.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8990",
+        value_parser = address::broker_listen_address
+    )]
     listen: String,
 
     /// The data directory: the TLS identity, the URL's secret and the users. Created (with
@@ -66,7 +72,7 @@ struct Serve {
 
     /// The HOST:PORT clients reach the broker at, for the printed URL (default: the address
     /// it listens on).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", value_parser = address::advertised_address)]
     advertise: Option<String>,
 
     /// What to log: a level (error, warn, info, debug, trace) or filter directives such as
@@ -111,7 +117,12 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = "broker-data")]
         data: PathBuf,
         /// The HOST:PORT clients reach the broker at, for the printed URL.
-        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8990")]
+        #[arg(
+            long,
+            value_name = "HOST:PORT",
+            default_value = "127.0.0.1:8990",
+            value_parser = address::advertised_address
+        )]
         advertise: String,
         /// Write the credentials to this file (readable by its owner only; for
         /// `calc-worker --credentials FILE`) instead of printing them.

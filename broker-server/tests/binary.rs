@@ -1,6 +1,6 @@
 //! The real `broker-server` binary: it announces its address on stdout, serves the broker
-//! there, and exits 0 promptly on SIGTERM; `--help` documents it; a bad address is a clear
-//! error; `--max-workers` bounds the workers it tracks.
+//! there, and exits 0 promptly on SIGTERM; `--help` documents it; a bad or incomplete address
+//! is a clear error; `--max-workers` bounds the workers it tracks.
 //!
 //! Every process a test starts is killed when the test ends, passed or failed ([`Broker`]'s
 //! `Drop`). Waits are bounded by [`PATIENCE`]; nothing sleeps to synchronise.
@@ -441,21 +441,39 @@ fn plaintext_on_a_network_address_needs_the_insecure_flag() {
     assert!(broker.wait().success());
 }
 
+/// `--advertise` and `--listen` are checked as the command line is read (exit 2), with a
+/// message naming the option, the expected form, and what to write.
 #[test]
-fn advertise_must_be_host_and_port() {
+fn addresses_without_a_port_or_host_say_what_to_write() {
     let data = TempDir::new("advertise");
-    let output = run_to_end(
-        Command::new(BINARY)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--advertise",
-                "example.org",
-                "--data",
-            ])
-            .arg(&data.0),
-    );
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("not HOST:PORT"), "{stderr}");
+    for (option, value, says) in [
+        (
+            "--advertise",
+            "example.org",
+            "\"example.org\" has no port: give HOST:PORT, e.g. example.org:8990",
+        ),
+        (
+            "--listen",
+            ":8990",
+            "no host before the port: give HOST:PORT, e.g. 127.0.0.1:8990",
+        ),
+        ("--listen", "localhost:99999", "not a port number"),
+    ] {
+        let mut command = Command::new(BINARY);
+        command.args([option, value]).arg("--data").arg(&data.0);
+        if option != "--listen" {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        let output = run_to_end(&mut command);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{option} {value}: {output:?}"
+        );
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(
+            stderr.contains(option) && stderr.contains(says),
+            "{option} {value}: {stderr}"
+        );
+    }
 }

@@ -23,6 +23,9 @@
 //! few worker ids it owns; a front end logs in with the front-end role and may only ask for
 //! workers. See [`broker_credentials`].
 //!
+//! When something fails, [`explain`] words it for the person running the demo: which worker
+//! or broker, why, and what happens next.
+//!
 //! [`demo`] puts a broker and three workers in one process, over TLS with logins and random
 //! passwords, which is what `calc-client` runs when given no workers and no broker:
 //!
@@ -34,6 +37,7 @@
 
 pub mod calculator;
 pub mod demo;
+pub mod explain;
 pub mod frontend;
 pub mod job;
 pub mod progress;

@@ -3,7 +3,8 @@
 //! When stderr is a terminal, a person is watching: [`Progress`] draws an
 //! [`indicatif`] bar there. Otherwise (a pipe, a file, a test) it prints one line per finished
 //! chunk on stdout, `progress: <done>/<total> chunks`, flushed at once so that whoever reads
-//! it sees each line as it happens.
+//! it sees each line as it happens. Events such as a lost worker ([`Progress::note`]) go to
+//! stderr: a line above the bar, or a warning in the log.
 
 use std::io::IsTerminal;
 
@@ -71,11 +72,13 @@ impl Progress {
         }
     }
 
-    /// A short note next to the bar (a lost worker, say); logged otherwise.
+    /// An event worth a line of its own (a lost worker, say): printed above the bar, where
+    /// it stays while the bar goes on; without a bar (or one indicatif hides, stderr not being
+    /// a terminal), logged as a warning (on stderr).
     pub fn note(&self, message: &str) {
         match &self.show {
-            Show::Bar(bar) => bar.set_message(message.to_owned()),
-            _ => tracing::info!("{message}"),
+            Show::Bar(bar) if !bar.is_hidden() => bar.println(message),
+            _ => tracing::warn!("{message}"),
         }
     }
 

@@ -77,8 +77,14 @@ fn a_worker_killed_mid_job_is_dropped_by_the_broker_and_the_job_completes() {
         .find(|l| l.contains(&victim_addr))
         .unwrap_or_else(|| panic!("no table row for the killed worker:\n{}", client.log));
     assert!(
-        row.contains("lost:"),
+        row.contains("lost: connection lost: ") && !row.contains("connect again"),
         "the killed worker's row: {row}\n{}",
+        client.log
+    );
+    let gone = format!("({victim_addr}) is gone (connection lost: ");
+    assert!(
+        client.log.contains(&gone) && client.log.contains("its chunks go to the other workers"),
+        "{gone:?} in\n{}",
         client.log
     );
     let progress_lines = client

@@ -34,7 +34,23 @@ fn a_worker_dead_before_the_job_is_skipped() {
                 .unwrap_or_else(|| panic!("no row for {addr}:\n{}", client.log))
         })
         .collect();
-    assert!(rows[0].contains("lost: could not connect"), "{}", rows[0]);
+    // Said once, with what to check: not "could not connect: could not connect (...)".
+    assert!(rows[0].contains("lost: could not connect: "), "{}", rows[0]);
+    assert_eq!(
+        rows[0].matches("could not connect").count(),
+        1,
+        "{}",
+        rows[0]
+    );
+    assert!(rows[0].contains("is the worker running"), "{}", rows[0]);
+    assert!(
+        client.log.contains(&format!(
+            "worker at {} is not used: could not connect",
+            addrs[0]
+        )),
+        "{}",
+        client.log
+    );
     for row in &rows[1..] {
         assert!(!row.contains("lost"), "{row}");
         let chunks: usize = row.split_whitespace().nth(2).unwrap().parse().unwrap();
@@ -107,6 +123,17 @@ fn all_workers_dying_mid_job_is_a_clear_error() {
         "{}",
         client.log
     );
+    // Each loss said in the demo's terms: which worker, what happened, where its chunks go.
+    for (_, url) in &workers {
+        let gone = format!("({}) is gone (connection lost: ", host_port(url));
+        assert!(client.log.contains(&gone), "{gone:?} in\n{}", client.log);
+    }
+    assert!(
+        client.log.contains("its chunks go to the other workers"),
+        "{}",
+        client.log
+    );
+    assert!(!client.log.contains("connect again"), "{}", client.log);
 }
 
 /// A plain `host:port` is refused at once: workers are reached by their URL only.

@@ -29,8 +29,13 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Address to listen on (port 0: any free port).
-    #[arg(long, default_value = "127.0.0.1:0")]
+    /// Address to listen on, HOST:PORT (port 0, or a HOST alone: any free port).
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:0",
+        value_parser = worker::listen_address
+    )]
     listen: String,
     /// The worker's id, in its answers and at the broker [default: the process id].
     #[arg(long)]
@@ -48,7 +53,7 @@ struct Args {
     data: Option<PathBuf>,
     /// The address (host:port) front ends should use, in the worker's URL [default: the
     /// listening address].
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", value_parser = worker::advertised_address)]
     advertise: Option<String>,
     /// Log filter for stderr: error, warn, info, debug, trace, or a tracing filter.
     #[arg(long, default_value = "info")]

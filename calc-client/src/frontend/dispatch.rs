@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use super::slot::{Done, Mode, Slot, close_connection, connect_worker, worker_gone};
 use super::{JobError, Options};
 use crate::calculator::{count_primes, known_prime_count};
+use crate::explain::{Expected, call_failure, connect_failure, wrong_server};
 use crate::job::{Check, Job, JobReport, WorkerStats};
 use crate::progress::Progress;
 
@@ -105,7 +106,7 @@ impl<'a> Dispatch<'a> {
                     slot.calc = Some(calc);
                 }
                 Err(e) => {
-                    self.lose(slot, &format!("could not connect: {e}"));
+                    self.lose(slot, &connect_failure(Expected::Worker, &e), false);
                 }
             }
         }
@@ -117,14 +118,15 @@ impl<'a> Dispatch<'a> {
         credentials: &BrokerCredentials,
     ) -> Result<(), JobError> {
         let addr = crate::shown_location(&credentials.broker);
-        let broker = credentials
-            .connect()
-            .await
-            .map_err(|source| JobError::Broker {
-                addr: addr.clone(),
-                source,
-            })?
-            .with_timeout(Duration::from_secs(10));
+        let broker = match credentials.connect().await {
+            Ok(broker) => broker.with_timeout(Duration::from_secs(10)),
+            Err(source) => {
+                return Err(match wrong_server(Expected::Broker, &source) {
+                    Some(what) => JobError::NotABroker { addr, what },
+                    None => JobError::Broker { addr, source },
+                });
+            }
+        };
         self.mode = Mode::Broker {
             addr,
             broker,
@@ -163,16 +165,15 @@ impl<'a> Dispatch<'a> {
         Ok(())
     }
 
-    /// Stops using a worker: closing its connection fails its other calls at once. Returns
-    /// `false` if it was already lost.
-    fn lose(&mut self, slot: usize, why: &str) -> bool {
+    /// Stops using a worker, for the reason `why`, and says so ([`Slot::lost_note`]); closing
+    /// its connection fails its other calls at once. `had_chunks`: it was given chunks, which
+    /// go back to the queue. Returns `false` if it was already lost.
+    fn lose(&mut self, slot: usize, why: &str, had_chunks: bool) -> bool {
         let slot = &mut self.slots[slot];
         if slot.lost.is_some() {
             return false;
         }
-        tracing::warn!(worker = %slot.addr, "worker lost: {why}");
-        self.progress
-            .note(&format!("lost worker {}: {why}", slot.addr));
+        self.progress.note(&slot.lost_note(why, had_chunks));
         slot.lost = Some(why.to_owned());
         if let Some(calc) = slot.calc.take() {
             close_connection(&calc);
@@ -235,7 +236,7 @@ impl<'a> Dispatch<'a> {
                 match connected {
                     Ok(calc) => self.slots[slot].calc = Some(calc),
                     Err(e) => {
-                        self.lose(slot, &format!("could not connect: {e}"));
+                        self.lose(slot, &connect_failure(Expected::Worker, &e), false);
                         self.refresh_window().await?;
                         continue;
                     }
@@ -335,7 +336,7 @@ impl<'a> Dispatch<'a> {
                     // Not the chunk's fault: it is retried on the workers left, however many
                     // die under it; the job fails only when none is left. The window is
                     // re-sized once per lost worker, not once per chunk it had.
-                    if self.lose(done.slot, &error.to_string()) {
+                    if self.lose(done.slot, &call_failure(&error), true) {
                         self.refresh_window().await?;
                     }
                 } else {

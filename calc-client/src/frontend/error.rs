@@ -22,12 +22,22 @@ pub enum JobError {
         details: String,
     },
     /// The broker could not be reached, refused the login, or stopped answering.
-    #[error("broker {addr}: {source}")]
+    #[error("broker {addr}: {}", crate::explain::call_failure(source))]
     Broker {
         /// The broker's address (`host:port`).
         addr: String,
         /// What went wrong.
         source: CallError,
+    },
+    /// The broker's URL names something else: a worker, say. Not worth retrying: the
+    /// credentials need the broker's URL.
+    #[error("{addr} is {what}")]
+    NotABroker {
+        /// The address the URL names (`host:port`).
+        addr: String,
+        /// What it is instead, and what to give ("a calculator worker, not a broker: ...",
+        /// from [`crate::explain::wrong_server`]).
+        what: String,
     },
     /// The broker refused a call: the front end's login may not ask for workers. Not worth
     /// retrying: it needs another login.
@@ -77,4 +87,23 @@ pub enum JobError {
     /// The job or the worker list makes no sense.
     #[error("{0}")]
     Invalid(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_broker_is_said_without_connect_again() {
+        let e = JobError::Broker {
+            addr: "127.0.0.1:8990".into(),
+            source: CallError::Disconnected {
+                reason: "the peer closed the connection".into(),
+            },
+        };
+        assert_eq!(
+            e.to_string(),
+            "broker 127.0.0.1:8990: connection lost: the peer closed the connection"
+        );
+    }
 }

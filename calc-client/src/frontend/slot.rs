@@ -42,6 +42,22 @@ impl Slot {
     pub(super) fn usable(&self) -> bool {
         self.lost.is_none() && self.calc.is_some()
     }
+
+    /// What the front end says when it stops using this worker for the reason `why`:
+    /// "worker 2 (127.0.0.1:8901) is gone (connection lost: ...); its chunks go to the other
+    /// workers" when it had chunks (`had_chunks`), else "worker at 127.0.0.1:8901 is not
+    /// used: could not connect: ...".
+    pub(super) fn lost_note(&self, why: &str, had_chunks: bool) -> String {
+        let who = match &self.id {
+            Some(id) => format!("worker {id} ({})", self.addr),
+            None => format!("worker at {}", self.addr),
+        };
+        if had_chunks {
+            format!("{who} is gone ({why}); its chunks go to the other workers")
+        } else {
+            format!("{who} is not used: {why}")
+        }
+    }
 }
 
 /// A finished call.
@@ -93,5 +109,25 @@ pub(super) fn worker_gone(e: &CallError) -> bool {
         CallError::FrameTooLarge { .. } | CallError::Encode { .. } => false,
         // Disconnected, Timeout, Io, Protocol, Decode, and anything new.
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_worker_is_named_with_what_happens_to_its_chunks() {
+        let mut slot = Slot::new("127.0.0.1:8901", Some("2".into()));
+        assert_eq!(
+            slot.lost_note("connection lost: the peer closed the connection", true),
+            "worker 2 (127.0.0.1:8901) is gone (connection lost: the peer closed the \
+             connection); its chunks go to the other workers"
+        );
+        slot.id = None;
+        assert_eq!(
+            slot.lost_note("could not connect: connection refused", false),
+            "worker at 127.0.0.1:8901 is not used: could not connect: connection refused"
+        );
     }
 }

@@ -60,8 +60,11 @@
 //! at once would be refused again.
 //!
 //! If the broker cannot be reached, or the connection to it drops, the worker keeps serving
-//! (front ends that know its address can still use it) and reconnects with back-off, joining
-//! again. On [`Worker::shutdown`](super::Worker::shutdown) it first publishes `Removed`, so
+//! (front ends that know its address can still use it) and reconnects with back-off (from
+//! 50 ms, doubling up to [`MAX_RETRY`]; from 50 ms again after a link that worked), joining
+//! again. It says so once, not at every attempt: see [`outage`](super::outage). A URL that
+//! names something other than a broker (a worker's URL in the worker's credentials, say) is
+//! said as such, and retried only after [`FORBIDDEN_RETRY`]. On [`Worker::shutdown`](super::Worker::shutdown) it first publishes `Removed`, so
 //! the broker stops handing it out before it stops accepting calls.
 //!
 //! # Logging in
@@ -72,16 +75,26 @@
 //! password) is logged as an error and retried only after [`FORBIDDEN_RETRY`], as a
 //! [`Forbidden`] answer is.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use broker_server::queue::{Applied, Change, WorkerId, WorkerUpdate};
 use broker_server::{BrokerCredentials, BrokerRef, Forbidden};
 use rpc_core::{CallError, RemoteRef};
 use tokio::sync::watch;
 
+use super::outage::Outage;
+use crate::explain::{Expected, call_cause, connect_cause, wrong_server};
+
 /// How long the publishing task waits after a load change before publishing, so that a
 /// burst of changes becomes one update.
 pub const COALESCE: Duration = Duration::from_millis(5);
+
+/// The first wait before trying to reach the broker again; it doubles at each failure, up
+/// to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+
+/// The longest wait between two attempts to reach the broker.
+pub const MAX_RETRY: Duration = Duration::from_secs(2);
 
 /// How long a broker call (join, publish) may take before the worker gives up on it and
 /// reconnects.
@@ -118,36 +131,45 @@ enum LinkEnd {
     /// The connection is lost or a call failed: reconnect.
     Lost(String),
     /// The broker will not have this worker (its login may not publish about it, or its id
-    /// is retired): reconnect only after [`FORBIDDEN_RETRY`].
+    /// is retired), or the URL names no broker: reconnect only after [`FORBIDDEN_RETRY`].
+    /// The text is a whole sentence, logged as an error.
     Refused(String),
 }
 
 impl From<Forbidden> for LinkEnd {
     fn from(refused: Forbidden) -> Self {
-        LinkEnd::Refused(refused.to_string())
+        LinkEnd::Refused(format!("the broker refused this worker: {refused}"))
     }
 }
 
 impl BrokerLink {
     /// Runs until the worker stops: see the [module docs](self).
     pub(super) async fn run(mut self) {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = FIRST_RETRY;
+        let mut outage = Outage::default();
         loop {
             let end = self.session().await;
-            self.joined.send_replace(false);
+            let had_link = self.joined.send_replace(false);
             let wait = match end {
                 LinkEnd::Stopped => return,
                 LinkEnd::Lost(why) => {
-                    tracing::warn!(broker = %self.broker, "broker link lost: {why}; retrying in {backoff:?}");
+                    if had_link {
+                        backoff = FIRST_RETRY;
+                    }
+                    let now = Instant::now();
+                    match outage.failed(&self.broker, &why, had_link, MAX_RETRY, now) {
+                        Some(line) => tracing::warn!(broker = %self.broker, "{line}"),
+                        None => tracing::debug!(broker = %self.broker, "broker unreachable: {why}"),
+                    }
                     let wait = backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff = (backoff * 2).min(MAX_RETRY);
                     wait
                 }
                 LinkEnd::Refused(why) => {
                     tracing::error!(
                         broker = %self.broker,
                         worker = %self.worker,
-                        "the broker refused this worker: {why}; retrying in {FORBIDDEN_RETRY:?}"
+                        "{why}; retrying in {FORBIDDEN_RETRY:?}"
                     );
                     FORBIDDEN_RETRY
                 }
@@ -190,7 +212,7 @@ impl BrokerLink {
                 Ok(Ok(Applied::Added | Applied::Replaced)) => return Ok(()),
                 Ok(Ok(Applied::Stale)) if seq == u64::MAX => {
                     return Err(LinkEnd::Refused(format!(
-                        "worker id {} was removed with the highest sequence number there is, \
+                        "the broker refused this worker: worker id {} was removed with the highest sequence number there is, \
                          so it can never join again at this broker; start it with another id",
                         self.worker
                     )));
@@ -209,7 +231,7 @@ impl BrokerLink {
                     )));
                 }
                 Ok(Err(refused)) => return Err(refused.into()),
-                Err(e) => return Err(LinkEnd::Lost(e.to_string())),
+                Err(e) => return Err(LinkEnd::Lost(call_cause(&e))),
             }
         }
     }
@@ -231,7 +253,15 @@ impl BrokerLink {
                     self.credentials.credentials.user()
                 ));
             }
-            Err(e) => return LinkEnd::Lost(e.to_string()),
+            Err(e) => {
+                return match wrong_server(Expected::Broker, &e) {
+                    Some(what) => LinkEnd::Refused(format!(
+                        "{} is {what}; the worker cannot join it",
+                        self.broker
+                    )),
+                    None => LinkEnd::Lost(connect_cause(Expected::Broker, &e)),
+                };
+            }
         };
         let Some(connection) = broker.peer() else {
             return LinkEnd::Lost("the broker's session is not on a connection".into());
@@ -313,7 +343,7 @@ impl BrokerLink {
                     connection.close();
                     return refused.into();
                 }
-                Err(e) => return LinkEnd::Lost(e.to_string()),
+                Err(e) => return LinkEnd::Lost(call_cause(&e)),
             }
         }
         let removed = WorkerUpdate {

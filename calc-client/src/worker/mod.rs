@@ -28,6 +28,7 @@
 //! why the worker is its own scheduler and how it stays queued.
 
 pub mod link;
+pub mod outage;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -44,7 +45,7 @@ use tokio::task::JoinHandle;
 
 use crate::calculator::{Calculator, CalculatorRef, WorkerInfo, count_primes_until};
 use link::BrokerLink;
-pub use link::{COALESCE, FORBIDDEN_RETRY, STALE_JUMP};
+pub use link::{COALESCE, FORBIDDEN_RETRY, MAX_RETRY, STALE_JUMP};
 
 /// The host names in a generated worker certificate. Front ends pin the certificate's
 /// fingerprint, so the names matter to nobody else.
@@ -354,6 +355,24 @@ impl Drop for Worker {
         }
         self.server.abort();
     }
+}
+
+/// `calc-worker --listen`: `host:port` as given, or a host alone on any free port
+/// (`localhost` → `localhost:0`); see [`broker_server::address`].
+///
+/// # Errors
+/// A message naming the expected form, `HOST:PORT`.
+pub fn listen_address(text: &str) -> Result<String, String> {
+    broker_server::address::listen_address(text, 0)
+}
+
+/// `calc-worker --advertise`: must be `host:port`, the address front ends reach the worker
+/// at, which goes into its URL: a port cannot be guessed there.
+///
+/// # Errors
+/// A message naming the expected form, with an example.
+pub fn advertised_address(text: &str) -> Result<String, String> {
+    broker_server::address::check_host_port(text, 8901).map(|()| text.to_owned())
 }
 
 /// Binds `listen`, prints `worker <id> listening on <addr>` and then `worker url: <url>` to

@@ -154,6 +154,38 @@ impl Proc {
         })
     }
 
+    /// Waits (at most `timeout`) until `count` stderr lines (the log) contain `needle`,
+    /// counting those read already; panics with the output so far if they do not come.
+    pub fn wait_for_log(&mut self, timeout: Duration, needle: &str, count: usize) {
+        let deadline = Instant::now() + timeout;
+        let mut seen = self.log_lines(needle);
+        if seen < count {
+            self.read_until(deadline, |out| {
+                if let Out::Stderr(line) = out
+                    && line.contains(needle)
+                {
+                    seen += 1;
+                }
+                seen >= count
+            });
+        }
+        assert!(
+            seen >= count,
+            "{}: {seen} of {count} log lines with {needle:?} within {timeout:?}; output so far:\n{}",
+            self.name,
+            self.log
+        );
+    }
+
+    /// How many stderr lines read so far contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> usize {
+        let prefix = format!("[{} stderr] ", self.name);
+        self.log
+            .lines()
+            .filter(|line| line.starts_with(&prefix) && line.contains(needle))
+            .count()
+    }
+
     /// Waits for the `<prefix> <addr>` line every server prints, and returns the address.
     pub fn wait_for_addr(&mut self, prefix: &str) -> String {
         let prefix = format!("{prefix} ");

@@ -12,7 +12,7 @@ use tokio::time::Sleep;
 
 use crate::conn::caller::WithCaller;
 use crate::conn::pending_call::PendingCall;
-use crate::error::{CallError, RemoteErrorKind};
+use crate::error::{CallError, RemoteErrorKind, TimeoutKind};
 
 type LocalCall<R> = Pin<Box<dyn Future<Output = Result<R, CallError>> + Send>>;
 
@@ -95,10 +95,7 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
             if let (Some(after), Err(CallError::Remote { kind, .. })) = (this.timeout, &result)
                 && *kind == RemoteErrorKind::DeadlineExceeded
             {
-                return Poll::Ready(Err(CallError::Timeout {
-                    what: "the call",
-                    after,
-                }));
+                return Poll::Ready(Err(CallError::timeout(TimeoutKind::Call, after)));
             }
             return Poll::Ready(result);
         }
@@ -107,10 +104,10 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
         {
             // Dropping the pending call tells the callee to stop.
             this.state = State::Done;
-            return Poll::Ready(Err(CallError::Timeout {
-                what: "the call",
-                after: this.timeout.unwrap_or_default(),
-            }));
+            return Poll::Ready(Err(CallError::timeout(
+                TimeoutKind::Call,
+                this.timeout.unwrap_or_default(),
+            )));
         }
         Poll::Pending
     }

@@ -111,7 +111,7 @@ pub mod tls;
 pub use call::CallFuture;
 pub use client::Client;
 pub use config::Config;
-pub use error::{CallError, LoginError, RemoteError, RemoteErrorKind};
+pub use error::{CallError, LoginError, RemoteError, RemoteErrorKind, TimeoutKind};
 pub use object::{ObjectRef, RemoteRef};
 pub use peer::{Caller, DisconnectHook, Peer};
 pub use rpc_derive::remote;

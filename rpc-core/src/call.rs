@@ -26,9 +26,21 @@ type LocalCall<R> = Pin<Box<dyn Future<Output = Result<R, CallError>> + Send>>;
 /// its future.
 ///
 /// Dropping it after its first poll and before it resolves cancels the call: the callee drops
-/// the handler. With a timeout (see [`ObjectRef::with_timeout`](crate::ObjectRef::with_timeout))
-/// it resolves to [`CallError::Timeout`] once the timeout has passed since its first poll, and
-/// the call is cancelled. Poll it inside a tokio runtime.
+/// the handler.
+///
+/// # Deadlines
+///
+/// A call over a connection has a deadline unless its reference opts out: by default
+/// [`Config::default_call_timeout`](crate::Config::default_call_timeout), **10 s**; per
+/// reference, [`with_timeout`](crate::ObjectRef::with_timeout) sets another and
+/// [`without_timeout`](crate::ObjectRef::without_timeout) none. Once the deadline has passed
+/// since the first poll, the future resolves to [`CallError::Timeout`] of kind
+/// [`TimeoutKind::Call`] (see [`CallError::timeout_kind`]) and the call is cancelled; the
+/// deadline also travels with the call, so the callee drops the handler by itself. A peer that
+/// stops answering thus holds a call for at most its deadline. Calls of local objects have a
+/// deadline only when their reference sets one.
+///
+/// Poll it inside a tokio runtime.
 #[must_use = "a call is sent only when its future is first polled (awaited); dropped before that it never happens, dropped after that it is cancelled at the callee"]
 pub struct CallFuture<R> {
     state: State<R>,

@@ -36,8 +36,25 @@ pub struct Config {
     /// ping; if nothing arrives within `timeout` more, the connection is closed and everything
     /// on it fails with `Disconnected`. `None` turns keepalive off. Default 30 s and 20 s.
     pub keepalive: Option<(Duration, Duration)>,
-    /// Deadline of every call made on this connection that sets none itself
-    /// ([`ObjectRef::with_timeout`](crate::ObjectRef::with_timeout)). Default none.
+    /// Deadline of every call made over this connection through a reference that sets none
+    /// itself. Default [`Config::DEFAULT_CALL_TIMEOUT`], 10 s (tarpc's default too).
+    ///
+    /// A peer that stops answering without closing the connection (a stopped or hung process,
+    /// a cable pulled) would otherwise hold every call to it, and everything awaiting those
+    /// calls (a server calling all its listeners, as in the `weblog` example), until keepalive
+    /// notices: [`keepalive`](Config::keepalive)'s interval + timeout, 50 s by default. Past the
+    /// deadline the caller gets [`CallError::Timeout`] with
+    /// [`TimeoutKind::Call`](crate::TimeoutKind::Call), and since the deadline travels with the
+    /// call, the callee drops the handler too.
+    ///
+    /// For calls that legitimately take longer, give their reference its own deadline,
+    /// [`with_timeout`](crate::ObjectRef::with_timeout), or none,
+    /// [`without_timeout`](crate::ObjectRef::without_timeout); `None` here
+    /// ([`no_default_call_timeout`](Config::no_default_call_timeout)) means calls without a
+    /// deadline of their own have none. Calls of local objects (`FooRef::new(obj)`) have no
+    /// default deadline.
+    ///
+    /// [`CallError::Timeout`]: crate::CallError::Timeout
     pub default_call_timeout: Option<Duration>,
     /// Bytes one connection may hold queued for its peer, every kind of frame counted:
     /// answers, error answers, pongs, calls, cancels, decrefs. `None` (the default) means
@@ -69,6 +86,11 @@ pub struct Config {
     pub max_decode_depth: usize,
 }
 
+impl Config {
+    /// The default of [`default_call_timeout`](Config::default_call_timeout): 10 s.
+    pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -80,7 +102,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             max_exported_objects: 10_000,
             keepalive: Some((Duration::from_secs(30), Duration::from_secs(20))),
-            default_call_timeout: None,
+            default_call_timeout: Some(Config::DEFAULT_CALL_TIMEOUT),
             output_budget: None,
             memory_budget: 256 * 1024 * 1024,
             max_connections: 10_000,
@@ -149,6 +171,14 @@ impl Config {
     /// Sets [`default_call_timeout`](Config::default_call_timeout).
     pub fn default_call_timeout(mut self, timeout: Duration) -> Self {
         self.default_call_timeout = Some(timeout);
+        self
+    }
+
+    /// No default deadline: a call whose reference sets none
+    /// ([`ObjectRef::with_timeout`](crate::ObjectRef::with_timeout)) waits until it is
+    /// answered, cancelled, or the connection is lost (keepalive notices a silent peer).
+    pub fn no_default_call_timeout(mut self) -> Self {
+        self.default_call_timeout = None;
         self
     }
 

@@ -41,6 +41,14 @@ type LocalCall<R> = Pin<Box<dyn Future<Output = Result<R, CallError>> + Send>>;
 /// deadline only when their reference sets one.
 ///
 /// Poll it inside a tokio runtime.
+///
+/// # Application errors
+///
+/// A remote method returning `Result<V, E>` gives a `CallFuture<Result<V, E>>`, which
+/// resolves to `Result<Result<V, E>, CallError>`: the outer layer says whether the call got
+/// through, the inner one is the method's answer. `.await??` takes both in a function whose
+/// error type converts from both; when `E` itself converts from [`CallError`],
+/// [`flatten`](CallFuture::flatten) merges them into one `Result<V, E>`.
 #[must_use = "a call is sent only when its future is first polled (awaited); dropped before that it never happens, dropped after that it is cancelled at the callee"]
 pub struct CallFuture<R> {
     state: State<R>,
@@ -122,6 +130,52 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
             )));
         }
         Poll::Pending
+    }
+}
+
+impl<V, E> CallFuture<Result<V, E>>
+where
+    Result<V, E>: DeserializeOwned,
+    E: From<CallError>,
+{
+    /// The call with its two layers of errors merged: `Result<V, E>` instead of
+    /// `Result<Result<V, E>, CallError>`, a [`CallError`] becoming an `E` through
+    /// `From<CallError>`. For an application error type with a variant for "the call did not
+    /// get through", which only the caller makes (`#[serde(skip)]`: it never travels, and
+    /// `CallError` need not be serde):
+    ///
+    /// ```
+    /// # use rpc_core::{remote, CallError, TimeoutKind};
+    /// #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    /// pub enum BankError {
+    ///     NoSuchAccount,
+    ///     #[serde(skip)]
+    ///     Call(CallError),
+    /// }
+    ///
+    /// impl From<CallError> for BankError {
+    ///     fn from(e: CallError) -> Self { BankError::Call(e) }
+    /// }
+    ///
+    /// #[remote]
+    /// pub trait Bank {
+    ///     async fn remote_balance(&self, account: u64) -> Result<u64, BankError>;
+    /// }
+    ///
+    /// async fn balance(bank: &BankRef, account: u64) -> Option<u64> {
+    ///     match bank.balance(account).flatten().await { // not `.await??`
+    ///         Ok(balance) => Some(balance),
+    ///         Err(BankError::NoSuchAccount) => None,
+    ///         Err(BankError::Call(e)) if e.timeout_kind() == Some(TimeoutKind::Call) => None,
+    ///         Err(e) => panic!("{e:?}"),
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// Like the call, it is lazy and dropping it cancels the call. (Not to be confused with
+    /// `futures::FutureExt::flatten`, for a future whose output is a future.)
+    pub fn flatten(self) -> impl Future<Output = Result<V, E>> + Send {
+        async move { self.await.unwrap_or_else(|e| Err(E::from(e))) }
     }
 }
 

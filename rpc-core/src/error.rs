@@ -91,6 +91,20 @@ pub enum CallError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A method of the blocking facade ([`blocking::Client`](crate::blocking::Client)) was
+    /// called on a thread of a tokio runtime, where waiting would block the runtime (tokio
+    /// refuses to: "Cannot start a runtime from within a runtime"). Nothing was done.
+    #[error(
+        "rpc_core::blocking::Client::{method} was called on a thread of a tokio runtime, where \
+         blocking would stall the runtime; in async code use the async rpc_core::Client and \
+         .await its calls; run blocking code on a thread of its own (std::thread::spawn), or, \
+         on a tokio::task::spawn_blocking thread, wait for the async client's calls with \
+         tokio::runtime::Handle::current().block_on(...)"
+    )]
+    BlockingInRuntime {
+        /// The method called (`connect`, `call`, ...).
+        method: &'static str,
+    },
     /// A login was refused (the `login` module: `LoginRef::log_in`).
     #[error("login failed: {0}")]
     Login(#[from] LoginError),

@@ -174,8 +174,8 @@ where
     ///
     /// Like the call, it is lazy and dropping it cancels the call. (Not to be confused with
     /// `futures::FutureExt::flatten`, for a future whose output is a future.)
-    pub fn flatten(self) -> impl Future<Output = Result<V, E>> + Send {
-        async move { self.await.unwrap_or_else(|e| Err(E::from(e))) }
+    pub async fn flatten(self) -> Result<V, E> {
+        self.await.unwrap_or_else(|e| Err(E::from(e)))
     }
 }
 

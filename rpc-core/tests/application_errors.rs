@@ -80,6 +80,8 @@ async fn nested_results_flatten_into_the_application_error() {
 
     // One layer: the answer, the application's error, the call's error.
     assert_eq!(bank.withdraw(40).flatten().await.unwrap(), 60);
+    let spawned = tokio::spawn(bank.withdraw(2).flatten()); // Send + 'static, like the call
+    assert_eq!(spawned.await.unwrap().unwrap(), 98);
     let refused = bank.withdraw(101).flatten().await;
     assert!(matches!(refused, Err(BankError::Insufficient(100))));
     let quick = bank.with_timeout(Duration::from_millis(50));

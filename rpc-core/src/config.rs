@@ -79,10 +79,11 @@ pub struct Config {
     /// Connections a [`Server`](crate::Server) serves at once. A connection accepted beyond
     /// it is closed at once (and logged); the server goes on accepting. Default 10,000.
     pub max_connections: usize,
-    /// How deeply nested a decoded value may be (headers, arguments and answers, on both
-    /// ends): deeper input is refused (`BadArguments` for arguments) instead of exhausting
-    /// the stack. One level is one value inside another: a struct field, a sequence or map
-    /// element, an enum's content, an `Option`'s `Some`, a newtype. Default 128.
+    /// How deeply nested a decoded value may be (arguments and answers, on both ends; frame
+    /// headers too, though never below the 4 levels the protocol's own headers need): deeper
+    /// input is refused (`BadArguments` for arguments) instead of exhausting the stack. One
+    /// level is one value inside another: a struct field, a sequence or map element, an
+    /// enum's content, an `Option`'s `Some`, a newtype. Default 128.
     pub max_decode_depth: usize,
 }
 

@@ -460,3 +460,33 @@ fn encode_and_decode_errors_are_in_words() {
         );
     }
 }
+
+/// The deepest headers (a call with a deadline and a reference, an error answer) reach exactly
+/// `HEADER_DEPTH` levels, the floor of the depth limit headers are decoded with.
+#[test]
+fn headers_reach_header_depth_at_most() {
+    use crate::error::{RemoteError, RemoteErrorKind};
+    use crate::protocol::HEADER_DEPTH;
+    let call = Message::Call {
+        id: 1,
+        object: 2,
+        method: "m".into(),
+        deadline_ms: Some(10_000),
+        refs: vec![WireRef::SenderExports {
+            id: 3,
+            interface: "I".into(),
+        }],
+    };
+    let error = Message::Error {
+        id: 1,
+        error: RemoteError::new(RemoteErrorKind::Panicked, "x"),
+    };
+    for header in [call, error] {
+        let bytes = encode(&header).unwrap();
+        assert_eq!(
+            decode::<Message<'_>>(&bytes, 1024, HEADER_DEPTH).unwrap(),
+            header
+        );
+        assert!(decode::<Message<'_>>(&bytes, 1024, HEADER_DEPTH - 1).is_err());
+    }
+}

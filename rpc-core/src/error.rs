@@ -91,9 +91,9 @@ pub enum CallError {
         /// What is wrong with it.
         problem: String,
     },
-    /// A method of the blocking facade ([`blocking::Client`](crate::blocking::Client)) was
-    /// called on a thread of a tokio runtime, where waiting would block the runtime (tokio
-    /// refuses to: "Cannot start a runtime from within a runtime"). Nothing was done.
+    /// A method of the blocking facade (`rpc_core::blocking::Client`) was called on a thread
+    /// of a tokio runtime, where waiting would block the runtime (tokio refuses to: "Cannot
+    /// start a runtime from within a runtime"). Nothing was done.
     #[error(
         "rpc_core::blocking::Client::{method} was called on a thread of a tokio runtime, where \
          blocking would stall the runtime; in async code use the async rpc_core::Client and \

@@ -139,8 +139,8 @@ async fn silent_server() -> (SocketAddr, JoinHandle<()>) {
     (addr, silent)
 }
 
-/// A server that accepts but never greets: the pbrs handshake times out, and over TLS the
-/// TLS handshake does; each error says which, and what to look at.
+/// A server that accepts but never greets: `Client::connect` gives up after the handshake
+/// timeout, and over TLS the TLS handshake does; each error says which, and what to look at.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_server_is_a_handshake_timeout_of_the_right_kind() {
     let config = Config::default().handshake_timeout(Duration::from_millis(200));
@@ -151,6 +151,7 @@ async fn a_silent_server_is_a_handshake_timeout_of_the_right_kind() {
         .unwrap_err();
     assert!(e.is_timeout() && !e.is_disconnected(), "{e}");
     assert_eq!(e.timeout_kind(), Some(TimeoutKind::Handshake), "{e}");
+    assert!(matches!(e, CallError::Timeout { after, .. } if after == Duration::from_millis(200)));
     let text = e.to_string();
     assert!(
         text.starts_with("the pbrs handshake timed out after 200ms: "),

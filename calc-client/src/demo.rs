@@ -81,9 +81,9 @@ impl Cluster {
             .await
             .is_err()
         {
-            return Err(CallError::Timeout {
-                what: "workers joining the in-process broker",
-                after: Duration::from_secs(10),
+            return Err(CallError::Io {
+                context: "the workers did not join the in-process broker within 10 s".into(),
+                source: std::io::ErrorKind::TimedOut.into(),
             });
         }
         Ok(cluster)

@@ -2,12 +2,21 @@
 //! server calls it back over the same connection while it works, and when the server hands
 //! the reference back, the client gets its own object again (same identity, no network).
 //!
+//! Calls back into the client have a deadline like any call: the server gives progress
+//! reports a short one, and stops reporting to a progress object that does not answer in time
+//! rather than let it hold up the work.
+//!
 //! `cargo run -p examples --example callbacks`
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use rpc_core::{CallError, Client, RemoteRef, Server, remote};
 use tokio::sync::oneshot;
+
+/// How long the server waits for a progress report to be taken (the default of every call,
+/// `Config::default_call_timeout`, is 10 s).
+const REPORT_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Lives in the client: told about progress by the server.
 #[remote]
@@ -40,13 +49,23 @@ struct Summer;
 
 impl Job for Summer {
     async fn remote_run(&self, steps: u32, progress: ProgressRef) -> u64 {
+        let mut progress = Some(progress.with_timeout(REPORT_DEADLINE));
         let mut sum = 0;
         for step in 1..=steps {
             sum += u64::from(step);
+            let Some(reports) = &progress else { continue };
             // A call into the client, over the connection the client called us on.
-            if let Err(e) = progress.report(step, steps).await {
-                println!("server: the client's progress object is gone ({e}); stopping");
-                break;
+            match reports.report(step, steps).await {
+                Ok(()) => {}
+                Err(e) if e.is_timeout() => {
+                    // The client is slow or stuck: finish the work without reporting to it.
+                    println!("server: no progress report taken in {REPORT_DEADLINE:?}; going on");
+                    progress = None;
+                }
+                Err(e) => {
+                    println!("server: the client's progress object is gone ({e}); stopping");
+                    break;
+                }
             }
         }
         sum

@@ -12,7 +12,7 @@ use tokio::time::Sleep;
 
 use crate::conn::caller::WithCaller;
 use crate::conn::pending_call::PendingCall;
-use crate::error::{CallError, RemoteErrorKind};
+use crate::error::{CallError, RemoteErrorKind, TimeoutKind};
 
 type LocalCall<R> = Pin<Box<dyn Future<Output = Result<R, CallError>> + Send>>;
 
@@ -26,9 +26,29 @@ type LocalCall<R> = Pin<Box<dyn Future<Output = Result<R, CallError>> + Send>>;
 /// its future.
 ///
 /// Dropping it after its first poll and before it resolves cancels the call: the callee drops
-/// the handler. With a timeout (see [`ObjectRef::with_timeout`](crate::ObjectRef::with_timeout))
-/// it resolves to [`CallError::Timeout`] once the timeout has passed since its first poll, and
-/// the call is cancelled. Poll it inside a tokio runtime.
+/// the handler.
+///
+/// # Deadlines
+///
+/// A call over a connection has a deadline unless its reference opts out: by default
+/// [`Config::default_call_timeout`](crate::Config::default_call_timeout), **10 s**; per
+/// reference, [`with_timeout`](crate::ObjectRef::with_timeout) sets another and
+/// [`without_timeout`](crate::ObjectRef::without_timeout) none. Once the deadline has passed
+/// since the first poll, the future resolves to [`CallError::Timeout`] of kind
+/// [`TimeoutKind::Call`] (see [`CallError::timeout_kind`]) and the call is cancelled; the
+/// deadline also travels with the call, so the callee drops the handler by itself. A peer that
+/// stops answering thus holds a call for at most its deadline. Calls of local objects have a
+/// deadline only when their reference sets one.
+///
+/// Poll it inside a tokio runtime.
+///
+/// # Application errors
+///
+/// A remote method returning `Result<V, E>` gives a `CallFuture<Result<V, E>>`, which
+/// resolves to `Result<Result<V, E>, CallError>`: the outer layer says whether the call got
+/// through, the inner one is the method's answer. `.await??` takes both in a function whose
+/// error type converts from both; when `E` itself converts from [`CallError`],
+/// [`flatten`](CallFuture::flatten) merges them into one `Result<V, E>`.
 #[must_use = "a call is sent only when its future is first polled (awaited); dropped before that it never happens, dropped after that it is cancelled at the callee"]
 pub struct CallFuture<R> {
     state: State<R>,
@@ -95,10 +115,7 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
             if let (Some(after), Err(CallError::Remote { kind, .. })) = (this.timeout, &result)
                 && *kind == RemoteErrorKind::DeadlineExceeded
             {
-                return Poll::Ready(Err(CallError::Timeout {
-                    what: "the call",
-                    after,
-                }));
+                return Poll::Ready(Err(CallError::timeout(TimeoutKind::Call, after)));
             }
             return Poll::Ready(result);
         }
@@ -107,12 +124,58 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
         {
             // Dropping the pending call tells the callee to stop.
             this.state = State::Done;
-            return Poll::Ready(Err(CallError::Timeout {
-                what: "the call",
-                after: this.timeout.unwrap_or_default(),
-            }));
+            return Poll::Ready(Err(CallError::timeout(
+                TimeoutKind::Call,
+                this.timeout.unwrap_or_default(),
+            )));
         }
         Poll::Pending
+    }
+}
+
+impl<V, E> CallFuture<Result<V, E>>
+where
+    Result<V, E>: DeserializeOwned,
+    E: From<CallError>,
+{
+    /// The call with its two layers of errors merged: `Result<V, E>` instead of
+    /// `Result<Result<V, E>, CallError>`, a [`CallError`] becoming an `E` through
+    /// `From<CallError>`. For an application error type with a variant for "the call did not
+    /// get through", which only the caller makes (`#[serde(skip)]`: it never travels, and
+    /// `CallError` need not be serde):
+    ///
+    /// ```
+    /// # use rpc_core::{remote, CallError, TimeoutKind};
+    /// #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    /// pub enum BankError {
+    ///     NoSuchAccount,
+    ///     #[serde(skip)]
+    ///     Call(CallError),
+    /// }
+    ///
+    /// impl From<CallError> for BankError {
+    ///     fn from(e: CallError) -> Self { BankError::Call(e) }
+    /// }
+    ///
+    /// #[remote]
+    /// pub trait Bank {
+    ///     async fn remote_balance(&self, account: u64) -> Result<u64, BankError>;
+    /// }
+    ///
+    /// async fn balance(bank: &BankRef, account: u64) -> Option<u64> {
+    ///     match bank.balance(account).flatten().await { // not `.await??`
+    ///         Ok(balance) => Some(balance),
+    ///         Err(BankError::NoSuchAccount) => None,
+    ///         Err(BankError::Call(e)) if e.timeout_kind() == Some(TimeoutKind::Call) => None,
+    ///         Err(e) => panic!("{e:?}"),
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// Like the call, it is lazy and dropping it cancels the call. (Not to be confused with
+    /// `futures::FutureExt::flatten`, for a future whose output is a future.)
+    pub async fn flatten(self) -> Result<V, E> {
+        self.await.unwrap_or_else(|e| Err(E::from(e)))
     }
 }
 

@@ -10,7 +10,7 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 use crate::call::CallFuture;
 use crate::config::Config;
 use crate::conn::{Connection, PeerInfo, RemoteObject, establish};
-use crate::error::{CallError, RemoteErrorKind};
+use crate::error::{CallError, RemoteErrorKind, TimeoutKind};
 use crate::io::budget::MemoryBudget;
 use crate::object::{ObjectRef, RemoteRef, typed};
 use crate::peer::{DisconnectHook, Peer};
@@ -73,10 +73,10 @@ impl Client {
         let stream = match secured.await {
             Ok(stream) => stream?,
             Err(_) => {
-                return Err(CallError::Timeout {
-                    what: "the TLS handshake",
-                    after: config.handshake_timeout,
-                });
+                return Err(CallError::timeout(
+                    TimeoutKind::TlsHandshake,
+                    config.handshake_timeout,
+                ));
             }
         };
         info.encrypted = true;
@@ -226,10 +226,10 @@ async fn tcp_connect<A: ToSocketAddrs>(addr: A, config: &Config) -> Result<TcpSt
             ));
         }
         Err(_) => {
-            return Err(CallError::Timeout {
-                what: "connecting",
-                after: config.connect_timeout,
-            });
+            return Err(CallError::timeout(
+                TimeoutKind::Connect,
+                config.connect_timeout,
+            ));
         }
     };
     let _ = stream.set_nodelay(true);

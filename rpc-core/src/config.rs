@@ -36,8 +36,25 @@ pub struct Config {
     /// ping; if nothing arrives within `timeout` more, the connection is closed and everything
     /// on it fails with `Disconnected`. `None` turns keepalive off. Default 30 s and 20 s.
     pub keepalive: Option<(Duration, Duration)>,
-    /// Deadline of every call made on this connection that sets none itself
-    /// ([`ObjectRef::with_timeout`](crate::ObjectRef::with_timeout)). Default none.
+    /// Deadline of every call made over this connection through a reference that sets none
+    /// itself. Default [`Config::DEFAULT_CALL_TIMEOUT`], 10 s (tarpc's default too).
+    ///
+    /// A peer that stops answering without closing the connection (a stopped or hung process,
+    /// a cable pulled) would otherwise hold every call to it, and everything awaiting those
+    /// calls (a server calling all its listeners, as in the `weblog` example), until keepalive
+    /// notices: [`keepalive`](Config::keepalive)'s interval + timeout, 50 s by default. Past the
+    /// deadline the caller gets [`CallError::Timeout`] with
+    /// [`TimeoutKind::Call`](crate::TimeoutKind::Call), and since the deadline travels with the
+    /// call, the callee drops the handler too.
+    ///
+    /// For calls that legitimately take longer, give their reference its own deadline,
+    /// [`with_timeout`](crate::ObjectRef::with_timeout), or none,
+    /// [`without_timeout`](crate::ObjectRef::without_timeout); `None` here
+    /// ([`no_default_call_timeout`](Config::no_default_call_timeout)) means calls without a
+    /// deadline of their own have none. Calls of local objects (`FooRef::new(obj)`) have no
+    /// default deadline.
+    ///
+    /// [`CallError::Timeout`]: crate::CallError::Timeout
     pub default_call_timeout: Option<Duration>,
     /// Bytes one connection may hold queued for its peer, every kind of frame counted:
     /// answers, error answers, pongs, calls, cancels, decrefs. `None` (the default) means
@@ -62,11 +79,17 @@ pub struct Config {
     /// Connections a [`Server`](crate::Server) serves at once. A connection accepted beyond
     /// it is closed at once (and logged); the server goes on accepting. Default 10,000.
     pub max_connections: usize,
-    /// How deeply nested a decoded value may be (headers, arguments and answers, on both
-    /// ends): deeper input is refused (`BadArguments` for arguments) instead of exhausting
-    /// the stack. One level is one value inside another: a struct field, a sequence or map
-    /// element, an enum's content, an `Option`'s `Some`, a newtype. Default 128.
+    /// How deeply nested a decoded value may be (arguments and answers, on both ends; frame
+    /// headers too, though never below the 4 levels the protocol's own headers need): deeper
+    /// input is refused (`BadArguments` for arguments) instead of exhausting the stack. One
+    /// level is one value inside another: a struct field, a sequence or map element, an
+    /// enum's content, an `Option`'s `Some`, a newtype. Default 128.
     pub max_decode_depth: usize,
+}
+
+impl Config {
+    /// The default of [`default_call_timeout`](Config::default_call_timeout): 10 s.
+    pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
 impl Default for Config {
@@ -80,7 +103,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             max_exported_objects: 10_000,
             keepalive: Some((Duration::from_secs(30), Duration::from_secs(20))),
-            default_call_timeout: None,
+            default_call_timeout: Some(Config::DEFAULT_CALL_TIMEOUT),
             output_budget: None,
             memory_budget: 256 * 1024 * 1024,
             max_connections: 10_000,
@@ -149,6 +172,14 @@ impl Config {
     /// Sets [`default_call_timeout`](Config::default_call_timeout).
     pub fn default_call_timeout(mut self, timeout: Duration) -> Self {
         self.default_call_timeout = Some(timeout);
+        self
+    }
+
+    /// No default deadline: a call whose reference sets none
+    /// ([`ObjectRef::with_timeout`](crate::ObjectRef::with_timeout)) waits until it is
+    /// answered, cancelled, or the connection is lost (keepalive notices a silent peer).
+    pub fn no_default_call_timeout(mut self) -> Self {
+        self.default_call_timeout = None;
         self
     }
 

@@ -65,11 +65,13 @@ pub enum CallError {
         /// The decoder's explanation.
         message: String,
     },
-    /// Something did not happen in time.
-    #[error("{what} timed out after {after:?}")]
+    /// Something did not happen in time: connecting, a handshake, or a call (its deadline).
+    /// [`kind`](TimeoutKind) says which; [`CallError::is_timeout`] and
+    /// [`CallError::timeout_kind`] ask without a `match`.
+    #[error("{kind} timed out after {after:?}: {}", .kind.advice())]
     Timeout {
-        /// What timed out ("connect", "handshake", ...).
-        what: &'static str,
+        /// What timed out.
+        kind: TimeoutKind,
         /// The limit that was reached.
         after: Duration,
     },
@@ -89,6 +91,20 @@ pub enum CallError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A method of the blocking facade (`rpc_core::blocking::Client`) was called on a thread
+    /// of a tokio runtime, where waiting would block the runtime (tokio refuses to: "Cannot
+    /// start a runtime from within a runtime"). Nothing was done.
+    #[error(
+        "rpc_core::blocking::Client::{method} was called on a thread of a tokio runtime, where \
+         blocking would stall the runtime; in async code use the async rpc_core::Client and \
+         .await its calls; run blocking code on a thread of its own (std::thread::spawn), or, \
+         on a tokio::task::spawn_blocking thread, wait for the async client's calls with \
+         tokio::runtime::Handle::current().block_on(...)"
+    )]
+    BlockingInRuntime {
+        /// The method called (`connect`, `call`, ...).
+        method: &'static str,
+    },
     /// A login was refused (the `login` module: `LoginRef::log_in`).
     #[error("login failed: {0}")]
     Login(#[from] LoginError),
@@ -104,12 +120,32 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// `true` when this error means the connection is gone.
+    /// `true` when the connection is gone ([`CallError::Disconnected`]): calls on it fail
+    /// from now on; connect again. A call that fails so may or may not have run.
     pub fn is_disconnected(&self) -> bool {
         matches!(self, CallError::Disconnected { .. })
     }
 
-    /// The remote error kind, when the peer answered with an error.
+    /// `true` when something did not happen in time ([`CallError::Timeout`]), whatever it was;
+    /// [`timeout_kind`](CallError::timeout_kind) tells a call's deadline from a connect or
+    /// handshake timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, CallError::Timeout { .. })
+    }
+
+    /// What timed out, for a [`CallError::Timeout`]: e.g. `Some(TimeoutKind::Call)` when a
+    /// call's deadline passed without an answer (the peer may be stopped, busy or
+    /// unreachable; the connection may still be fine).
+    pub fn timeout_kind(&self) -> Option<TimeoutKind> {
+        match self {
+            CallError::Timeout { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// The remote error kind, when the peer received the call and answered with an error
+    /// ([`CallError::Remote`]): e.g. `Some(RemoteErrorKind::Overloaded)`, worth retrying
+    /// later.
     pub fn remote_kind(&self) -> Option<RemoteErrorKind> {
         match self {
             CallError::Remote { kind, .. } => Some(*kind),
@@ -123,6 +159,10 @@ impl CallError {
         }
     }
 
+    pub(crate) fn timeout(kind: TimeoutKind, after: Duration) -> Self {
+        CallError::Timeout { kind, after }
+    }
+
     pub(crate) fn protocol(message: impl Into<String>) -> Self {
         CallError::Protocol {
             message: message.into(),
@@ -134,6 +174,63 @@ impl CallError {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// What did not happen in time, in a [`CallError::Timeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// Opening the TCP connection ([`Config::connect_timeout`](crate::Config::connect_timeout)).
+    Connect,
+    /// The TLS handshake of a new connection
+    /// ([`Config::handshake_timeout`](crate::Config::handshake_timeout)).
+    TlsHandshake,
+    /// The pbrs hello exchange of a new connection
+    /// ([`Config::handshake_timeout`](crate::Config::handshake_timeout)).
+    Handshake,
+    /// A call's deadline: no answer in time
+    /// ([`ObjectRef::with_timeout`](crate::ObjectRef::with_timeout),
+    /// [`Config::default_call_timeout`](crate::Config::default_call_timeout)). The call was
+    /// cancelled at the callee; it may or may not have run.
+    Call,
+}
+
+impl TimeoutKind {
+    /// What happened and what to do, for the message of a [`CallError::Timeout`].
+    fn advice(self) -> &'static str {
+        match self {
+            TimeoutKind::Connect => {
+                "the server did not accept the connection in time; check the address and that \
+                 the server is up and reachable (the limit is Config::connect_timeout)"
+            }
+            TimeoutKind::TlsHandshake => {
+                "the server accepted the connection but did not finish the TLS handshake in \
+                 time; is it a TLS server, and is it overloaded? (the limit is \
+                 Config::handshake_timeout)"
+            }
+            TimeoutKind::Handshake => {
+                "the peer accepted the connection but did not greet us as a pbrs peer in time; \
+                 is it a pbrs server, and is it overloaded? (the limit is \
+                 Config::handshake_timeout)"
+            }
+            TimeoutKind::Call => {
+                "the peer did not answer in time (it may be stopped, busy or unreachable), so \
+                 the call was cancelled; it may or may not have run. Give calls longer with \
+                 `with_timeout` on the reference or Config::default_call_timeout"
+            }
+        }
+    }
+}
+
+impl fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeoutKind::Connect => "connecting",
+            TimeoutKind::TlsHandshake => "the TLS handshake",
+            TimeoutKind::Handshake => "the pbrs handshake",
+            TimeoutKind::Call => "the call",
+        })
     }
 }
 
@@ -237,5 +334,68 @@ impl RemoteError {
             kind,
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeout(kind: TimeoutKind) -> CallError {
+        CallError::timeout(kind, Duration::from_millis(1500))
+    }
+
+    #[test]
+    fn each_timeout_says_what_timed_out_and_what_to_do() {
+        let cases = [
+            (
+                TimeoutKind::Connect,
+                "connecting timed out after 1.5s",
+                "connect_timeout",
+            ),
+            (
+                TimeoutKind::TlsHandshake,
+                "the TLS handshake timed out after 1.5s",
+                "handshake_timeout",
+            ),
+            (
+                TimeoutKind::Handshake,
+                "the pbrs handshake timed out after 1.5s",
+                "handshake_timeout",
+            ),
+            (
+                TimeoutKind::Call,
+                "the call timed out after 1.5s",
+                "with_timeout",
+            ),
+        ];
+        for (kind, starts, names) in cases {
+            let text = timeout(kind).to_string();
+            assert!(text.starts_with(starts), "{text}");
+            assert!(text.contains(names), "{text}");
+            assert!(!text.contains(&format!("{kind:?}")), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_predicates_tell_the_kinds_apart() {
+        let call = timeout(TimeoutKind::Call);
+        assert!(call.is_timeout());
+        assert_eq!(call.timeout_kind(), Some(TimeoutKind::Call));
+        assert!(!call.is_disconnected());
+        assert_eq!(call.remote_kind(), None);
+
+        let connect = timeout(TimeoutKind::Connect);
+        assert!(connect.is_timeout());
+        assert_eq!(connect.timeout_kind(), Some(TimeoutKind::Connect));
+
+        let gone = CallError::disconnected("the peer closed the connection");
+        assert!(gone.is_disconnected());
+        assert!(!gone.is_timeout());
+        assert_eq!(gone.timeout_kind(), None);
+
+        let remote = CallError::from(RemoteError::new(RemoteErrorKind::Overloaded, "busy"));
+        assert_eq!(remote.remote_kind(), Some(RemoteErrorKind::Overloaded));
+        assert!(!remote.is_timeout() && !remote.is_disconnected());
     }
 }

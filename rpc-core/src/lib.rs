@@ -139,7 +139,7 @@ mod wire_types;
 pub use call::CallFuture;
 pub use client::Client;
 pub use config::Config;
-pub use error::{CallError, LoginError, RemoteError, RemoteErrorKind};
+pub use error::{CallError, LoginError, RemoteError, RemoteErrorKind, TimeoutKind};
 pub use object::{ObjectRef, RemoteRef};
 pub use peer::{Caller, DisconnectHook, Peer};
 /// Makes the `remote_*` methods of a trait callable by peers, and generates `<Trait>Ref`, the

@@ -68,7 +68,18 @@ pub(crate) fn typed<A: RemoteRef>(object: ObjectRef, what: &str) -> Result<A, Ca
 #[derive(Clone)]
 pub struct ObjectRef {
     target: Reference,
-    timeout: Option<Duration>,
+    deadline: Deadline,
+}
+
+/// The deadline of the calls made through one [`ObjectRef`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deadline {
+    /// The connection's [`Config::default_call_timeout`](crate::Config::default_call_timeout).
+    Default,
+    /// This long after the call's first poll.
+    After(Duration),
+    /// None at all.
+    Never,
 }
 
 impl fmt::Debug for ObjectRef {
@@ -84,10 +95,7 @@ impl ObjectRef {
     /// A reference to a local object. Used by the generated `<Trait>Ref::new`.
     #[doc(hidden)]
     pub fn from_dispatch(dispatch: Arc<dyn Dispatch>) -> ObjectRef {
-        ObjectRef {
-            target: Reference::Local(dispatch),
-            timeout: None,
-        }
+        ObjectRef::from_reference(Reference::Local(dispatch))
     }
 
     pub(crate) fn remote(remote: Arc<RemoteObject>) -> ObjectRef {
@@ -97,7 +105,7 @@ impl ObjectRef {
     fn from_reference(target: Reference) -> ObjectRef {
         ObjectRef {
             target,
-            timeout: None,
+            deadline: Deadline::Default,
         }
     }
 
@@ -137,13 +145,38 @@ impl ObjectRef {
         }
     }
 
-    /// The same reference with a deadline for each call made through it: the caller gets
-    /// [`CallError::Timeout`] when it passes, and the callee is told to stop the work.
-    /// Overrides [`Config::default_call_timeout`](crate::Config::default_call_timeout).
+    /// The same reference with a deadline for each call made through it: `timeout` after a
+    /// call is first polled, the caller gets [`CallError::Timeout`] (of kind
+    /// [`TimeoutKind::Call`](crate::TimeoutKind::Call)) and the callee drops the handler.
+    /// Overrides [`Config::default_call_timeout`](crate::Config::default_call_timeout) (10 s
+    /// unless changed). `self` keeps its own deadline.
     pub fn with_timeout(&self, timeout: Duration) -> ObjectRef {
+        self.with_deadline(Deadline::After(timeout))
+    }
+
+    /// The same reference with no deadline at all on calls made through it, not even
+    /// [`Config::default_call_timeout`](crate::Config::default_call_timeout): for calls that
+    /// legitimately run long (a long computation, a long poll). Such a call ends when it is
+    /// answered, when its future is dropped, or when the connection is lost (keepalive
+    /// notices a peer that stops answering). `self` keeps its own deadline.
+    pub fn without_timeout(&self) -> ObjectRef {
+        self.with_deadline(Deadline::Never)
+    }
+
+    fn with_deadline(&self, deadline: Deadline) -> ObjectRef {
         ObjectRef {
             target: self.target.clone(),
-            timeout: Some(timeout),
+            deadline,
+        }
+    }
+
+    /// The deadline of a call through this reference, `default` standing for the
+    /// connection's default.
+    fn timeout(&self, default: Option<Duration>) -> Option<Duration> {
+        match self.deadline {
+            Deadline::Default => default,
+            Deadline::After(timeout) => Some(timeout),
+            Deadline::Never => None,
         }
     }
 
@@ -180,7 +213,7 @@ impl ObjectRef {
         let call = AssertUnwindSafe(fut)
             .catch_unwind()
             .map(move |r| r.map_err(|_| CallError::from(panicked(interface, method))));
-        CallFuture::local(Box::pin(call), self.timeout)
+        CallFuture::local(Box::pin(call), self.timeout(None))
     }
 
     /// Calls `method` (the name without `remote_`) with the argument tuple `args`
@@ -197,9 +230,12 @@ impl ObjectRef {
         R: DeserializeOwned + Send + 'static,
     {
         match &self.target {
-            Reference::Remote(remote) => call_over_connection(remote, method, &args, self.timeout),
+            Reference::Remote(remote) => {
+                let default = remote.connection().shared().config().default_call_timeout;
+                call_over_connection(remote, method, &args, self.timeout(default))
+            }
             Reference::Local(dispatch) => {
-                call_in_process(Arc::clone(dispatch), method, &args, self.timeout)
+                call_in_process(Arc::clone(dispatch), method, &args, self.timeout(None))
             }
         }
     }
@@ -216,9 +252,7 @@ where
     A: Serialize,
     R: DeserializeOwned + Send + 'static,
 {
-    let connection = remote.connection();
-    let timeout = timeout.or(connection.shared().config().default_call_timeout);
-    let started = PendingCall::start(connection, remote.id(), method, timeout, |buf| {
+    let started = PendingCall::start(remote.connection(), remote.id(), method, timeout, |buf| {
         codec::encode_into(args, buf)
     });
     match started {
@@ -337,6 +371,12 @@ pub trait RemoteRef: Clone + Send + Sync + 'static {
     /// [`ObjectRef::with_timeout`].
     fn with_timeout(&self, timeout: Duration) -> Self {
         Self::from_object(self.object().with_timeout(timeout))
+    }
+
+    /// The same reference without any deadline on its calls, not even the connection's
+    /// default; see [`ObjectRef::without_timeout`].
+    fn without_timeout(&self) -> Self {
+        Self::from_object(self.object().without_timeout())
     }
 
     /// The connection behind the object, `None` when it is local; see [`ObjectRef::peer`].

@@ -91,6 +91,13 @@ pub(crate) fn check_hello(frame: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// How deeply a [`Message`] can be nested: 4 levels (a call's reference table, an error
+/// answer's kind). Headers are decoded with at least this depth limit, whatever
+/// [`Config::max_decode_depth`](crate::Config::max_decode_depth) says: their types are not
+/// recursive, so there the limit guards nothing, and a low limit meant for arguments must not
+/// make every call with a deadline or a reference undecodable.
+pub(crate) const HEADER_DEPTH: usize = 4;
+
 /// The header of every frame after the hello.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]

@@ -483,27 +483,6 @@ async fn accept_loop_survives_twenty_bad_connections() {
     server.stop().await;
 }
 
-/// A server that accepts but never says hello: `Client::connect` gives up after the
-/// handshake timeout with a `Timeout` error.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_times_out_on_a_silent_server() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let fake = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let mut rest = Vec::new();
-        let _ = stream.read_to_end(&mut rest).await;
-    });
-    let config = Config::default().handshake_timeout(Duration::from_millis(200));
-    match within("connect", Client::connect_with(addr, config)).await {
-        Err(CallError::Timeout { after, .. }) => assert_eq!(after, Duration::from_millis(200)),
-        other => panic!("expected a Timeout, got {other:?}"),
-    }
-    within("the fake server to see the client leave", fake)
-        .await
-        .unwrap();
-}
-
 /// Nothing listens: `Client::connect` fails with an `Io` error.
 #[tokio::test]
 async fn client_connect_to_a_closed_port_is_an_io_error() {

@@ -368,8 +368,19 @@ async fn the_export_cap_fails_the_call_that_would_exceed_it() {
         let a = ListenerRef::new(Recorder { seen: seen.clone() });
         let b = ListenerRef::new(Recorder { seen });
         match s.hub.bounce_many(vec![Some(a.clone()), Some(b)]).await {
-            Err(CallError::Encode { message, .. }) => {
-                assert!(message.contains("max_exported_objects"), "{message}")
+            Err(e @ CallError::Encode { .. }) => {
+                // What failed, why and what to do, without bincode's `OtherString("...")`.
+                let text = e.to_string();
+                assert!(
+                    text.starts_with("could not encode arguments: this side already exports 1 "),
+                    "{text}"
+                );
+                assert!(text.contains("max_exported_objects"), "{text}");
+                assert!(text.contains("raise the limit"), "{text}");
+                assert!(
+                    !text.contains("OtherString") && !text.contains('"'),
+                    "{text}"
+                );
             }
             other => panic!("expected the client's cap, got {other:?}"),
         }

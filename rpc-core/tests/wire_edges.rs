@@ -189,7 +189,7 @@ async fn a_deeply_nested_argument_is_bad_arguments_not_a_stack_overflow() {
         (
             "100 deep, its last byte cut off",
             tree_bytes(100)[..101].to_vec(),
-            "UnexpectedEnd",
+            "the bytes end before the value does",
         ),
     ];
     for (round, (what, args, says)) in cases.into_iter().enumerate() {

@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use broker_server::{BrokerCredentials, Forbidden, MAX_PAGE};
-use rpc_core::{CallError, SturdyUrl};
+use rpc_core::{CallError, RemoteRef, SturdyUrl};
 use tokio::task::JoinSet;
 
 use super::slot::{Done, Mode, Slot, close_connection, connect_worker, worker_gone};
@@ -253,6 +253,10 @@ impl<'a> Dispatch<'a> {
         s.in_flight += 1;
         s.busy_since.get_or_insert_with(Instant::now);
         let range = self.chunks[chunk].clone();
+        // A chunk computes for as long as it takes (it may also wait for a free slot at the
+        // worker): no deadline. A worker that hangs is noticed by keepalive (`rpc_config`),
+        // one that dies by its connection closing; either way the chunk is retried.
+        let calc = calc.without_timeout();
         self.calls.spawn(async move {
             let result = calc.count_primes(range.start, range.end).await;
             Done {

@@ -7,7 +7,7 @@ use serde::de::value::{BorrowedBytesDeserializer, BorrowedStrDeserializer, Error
 use serde::{Deserialize, Serialize};
 
 use super::*;
-use crate::codec::{decode, encode};
+use crate::codec::{decode, decode_error_message, encode};
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 enum Tree {
@@ -170,7 +170,7 @@ fn other_errors_are_unchanged() {
     let plain = bincode::serde::decode_from_slice::<bool, _>(&bytes, bincode::config::standard());
     assert_eq!(
         decode::<bool>(&bytes, 1024, 8).unwrap_err(),
-        plain.unwrap_err().to_string()
+        decode_error_message(plain.unwrap_err())
     );
     assert!(decode::<IgnoredAny>(&bytes, 1024, 8).is_err());
 }

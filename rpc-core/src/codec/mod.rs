@@ -24,7 +24,7 @@
 
 mod depth;
 
-use bincode::error::DecodeError;
+use bincode::error::{DecodeError, EncodeError};
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::{Encoder, LengthDelimitedCodec};
@@ -62,7 +62,37 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     dst: &mut BytesMut,
 ) -> Result<(), String> {
-    bincode::serde::encode_into_writer(value, BufWriter(dst), config()).map_err(|e| e.to_string())
+    bincode::serde::encode_into_writer(value, BufWriter(dst), config())
+        .map_err(encode_error_message)
+}
+
+/// The text of an encode error, for a person. bincode's own `Display` of an encode error is
+/// its debug form (`OtherString("...")`); a custom error (ours, such as the export limit's, or
+/// a `Serialize` impl's) is its message alone, and the other cases say what cannot be sent.
+fn encode_error_message(error: EncodeError) -> String {
+    match error {
+        EncodeError::OtherString(message) => message,
+        EncodeError::Other(message) => message.to_owned(),
+        EncodeError::Serde(bincode::serde::EncodeError::SequenceMustHaveLength) => {
+            "a sequence of unknown length (an iterator serialized as it goes) cannot be sent; \
+             collect it into a Vec first"
+                .to_owned()
+        }
+        EncodeError::RefCellAlreadyBorrowed { type_name, .. } => {
+            format!("a `{type_name}` was mutably borrowed while it was being sent")
+        }
+        EncodeError::LockFailed { type_name } => {
+            format!("a `{type_name}` could not be locked to be sent (a thread panicked holding it)")
+        }
+        EncodeError::InvalidPathCharacters => {
+            "a path that is not valid UTF-8 cannot be sent".to_owned()
+        }
+        EncodeError::InvalidSystemTime { .. } => {
+            "a time before 1970-01-01 00:00 UTC cannot be sent".to_owned()
+        }
+        // Writing to memory neither runs out of room nor fails.
+        other => format!("bincode could not encode it ({other})"),
+    }
 }
 
 /// bincode's writer straight into a `BytesMut` (no `std::io::Write` in between: serde
@@ -134,15 +164,36 @@ fn decode_limited<'de, T: Deserialize<'de>, const LIMIT: usize>(
 ) -> Result<(T, usize), String> {
     let config = config().with_limit::<LIMIT>();
     bincode::serde::seed_decode_from_slice(depth::Limited::new(max_depth), bytes, config)
-        .map_err(error_message)
+        .map_err(decode_error_message)
 }
 
-/// The text of a decode error. A custom error (ours, such as the depth limit's, or a
-/// `Deserialize` impl's) is its message alone, not bincode's `OtherString("...")`.
-fn error_message(error: DecodeError) -> String {
+/// The text of a decode error, for a person. bincode's own `Display` of a decode error is its
+/// debug form (`UnexpectedEnd { additional: 1 }`); a custom error (ours, such as the depth
+/// limit's, or a `Deserialize` impl's) is its message alone, and the usual signs of bytes
+/// that are not the expected type say so in words.
+fn decode_error_message(error: DecodeError) -> String {
     match error {
         DecodeError::OtherString(message) => message,
-        other => other.to_string(),
+        DecodeError::Other(message) => message.to_owned(),
+        DecodeError::UnexpectedEnd { .. } => {
+            "the bytes end before the value does (they are not a value of the expected type)"
+                .to_owned()
+        }
+        DecodeError::LimitExceeded => {
+            "the value would take more memory than the frame limit (max_frame_length) allows"
+                .to_owned()
+        }
+        DecodeError::Utf8 { .. } => "a string is not valid UTF-8".to_owned(),
+        DecodeError::InvalidBooleanValue(byte) => format!("a bool is {byte}, neither 0 nor 1"),
+        DecodeError::InvalidCharEncoding(_) => "a char is not a valid Unicode scalar".to_owned(),
+        DecodeError::OutsideUsizeRange(n) => format!("{n} does not fit in a usize here"),
+        DecodeError::ArrayLengthMismatch { required, found } => {
+            format!("an array has {found} elements where {required} are expected")
+        }
+        DecodeError::InvalidIntegerType { .. } | DecodeError::NonZeroTypeIsZero { .. } => {
+            "an integer is not encoded as the expected type".to_owned()
+        }
+        other => format!("the bytes are not a value of the expected type ({other})"),
     }
 }
 

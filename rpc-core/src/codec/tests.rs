@@ -264,11 +264,17 @@ fn a_truncated_deep_payload_is_a_clean_error() {
     on_small_stack(|| {
         // Ends within the limit: bincode's own error.
         let error = decode::<Tree>(&[1u8; 100], 1 << 20, DEFAULT_MAX_DECODE_DEPTH).unwrap_err();
-        assert!(error.contains("UnexpectedEnd"), "{error}");
+        assert!(
+            error.contains("the bytes end before the value does"),
+            "{error}"
+        );
         let bytes = tree_bytes(100);
         let error = decode::<Tree>(&bytes[..bytes.len() - 1], 1 << 20, DEFAULT_MAX_DECODE_DEPTH)
             .unwrap_err();
-        assert!(error.contains("UnexpectedEnd"), "{error}");
+        assert!(
+            error.contains("the bytes end before the value does"),
+            "{error}"
+        );
         // Beyond it: the depth error comes first.
         let error = decode::<Tree>(&[1u8; 20_000], 1 << 20, DEFAULT_MAX_DECODE_DEPTH).unwrap_err();
         assert!(error.contains("max_decode_depth"), "{error}");
@@ -413,4 +419,74 @@ fn frames_built_in_scratch_memory_are_independent() {
     });
     assert_eq!(&outer[..], b"outer");
     assert_eq!(decode::<String>(&inner, 1 << 20, 16).unwrap(), "inner");
+}
+
+/// Encode and decode errors read as sentences, never as bincode's debug form
+/// (`OtherString("...")`, `UnexpectedEnd { additional: 1 }`).
+#[test]
+fn encode_and_decode_errors_are_in_words() {
+    struct Refuses;
+    impl Serialize for Refuses {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("this value refuses to be sent"))
+        }
+    }
+    assert_eq!(
+        encode(&Refuses).unwrap_err(),
+        "this value refuses to be sent"
+    );
+
+    /// A sequence whose length serde does not know up front.
+    struct Unsized;
+    impl Serialize for Unsized {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq((0..3u8).filter(|n| n % 2 == 0))
+        }
+    }
+    let error = encode(&Unsized).unwrap_err();
+    assert!(error.contains("collect it into a Vec"), "{error}");
+
+    let error = decode::<bool>(&[2], 1024, 8).unwrap_err();
+    assert_eq!(error, "a bool is 2, neither 0 nor 1");
+    let error = decode::<u64>(&[0xfb], 1024, 8).unwrap_err();
+    assert!(
+        error.contains("the bytes end before the value does"),
+        "{error}"
+    );
+    for error in [error, encode(&Refuses).unwrap_err()] {
+        assert!(
+            !error.contains("OtherString") && !error.contains(" { "),
+            "{error}"
+        );
+    }
+}
+
+/// The deepest headers (a call with a deadline and a reference, an error answer) reach exactly
+/// `HEADER_DEPTH` levels, the floor of the depth limit headers are decoded with.
+#[test]
+fn headers_reach_header_depth_at_most() {
+    use crate::error::{RemoteError, RemoteErrorKind};
+    use crate::protocol::HEADER_DEPTH;
+    let call = Message::Call {
+        id: 1,
+        object: 2,
+        method: "m".into(),
+        deadline_ms: Some(10_000),
+        refs: vec![WireRef::SenderExports {
+            id: 3,
+            interface: "I".into(),
+        }],
+    };
+    let error = Message::Error {
+        id: 1,
+        error: RemoteError::new(RemoteErrorKind::Panicked, "x"),
+    };
+    for header in [call, error] {
+        let bytes = encode(&header).unwrap();
+        assert_eq!(
+            decode::<Message<'_>>(&bytes, 1024, HEADER_DEPTH).unwrap(),
+            header
+        );
+        assert!(decode::<Message<'_>>(&bytes, 1024, HEADER_DEPTH - 1).is_err());
+    }
 }

@@ -294,7 +294,8 @@ fn answer_frame(
     match frame.or_else(|error| encode_error(shared, id, error)) {
         Ok(frame) => Some(frame),
         Err(e) => {
-            tracing::error!(peer = %shared.peer(), "could not encode an error answer: {e:?}");
+            let why = e.message;
+            tracing::error!(peer = %shared.peer(), "could not encode an error answer: {why}");
             None
         }
     }
@@ -309,7 +310,7 @@ fn encode_error(
     encode_frame(shared, |_| message.clone(), |_| Ok(())).map_err(|e| {
         RemoteError::new(
             RemoteErrorKind::BadAnswer,
-            format!("the error answer could not be encoded: {e:?}"),
+            format!("the error answer could not be encoded: {e}"),
         )
     })
 }

@@ -5,7 +5,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::codec;
 use crate::config::Config;
-use crate::error::CallError;
+use crate::error::{CallError, TimeoutKind};
 use crate::io::frame_reader::{FrameReader, ReadError};
 use crate::protocol;
 use crate::tls;
@@ -54,9 +54,9 @@ where
     };
     match tokio::time::timeout(config.handshake_timeout, exchange).await {
         Ok(result) => result,
-        Err(_) => Err(CallError::Timeout {
-            what: "the pbrs handshake",
-            after: config.handshake_timeout,
-        }),
+        Err(_) => Err(CallError::timeout(
+            TimeoutKind::Handshake,
+            config.handshake_timeout,
+        )),
     }
 }

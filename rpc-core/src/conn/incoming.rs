@@ -145,9 +145,10 @@ pub(crate) fn incoming_call(
         Some(Arc::clone(shared)),
         AssertUnwindSafe(handler).catch_unwind(),
     );
-    let deadline = deadline_ms.map(|ms| {
+    // A deadline too far away to be an `Instant` (`with_timeout(Duration::MAX)`) is none.
+    let deadline = deadline_ms.and_then(|ms| {
         let after = Duration::from_millis(ms);
-        (Instant::now() + after, after)
+        Some((Instant::now().checked_add(after)?, after))
     });
     Ok(Some(Started {
         id,

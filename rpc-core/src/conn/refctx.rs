@@ -95,6 +95,18 @@ pub(crate) enum FrameError {
     TooLarge(usize),
 }
 
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Encode(message) => f.write_str(message),
+            FrameError::TooLarge(size) => write!(
+                f,
+                "it is {size} bytes, over the frame limit (max_frame_length)"
+            ),
+        }
+    }
+}
+
 /// A frame encoded for a connection, with the exports it made still pending: they are
 /// committed when it is queued ([`EncodedFrame::try_queue`]), and rolled back if it is
 /// dropped unqueued. It also holds the proxies of the peer's objects it refers to: were the

@@ -17,7 +17,7 @@ use super::refctx::resolve;
 use super::shared::{Reply, Shared};
 use crate::codec;
 use crate::error::{CallError, RemoteErrorKind};
-use crate::protocol::Message;
+use crate::protocol::{self, Message};
 
 /// Routes one frame; returns the admitted call whose handler is to run, if it was one. An
 /// error closes the connection.
@@ -27,7 +27,7 @@ pub(crate) fn route_frame(shared: &Arc<Shared>, frame: Bytes) -> Result<Option<S
     let (message, used) = codec::decode_prefix::<Message<'_>>(
         &frame,
         config.max_frame_length,
-        config.max_decode_depth,
+        config.max_decode_depth.max(protocol::HEADER_DEPTH),
     )
     .map_err(|e| Closed::Protocol(format!("undecodable message: {e}")))?;
     let payload = frame.slice(used..);

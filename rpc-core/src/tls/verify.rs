@@ -200,7 +200,7 @@ pub(crate) fn describe(e: &io::Error, us: Side) -> String {
               server name to one of the certificate's names, or pin its fingerprint)"
             .to_owned(),
         Error::InvalidCertificate(other) => {
-            format!("the {}'s certificate was refused: {other:?}", us.other())
+            format!("the {}'s certificate was refused: {other}", us.other())
         }
         Error::NoCertificatesPresented => {
             "the client sent no certificate, and this server requires one (mutual TLS)".to_owned()

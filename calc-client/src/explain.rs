@@ -21,7 +21,7 @@
 
 use broker_server::Role;
 use rpc_core::login::LoginRef;
-use rpc_core::{CallError, RemoteErrorKind, RemoteRef};
+use rpc_core::{CallError, RemoteErrorKind, RemoteRef, TimeoutKind};
 
 use crate::calculator::CalculatorRef;
 
@@ -124,7 +124,7 @@ pub fn connect_cause(expected: Expected, e: &CallError) -> String {
         // rpc-core's context says "could not connect": the caller says that.
         CallError::Io { source, .. } => lowercase_first(&source.to_string()),
         CallError::Timeout {
-            what: "connecting",
+            kind: TimeoutKind::Connect,
             after,
         } => format!("no answer within {after:?}"),
         CallError::Disconnected { reason } => reason.clone(),
@@ -207,7 +207,7 @@ mod tests {
         );
         assert_eq!(why.matches("could not connect").count(), 1, "{why}");
         let timeout = CallError::Timeout {
-            what: "connecting",
+            kind: TimeoutKind::Connect,
             after: Duration::from_secs(3),
         };
         assert_eq!(

@@ -134,6 +134,24 @@ pub fn advertised_address(text: &str) -> Result<String, String> {
     check_host_port(text, DEFAULT_BROKER_PORT).map(|()| text.to_owned())
 }
 
+/// An address for the broker's HTTP side (`--http`), as a clap value parser: a bare port
+/// (`9090`) serves this host only (`127.0.0.1:9090`); anything else must be `host:port`, a
+/// host alone having no HTTP port to default to.
+///
+/// # Errors
+/// As [`check_host_port`], with port 9090 in the example.
+pub fn http_listen_address(text: &str) -> Result<String, String> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return match text.parse::<u16>() {
+            Ok(port) => Ok(format!("127.0.0.1:{port}")),
+            Err(_) => Err(format!(
+                "{text:?} is not a port number (0 to 65535): give PORT or HOST:PORT, e.g. 9090"
+            )),
+        };
+    }
+    check_host_port(text, 9090).map(|()| text.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +210,20 @@ mod tests {
             assert!(e.contains("HOST:PORT"), "{text:?}: {e}");
             assert_eq!(check_host_port(text, 8990).unwrap_err(), e);
         }
+    }
+
+    #[test]
+    fn an_http_port_alone_means_loopback() {
+        assert_eq!(http_listen_address("9090").as_deref(), Ok("127.0.0.1:9090"));
+        assert_eq!(http_listen_address("0").as_deref(), Ok("127.0.0.1:0"));
+        assert_eq!(
+            http_listen_address("0.0.0.0:80").as_deref(),
+            Ok("0.0.0.0:80")
+        );
+        assert_eq!(http_listen_address("[::1]:1").as_deref(), Ok("[::1]:1"));
+        let e = http_listen_address("99999").unwrap_err();
+        assert!(e.contains("not a port number"), "{e}");
+        let e = http_listen_address("localhost").unwrap_err();
+        assert!(e.contains("localhost:9090"), "{e}");
     }
 }

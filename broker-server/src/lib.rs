@@ -23,6 +23,11 @@
 //!   ([`BrokerCredentials`], from a file or the environment);
 //! - [`address`]: `host:port` as people type it, on command lines and in credentials, with
 //!   messages that say what is missing;
+//! - [`activity`] and [`status`]: what the broker has seen each worker do (hand-outs in
+//!   all, last update, busy or not) and the hand-out rate, read as a [`status::Status`];
+//!   [`telemetry`]: the same as `metrics` gauges, counters and histograms;
+//! - [`http`]: the HTTP side ([`HttpSide`]): a live status page, `/status.json`,
+//!   Prometheus `/metrics` and `/healthz`;
 //! - [`server`]: [`run`] a broker on a listener until a shutdown future resolves, or
 //!   [`spawn`] one in the background of a program. Its root object is a login object
 //!   ([`rpc_core::login`]): before login a peer reaches nothing else.
@@ -69,25 +74,31 @@
 //! ```
 
 pub mod access;
+pub mod activity;
 pub mod address;
 pub mod broker;
 pub mod data;
 mod files;
 pub mod forbidden;
+pub mod http;
 pub mod ownership;
 pub mod queue;
 pub mod role;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod status;
+pub mod telemetry;
 
 pub use access::{Access, BrokerCredentials, BrokerRealm, Users};
 pub use broker::{Broker, BrokerRef, MAX_PAGE, WorkersPage};
 pub use data::DataDir;
 pub use forbidden::Forbidden;
+pub use http::HttpSide;
 pub use role::Role;
 pub use server::{
-    RunningBroker, bind, run, run_server, run_service, serve, shutdown_signal, spawn, spawn_on,
+    RunningBroker, bind, run, run_server, run_server_with_http, run_service, serve,
+    shutdown_signal, spawn, spawn_on, spawn_with_http,
 };
 pub use service::{BrokerService, WorkerEvent};
 pub use session::BrokerSession;

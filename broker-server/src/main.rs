@@ -3,7 +3,9 @@
 //! `broker-server [serve options]` serves: it opens the data directory (`--data`), binds the
 //! listener, prints `broker listening on <addr>` (and, over TLS, `broker url: pbrs://...`) on
 //! stdout, and serves a [`broker_server::BrokerService`] behind a login until SIGINT (Ctrl-C)
-//! or SIGTERM. `broker-server add-user` adds a user to the data directory and prints what
+//! or SIGTERM. With `--http ADDR` it also serves a status page and metrics there (see
+//! [`broker_server::http`]) and prints `http: http://<addr>/` after those lines; it installs
+//! the process's Prometheus recorder for them. `broker-server add-user` adds a user to the data directory and prints what
 //! that worker or front end needs. Everything else is in the library.
 
 use std::io::{IsTerminal, Write};
@@ -12,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use broker_server::access::{ENV_PASSWORD, ENV_URL, ENV_USER, credentials_file};
-use broker_server::{Access, BrokerService, DataDir, Role, address};
+use broker_server::{Access, BrokerService, DataDir, HttpSide, Role, address, telemetry};
 use clap::{Parser, Subcommand};
 use rpc_core::SturdyUrl;
 use tracing_subscriber::EnvFilter;
@@ -30,8 +32,8 @@ use tracing_subscriber::EnvFilter;
     args_conflicts_with_subcommands = true,
     after_help = "Once listening, prints `broker listening on <addr>` on stdout (with the actual \
                   port when --listen asks for port 0), then, over TLS, `broker url: \
-                  pbrs://<fingerprint>@<addr>/<secret>`: what workers and front ends connect to. \
-                  Logs go to stderr. SIGINT (Ctrl-C) or SIGTERM shuts it down gracefully: calls \
+                  pbrs://<fingerprint>@<addr>/<secret>`: what workers and front ends connect to; \
+                  with --http, then `http: http://<addr>/`. Logs go to stderr. SIGINT (Ctrl-C) or SIGTERM shuts it down gracefully: calls \
                   in flight finish, connections close, and it exits 0. Exits 1 if it cannot \
                   listen or read its data directory, 2 on a bad command line."
 )]
@@ -74,6 +76,12 @@ struct Serve {
     /// it listens on).
     #[arg(long, value_name = "HOST:PORT", value_parser = address::advertised_address)]
     advertise: Option<String>,
+
+    /// Also serve HTTP on ADDR (PORT alone: 127.0.0.1:PORT): a live status page at `/`, its
+    /// data at `/status.json`, Prometheus metrics at `/metrics` and `/healthz`. Off unless
+    /// given.
+    #[arg(long, value_name = "ADDR", value_parser = address::http_listen_address)]
+    http: Option<String>,
 
     /// What to log: a level (error, warn, info, debug, trace) or filter directives such as
     /// `info,broker_server=debug`. Without it, RUST_LOG is used when set, else `info`.
@@ -256,6 +264,10 @@ async fn serve(cli: Serve) -> Result<(), String> {
     };
     let service = BrokerService::with_limit(cli.max_workers)
         .with_max_workers_per_identity(cli.max_workers_per_identity);
+    let http = match &cli.http {
+        Some(http_addr) => Some(http_side(http_addr, &service).await?),
+        None => None,
+    };
     let (server, url) =
         broker_server::serve(listener, service, &access).map_err(|e| e.to_string())?;
     let mut lines = vec![format!("broker listening on {addr}")];
@@ -266,9 +278,24 @@ async fn serve(cli: Serve) -> Result<(), String> {
         };
         lines.push(format!("broker url: {url}"));
     }
+    if let Some(http) = &http {
+        let addr = http
+            .local_addr()
+            .map_err(|e| format!("cannot read the HTTP address: {e}"))?;
+        lines.push(format!("http: http://{addr}/"));
+    }
     announce(&lines);
-    broker_server::run_server(server, shutdown).await;
+    broker_server::run_server_with_http(server, http, shutdown).await;
     Ok(())
+}
+
+/// The HTTP side on `addr`, with the process's Prometheus recorder, installed here.
+async fn http_side(addr: &str, service: &BrokerService) -> Result<HttpSide, String> {
+    let metrics = telemetry::install_prometheus()?;
+    let listener = broker_server::bind(addr)
+        .await
+        .map_err(|e| format!("{e}; choose the HTTP address with --http ADDR"))?;
+    Ok(HttpSide::new(listener, service.clone(), Some(metrics)))
 }
 
 /// `url` at the address `advertised`, which must be `host:port`.

@@ -256,6 +256,17 @@ impl Live {
         let handed = i64::try_from(self.handed_out).unwrap_or(i64::MAX);
         (i64::from(self.capacity) - i64::from(self.load)).saturating_sub(handed)
     }
+
+    fn snapshot(&self, id: &WorkerId) -> WorkerState {
+        WorkerState {
+            id: id.clone(),
+            addr: self.addr.clone(),
+            capacity: self.capacity,
+            load: self.load,
+            handed_out: self.handed_out,
+            spare: self.spare(),
+        }
+    }
 }
 
 /// Everything the queue knows about one worker id.
@@ -537,16 +548,15 @@ impl WorkerQueue {
                     .live
                     .as_ref()
                     .expect("every key in the order set has a queued entry");
-                WorkerState {
-                    id: key.id.clone(),
-                    addr: live.addr.clone(),
-                    capacity: live.capacity,
-                    load: live.load,
-                    handed_out: live.handed_out,
-                    spare: live.spare(),
-                }
+                live.snapshot(&key.id)
             })
             .collect()
+    }
+
+    /// A snapshot of one queued worker; `None` when it is not queued. O(1).
+    pub fn get(&self, worker: &WorkerId) -> Option<WorkerState> {
+        let live = self.workers.get(worker)?.live.as_ref()?;
+        Some(live.snapshot(worker))
     }
 
     /// The sum of the capacities of the queued workers, as last reported. O(1): kept up to

@@ -364,3 +364,18 @@ fn wire_types_implement_serde() {
     assert_serde::<WorkerState>();
     assert_eq!(id("w1").to_string(), "w1");
 }
+
+#[test]
+fn get_reads_one_queued_worker_as_list_shows_it() {
+    let mut q = WorkerQueue::new();
+    q.update(added("a", 1, 3, 1));
+    q.next();
+    assert_eq!(q.get(&id("a")), q.list().into_iter().next());
+    assert_eq!(
+        q.get(&id("a")).map(|w| (w.handed_out, w.spare)),
+        Some((1, 1))
+    );
+    assert_eq!(q.get(&id("b")), None);
+    q.remove(&id("a"));
+    assert_eq!(q.get(&id("a")), None, "a tombstone is not queued");
+}

@@ -31,11 +31,12 @@ use std::net::SocketAddr;
 
 use rpc_core::{CallError, Server, SturdyUrl};
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::access::Access;
 use crate::broker::BrokerRef;
+use crate::http::HttpSide;
 use crate::service::BrokerService;
 
 /// Serves a fresh [`BrokerService`] on `listener` with `access` until `shutdown` resolves,
@@ -103,6 +104,36 @@ pub async fn run_server(server: Server, shutdown: impl Future<Output = ()>) {
     tracing::info!(%addr, "broker stopped");
 }
 
+/// Serves `server` (from [`serve`]) and, when given, its [`HttpSide`] until `shutdown`
+/// resolves, then shuts both down gracefully. An HTTP side that fails is logged and leaves
+/// the broker serving.
+pub async fn run_server_with_http(
+    server: Server,
+    http: Option<HttpSide>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (stop, _) = watch::channel(false);
+    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
+        // Also resolves when the sender is gone.
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let signal = async {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    let http = async {
+        let Some(http) = http else { return };
+        if let Err(e) = http.run(until_stopped(stop.subscribe())).await {
+            tracing::warn!("the HTTP side stopped: {e}");
+        }
+    };
+    tokio::join!(
+        signal,
+        run_server(server, until_stopped(stop.subscribe())),
+        http
+    );
+}
+
 /// Binds `addr` (port 0 for any free port) and serves a fresh broker there with `access` in a
 /// background task, until [`RunningBroker::shutdown`] (or until the [`RunningBroker`] is
 /// dropped).
@@ -124,12 +155,27 @@ pub fn spawn_on(
     service: BrokerService,
     access: Access,
 ) -> io::Result<RunningBroker> {
+    spawn_with_http(listener, service, access, None)
+}
+
+/// Like [`spawn_on`], with an HTTP side (see [`crate::http`]) that shuts down with the
+/// broker: at [`RunningBroker::http_addr`].
+///
+/// # Errors
+/// As [`spawn_on`], or if the HTTP listener's address cannot be read.
+pub fn spawn_with_http(
+    listener: TcpListener,
+    service: BrokerService,
+    access: Access,
+    http: Option<HttpSide>,
+) -> io::Result<RunningBroker> {
     let local_addr = listener.local_addr()?;
+    let http_addr = http.as_ref().map(HttpSide::local_addr).transpose()?;
     let (server, url) =
         serve(listener, service.clone(), &access).map_err(|e| io::Error::other(e.to_string()))?;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        run_server(server, async move {
+        run_server_with_http(server, http, async move {
             // A dropped sender (the `RunningBroker` dropped) stops the broker too.
             let _ = stopped.await;
         })
@@ -138,6 +184,7 @@ pub fn spawn_on(
     });
     Ok(RunningBroker {
         local_addr,
+        http_addr,
         url,
         service,
         stop: Some(stop),
@@ -185,6 +232,7 @@ pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
 #[derive(Debug)]
 pub struct RunningBroker {
     local_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     url: Option<SturdyUrl>,
     service: BrokerService,
     stop: Option<oneshot::Sender<()>>,
@@ -195,6 +243,11 @@ impl RunningBroker {
     /// The address the broker listens on: what workers, schedulers and front ends connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of its HTTP side, when it has one ([`spawn_with_http`]).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// The broker's `pbrs://` URL (its login object, over TLS); `None` for a plaintext

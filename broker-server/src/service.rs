@@ -53,16 +53,19 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Instant, SystemTime};
 
 use rpc_core::{DisconnectHook, Peer};
 use tokio::sync::broadcast;
 
 #[cfg(doc)]
 use crate::BrokerSession;
+use crate::activity::{Activity, Transition, WorkerLoad};
 use crate::broker::{Broker, MAX_PAGE, WorkersPage};
 use crate::forbidden::Forbidden;
 use crate::ownership::Ownership;
 use crate::queue::{Applied, Assignment, Change, WorkerId, WorkerQueue, WorkerState, WorkerUpdate};
+use crate::telemetry;
 
 /// How many [`WorkerEvent`]s a slow subscriber may fall behind before it misses some.
 const EVENT_BUFFER: usize = 1024;
@@ -100,6 +103,8 @@ impl Inner {
                 queue: WorkerQueue::with_limit(max_workers),
                 ties: HashMap::new(),
                 last_token: 0,
+                activity: Activity::default(),
+                started: Instant::now(),
             }),
             owners: Mutex::new(Ownership::default()),
             events: broadcast::channel(EVENT_BUFFER).0,
@@ -114,6 +119,55 @@ struct State {
     ties: HashMap<WorkerId, Tie>,
     /// The last join token given out.
     last_token: u64,
+    /// Hand-out totals, update times and states of the queued workers, and the hand-out rate.
+    activity: Activity,
+    /// The start of the hand-out rate's clock.
+    started: Instant,
+}
+
+impl State {
+    /// Records in `activity` what an update that the queue answered `applied` did to
+    /// `worker`.
+    fn track(&mut self, worker: &WorkerId, applied: Applied) -> Transition {
+        match applied {
+            Applied::Added | Applied::Replaced | Applied::LoadChanged => {
+                match self.queue.get(worker) {
+                    Some(now) => self.activity.updated(&now, unix_ms()),
+                    None => self.activity.left(worker),
+                }
+            }
+            Applied::Removed { .. } => self.activity.left(worker),
+            _ => Transition {
+                from: None,
+                to: None,
+            },
+        }
+    }
+
+    /// Seconds on the hand-out rate's clock.
+    fn seconds(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+}
+
+impl Drop for Inner {
+    /// Takes the workers still queued off the process's worker gauges.
+    fn drop(&mut self) {
+        let state = self
+            .state
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (load, count) in WorkerLoad::ALL.into_iter().zip(state.activity.counts()) {
+            telemetry::forget(load, count);
+        }
+    }
+}
+
+/// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[derive(Debug)]
@@ -209,10 +263,22 @@ impl BrokerService {
     /// Hands out the most able worker (see [`WorkerQueue::next`]); `None` when no worker is
     /// queued.
     pub fn next_worker(&self) -> Option<Assignment> {
-        let assignment = lock(&self.inner.state).queue.next();
+        let started = Instant::now();
+        let (assignment, moved) = {
+            let mut state = lock(&self.inner.state);
+            let assignment = state.queue.next();
+            let handed = assignment.as_ref().and_then(|a| state.queue.get(&a.worker));
+            let seconds = state.seconds();
+            let moved = handed.map(|worker| state.activity.handed_out(&worker, seconds));
+            (assignment, moved)
+        };
         match &assignment {
             Some(a) => tracing::trace!(worker = %a.worker, addr = %a.addr, "handed out"),
             None => tracing::trace!("no worker to hand out"),
+        }
+        if let Some(moved) = moved {
+            telemetry::handed_out(started.elapsed());
+            telemetry::moved(moved);
         }
         assignment
     }
@@ -226,16 +292,17 @@ impl BrokerService {
             Change::Added { addr, .. } => Some(addr.clone()),
             _ => None,
         };
-        let (applied, untied) = {
+        let (applied, untied, moved) = {
             let mut state = lock(&self.inner.state);
             let applied = state.queue.update(update);
             let untied = match applied {
                 Applied::Removed { .. } => state.ties.remove(&worker),
                 _ => None,
             };
-            (applied, untied)
+            (applied, untied, state.track(&worker, applied))
         };
         cancel(untied);
+        telemetry::moved(moved);
         match applied {
             Applied::Added | Applied::Replaced => {
                 let addr = added_addr.unwrap_or_default();
@@ -264,10 +331,11 @@ impl BrokerService {
             Change::Added { addr, .. } => addr.clone(),
             _ => String::new(),
         };
-        let (applied, token, replaced) = {
+        let (applied, token, replaced, moved) = {
             let mut state = lock(&self.inner.state);
             let applied = state.queue.update(update);
-            match applied {
+            let moved = state.track(&worker, applied);
+            let (token, replaced) = match applied {
                 Applied::Added | Applied::Replaced => {
                     let replaced = state.ties.remove(&worker);
                     let token = peer.map(|_| {
@@ -276,13 +344,15 @@ impl BrokerService {
                         state.ties.insert(worker.clone(), Tie { token, hook: None });
                         token
                     });
-                    (applied, token, replaced)
+                    (token, replaced)
                 }
-                Applied::Removed { .. } => (applied, None, state.ties.remove(&worker)),
-                _ => (applied, None, None),
-            }
+                Applied::Removed { .. } => (None, state.ties.remove(&worker)),
+                _ => (None, None),
+            };
+            (applied, token, replaced, moved)
         };
         cancel(replaced);
+        telemetry::moved(moved);
         let (Some(token), Some(peer)) = (token, peer) else {
             match applied {
                 Applied::Added | Applied::Replaced => {
@@ -338,6 +408,13 @@ impl BrokerService {
             total: state.queue.len() as u64,
             total_capacity: state.queue.capacity_sum(),
         }
+    }
+
+    /// Runs `read` on the queue, the activity table and the rate clock's current second, at
+    /// one instant (under the lock: keep it short). For [`crate::status`].
+    pub(crate) fn read<R>(&self, read: impl FnOnce(&WorkerQueue, &Activity, u64) -> R) -> R {
+        let state = lock(&self.inner.state);
+        read(&state.queue, &state.activity, state.seconds())
     }
 
     /// The number of queued workers.
@@ -398,7 +475,9 @@ fn disconnected(inner: &Weak<Inner>, worker: &WorkerId, token: u64, reason: &str
         match state.ties.get(worker) {
             Some(tie) if tie.token == token => {
                 state.ties.remove(worker);
-                Some(state.queue.remove(worker))
+                let was_queued = state.queue.remove(worker);
+                telemetry::moved(state.activity.left(worker));
+                Some(was_queued)
             }
             _ => None,
         }

@@ -276,8 +276,8 @@ impl BrokerService {
             Some(a) => tracing::trace!(worker = %a.worker, addr = %a.addr, "handed out"),
             None => tracing::trace!("no worker to hand out"),
         }
+        telemetry::next_worker(started.elapsed(), moved.is_some());
         if let Some(moved) = moved {
-            telemetry::handed_out(started.elapsed());
             telemetry::moved(moved);
         }
         assignment

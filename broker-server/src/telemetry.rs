@@ -7,7 +7,8 @@
 //!   service of the process;
 //! - [`HANDED_OUT`] (`pbrs_broker_handed_out_total`), a counter of workers handed out;
 //! - [`NEXT_WORKER_SECONDS`] (`pbrs_broker_next_worker_seconds`), a histogram of the time
-//!   one `next_worker` takes in the service (waiting for the queue's lock included).
+//!   one `next_worker` takes in the service (waiting for the queue's lock included), whether
+//!   it found a worker to hand out or not.
 //!
 //! # Who installs the recorder
 //!
@@ -73,9 +74,11 @@ pub fn describe() {
     );
 }
 
-/// Records one hand-out that took `took`.
-pub(crate) fn handed_out(took: Duration) {
-    metrics::counter!(HANDED_OUT).increment(1);
+/// Records one `next_worker` that took `took` and handed a worker out or not.
+pub(crate) fn next_worker(took: Duration, handed_out: bool) {
+    if handed_out {
+        metrics::counter!(HANDED_OUT).increment(1);
+    }
     metrics::histogram!(NEXT_WORKER_SECONDS).record(took.as_secs_f64());
 }
 

@@ -26,6 +26,8 @@ struct Broker {
     addr: SocketAddr,
     /// The `pbrs://` URL it printed.
     url: String,
+    /// The address of its HTTP side, with `--http`.
+    http: Option<SocketAddr>,
     /// Its data directory, with one user, an admin.
     data: TempDir,
     admin_password: String,
@@ -70,7 +72,9 @@ impl Broker {
             let mut lines = BufReader::new(stdout).lines();
             let _ = line_tx.send(lines.next());
             let _ = line_tx.send(lines.next());
-            // Any further line would break the "exactly two lines" promise.
+            // The third is `http: ...` with --http; any further line would break the promise
+            // of two lines (three with --http).
+            let _ = line_tx.send(lines.next());
             let _ = line_tx.send(lines.next());
         });
         let (stderr_tx, stderr_rx) = mpsc::channel();
@@ -83,6 +87,7 @@ impl Broker {
             child,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             url: String::new(),
+            http: None,
             data,
             admin_password,
             stderr: stderr_rx,
@@ -92,6 +97,11 @@ impl Broker {
         broker.addr = line.parse().expect("an address in the announce line");
         if !extra.contains(&"--plaintext") {
             broker.url = broker.announced("broker url: ");
+        }
+        if extra.contains(&"--http") {
+            let url = broker.announced("http: http://");
+            let addr = url.strip_suffix('/').expect("an http URL ending with /");
+            broker.http = Some(addr.parse().expect("an address in the http line"));
         }
         broker
     }
@@ -216,6 +226,63 @@ fn serves_then_exits_zero_on_sigterm() {
 }
 
 #[test]
+fn http_is_announced_after_the_broker_and_stops_with_it() {
+    #[path = "support/http.rs"]
+    mod support;
+
+    let mut broker = Broker::start_with(&["--http", "0"]);
+    let http = broker.http.unwrap();
+    assert!(
+        http.ip().is_loopback(),
+        "a bare port serves loopback: {http}"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let health = support::get(http, "/healthz").await;
+        assert_eq!(health.status, 200, "{health:?}");
+        let admin = broker.admin().await;
+        assert_eq!(admin.next_worker().await.unwrap().unwrap(), None);
+        // The binary installed a Prometheus recorder: the hand-out's timing is there.
+        let metrics = support::get(http, "/metrics").await;
+        assert_eq!(metrics.status, 200, "{metrics:?}");
+        let parsed = support::parse_prometheus(&metrics.body);
+        assert_eq!(
+            parsed.value("pbrs_broker_next_worker_seconds_count"),
+            1.0,
+            "{metrics:?}"
+        );
+        let page = support::get(http, "/").await;
+        assert!(page.body.contains("pbrs broker"), "{page:?}");
+        broker.terminate();
+        let status = broker.wait();
+        assert!(status.success(), "exit status {status}");
+        assert!(
+            tokio::net::TcpStream::connect(http).await.is_err(),
+            "the HTTP side stopped with the broker"
+        );
+    });
+    let more = broker
+        .more_stdout
+        .recv_timeout(PATIENCE)
+        .expect("stdout closed");
+    assert!(more.is_none(), "a fourth line on stdout: {more:?}");
+}
+
+#[test]
+fn a_bad_http_address_is_refused_with_what_to_write() {
+    let output = run_to_end(Command::new(BINARY).args(["--http", "localhost"]));
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("--http") && stderr.contains("localhost:9090"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn help_documents_the_options() {
     let output = run_to_end(Command::new(BINARY).arg("--help"));
     assert!(output.status.success(), "{output:?}");
@@ -228,6 +295,8 @@ fn help_documents_the_options() {
         "127.0.0.1:8990",
         "--max-workers",
         "[default: 100000]",
+        "--http",
+        "/metrics",
     ] {
         assert!(
             help.contains(wanted),

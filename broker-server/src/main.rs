@@ -33,9 +33,10 @@ use tracing_subscriber::EnvFilter;
     after_help = "Once listening, prints `broker listening on <addr>` on stdout (with the actual \
                   port when --listen asks for port 0), then, over TLS, `broker url: \
                   pbrs://<fingerprint>@<addr>/<secret>`: what workers and front ends connect to; \
-                  with --http, then `http: http://<addr>/`. Logs go to stderr. SIGINT (Ctrl-C) or SIGTERM shuts it down gracefully: calls \
-                  in flight finish, connections close, and it exits 0. Exits 1 if it cannot \
-                  listen or read its data directory, 2 on a bad command line."
+                  with --http, then `http: http://<addr>/`. Logs go to stderr. SIGINT (Ctrl-C) \
+                  or SIGTERM shuts it down gracefully (the HTTP side too): calls in flight \
+                  finish, connections close, and it exits 0. Exits 1 if it cannot listen or \
+                  read its data directory, 2 on a bad command line."
 )]
 struct Cli {
     #[command(flatten)]

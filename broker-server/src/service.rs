@@ -51,20 +51,20 @@
 //! hand-outs at trace). In process, [`BrokerService::subscribe`] gives the same as a stream of
 //! [`WorkerEvent`]s, for tests, metrics, or a program that embeds the broker.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, MutexGuard, Weak};
+use std::time::Instant;
 
-use rpc_core::{DisconnectHook, Peer};
+use rpc_core::Peer;
 use tokio::sync::broadcast;
 
 #[cfg(doc)]
 use crate::BrokerSession;
-use crate::activity::{Activity, Transition, WorkerLoad};
+use crate::activity::Activity;
 use crate::broker::{Broker, MAX_PAGE, WorkersPage};
 use crate::forbidden::Forbidden;
 use crate::ownership::Ownership;
 use crate::queue::{Applied, Assignment, Change, WorkerId, WorkerQueue, WorkerState, WorkerUpdate};
+pub(crate) use crate::service::state::unix_ms;
 use crate::telemetry;
 
 /// How many [`WorkerEvent`]s a slow subscriber may fall behind before it misses some.
@@ -79,103 +79,6 @@ const EVENT_BUFFER: usize = 1024;
 #[derive(Clone, Debug, Default)]
 pub struct BrokerService {
     inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    state: Mutex<State>,
-    /// Which worker login owns which worker id; used by [`BrokerSession`]s only. Never locked
-    /// together with `state`.
-    owners: Mutex<Ownership>,
-    events: broadcast::Sender<WorkerEvent>,
-}
-
-impl Default for Inner {
-    fn default() -> Self {
-        Inner::with_limit(crate::queue::DEFAULT_MAX_IDS)
-    }
-}
-
-impl Inner {
-    fn with_limit(max_workers: usize) -> Self {
-        Inner {
-            state: Mutex::new(State {
-                queue: WorkerQueue::with_limit(max_workers),
-                ties: HashMap::new(),
-                last_token: 0,
-                activity: Activity::default(),
-                started: Instant::now(),
-            }),
-            owners: Mutex::new(Ownership::default()),
-            events: broadcast::channel(EVENT_BUFFER).0,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct State {
-    queue: WorkerQueue,
-    /// The joined workers that are queued, with the token of their newest join.
-    ties: HashMap<WorkerId, Tie>,
-    /// The last join token given out.
-    last_token: u64,
-    /// Hand-out totals, update times and states of the queued workers, and the hand-out rate.
-    activity: Activity,
-    /// The start of the hand-out rate's clock.
-    started: Instant,
-}
-
-impl State {
-    /// Records in `activity` what an update that the queue answered `applied` did to
-    /// `worker`.
-    fn track(&mut self, worker: &WorkerId, applied: Applied) -> Transition {
-        match applied {
-            Applied::Added | Applied::Replaced | Applied::LoadChanged => {
-                match self.queue.get(worker) {
-                    Some(now) => self.activity.updated(&now, unix_ms()),
-                    None => self.activity.left(worker),
-                }
-            }
-            Applied::Removed { .. } => self.activity.left(worker),
-            _ => Transition {
-                from: None,
-                to: None,
-            },
-        }
-    }
-
-    /// Seconds on the hand-out rate's clock.
-    fn seconds(&self) -> u64 {
-        self.started.elapsed().as_secs()
-    }
-}
-
-impl Drop for Inner {
-    /// Takes the workers still queued off the process's worker gauges.
-    fn drop(&mut self) {
-        let state = self
-            .state
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (load, count) in WorkerLoad::ALL.into_iter().zip(state.activity.counts()) {
-            telemetry::forget(load, count);
-        }
-    }
-}
-
-/// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-#[derive(Debug)]
-struct Tie {
-    token: u64,
-    /// The disconnect callback, to cancel when the tie is replaced or undone. `None` for the
-    /// moment between the join and the callback's registration.
-    hook: Option<DisconnectHook>,
 }
 
 /// Something that happened to a worker's tie to a connection, as seen by
@@ -203,14 +106,6 @@ pub enum WorkerEvent {
         /// The worker.
         worker: WorkerId,
     },
-}
-
-/// Locks the state (or the ownership table). A panic while it was held (an invariant of the
-/// queue broken) is not a reason to stop serving the other calls, so poisoning is ignored.
-fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
-    state
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl BrokerService {
@@ -524,6 +419,10 @@ impl Broker for BrokerService {
         Ok(self.workers_page(start, limit))
     }
 }
+
+#[path = "service_state.rs"]
+mod state;
+use state::{Inner, Tie, lock};
 
 #[cfg(test)]
 #[path = "service_tests.rs"]

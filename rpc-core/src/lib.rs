@@ -131,6 +131,7 @@ pub mod login;
 mod object;
 mod peer;
 pub mod protocol;
+mod reconnect;
 mod server;
 mod sturdy;
 pub mod tls;
@@ -142,6 +143,7 @@ pub use config::Config;
 pub use error::{CallError, LoginError, RemoteError, RemoteErrorKind, TimeoutKind};
 pub use object::{ObjectRef, RemoteRef};
 pub use peer::{Caller, DisconnectHook, Peer};
+pub use reconnect::{Backoff, ConnectionState, Jitter, ReconnectOptions, ReconnectingClient};
 /// Makes the `remote_*` methods of a trait callable by peers, and generates `<Trait>Ref`, the
 /// reference through which they are called, wherever the object lives.
 ///

@@ -47,7 +47,8 @@
 //! - References obtained through the lost connection (the old root, objects it returned)
 //!   stay dead: the objects they named lived on the old connection, and a new one cannot
 //!   bring them back. Their calls fail with [`CallError::Disconnected`] whose reason says why
-//!   that connection was lost. Fetch such objects again from the new root.
+//!   that connection was lost and that the client replaces it. Fetch such objects again from
+//!   the new root.
 //!
 //! # Watching the connection
 //!
@@ -265,7 +266,8 @@ impl<R: RemoteRef> ReconnectingClient<R> {
             Ok(Some(root)) => Ok(root),
             Ok(None) => Err(self.not_connected()),
             Err(_) => Err(CallError::disconnected(format!(
-                "still not connected after {timeout:?}: {}",
+                "still not connected to {} after {timeout:?}: {}",
+                self.shared.target,
                 self.describe()
             ))),
         }
@@ -302,19 +304,32 @@ impl<R: RemoteRef> ReconnectingClient<R> {
 
     /// The error of a root asked for while there is none.
     fn not_connected(&self) -> CallError {
-        CallError::disconnected(format!("not connected: {}", self.describe()))
+        CallError::disconnected(format!(
+            "not connected to {}: {}",
+            self.shared.target,
+            self.describe()
+        ))
     }
 
-    /// The state, with the target and what to do, for an error message.
+    /// The state, and what to do, for an error message.
     fn describe(&self) -> String {
         let state = self.shared.state.borrow();
         let advice = match *state {
             ConnectionState::Closed => "",
             _ => "; the client keeps trying by itself (root_within waits for it)",
         };
-        format!("{} (server {}){advice}", *state, self.shared.target)
+        format!("{}{advice}", *state)
     }
 }
+
+/// What calls on a lost connection of a client that reconnects say after the loss's reason.
+const REPLACED: &str = "this reference belonged to that connection, which its \
+                        ReconnectingClient replaces with a new one; the reference stays dead: \
+                        take the root again from the client (root or root_within) and fetch \
+                        objects anew from it";
+
+/// What calls on the connection of a closed client say after "closed by this side".
+const CLOSED: &str = "its ReconnectingClient was closed or dropped";
 
 /// The background task: connect, wait for the loss, connect again, until cancelled.
 async fn run<R: RemoteRef>(
@@ -335,14 +350,20 @@ async fn run<R: RemoteRef>(
             peer: peer.addr().to_owned(),
             connections,
         });
-        if token.run_until_cancelled(peer.disconnected()).await.is_none() {
+        if token
+            .run_until_cancelled(peer.disconnected())
+            .await
+            .is_none()
+        {
             peer.close();
+            peer.set_afterword(CLOSED);
             break;
         }
         shared.root.send_replace(None);
         let reason = peer
             .disconnect_reason()
             .unwrap_or_else(|| "the connection closed".into());
+        peer.set_afterword(REPLACED);
         tracing::warn!(server = %target, %reason, "connection lost; reconnecting");
         lost = Some(reason);
     }

@@ -71,9 +71,14 @@ impl ConnectionState {
     }
 }
 
-/// How long ago `since` was, to the millisecond, for a person.
-fn ago(since: Instant) -> Duration {
-    Duration::from_millis(since.elapsed().as_millis().min(u64::MAX.into()) as u64)
+/// How long ago `since` was, for a person: "1.5 s", "12 ms".
+fn ago(since: Instant) -> String {
+    let elapsed = since.elapsed();
+    if elapsed < Duration::from_secs(1) {
+        format!("{} ms", elapsed.as_millis())
+    } else {
+        format!("{:.1} s", elapsed.as_secs_f64())
+    }
 }
 
 impl fmt::Display for ConnectionState {
@@ -85,7 +90,7 @@ impl fmt::Display for ConnectionState {
                 connections,
             } => write!(
                 f,
-                "connected to {peer} for {:?} (connection {connections})",
+                "connected to {peer} for {} (connection {connections})",
                 ago(*since)
             ),
             ConnectionState::Reconnecting {
@@ -98,7 +103,7 @@ impl fmt::Display for ConnectionState {
                     Some(lost) => write!(f, "the connection was lost ({lost}); reconnecting")?,
                     None => f.write_str("connecting")?,
                 }
-                write!(f, " for {:?}, {attempts} failed attempts", ago(*since))?;
+                write!(f, " for {}, {attempts} failed attempts", ago(*since))?;
                 match last_error {
                     Some(e) => write!(f, ", the last: {e}"),
                     None => Ok(()),

@@ -168,8 +168,40 @@ pub struct ReconnectingClient<R: RemoteRef> {
 /// What the client's handles and its task share.
 struct Shared<R> {
     target: String,
+    /// Changed only through [`Shared::publish`] and [`Shared::close`], so that nothing
+    /// follows `Closed`.
     state: watch::Sender<ConnectionState>,
+    /// The root of the current connection; `None` when not connected.
     root: watch::Sender<Option<R>>,
+}
+
+impl<R: RemoteRef> Shared<R> {
+    /// Publishes `state` with `root`, under the state's lock, unless the client is closed;
+    /// `false` if it is.
+    fn publish(&self, state: ConnectionState, root: Option<R>) -> bool {
+        self.state.send_if_modified(|current| {
+            if current.is_closed() {
+                return false;
+            }
+            self.root.send_replace(root);
+            *current = state;
+            true
+        })
+    }
+
+    /// Publishes `Closed` for good and closes the current connection, if any.
+    fn close(&self) {
+        self.state.send_replace(ConnectionState::Closed);
+        if let Some(peer) = self.root.send_replace(None).as_ref().and_then(R::peer) {
+            retire(&peer);
+        }
+    }
+}
+
+/// Closes the connection of a closed client, saying so to calls still made on it.
+fn retire(peer: &Peer) {
+    peer.close();
+    peer.set_afterword(CLOSED);
 }
 
 impl<R: RemoteRef> Clone for ReconnectingClient<R> {
@@ -295,11 +327,7 @@ impl<R: RemoteRef> ReconnectingClient<R> {
     /// the client is closed.
     pub fn close(&self) {
         self.token.cancel();
-        if let Some(peer) = self.shared.root.borrow().as_ref().and_then(R::peer) {
-            peer.close();
-        }
-        self.shared.root.send_replace(None);
-        self.shared.state.send_replace(ConnectionState::Closed);
+        self.shared.close();
     }
 
     /// The error of a root asked for while there is none.
@@ -343,23 +371,24 @@ async fn run<R: RemoteRef>(
     let connecting = |lost| connect_until_done(&shared, &target, &options, lost);
     while let Some((root, peer)) = token.run_until_cancelled(connecting(lost.take())).await {
         connections += 1;
-        tracing::info!(server = %target, connections, "connected");
-        shared.root.send_replace(Some(root));
-        shared.state.send_replace(ConnectionState::Connected {
+        let connected = ConnectionState::Connected {
             since: Instant::now(),
             peer: peer.addr().to_owned(),
             connections,
-        });
+        };
+        if !shared.publish(connected, Some(root)) {
+            retire(&peer);
+            break;
+        }
+        tracing::info!(server = %target, connections, "connected");
         if token
             .run_until_cancelled(peer.disconnected())
             .await
             .is_none()
         {
-            peer.close();
-            peer.set_afterword(CLOSED);
+            retire(&peer);
             break;
         }
-        shared.root.send_replace(None);
         let reason = peer
             .disconnect_reason()
             .unwrap_or_else(|| "the connection closed".into());
@@ -367,12 +396,12 @@ async fn run<R: RemoteRef>(
         tracing::warn!(server = %target, %reason, "connection lost; reconnecting");
         lost = Some(reason);
     }
-    shared.root.send_replace(None);
-    shared.state.send_replace(ConnectionState::Closed);
+    shared.close();
 }
 
 /// Tries to connect until it works, waiting as the back-off says between attempts (and once
-/// before the first attempt after a loss), publishing each failure.
+/// before the first attempt after a loss), publishing each failure (and, first, that it is
+/// not connected).
 async fn connect_until_done<R: RemoteRef>(
     shared: &Shared<R>,
     target: &Target,
@@ -385,12 +414,13 @@ async fn connect_until_done<R: RemoteRef>(
     let mut attempts = 0;
     let mut last_error = None;
     loop {
-        shared.state.send_replace(ConnectionState::Reconnecting {
+        let trying = ConnectionState::Reconnecting {
             since,
             attempts,
             last_error: last_error.clone(),
             lost: lost.clone(),
-        });
+        };
+        shared.publish(trying, None);
         if failures > 0 {
             tokio::time::sleep(options.backoff.random_wait(failures - 1)).await;
         }

@@ -65,7 +65,7 @@ async fn task_ends(mut states: watch::Receiver<ConnectionState>) {
 async fn a_restarted_server_is_reconnected_to_and_old_references_stay_dead() {
     let (mut first, mut probe) = TestServer::calc(1).await;
     let addr = first.addr;
-    let client = ReconnectingClient::<CalculatorRef>::connect(&addr.to_string(), options());
+    let client = ReconnectingClient::<CalculatorRef>::connect(addr, options());
     let old = client
         .root_within(PATIENCE)
         .await
@@ -140,12 +140,8 @@ async fn a_restarted_server_is_reconnected_to_and_old_references_stay_dead() {
 
 #[tokio::test]
 async fn a_server_not_up_yet_is_waited_for() {
-    // A port nothing listens on (bound, then let go).
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let client = ReconnectingClient::<CalculatorRef>::connect(&addr.to_string(), options());
+    let addr = unused_addr();
+    let client = ReconnectingClient::<CalculatorRef>::connect(addr, options());
     let mut states = client.watch_state();
     state_until(&mut states, "two failed attempts", |s| s.attempts() >= 2).await;
     let early = disconnected(client.root_within(Duration::from_millis(20)).await);
@@ -163,7 +159,7 @@ async fn a_server_not_up_yet_is_waited_for() {
 #[tokio::test]
 async fn close_stops_the_task_and_the_connection() {
     let (server, _probe) = TestServer::calc(4).await;
-    let client = ReconnectingClient::<CalculatorRef>::connect(&server.addr.to_string(), options());
+    let client = ReconnectingClient::<CalculatorRef>::connect(server.addr, options());
     let calc = client.root_within(PATIENCE).await.unwrap();
     let states = client.watch_state();
     let other = client.clone();
@@ -181,7 +177,7 @@ async fn close_stops_the_task_and_the_connection() {
 #[tokio::test]
 async fn dropping_the_client_stops_its_task_when_connected_or_not() {
     let (server, _probe) = TestServer::calc(5).await;
-    let client = ReconnectingClient::<CalculatorRef>::connect(&server.addr.to_string(), options());
+    let client = ReconnectingClient::<CalculatorRef>::connect(server.addr, options());
     let calc = client.root_within(PATIENCE).await.unwrap();
     let states = client.watch_state();
     drop(client);
@@ -191,17 +187,17 @@ async fn dropping_the_client_stops_its_task_when_connected_or_not() {
     server.stop().await;
 
     // Dropped while trying to connect (the server is gone now).
-    let client = ReconnectingClient::<CalculatorRef>::connect(&server_addr_gone(), options());
+    let client = ReconnectingClient::<CalculatorRef>::connect(unused_addr(), options());
     let mut states = client.watch_state();
     state_until(&mut states, "a failed attempt", |s| s.attempts() >= 1).await;
     drop(client);
     task_ends(states).await;
 }
 
-/// An address nothing listens on.
-fn server_addr_gone() -> String {
+/// An address nothing listens on (a port bound, then let go).
+fn unused_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
+    listener.local_addr().unwrap()
 }
 
 #[tokio::test]
@@ -222,11 +218,10 @@ async fn over_tls_and_by_sturdy_url_the_client_reconnects_too() {
             (TestServer::serve(server), url)
         }
     };
-    let (mut first, url) = start("127.0.0.1:0".parse().unwrap(), 6).await;
+    let (first, url) = start("127.0.0.1:0".parse().unwrap(), 6).await;
     let addr = first.addr;
     let tls = ClientTls::pinned(fingerprint);
-    let by_tls =
-        ReconnectingClient::<CalculatorRef>::connect_tls(&addr.to_string(), tls, options());
+    let by_tls = ReconnectingClient::<CalculatorRef>::connect_tls(addr, tls, options());
     let by_url =
         ReconnectingClient::<CalculatorRef>::connect_url(&url.to_string(), options()).unwrap();
     for client in [&by_tls, &by_url] {
@@ -235,7 +230,8 @@ async fn over_tls_and_by_sturdy_url_the_client_reconnects_too() {
         assert_serves(&calc, 6).await;
     }
     let mut watching = [by_tls.watch_state(), by_url.watch_state()];
-    let _ = first.begin_shutdown_abruptly().await;
+    // This time the server stops gracefully: it closes its connections itself.
+    first.stop().await;
     for states in &mut watching {
         state_until(states, "a failed attempt", |s| s.attempts() >= 1).await;
     }

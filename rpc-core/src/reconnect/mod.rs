@@ -224,20 +224,21 @@ impl<R: RemoteRef> fmt::Debug for ReconnectingClient<R> {
 }
 
 impl<R: RemoteRef> ReconnectingClient<R> {
-    /// Connects over plain TCP to `addr` (`host:port`), and stays connected. Returns at once:
+    /// Connects over plain TCP to `addr` (`"host:port"` or a `SocketAddr`), and stays
+    /// connected. Returns at once:
     /// the first connection is made in the background (wait for it with
     /// [`root_within`](Self::root_within)).
     ///
     /// # Panics
     /// Outside a tokio runtime, as `tokio::spawn` does.
-    pub fn connect(addr: &str, options: ReconnectOptions) -> Self {
-        Self::start(Target::Tcp(addr.to_owned()), options)
+    pub fn connect(addr: impl ToString, options: ReconnectOptions) -> Self {
+        Self::start(Target::Tcp(addr.to_string()), options)
     }
 
-    /// Connects over TLS to `addr` (`host:port`), checking the server as `tls` says at each
+    /// Connects over TLS to `addr` (`"host:port"`: the host is the name TLS checks), checking the server as `tls` says at each
     /// connection; otherwise like [`connect`](Self::connect).
-    pub fn connect_tls(addr: &str, tls: ClientTls, options: ReconnectOptions) -> Self {
-        Self::start(Target::Tls(addr.to_owned(), tls), options)
+    pub fn connect_tls(addr: impl ToString, tls: ClientTls, options: ReconnectOptions) -> Self {
+        Self::start(Target::Tls(addr.to_string(), tls), options)
     }
 
     /// Connects to the object a sturdy URL names (`pbrs://<fingerprint>@host:port/<secret>`),
@@ -267,16 +268,18 @@ impl<R: RemoteRef> ReconnectingClient<R> {
         }
     }
 
-    /// The root object of the current connection.
+    /// The root object of the current connection. For the instant between a loss and the
+    /// client noticing it, that may still be the lost connection's root (whose calls fail with
+    /// [`CallError::Disconnected`]).
     ///
     /// # Errors
     /// [`CallError::Disconnected`] while the client is not connected (its reason says since
     /// when it has been trying, how many attempts failed and why), or once it is closed.
     pub fn root(&self) -> Result<R, CallError> {
-        match &*self.shared.root.borrow() {
-            Some(root) => Ok(root.clone()),
-            None => Err(self.not_connected()),
-        }
+        // Let go of the root's lock before reading the state: `publish` takes them the other
+        // way round.
+        let root = self.shared.root.borrow().clone();
+        root.ok_or_else(|| self.not_connected())
     }
 
     /// The root object of the current connection, waiting at most `timeout` for one to be

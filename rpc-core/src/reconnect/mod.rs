@@ -28,7 +28,7 @@
 //! // Wait (at most 5 s) for a connection, and call through its root object.
 //! let clock = client.root_within(Duration::from_secs(5)).await?;
 //! assert_eq!(clock.uptime().await?, 42);
-//! println!("{}", client.state()); // "connected to 127.0.0.1:... for 1ms (connection 1)"
+//! println!("{}", client.state()); // "connected to 127.0.0.1:... for 1 ms (connection 1)"
 //! # Ok(()) }
 //! ```
 //!

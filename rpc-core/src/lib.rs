@@ -63,7 +63,8 @@
 //! both ways. A local object passed over a connection is exported on it and the peer calls it
 //! back; a reference handed back to its owner arrives as the original object. A `<Trait>Ref`
 //! made with `new` calls its object directly. [`Peer`] tells when a connection is lost;
-//! [`blocking::Client`] serves programs without an async runtime.
+//! [`ReconnectingClient`] reconnects by itself (with back-off and jitter) and fetches its root
+//! again; [`blocking::Client`] serves programs without an async runtime.
 //!
 //! Everything a peer can make this side hold is bounded (see [`Config`]): frame length, decode
 //! bytes and nesting depth, incoming calls in flight, bytes queued for the peer, objects
@@ -110,8 +111,8 @@
 // reader with its timer and budget, the keepalive clock) → `dispatch` (running and guarding
 // handlers) → `conn` (lifecycle, outgoing and incoming calls, exports, imports, the reference
 // context, the frame router, the handshake) → the API (`call`, `object`, `peer`, `client`,
-// `server`, `blocking`, `login`, `sturdy`). `tls` sits beside the leaves: the connection
-// layer and the API both use it.
+// `server`, `blocking`, `login`, `sturdy`; `reconnect` above `client`). `tls` sits beside the
+// leaves: the connection layer and the API both use it.
 
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
@@ -131,6 +132,7 @@ pub mod login;
 mod object;
 mod peer;
 pub mod protocol;
+pub mod reconnect;
 mod server;
 mod sturdy;
 pub mod tls;
@@ -142,6 +144,7 @@ pub use config::Config;
 pub use error::{CallError, LoginError, RemoteError, RemoteErrorKind, TimeoutKind};
 pub use object::{ObjectRef, RemoteRef};
 pub use peer::{Caller, DisconnectHook, Peer};
+pub use reconnect::{Backoff, ConnectionState, Jitter, ReconnectOptions, ReconnectingClient};
 /// Makes the `remote_*` methods of a trait callable by peers, and generates `<Trait>Ref`, the
 /// reference through which they are called, wherever the object lives.
 ///

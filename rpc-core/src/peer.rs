@@ -105,6 +105,12 @@ impl Peer {
         self.shared.closed_reason()
     }
 
+    /// Once the connection is closed, `afterword` follows its reason in the errors of calls
+    /// still made on it (what became of the connection since: it was replaced, ...).
+    pub(crate) fn set_afterword(&self, afterword: &str) {
+        self.shared.set_afterword(afterword);
+    }
+
     /// Resolves once the connection is lost or closed (at once if it already is).
     pub fn disconnected(&self) -> impl Future<Output = ()> + Send + 'static {
         self.shared.closed()

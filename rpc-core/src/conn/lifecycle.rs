@@ -45,6 +45,8 @@ struct Hooks {
 /// Open or closed, and the hooks to run on closing.
 pub(crate) struct Lifecycle {
     closed: Mutex<Option<Closed>>,
+    /// Said after the reason, once closed: what became of the connection since.
+    afterword: Mutex<Option<String>>,
     is_closed: AtomicBool,
     token: CancellationToken,
     hooks: Mutex<Hooks>,
@@ -54,6 +56,7 @@ impl Lifecycle {
     pub(crate) fn new() -> Self {
         Lifecycle {
             closed: Mutex::new(None),
+            afterword: Mutex::new(None),
             is_closed: AtomicBool::new(false),
             token: CancellationToken::new(),
             hooks: Mutex::new(Hooks {
@@ -72,7 +75,20 @@ impl Lifecycle {
         if !self.is_closed() {
             return None;
         }
-        lock(&self.closed).as_ref().map(|c| c.reason().to_owned())
+        let reason = lock(&self.closed).as_ref().map(|c| c.reason().to_owned())?;
+        Some(match lock(&self.afterword).as_deref() {
+            Some(afterword) => format!("{reason}; {afterword}"),
+            None => reason,
+        })
+    }
+
+    /// Once closed, `afterword` follows the reason in [`Lifecycle::reason`] (replacing an
+    /// earlier one): what became of the connection since, for calls still made on it.
+    /// Ignored while open.
+    pub(crate) fn set_afterword(&self, afterword: &str) {
+        if self.is_closed() {
+            *lock(&self.afterword) = Some(afterword.to_owned());
+        }
     }
 
     /// Marks the connection closed for `why`; `false` if it already was (only the first
@@ -162,5 +178,17 @@ mod tests {
             late.fetch_add(1, Ordering::SeqCst);
         }));
         assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn an_afterword_follows_the_reason_once_closed() {
+        let life = Lifecycle::new();
+        life.set_afterword("too early");
+        assert!(life.begin_close(&Closed::Transport("lost".into())));
+        assert_eq!(life.reason().as_deref(), Some("lost"));
+        life.set_afterword("replaced");
+        assert_eq!(life.reason().as_deref(), Some("lost; replaced"));
+        life.set_afterword("closed");
+        assert_eq!(life.reason().as_deref(), Some("lost; closed"));
     }
 }

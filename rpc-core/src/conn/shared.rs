@@ -186,6 +186,11 @@ impl Shared {
         self.lifecycle.is_closed()
     }
 
+    /// Once closed, `afterword` follows the reason calls on the connection fail with.
+    pub(crate) fn set_afterword(&self, afterword: &str) {
+        self.lifecycle.set_afterword(afterword);
+    }
+
     /// Resolves once the connection is closed.
     pub(crate) fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         self.lifecycle.closed()

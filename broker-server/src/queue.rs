@@ -544,11 +544,8 @@ impl WorkerQueue {
             .skip(start)
             .take(limit)
             .map(|key| {
-                let live = self.workers[&key.id]
-                    .live
-                    .as_ref()
-                    .expect("every key in the order set has a queued entry");
-                live.snapshot(&key.id)
+                self.get(&key.id)
+                    .expect("every key in the order set has a queued entry")
             })
             .collect()
     }

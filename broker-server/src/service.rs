@@ -306,7 +306,7 @@ impl BrokerService {
     }
 
     /// Runs `read` on the queue, the activity table and the rate clock's current second, at
-    /// one instant (under the lock: keep it short). For [`crate::status`].
+    /// one instant (under the lock: keep it short). For the status page.
     pub(crate) fn read<R>(&self, read: impl FnOnce(&WorkerQueue, &Activity, u64) -> R) -> R {
         let state = lock(&self.inner.state);
         read(&state.queue, &state.activity, state.seconds())

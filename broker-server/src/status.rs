@@ -1,7 +1,7 @@
 //! A snapshot of the broker for people: every queued worker in queue order with what the
 //! queue and the [activity table](crate::activity) know about it, and the recent hand-out
 //! rate. [`BrokerService::status`] reads it at one instant; the status page polls it as
-//! JSON (`/status.json`, see [`crate::http`]).
+//! JSON (`/status.json`, served by the HTTP side).
 
 use serde::Serialize;
 

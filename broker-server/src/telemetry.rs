@@ -16,7 +16,7 @@
 //! library never installs one by itself: a program that embeds a broker may have its own
 //! recorder (or none, and then recording costs next to nothing). The `broker-server` binary
 //! calls [`install_prometheus`] when given `--http`, and hands the returned
-//! [`PrometheusHandle`] to [`crate::http`], which renders it at `/metrics`. A program with
+//! [`PrometheusHandle`] to the HTTP side, which renders it at `/metrics`. A program with
 //! its own Prometheus recorder passes its own handle instead.
 
 use std::time::Duration;
@@ -40,7 +40,7 @@ const NEXT_WORKER_BUCKETS: [f64; 9] = [
 ];
 
 /// Installs a Prometheus recorder as the process's global [`metrics`] recorder and returns
-/// the handle that renders what it recorded (what [`crate::http`] serves at `/metrics`).
+/// the handle that renders what it recorded (what the HTTP side serves at `/metrics`).
 /// [`NEXT_WORKER_SECONDS`] is rendered as a histogram with buckets from 1 µs to 250 ms.
 ///
 /// Call it once, early, in a program's `main`; the library never calls it.

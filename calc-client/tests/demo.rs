@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use broker_server::Role;
 use common::{
-    Credentials, PATIENCE, Proc, TestBroker, calc_client, host_port, progress, start_worker, total,
+    BrokerProc, Credentials, PATIENCE, Proc, TestBroker, calc_client, host_port, progress,
+    start_worker, total,
 };
 
 /// Kill a worker with SIGKILL mid-job: the job still completes with the right total, and
@@ -105,6 +106,72 @@ fn a_worker_killed_mid_job_is_dropped_by_the_broker_and_the_job_completes() {
 
     // The survivors are still queued.
     assert_eq!(broker.worker_ids().len(), 2);
+}
+
+/// Kill the broker (the real `broker-server`) with SIGKILL mid-job and start it again on the
+/// same port with the same data directory: the front end says it lost the broker, keeps
+/// its workers' connections, logs in again once the broker is back, and the job completes
+/// with the right total; the workers join the new broker by themselves.
+#[test]
+fn the_front_end_survives_a_broker_restart_mid_job() {
+    let mut broker = BrokerProc::new();
+    let worker_files: Vec<_> = (1..=2)
+        .map(|id| broker.add_user(&format!("worker-{id}"), "worker"))
+        .collect();
+    let front_end = broker.add_user("front-end", "front-end");
+    broker.start();
+    let _workers: Vec<(Proc, String)> = worker_files
+        .iter()
+        .zip(1..)
+        .map(|(file, id)| start_worker(id, 2, Credentials::File(file)))
+        .collect();
+    let broker_proc = broker.proc.as_mut().expect("started");
+    broker_proc.wait_for_log(PATIENCE, "worker joined", 2);
+
+    // π(2·10^7) in 200 chunks: several seconds in a debug build.
+    let mut client = Proc::spawn(
+        "calc-client",
+        &calc_client(),
+        &[
+            "--credentials",
+            front_end.to_str().unwrap(),
+            "--limit",
+            "20000000",
+            "--chunk",
+            "100000",
+            "--progress",
+            "lines",
+            "--log-level",
+            "info",
+        ],
+    );
+    let done = client.wait_for(PATIENCE, |line| progress(line).filter(|&done| done >= 5));
+    assert!(done < 150, "the job is nearly over already: make it bigger");
+
+    broker.kill();
+    client.wait_for_log(PATIENCE, "lost the broker at", 1);
+    broker.start();
+
+    let status = client.wait_exit(PATIENCE * 2);
+    assert!(status.success(), "calc-client failed:\n{}", client.log);
+    assert_eq!(total(&client.stdout), Some(1_270_607), "{}", client.log);
+    assert_eq!(
+        client.log_lines("lost the broker at"),
+        1,
+        "said once:\n{}",
+        client.log
+    );
+    assert_eq!(
+        client.log_lines("logged in to the broker at"),
+        1,
+        "{}",
+        client.log
+    );
+    assert!(
+        !client.log.contains(" is gone ("),
+        "no worker was lost:\n{}",
+        client.log
+    );
 }
 
 /// `calc-client --credentials FILE` logs in with the file's credentials and runs the job on

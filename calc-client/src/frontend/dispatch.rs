@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use broker_server::{BrokerCredentials, Forbidden, MAX_PAGE};
+use broker_server::{BrokerCredentials, BrokerRef, Forbidden, MAX_PAGE};
+use rpc_core::reconnect::Backoff;
 use rpc_core::{CallError, RemoteRef, SturdyUrl};
 use tokio::task::JoinSet;
 
@@ -20,6 +21,14 @@ use crate::progress::Progress;
 /// Broker mode: how often the front end re-reads the broker's worker list to size its
 /// window, so that workers joining mid-job get work too.
 const RESIZE_EVERY: Duration = Duration::from_secs(1);
+
+/// Broker mode: how long the front end waits for a lost broker to come back (restarted on
+/// the same address) before the job fails.
+const BROKER_RETURN: Duration = Duration::from_secs(30);
+
+/// Broker mode: after the broker came back, how long its workers may take to join it again
+/// (they retry every 2 s at most) before the lack of workers fails the job.
+const REJOIN_GRACE: Duration = Duration::from_secs(10);
 
 /// The state of a running job.
 pub(super) struct Dispatch<'a> {
@@ -37,6 +46,8 @@ pub(super) struct Dispatch<'a> {
     calls: JoinSet<Done>,
     pub(super) progress: Progress,
     mode: Mode,
+    /// Broker mode: when the front end last logged in again to a broker that came back.
+    broker_back: Option<Instant>,
 }
 
 /// The answer of a call to the broker at `addr`, or the job's error: the call failed, or the
@@ -68,6 +79,7 @@ impl<'a> Dispatch<'a> {
             calls: JoinSet::new(),
             progress: Progress::new(options.progress, n),
             mode: Mode::Direct,
+            broker_back: None,
             chunks,
         }
     }
@@ -130,6 +142,7 @@ impl<'a> Dispatch<'a> {
         self.mode = Mode::Broker {
             addr,
             broker,
+            credentials: credentials.clone(),
             window: 0,
             sized: Instant::now(),
         };
@@ -138,10 +151,12 @@ impl<'a> Dispatch<'a> {
 
     /// Broker mode: chunks to keep in flight = what the listed, not lost, workers can take.
     async fn refresh_window(&mut self) -> Result<(), JobError> {
-        let Mode::Broker { addr, broker, .. } = &self.mode else {
+        if !matches!(self.mode, Mode::Broker { .. }) {
             return Ok(());
-        };
-        let page = broker_answer(addr, broker.workers(0, MAX_PAGE).await)?;
+        }
+        let page = self
+            .broker_call(|broker| async move { broker.workers(0, MAX_PAGE).await })
+            .await?;
         // Every queued worker takes `capacity + 1`; take out the lost ones the page shows.
         let lost: u64 = page
             .workers
@@ -163,6 +178,77 @@ impl<'a> Dispatch<'a> {
             *sized = Instant::now();
         }
         Ok(())
+    }
+
+    /// Broker mode: `call` on the broker. When the broker is lost (`Disconnected`: it was
+    /// stopped or restarted), the front end says so once, waits up to [`BROKER_RETURN`] for
+    /// it to come back on the same address, logs in again and repeats `call`; the workers'
+    /// connections are not touched, and chunks in flight go on meanwhile.
+    async fn broker_call<T, F, Fut>(&mut self, call: F) -> Result<T, JobError>
+    where
+        F: Fn(BrokerRef) -> Fut,
+        Fut: Future<Output = Result<Result<T, Forbidden>, CallError>>,
+    {
+        let mut lost_at: Option<Instant> = None;
+        loop {
+            let Mode::Broker { addr, broker, .. } = &self.mode else {
+                unreachable!("only called in broker mode");
+            };
+            let addr = addr.clone();
+            let error = match call(broker.clone()).await {
+                Err(error) if error.is_disconnected() => error,
+                answer => return broker_answer(&addr, answer),
+            };
+            let since = *lost_at.get_or_insert_with(Instant::now);
+            self.reconnect_broker(&addr, error, since).await?;
+        }
+    }
+
+    /// Broker mode: the broker at `addr` was lost (with `error`) at `since`: logs in again,
+    /// trying with growing waits until [`BROKER_RETURN`] after `since`.
+    async fn reconnect_broker(
+        &mut self,
+        addr: &str,
+        error: CallError,
+        since: Instant,
+    ) -> Result<(), JobError> {
+        let Mode::Broker { credentials, .. } = &self.mode else {
+            unreachable!("only called in broker mode");
+        };
+        let credentials = credentials.clone();
+        self.progress.note(&format!(
+            "lost the broker at {addr} ({}); waiting up to {BROKER_RETURN:?} for it to come \
+             back, chunks in flight go on",
+            call_failure(&error)
+        ));
+        let backoff = Backoff::new(Duration::from_millis(50), 2.0, Duration::from_secs(1));
+        let mut last = error;
+        for failures in 0.. {
+            let left = BROKER_RETURN.saturating_sub(since.elapsed());
+            if left.is_zero() {
+                return Err(JobError::Broker {
+                    addr: addr.to_owned(),
+                    source: last,
+                });
+            }
+            match tokio::time::timeout(left, credentials.connect()).await {
+                Ok(Ok(broker)) => {
+                    self.progress
+                        .note(&format!("logged in to the broker at {addr} again"));
+                    if let Mode::Broker { broker: b, .. } = &mut self.mode {
+                        close_connection(b);
+                        *b = broker.with_timeout(Duration::from_secs(10));
+                    }
+                    self.broker_back = Some(Instant::now());
+                    return Ok(());
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => continue,
+            }
+            let wait = backoff.ceiling(failures).min(left);
+            tokio::time::sleep(wait).await;
+        }
+        unreachable!("the loop returns")
     }
 
     /// Stops using a worker, for the reason `why`, and says so ([`Slot::lost_note`]); closing
@@ -194,16 +280,9 @@ impl<'a> Dispatch<'a> {
     /// Broker mode: the broker's next worker, connected, unless the window is full or the
     /// broker offers nothing usable right now.
     async fn pick_broker(&mut self) -> Result<Option<usize>, JobError> {
-        let Mode::Broker {
-            addr,
-            broker,
-            sized,
-            ..
-        } = &self.mode
-        else {
+        let Mode::Broker { sized, .. } = &self.mode else {
             return Ok(None);
         };
-        let (addr, broker) = (addr.clone(), broker.clone());
         if sized.elapsed() >= RESIZE_EVERY {
             // Workers may have joined (or left) since.
             self.refresh_window().await?;
@@ -215,7 +294,10 @@ impl<'a> Dispatch<'a> {
         }
         let mut skipped = 0;
         loop {
-            let next = broker_answer(&addr, broker.next_worker().await)?;
+            // Safe to repeat if the broker is lost meanwhile: it only hands out a worker.
+            let next = self
+                .broker_call(|broker| async move { broker.next_worker().await })
+                .await?;
             let Some(assignment) = next else {
                 return Ok(None);
             };
@@ -287,7 +369,10 @@ impl<'a> Dispatch<'a> {
                     Mode::Direct => return Err(self.no_worker_left("every worker is lost".into())),
                     Mode::Broker { addr, .. } => {
                         let since = *stalled_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= self.options.no_worker_grace {
+                        let rejoining = self
+                            .broker_back
+                            .is_some_and(|back| back.elapsed() < REJOIN_GRACE);
+                        if since.elapsed() >= self.options.no_worker_grace && !rejoining {
                             let why = format!(
                                 "the broker at {addr} offered no usable worker for {:?}",
                                 self.options.no_worker_grace

@@ -39,8 +39,13 @@
 //! broker, when the broker has offered no usable worker for [`Options::no_worker_grace`]
 //! while chunks wait and none is in flight. A chunk that fails [`Options::max_attempts`]
 //! times in a row for other reasons (a worker's handler panicking, say) fails the job too,
-//! with the last error: retrying forever would hide a bug. Losing the broker itself fails
-//! the job too (a `Broker` error): without it, the front end cannot know which workers are
+//! with the last error: retrying forever would hide a bug. Losing the broker (its connection
+//! closes: it was stopped, killed or restarted) does not: the front end says so once, keeps
+//! its workers' connections and chunks in flight, logs in again as soon as the broker is back
+//! on the same address (trying with growing waits, up to 30 s), and repeats the broker call
+//! that failed (asking for the next worker or the worker list is safe to repeat); the workers
+//! join the restarted broker by themselves. A broker that does not come back within 30 s
+//! fails the job (a `Broker` error): without it, the front end cannot know which workers are
 //! alive. So does a broker that refuses the front end's calls (a `Forbidden` error: the
 //! login is not a front end's), at once: asking again would be refused again.
 //!

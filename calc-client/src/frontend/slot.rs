@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use broker_server::BrokerRef;
+use broker_server::{BrokerCredentials, BrokerRef};
 use rpc_core::tls::ClientTls;
 use rpc_core::{CallError, Client, Config, RemoteErrorKind, RemoteRef, SturdyUrl};
 
@@ -74,6 +74,8 @@ pub(super) enum Mode {
         /// The broker's `host:port`, for errors.
         addr: String,
         broker: BrokerRef,
+        /// The login, to log in again when the broker comes back after a restart.
+        credentials: BrokerCredentials,
         /// Chunks to keep in flight.
         window: usize,
         /// When the window was last sized.

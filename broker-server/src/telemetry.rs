@@ -41,7 +41,10 @@ const NEXT_WORKER_BUCKETS: [f64; 9] = [
 
 /// Installs a Prometheus recorder as the process's global [`metrics`] recorder and returns
 /// the handle that renders what it recorded (what the HTTP side serves at `/metrics`).
-/// [`NEXT_WORKER_SECONDS`] is rendered as a histogram with buckets from 1 µs to 250 ms.
+/// [`NEXT_WORKER_SECONDS`] is rendered as a histogram with buckets from 1 µs to 250 ms, and
+/// rpc-core's `pbrs_call_seconds` with
+/// [`CALL_SECONDS_BUCKETS`](rpc_core::telemetry::CALL_SECONDS_BUCKETS); rpc-core's metrics
+/// (connections, calls, bytes: see [`rpc_core::telemetry`]) are described too.
 ///
 /// Call it once, early, in a program's `main`; the library never calls it.
 ///
@@ -53,9 +56,16 @@ pub fn install_prometheus() -> Result<PrometheusHandle, String> {
             Matcher::Full(NEXT_WORKER_SECONDS.to_owned()),
             &NEXT_WORKER_BUCKETS,
         )
+        .and_then(|builder| {
+            builder.set_buckets_for_metric(
+                Matcher::Full(rpc_core::telemetry::CALL_SECONDS.to_owned()),
+                &rpc_core::telemetry::CALL_SECONDS_BUCKETS,
+            )
+        })
         .and_then(PrometheusBuilder::install_recorder)
         .map_err(|e| format!("cannot install the Prometheus metrics recorder: {e}"))?;
     describe();
+    rpc_core::telemetry::describe();
     Ok(handle)
 }
 

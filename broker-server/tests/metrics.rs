@@ -14,6 +14,12 @@ const WORKING: &str = "pbrs_broker_workers{state=\"working\"}";
 const FULL: &str = "pbrs_broker_workers{state=\"full\"}";
 const HANDED_OUT: &str = "pbrs_broker_handed_out_total";
 const NEXT_COUNT: &str = "pbrs_broker_next_worker_seconds_count";
+const CONNECTIONS: &str = "pbrs_connections";
+
+/// The series of calls of `method` the broker served that ended with `outcome`.
+fn served(method: &str, outcome: &str) -> String {
+    format!("pbrs_calls_total{{direction=\"incoming\",method=\"{method}\",outcome=\"{outcome}\"}}")
+}
 
 #[tokio::test]
 async fn metrics_parse_and_move_with_joins_hand_outs_and_leaves() {
@@ -52,6 +58,28 @@ async fn metrics_parse_and_move_with_joins_hand_outs_and_leaves() {
         metrics.types.get(HANDED_OUT).map(String::as_str),
         Some("counter")
     );
+    // rpc-core's own metrics, in the same recorder: the broker's connections and calls (and,
+    // this test's clients being in the same process, their ends of them too).
+    assert_eq!(
+        metrics.value(CONNECTIONS),
+        4.0,
+        "two connections, both ends"
+    );
+    assert_eq!(
+        metrics.value(&served("next_worker", "ok")),
+        3.0,
+        "{metrics:?}"
+    );
+    assert_eq!(
+        metrics.types.get("pbrs_call_seconds").map(String::as_str),
+        Some("histogram")
+    );
+    assert_eq!(
+        metrics.types.get("pbrs_calls_total").map(String::as_str),
+        Some("counter")
+    );
+    assert!(metrics.value("pbrs_received_bytes_total") > 0.0);
+    assert!(metrics.value("pbrs_sent_bytes_total") > 0.0);
     assert_eq!(
         metrics
             .types

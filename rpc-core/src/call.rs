@@ -1,5 +1,6 @@
 //! [`CallFuture`]: what every call returns, remote or local.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -8,11 +9,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::conn::caller::WithCaller;
 use crate::conn::pending_call::PendingCall;
 use crate::error::{CallError, RemoteErrorKind, TimeoutKind};
+use crate::telemetry::{CallTelemetry, Direction, Outcome, record_call};
 
 type LocalCall<R> = Pin<Box<dyn Future<Output = Result<R, CallError>> + Send>>;
 
@@ -54,10 +56,15 @@ pub struct CallFuture<R> {
     state: State<R>,
     timeout: Option<Duration>,
     deadline: Option<Pin<Box<Sleep>>>,
+    polled: bool,
+    /// A call over a connection, from its first poll to its end.
+    telemetry: Option<CallTelemetry>,
 }
 
 enum State<R> {
-    Failed(Option<CallError>),
+    /// Failed before anything was sent; a call over a connection (the method named) is still
+    /// counted, when first polled.
+    Failed(Option<CallError>, Option<Cow<'static, str>>),
     Remote(PendingCall, PhantomData<fn() -> R>),
     /// A call of a local object, polled with no [`Peer::current`](crate::Peer::current)
     /// even when the caller is a handler of a peer's call.
@@ -66,27 +73,56 @@ enum State<R> {
 }
 
 impl<R> CallFuture<R> {
-    pub(crate) fn failed(e: CallError) -> Self {
+    fn new(state: State<R>, timeout: Option<Duration>) -> Self {
         CallFuture {
-            state: State::Failed(Some(e)),
-            timeout: None,
+            state,
+            timeout,
             deadline: None,
+            polled: false,
+            telemetry: None,
         }
+    }
+
+    pub(crate) fn failed(e: CallError) -> Self {
+        CallFuture::new(State::Failed(Some(e), None), None)
+    }
+
+    /// A call of `method` over a connection that failed before it was sent.
+    pub(crate) fn failed_remote(e: CallError, method: Cow<'static, str>) -> Self {
+        CallFuture::new(State::Failed(Some(e), Some(method)), None)
     }
 
     pub(crate) fn remote(pending: PendingCall, timeout: Option<Duration>) -> Self {
-        CallFuture {
-            state: State::Remote(pending, PhantomData),
-            timeout,
-            deadline: None,
-        }
+        CallFuture::new(State::Remote(pending, PhantomData), timeout)
     }
 
     pub(crate) fn local(call: LocalCall<R>, timeout: Option<Duration>) -> Self {
-        CallFuture {
-            state: State::Local(WithCaller::new(None, call)),
-            timeout,
-            deadline: None,
+        CallFuture::new(State::Local(WithCaller::new(None, call)), timeout)
+    }
+
+    /// The first poll: the deadline's timer starts, and a call over a connection is counted
+    /// from now.
+    fn start(&mut self) {
+        self.polled = true;
+        let needs_clock = self.timeout.is_some() || !matches!(self.state, State::Local(_));
+        if !needs_clock {
+            return;
+        }
+        // One clock read for both.
+        let now = Instant::now();
+        if let Some(timeout) = self.timeout {
+            // A deadline too far away to be an `Instant` (`Duration::MAX`) is none.
+            if let Some(at) = now.checked_add(timeout) {
+                self.deadline = Some(Box::pin(tokio::time::sleep_until(at)));
+            }
+        }
+        match &mut self.state {
+            State::Remote(pending, _) => self.telemetry = Some(pending.telemetry(now)),
+            State::Failed(Some(e), Some(method)) => {
+                let outcome = Outcome::of_error(e);
+                record_call(Direction::Outgoing, method.clone(), outcome, Duration::ZERO);
+            }
+            _ => {}
         }
     }
 }
@@ -97,11 +133,11 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // Every field is Unpin: the pending call is, the local future and the timer are boxed.
         let this = self.get_mut();
-        if let (Some(timeout), None) = (this.timeout, &this.deadline) {
-            this.deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        if !this.polled {
+            this.start();
         }
         let polled = match &mut this.state {
-            State::Failed(e) => Poll::Ready(Err(e.take().unwrap_or_else(polled_after_done))),
+            State::Failed(e, _) => Poll::Ready(Err(e.take().unwrap_or_else(polled_after_done))),
             State::Remote(pending, _) => match Pin::new(&mut *pending).poll(cx) {
                 Poll::Ready(answer) => Poll::Ready(answer.and_then(|reply| pending.decode(reply))),
                 Poll::Pending => Poll::Pending,
@@ -109,27 +145,35 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
             State::Local(call) => Pin::new(call).poll(cx),
             State::Done => Poll::Ready(Err(polled_after_done())),
         };
-        if let Poll::Ready(result) = polled {
+        if let Poll::Ready(mut result) = polled {
             this.state = State::Done;
             // The callee noticed the deadline first: to the caller it is the same timeout.
             if let (Some(after), Err(CallError::Remote { kind, .. })) = (this.timeout, &result)
                 && *kind == RemoteErrorKind::DeadlineExceeded
             {
-                return Poll::Ready(Err(CallError::timeout(TimeoutKind::Call, after)));
+                result = Err(CallError::timeout(TimeoutKind::Call, after));
             }
-            return Poll::Ready(result);
+            return Poll::Ready(this.end(result));
         }
         if let Some(deadline) = &mut this.deadline
             && deadline.as_mut().poll(cx).is_ready()
         {
             // Dropping the pending call tells the callee to stop.
             this.state = State::Done;
-            return Poll::Ready(Err(CallError::timeout(
-                TimeoutKind::Call,
-                this.timeout.unwrap_or_default(),
-            )));
+            let timeout = CallError::timeout(TimeoutKind::Call, this.timeout.unwrap_or_default());
+            return Poll::Ready(this.end(Err(timeout)));
         }
         Poll::Pending
+    }
+}
+
+impl<R> CallFuture<R> {
+    /// The call ended with `result`: counted, and its span closed.
+    fn end(&mut self, result: Result<R, CallError>) -> Result<R, CallError> {
+        if let Some(telemetry) = self.telemetry.take() {
+            telemetry.finish(Outcome::of_call(&result));
+        }
+        result
     }
 }
 

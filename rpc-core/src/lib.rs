@@ -104,10 +104,18 @@
 //! ```
 //!
 //! The wire format is described in [`protocol`].
+//!
+//! # Watching it
+//!
+//! Every call over a connection, made or served, is a `tracing` span (target
+//! `rpc_core::call`, level DEBUG) with its method, object, peer and request id, and its outcome
+//! and duration when it closes; rpc-core counts connections, calls by method and outcome, call
+//! durations and bytes through the `metrics` facade. Both cost next to nothing until the
+//! application installs a subscriber or a recorder: see [`telemetry`].
 
 // Inside, the modules are layers, each using only those before it: the leaves (`error`,
 // `config`, `protocol`, `codec`: bincode, framing and the depth limit; `wire_types`: what a
-// remote method's types must implement) → `io` (the outbox that batches writes, the frame
+// remote method's types must implement; `telemetry`: spans and metric handles) → `io` (the outbox that batches writes, the frame
 // reader with its timer and budget, the keepalive clock) → `dispatch` (running and guarding
 // handlers) → `conn` (lifecycle, outgoing and incoming calls, exports, imports, the reference
 // context, the frame router, the handshake) → the API (`call`, `object`, `peer`, `client`,
@@ -135,6 +143,7 @@ pub mod protocol;
 pub mod reconnect;
 mod server;
 mod sturdy;
+pub mod telemetry;
 pub mod tls;
 mod wire_types;
 

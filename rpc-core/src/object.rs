@@ -8,6 +8,7 @@
 //! public face of this module.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -229,22 +230,54 @@ impl ObjectRef {
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
+        self.call(MethodName::Borrowed(method), args)
+    }
+
+    /// [`call_remote`](ObjectRef::call_remote) with a name that lives for ever, which the
+    /// call's metrics label need not copy. Used by the generated proxies.
+    #[doc(hidden)]
+    pub fn call_static<A, R>(&self, method: &'static str, args: A) -> CallFuture<R>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        self.call(MethodName::Static(method), args)
+    }
+
+    fn call<A, R>(&self, method: MethodName<'_>, args: A) -> CallFuture<R>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
         match &self.target {
             Reference::Remote(remote) => {
                 let default = remote.connection().shared().config().default_call_timeout;
+                let method = match method {
+                    MethodName::Static(name) => Cow::Borrowed(name),
+                    MethodName::Borrowed(name) => Cow::Owned(name.to_owned()),
+                };
                 call_over_connection(remote, method, &args, self.timeout(default))
             }
             Reference::Local(dispatch) => {
+                let method = match method {
+                    MethodName::Static(name) | MethodName::Borrowed(name) => name,
+                };
                 call_in_process(Arc::clone(dispatch), method, &args, self.timeout(None))
             }
         }
     }
 }
 
+/// A method's name as a call is given it.
+enum MethodName<'a> {
+    Static(&'static str),
+    Borrowed(&'a str),
+}
+
 /// A call of the peer's object `remote`, over its connection.
 fn call_over_connection<A, R>(
     remote: &RemoteObject,
-    method: &str,
+    method: Cow<'static, str>,
     args: &A,
     timeout: Option<Duration>,
 ) -> CallFuture<R>
@@ -257,7 +290,7 @@ where
     });
     match started {
         Ok(pending) => CallFuture::remote(pending, timeout),
-        Err(e) => CallFuture::failed(e),
+        Err((e, method)) => CallFuture::failed_remote(e, method),
     }
 }
 

@@ -27,6 +27,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use super::incoming::{Slot, Started};
 use super::lifecycle::lock;
@@ -35,6 +36,7 @@ use super::shared::Shared;
 use crate::dispatch::{Answer, panicked, settle};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::protocol::Message;
+use crate::telemetry::{CallTelemetry, Outcome};
 
 /// The watchdog's tick: a first poll seen running at two ticks in a row (so for 2 to 4 ms)
 /// has the rest of its burst polled elsewhere.
@@ -171,13 +173,18 @@ fn first_poll(shared: &Arc<Shared>, mut call: Started) {
     // Polled with a waker that does nothing: a handler that is not done is polled again at
     // once by its own task, which registers the real one.
     let mut cx = Context::from_waker(Waker::noop());
-    let Poll::Ready(result) = Pin::new(&mut call.handler).poll(&mut cx) else {
+    let polled = {
+        let _in_span = call.telemetry.span().enter();
+        Pin::new(&mut call.handler).poll(&mut cx)
+    };
+    let Poll::Ready(result) = polled else {
         // From now on a cancel (or the connection closing) must reach it.
         let Some(cancelled) = lock(&shared.admission).watch(call.slot.ticket) else {
             return;
         };
         let shared = Arc::clone(shared);
-        tokio::spawn(async move {
+        let span = call.telemetry.span().clone();
+        let task = async move {
             let Started {
                 id,
                 handler,
@@ -185,6 +192,7 @@ fn first_poll(shared: &Arc<Shared>, mut call: Started) {
                 slot,
                 interface,
                 method,
+                telemetry,
             } = call;
             let finished = async {
                 let Some((at, after)) = deadline else {
@@ -204,8 +212,10 @@ fn first_poll(shared: &Arc<Shared>, mut call: Started) {
                 _ = cancelled => return,
                 result = finished => settle(result, interface, &method),
             };
-            queue_answer(&shared, id, result, slot, interface, &method).await;
-        });
+            let answered = (id, interface, &*method);
+            queue_answer(&shared, answered, result, slot, telemetry).await;
+        };
+        tokio::spawn(task.instrument(span));
         return;
     };
     let Started {
@@ -213,17 +223,28 @@ fn first_poll(shared: &Arc<Shared>, mut call: Started) {
         interface,
         method,
         slot,
+        telemetry,
         ..
     } = call;
     let result = settle(result, interface, &method);
     let mut slot = Some(slot);
-    if !try_answer(shared, id, &result, &mut slot, interface, &method) {
+    if try_answer(shared, id, &result, &mut slot, interface, &method) {
+        telemetry.finish(outcome(&result));
+    } else {
         // No room for it now: wait in a task, holding the slot and the value.
         let shared = Arc::clone(shared);
         let slot = slot.expect("not queued, so the slot is still held");
         tokio::spawn(async move {
-            queue_answer(&shared, id, result, slot, interface, &method).await;
+            queue_answer(&shared, (id, interface, &method), result, slot, telemetry).await;
         });
+    }
+}
+
+/// How a served call that ended with `result` went.
+fn outcome(result: &Result<Answer, RemoteError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Ok,
+        Err(error) => Outcome::of_remote(error.kind),
     }
 }
 
@@ -256,14 +277,14 @@ fn try_answer(
 /// under the queue's lock as it goes in, then writes it: no write can carry the answer before
 /// the slot is free (a caller that sees the answer can make its next call at once), and a
 /// drain that sees no call in flight finds the answer queued. `result` is dropped only once
-/// the frame is queued (see `Answer`).
+/// the frame is queued (see `Answer`). The call is counted ended as it goes out (or cancelled,
+/// should the connection close first).
 async fn queue_answer(
     shared: &Arc<Shared>,
-    id: u64,
+    (id, interface, method): (u64, &'static str, &str),
     result: Result<Answer, RemoteError>,
     slot: Slot,
-    interface: &'static str,
-    method: &str,
+    telemetry: CallTelemetry,
 ) {
     let mut slot = Some(slot);
     while !try_answer(shared, id, &result, &mut slot, interface, method) {
@@ -274,6 +295,7 @@ async fn queue_answer(
             _ = shared.outbox.room() => {}
         }
     }
+    telemetry.finish(outcome(&result));
     drop(result);
     shared.flush();
 }

@@ -26,6 +26,7 @@ use super::shared::{Reference, Shared};
 use crate::dispatch::{Args, HandlerFuture, run_dispatch};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::protocol::Message;
+use crate::telemetry::{CallSite, CallTelemetry, Direction, Outcome};
 
 /// An admitted call's slot, freed when dropped (also if its task panics or is aborted).
 pub(crate) struct Slot {
@@ -43,8 +44,30 @@ impl Drop for Slot {
     }
 }
 
-/// Answers call `id` with an error at once (a frame that cannot wait).
-pub(crate) fn refuse(shared: &Shared, id: u64, kind: RemoteErrorKind, message: String) {
+/// Answers call `id` of `object`'s `method` with an error at once (a frame that cannot wait),
+/// and counts it (under the method's declared name `label`, if it has one).
+pub(crate) fn refuse(
+    shared: &Shared,
+    (id, object, method): (u64, u64, &str),
+    label: Option<&'static str>,
+    kind: RemoteErrorKind,
+    message: String,
+) {
+    let site = CallSite {
+        direction: Direction::Incoming,
+        method,
+        interface: None,
+        object,
+        peer: shared.peer(),
+        id,
+    };
+    CallTelemetry::start(
+        site,
+        label.map(Cow::Borrowed),
+        Instant::now(),
+        &shared.calls,
+    )
+    .finish(Outcome::of_remote(kind));
     let error = RemoteError::new(kind, message);
     shared.send_control(&Message::Error { id, error }, false);
 }
@@ -62,27 +85,48 @@ pub(crate) struct Started {
     pub(crate) slot: Slot,
     pub(crate) interface: &'static str,
     pub(crate) method: Cow<'static, str>,
+    /// The call's span and clock.
+    pub(crate) telemetry: CallTelemetry,
 }
 
-/// A call arrived: refuse it (`None`), or admit it and make its handler. An error means the
-/// peer broke the protocol (a request id already running).
+/// The time a burst of frames began to be read, read once, when its first call needs it:
+/// the start of the deadline and of the duration of every call of the burst.
+#[derive(Default)]
+pub(crate) struct BurstClock(Option<Instant>);
+
+impl BurstClock {
+    /// When the burst began (read now if this is its first call).
+    pub(crate) fn now(&mut self) -> Instant {
+        *self.0.get_or_insert_with(Instant::now)
+    }
+
+    /// The burst is over: the next one reads the clock again.
+    pub(crate) fn reset(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// A call arrived (in the burst of `clock`): refuse it (`None`), or admit it and make its
+/// handler. An error means the peer broke the protocol (a request id already running).
 pub(crate) fn incoming_call(
     shared: &Arc<Shared>,
-    id: u64,
-    object: u64,
-    method: &str,
+    clock: &mut BurstClock,
+    (id, object, method): (u64, u64, &str),
     deadline_ms: Option<u64>,
     args: Bytes,
     refs: Vec<Reference>,
 ) -> Result<Option<Started>, Closed> {
+    let call = (id, object, method);
     let Some(target) = shared.exported(object) else {
         let message = format!(
             "no object {object} is exported on this connection (it was never handed out here, \
              or it has been released)"
         );
-        refuse(shared, id, RemoteErrorKind::NoSuchObject, message);
+        refuse(shared, call, None, RemoteErrorKind::NoSuchObject, message);
         return Ok(None);
     };
+    // The method's name as the object declares it (`None`: it has no such method).
+    let label = target.method_name(method);
     if shared.outbox.is_busy() {
         // Backpressure without ever stopping to read (two peers that both stopped reading
         // while their outboxes were full would wait for each other for ever).
@@ -91,7 +135,7 @@ pub(crate) fn incoming_call(
              calls before sending more",
             shared.outbox.backlog()
         );
-        refuse(shared, id, RemoteErrorKind::Overloaded, message);
+        refuse(shared, call, label, RemoteErrorKind::Overloaded, message);
         return Ok(None);
     }
     let admitted = lock(&shared.admission).admit(id);
@@ -100,7 +144,13 @@ pub(crate) fn incoming_call(
         Err(Refusal::ShuttingDown) => {
             let message = "the server is shutting down and takes no new calls; retry on \
                            another server";
-            refuse(shared, id, RemoteErrorKind::ShuttingDown, message.into());
+            refuse(
+                shared,
+                call,
+                label,
+                RemoteErrorKind::ShuttingDown,
+                message.into(),
+            );
             return Ok(None);
         }
         Err(Refusal::Full { max }) => {
@@ -108,7 +158,7 @@ pub(crate) fn incoming_call(
                 "{max} calls are already running on this connection (the server's limit); wait \
                  for answers before sending more"
             );
-            refuse(shared, id, RemoteErrorKind::Overloaded, message);
+            refuse(shared, call, label, RemoteErrorKind::Overloaded, message);
             return Ok(None);
         }
         Err(Refusal::DuplicateId) => {
@@ -133,14 +183,23 @@ pub(crate) fn incoming_call(
         Ok(handler) => handler,
         Err(error) => {
             drop(slot);
-            refuse(shared, id, error.kind, error.message);
+            refuse(shared, call, label, error.kind, error.message);
             return Ok(None);
         }
     };
     let interface = target.interface();
-    let method = target
-        .method_name(method)
-        .map_or_else(|| Cow::Owned(method.to_owned()), Cow::Borrowed);
+    // One clock read per burst, for the deadlines and the durations of its calls.
+    let now = clock.now();
+    let site = CallSite {
+        direction: Direction::Incoming,
+        method,
+        interface: Some(interface),
+        object,
+        peer: shared.peer(),
+        id,
+    };
+    let telemetry = CallTelemetry::start(site, label.map(Cow::Borrowed), now, &shared.calls);
+    let method = label.map_or_else(|| Cow::Owned(method.to_owned()), Cow::Borrowed);
     let handler = WithCaller::new(
         Some(Arc::clone(shared)),
         AssertUnwindSafe(handler).catch_unwind(),
@@ -148,7 +207,7 @@ pub(crate) fn incoming_call(
     // A deadline too far away to be an `Instant` (`with_timeout(Duration::MAX)`) is none.
     let deadline = deadline_ms.and_then(|ms| {
         let after = Duration::from_millis(ms);
-        Some((Instant::now().checked_add(after)?, after))
+        Some((now.checked_add(after)?, after))
     });
     Ok(Some(Started {
         id,
@@ -157,5 +216,6 @@ pub(crate) fn incoming_call(
         slot,
         interface,
         method,
+        telemetry,
     }))
 }

@@ -46,6 +46,7 @@ use crate::dispatch::Dispatch;
 use crate::error::CallError;
 use crate::io::budget::MemoryBudget;
 use crate::io::frame_reader::FrameReader;
+use crate::telemetry::ConnectionTelemetry;
 use lifecycle::Closed;
 pub(crate) use peer_info::PeerInfo;
 use reader::CloseOnExit;
@@ -75,9 +76,17 @@ where
     );
     handshake::handshake(&mut frames, &mut writer, &config).await?;
     let keepalive = config.keepalive;
-    let shared = Shared::new(config, peer, Box::new(writer), memory, permanent);
+    // Counted open for as long as its reader runs, which is until it closes.
+    let telemetry = ConnectionTelemetry::open();
+    frames.count_received(telemetry.received.clone());
+    let handles = (telemetry.sent.clone(), Arc::clone(&telemetry.calls));
+    let shared = Shared::new(config, peer, Box::new(writer), memory, permanent, handles);
     let connection = Connection::new(Arc::clone(&shared));
-    tokio::spawn(reader::read_loop(Arc::clone(&shared), frames));
+    let reader = reader::read_loop(Arc::clone(&shared), frames);
+    tokio::spawn(async move {
+        let _open = telemetry;
+        reader.await;
+    });
     let writer_shared = Arc::clone(&shared);
     tokio::spawn(async move {
         let _close = CloseOnExit {

@@ -21,6 +21,7 @@ use std::task::{Context, Poll};
 
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -33,6 +34,7 @@ use super::shared::{Connection, Reply, Shared};
 use crate::codec;
 use crate::error::CallError;
 use crate::protocol::Message;
+use crate::telemetry::{CallSite, CallTelemetry, Direction};
 
 type Room = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -40,6 +42,9 @@ type Room = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub(crate) struct PendingCall {
     connection: Connection,
     id: u64,
+    /// What it calls: the peer's object and its method.
+    object: u64,
+    method: Cow<'static, str>,
     /// The frame, until it is queued.
     frame: Option<EncodedFrame>,
     /// Waiting for room in the outbox.
@@ -55,8 +60,13 @@ pub(crate) struct PendingCall {
 }
 
 impl PendingCall {
-    /// The call `id` whose frame is `frame`, on `connection`: not registered, nothing sent.
-    pub(crate) fn new(connection: Connection, id: u64, frame: EncodedFrame) -> Self {
+    /// The call `id` of `object`'s `method` whose frame is `frame`, on `connection`: not
+    /// registered, nothing sent.
+    fn new(
+        connection: Connection,
+        (id, object, method): (u64, u64, Cow<'static, str>),
+        frame: EncodedFrame,
+    ) -> Self {
         connection
             .shared()
             .unpolled_calls
@@ -64,6 +74,8 @@ impl PendingCall {
         PendingCall {
             connection,
             id,
+            object,
+            method,
             frame: Some(frame),
             room: None,
             rx: None,
@@ -76,39 +88,58 @@ impl PendingCall {
 
     /// Encodes a call of `method` on the peer's object `object`; `write_args` appends the
     /// encoded argument tuple (references in it are exported on this connection, pending
-    /// until the frame is queued). Nothing is sent before the call is first polled.
+    /// until the frame is queued). Nothing is sent before the call is first polled. An error
+    /// gives the method's name back.
     pub(crate) fn start(
         connection: &Connection,
         object: u64,
-        method: &str,
+        method: Cow<'static, str>,
         timeout: Option<Duration>,
         write_args: impl FnOnce(&mut BytesMut) -> Result<(), String>,
-    ) -> Result<PendingCall, CallError> {
+    ) -> Result<PendingCall, (CallError, Cow<'static, str>)> {
         let shared = connection.shared();
         if let Some(reason) = shared.closed_reason() {
-            return Err(CallError::disconnected(reason));
+            return Err((CallError::disconnected(reason), method));
         }
         let id = shared.next_request_id();
         let deadline_ms = timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         let header = |refs| Message::Call {
             id,
             object,
-            method: Cow::Borrowed(method),
+            method: Cow::Borrowed(&*method),
             deadline_ms,
             refs,
         };
-        let frame = encode_frame(shared, header, write_args).map_err(|e| match e {
-            FrameError::Encode(message) => CallError::Encode {
-                what: "arguments",
-                message,
-            },
-            FrameError::TooLarge(size) => CallError::FrameTooLarge {
-                what: "call",
-                size,
-                limit: shared.config().max_frame_length,
-            },
-        })?;
-        Ok(PendingCall::new(connection.clone(), id, frame))
+        let frame = match encode_frame(shared, header, write_args) {
+            Ok(frame) => frame,
+            Err(FrameError::Encode(message)) => {
+                let what = "arguments";
+                return Err((CallError::Encode { what, message }, method));
+            }
+            Err(FrameError::TooLarge(size)) => {
+                let limit = shared.config().max_frame_length;
+                let what = "call";
+                return Err((CallError::FrameTooLarge { what, size, limit }, method));
+            }
+        };
+        Ok(PendingCall::new(
+            connection.clone(),
+            (id, object, method),
+            frame,
+        ))
+    }
+
+    /// The span and clock of the call, sent at `now`.
+    pub(crate) fn telemetry(&self, now: Instant) -> CallTelemetry {
+        let site = CallSite {
+            direction: Direction::Outgoing,
+            method: &self.method,
+            interface: None,
+            object: self.object,
+            peer: self.shared().peer(),
+            id: self.id,
+        };
+        CallTelemetry::start(site, Some(self.method.clone()), now, &self.shared().calls)
     }
 
     /// Decodes the answer.

@@ -12,6 +12,7 @@ use futures::FutureExt;
 use tokio::io::AsyncRead;
 
 use super::handlers::{Watchdog, run_burst};
+use super::incoming::BurstClock;
 use super::lifecycle::Closed;
 use super::router::route_frame;
 use super::shared::Shared;
@@ -52,6 +53,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
     let mut in_burst = false;
     let watchdog = Arc::new(Watchdog::default());
     let mut started = Vec::new();
+    let mut clock = BurstClock::default();
     let why = loop {
         if shared.is_closed() {
             // Closed by another task (a broken limit, a local close): read no more.
@@ -64,6 +66,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                 // and write their answers together; what the reader itself queued (error
                 // answers, pongs) is written now.
                 run_burst(&shared, &watchdog, std::mem::take(&mut started));
+                clock.reset();
                 if std::mem::take(&mut in_burst) {
                     shared.note_received();
                     if shared.outbox.backlog() > 0 {
@@ -94,7 +97,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
             }
             Ok(Some(frame)) => {
                 in_burst = true;
-                match route_frame(&shared, frame.freeze()) {
+                match route_frame(&shared, &mut clock, frame.freeze()) {
                     Ok(Some(call)) => started.push(call),
                     Ok(None) => {}
                     Err(why) => break why,

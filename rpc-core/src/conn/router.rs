@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::incoming::{Started, incoming_call, refuse};
+use super::incoming::{BurstClock, Started, incoming_call, refuse};
 use super::lifecycle::{Closed, lock};
 use super::refctx::resolve;
 use super::shared::{Reply, Shared};
@@ -19,9 +19,13 @@ use crate::codec;
 use crate::error::{CallError, RemoteErrorKind};
 use crate::protocol::{self, Message};
 
-/// Routes one frame; returns the admitted call whose handler is to run, if it was one. An
-/// error closes the connection.
-pub(crate) fn route_frame(shared: &Arc<Shared>, frame: Bytes) -> Result<Option<Started>, Closed> {
+/// Routes one frame of the burst of `clock`; returns the admitted call whose handler is to
+/// run, if it was one. An error closes the connection.
+pub(crate) fn route_frame(
+    shared: &Arc<Shared>,
+    clock: &mut BurstClock,
+    frame: Bytes,
+) -> Result<Option<Started>, Closed> {
     let config = shared.config();
     // Borrowing from the frame: a call's method name is not copied.
     let (message, used) = codec::decode_prefix::<Message<'_>>(
@@ -40,9 +44,13 @@ pub(crate) fn route_frame(shared: &Arc<Shared>, frame: Bytes) -> Result<Option<S
             refs,
         } => match resolve(shared, refs) {
             Ok(refs) => {
-                return incoming_call(shared, id, object, &method, deadline_ms, payload, refs);
+                let call = (id, object, &*method);
+                return incoming_call(shared, clock, call, deadline_ms, payload, refs);
             }
-            Err(message) => refuse(shared, id, RemoteErrorKind::BadArguments, message),
+            Err(message) => {
+                let call = (id, object, &*method);
+                refuse(shared, call, None, RemoteErrorKind::BadArguments, message);
+            }
         },
         Message::Answer { id, refs } => {
             // Resolved even when nobody waits for the answer any more, so that the

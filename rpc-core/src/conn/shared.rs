@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use std::fmt;
 
 use bytes::Bytes;
+use metrics::Counter;
 use tokio::sync::Notify;
 
 use super::admission::Admission;
@@ -35,6 +36,7 @@ use crate::error::CallError;
 use crate::io::budget::MemoryBudget;
 use crate::io::outbox::{Outbox, Sink};
 use crate::protocol::{self, Message, WireRef};
+use crate::telemetry::CallMetrics;
 
 /// An answer as the reader hands it to the caller: the encoded value and its references,
 /// already resolved (see `refctx`).
@@ -115,6 +117,8 @@ pub(crate) struct Shared {
     pub(crate) idle: Notify,
     /// Outgoing calls made and not yet polled (see `pending_call`).
     pub(crate) unpolled_calls: AtomicUsize,
+    /// The metric handles its calls are counted in.
+    pub(crate) calls: Arc<CallMetrics>,
     /// The handles' shared part, to hand out new handles (for imported objects).
     handle: Mutex<Weak<Handle>>,
     started: Instant,
@@ -132,6 +136,7 @@ impl Shared {
         sink: Sink,
         memory: Arc<MemoryBudget>,
         permanent: Vec<(u64, Arc<dyn Dispatch>)>,
+        (sent, calls): (Counter, Arc<CallMetrics>),
     ) -> Arc<Shared> {
         Arc::new(Shared {
             outbox: Outbox::new(
@@ -139,6 +144,7 @@ impl Shared {
                 config.max_frame_length,
                 config.effective_output_budget(),
                 memory,
+                sent,
             ),
             exports: Mutex::new(ExportTable::new(permanent, config.max_exported_objects)),
             admission: Mutex::new(Admission::new(config.max_in_flight_calls)),
@@ -147,6 +153,7 @@ impl Shared {
             login: Login::default(),
             lifecycle: Lifecycle::new(),
             pending: Mutex::new(PendingTable::default()),
+            calls,
             next_id: AtomicU64::new(1),
             imports: Mutex::new(ImportTable::default()),
             idle: Notify::new(),

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use metrics::Counter;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, LengthDelimitedCodec};
@@ -55,6 +56,8 @@ pub(crate) struct FrameReader<R> {
     /// When the first byte of the frame in progress arrived.
     started: Option<Instant>,
     eof: bool,
+    /// Counts the bytes read (a no-op counter unless set).
+    received: Counter,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -75,7 +78,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             waiting_for_budget: None,
             started: None,
             eof: false,
+            received: Counter::noop(),
         }
+    }
+
+    /// Counts the bytes read from now on in `received`.
+    pub(crate) fn count_received(&mut self, received: Counter) {
+        self.received = received;
     }
 
     /// The next frame's payload; `None` at a clean end of stream.
@@ -174,6 +183,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.buf.reserve(8 * 1024);
         }
         let n = self.io.read_buf(&mut self.buf).await?;
+        self.received.increment(n as u64);
         if n == 0 {
             self.eof = true;
         }

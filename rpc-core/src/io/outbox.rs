@@ -34,6 +34,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
+use metrics::Counter;
 use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
 
@@ -80,6 +81,8 @@ pub(crate) struct Outbox {
     /// Notified when bytes were written while someone waits for room.
     room: Notify,
     waiting_for_room: AtomicUsize,
+    /// Counts the bytes written.
+    sent: Counter,
 }
 
 /// A frame that cannot wait would take the queue past the output budget.
@@ -115,6 +118,7 @@ impl Outbox {
         max_frame: usize,
         budget: usize,
         memory: Arc<MemoryBudget>,
+        sent: Counter,
     ) -> Self {
         Outbox {
             queue: Mutex::new(Queue {
@@ -135,6 +139,7 @@ impl Outbox {
             memory,
             room: Notify::new(),
             waiting_for_room: AtomicUsize::new(0),
+            sent,
         }
     }
 
@@ -240,6 +245,7 @@ impl Outbox {
 
     /// Bytes were written: account for them.
     fn wrote(&self, n: usize) {
+        self.sent.increment(n as u64);
         self.backlog.fetch_sub(n, Ordering::SeqCst);
         self.memory.release(n);
         if self.waiting_for_room.load(Ordering::SeqCst) > 0 {

@@ -34,7 +34,7 @@ pub(super) fn call_remote(m: &Method) -> TokenStream {
             #method: &'static str,
             #args: (#(#params,)*),
         ) -> ::rpc_core::CallFuture<#answer> {
-            ::rpc_core::ObjectRef::call_remote(#object, #method, #args)
+            ::rpc_core::ObjectRef::call_static(#object, #method, #args)
         }
         #call::<#(#types,)* #output>(&self.object, #wire, (#(#idents,)*))
     }

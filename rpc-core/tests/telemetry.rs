@@ -1,0 +1,325 @@
+//! What a connection tells an operator: the `pbrs_*` metrics through the `metrics` facade (read
+//! back from a real Prometheus recorder's text), and a `tracing` span per call (read back from
+//! a subscriber that keeps every span it sees).
+//!
+//! Each test runs on a current-thread runtime with the recorder and the subscriber set for its
+//! thread only, so that tests running side by side do not see each other's calls.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{TestServer, within};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use rpc_core::{CallError, Client, Config, RemoteErrorKind, Server, remote, telemetry};
+use tracing::Subscriber;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The series of a rendered Prometheus text, by name and labels as rendered.
+fn series(recorder: &PrometheusRecorder) -> HashMap<String, f64> {
+    let text = recorder.handle().render();
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (name, value) = line.rsplit_once(' ').expect("a series line has a value");
+            (name.to_owned(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+fn calls(direction: &str, method: &str, outcome: &str) -> String {
+    format!(
+        "{}{{direction=\"{direction}\",method=\"{method}\",outcome=\"{outcome}\"}}",
+        telemetry::CALLS_TOTAL
+    )
+}
+
+/// Waits (yielding to the connection's tasks, up to a generous bound) until `done` holds for
+/// the recorder's series; panics with them otherwise.
+async fn until(
+    recorder: &PrometheusRecorder,
+    what: &str,
+    done: impl Fn(&HashMap<String, f64>) -> bool,
+) {
+    let waited = tokio::time::timeout(Duration::from_secs(20), async {
+        while !done(&series(recorder)) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        panic!(
+            "{what}: not seen in 20 s; the series were:\n{}",
+            recorder.handle().render()
+        );
+    }
+}
+
+#[tokio::test]
+async fn calls_connections_and_bytes_are_counted() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let (server, probe) = TestServer::calc(1).await;
+    let (client, calc) = server.client().await;
+    let value = series(&recorder);
+    assert_eq!(
+        value[telemetry::CONNECTIONS],
+        2.0,
+        "the client's and the server's ends"
+    );
+
+    for i in 0..3 {
+        assert_eq!(calc.calculate(i, 1).await.unwrap(), (i + 1, 1));
+    }
+    // An application's panic, a method the object does not have, a deadline that passes.
+    assert!(calc.panic(false).await.is_err());
+    let root = client.root_object();
+    let missing = root.call_remote::<_, ()>("no_such_method", ()).await;
+    common::assert_remote(missing, RemoteErrorKind::NoSuchMethod);
+    let late = calc.with_timeout(Duration::from_millis(50)).wait(7).await;
+    assert!(late.unwrap_err().is_timeout());
+
+    // Every call made has ended here; a served one is counted as its answer goes out.
+    let value = series(&recorder);
+    assert_eq!(value[&calls("outgoing", "calculate", "ok")], 3.0);
+    assert_eq!(value[&calls("incoming", "calculate", "ok")], 3.0);
+    assert_eq!(value[&calls("outgoing", "panic", "error")], 1.0);
+    assert_eq!(value[&calls("incoming", "panic", "error")], 1.0);
+    assert_eq!(value[&calls("outgoing", "no_such_method", "error")], 1.0);
+    assert_eq!(value[&calls("incoming", "unknown", "error")], 1.0);
+    assert_eq!(value[&calls("outgoing", "wait", "timeout")], 1.0);
+    let seconds = format!(
+        "{}_count{{direction=\"incoming\",method=\"calculate\"}}",
+        telemetry::CALL_SECONDS
+    );
+    assert_eq!(value[&seconds], 3.0);
+    // The served `wait` ends when its deadline passes or its cancel arrives, whichever first.
+    until(&recorder, "the served `wait` ended", |value| {
+        let timeout = value.get(&calls("incoming", "wait", "timeout"));
+        let cancelled = value.get(&calls("incoming", "wait", "cancelled"));
+        timeout.or(cancelled) == Some(&1.0)
+    })
+    .await;
+    probe.open_gate();
+
+    let received = value[telemetry::RECEIVED_BYTES];
+    assert!(received > 0.0, "{received}");
+    drop((calc, root));
+    client.close();
+    until(&recorder, "both ends closed", |value| {
+        value[telemetry::CONNECTIONS] == 0.0
+    })
+    .await;
+    // Both ends count in this recorder: every byte one sent, the other read.
+    let value = series(&recorder);
+    assert_eq!(
+        value[telemetry::SENT_BYTES],
+        value[telemetry::RECEIVED_BYTES]
+    );
+    server.stop().await;
+}
+
+/// A peer that calls methods by names it makes up cannot make the recorder keep one series
+/// per name: a served call of a name the object lacks counts as `unknown`.
+#[tokio::test]
+async fn a_peer_cannot_grow_the_series_with_made_up_method_names() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let (server, _probe) = TestServer::calc(1).await;
+    let (client, _calc) = server.client().await;
+    let root = client.root_object();
+    for i in 0..50 {
+        let name = format!("made_up_{i}");
+        let _ = root.call_remote::<_, ()>(&name, ()).await;
+    }
+    let value = series(&recorder);
+    let incoming: Vec<&String> = value
+        .keys()
+        .filter(|k| k.starts_with(telemetry::CALLS_TOTAL) && k.contains("\"incoming\""))
+        .collect();
+    assert_eq!(incoming, [&calls("incoming", "unknown", "error")]);
+    assert_eq!(value[&calls("incoming", "unknown", "error")], 50.0);
+    server.stop().await;
+}
+
+#[remote]
+trait Logger {
+    /// Logs a line from inside the handler and answers `n`.
+    async fn remote_note(&self, n: u64) -> u64;
+}
+
+struct Notes;
+
+impl Logger for Notes {
+    async fn remote_note(&self, n: u64) -> u64 {
+        tracing::info!(n, "inside the handler");
+        n
+    }
+}
+
+/// Every span the subscriber saw, with its fields as text, once it closed; and the span each
+/// event was in.
+#[derive(Clone, Default)]
+struct Captured {
+    closed: Arc<Mutex<Vec<SpanFields>>>,
+    /// Each event's message, and the fields of the span it was in.
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+/// An event's message, and the fields of the span it was in.
+type Event = (String, Option<SpanFields>);
+
+/// A span's fields as text, by name.
+type SpanFields = BTreeMap<String, String>;
+
+#[derive(Default)]
+struct Fields(BTreeMap<String, String>);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Captured {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        fields
+            .0
+            .insert("name".into(), attrs.metadata().name().into());
+        fields
+            .0
+            .insert("target".into(), attrs.metadata().target().into());
+        ctx.span(id).unwrap().extensions_mut().insert(fields);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let span = ctx.span(id).unwrap();
+        let mut extensions = span.extensions_mut();
+        values.record(extensions.get_mut::<Fields>().unwrap());
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let message = fields.0.remove("message").unwrap_or_default();
+        let span = ctx
+            .event_span(event)
+            .map(|span| span.extensions().get::<Fields>().unwrap().0.clone());
+        self.events.lock().unwrap().push((message, span));
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let span = ctx.span(&id).unwrap();
+        let fields = span.extensions().get::<Fields>().unwrap().0.clone();
+        self.closed.lock().unwrap().push(fields);
+    }
+}
+
+/// A call is a span on each side, with the method, the object, the peer and the request id,
+/// and its outcome and duration when it closes; the handler runs inside the served call's.
+#[tokio::test]
+async fn every_call_is_a_span_on_each_side() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::registry().with(captured.clone().with_filter(
+        tracing_subscriber::EnvFilter::new("rpc_core::call=debug,telemetry=info"),
+    ));
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let server = Server::bind("127.0.0.1:0", LoggerRef::new(Notes))
+        .await
+        .unwrap();
+    let server = TestServer::serve(server);
+    let addr = server.addr;
+    let client = Client::connect(addr).await.unwrap();
+    let logger: LoggerRef = client.root().await.unwrap();
+    assert_eq!(logger.note(41).await.unwrap(), 41);
+    // The served call's span closes once its task lets go of it.
+    within("the served call's span to close", async {
+        while captured.closed.lock().unwrap().len() < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    let closed = captured.closed.lock().unwrap().clone();
+    let side = |direction: &str| {
+        closed
+            .iter()
+            .find(|span| span.get("direction").map(String::as_str) == Some(direction))
+            .unwrap_or_else(|| panic!("no {direction} span in {closed:?}"))
+            .clone()
+    };
+    let (outgoing, incoming) = (side("outgoing"), side("incoming"));
+    for span in [&outgoing, &incoming] {
+        assert_eq!(span["name"], "call", "{span:?}");
+        assert_eq!(span["target"], "rpc_core::call", "{span:?}");
+        assert_eq!(span["method"], "note", "{span:?}");
+        assert_eq!(span["object"], "0", "the root object: {span:?}");
+        assert_eq!(span["outcome"], "ok", "{span:?}");
+        let seconds: f64 = span["seconds"].parse().unwrap();
+        assert!((0.0..20.0).contains(&seconds), "{span:?}");
+        assert!(span["peer"].contains("127.0.0.1:"), "{span:?}");
+    }
+    assert_eq!(
+        outgoing["id"], incoming["id"],
+        "one request id on both sides"
+    );
+    assert_eq!(incoming["interface"], "Logger");
+    assert_eq!(outgoing["peer"], addr.to_string());
+
+    let events = captured.events.lock().unwrap().clone();
+    let (_, span) = events
+        .iter()
+        .find(|(message, _)| message == "inside the handler")
+        .expect("the handler's line");
+    let span = span.as_ref().expect("logged inside a span");
+    assert_eq!(span["direction"], "incoming");
+    assert_eq!(span["method"], "note");
+
+    drop(logger);
+    client.close();
+    server.stop().await;
+}
+
+/// A call refused before it runs (here: the connection's calls in flight are at their limit)
+/// is counted `refused` on both sides.
+#[tokio::test]
+async fn a_call_refused_as_overloaded_is_counted_refused() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let config = Config::default().max_in_flight_calls(1);
+    let (server, probe) = TestServer::calc_with(1, config).await;
+    let (_client, calc) = server.client().await;
+    // One call holds the only slot; the next is refused as overloaded.
+    let holding = tokio::spawn({
+        let calc = calc.clone();
+        async move { calc.wait(1).await }
+    });
+    let mut probe = probe;
+    probe.started(1).await;
+    let refused = calc.calculate(1, 2).await;
+    assert!(matches!(
+        refused,
+        Err(CallError::Remote {
+            kind: RemoteErrorKind::Overloaded,
+            ..
+        })
+    ));
+    probe.open_gate();
+    within("the held call", holding).await.unwrap().unwrap();
+    let value = series(&recorder);
+    assert_eq!(value[&calls("incoming", "calculate", "refused")], 1.0);
+    assert_eq!(value[&calls("outgoing", "calculate", "refused")], 1.0);
+    server.stop().await;
+}

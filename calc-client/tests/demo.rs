@@ -104,8 +104,7 @@ fn the_front_end_survives_a_broker_restart_mid_job() {
         .zip(1..)
         .map(|(file, id)| start_worker(id, 2, Credentials::File(file)))
         .collect();
-    let broker_proc = broker.proc.as_mut().expect("started");
-    broker_proc.wait_for_log(PATIENCE, "worker joined", 2);
+    broker.wait_for_log("worker joined", 2);
 
     let mut client = start_big_job(&On::ThisHost, &front_end);
 
@@ -227,11 +226,7 @@ fn a_worker_stopped_with_sigterm_leaves_the_broker_and_exits_0() {
         .write_file(broker.dir.path());
     let (mut worker, _) = start_worker(7, 1, Credentials::File(&file));
     broker.wait_until(PATIENCE, |ids| ids == ["worker-7/7"]);
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
+    worker.signal("TERM");
     let status = worker.wait_exit(PATIENCE);
     assert!(
         status.success(),
@@ -239,4 +234,32 @@ fn a_worker_stopped_with_sigterm_leaves_the_broker_and_exits_0() {
         worker.log
     );
     assert!(broker.worker_ids().is_empty());
+}
+
+/// A worker that freezes (SIGSTOP) without closing its connection is dropped by the broker
+/// once keepalive gives up on it: `--keepalive-interval` + `--keepalive-timeout` after the
+/// last frame it sent.
+#[cfg(unix)]
+#[test]
+fn the_broker_drops_a_frozen_worker_once_keepalive_gives_up() {
+    let mut broker =
+        BrokerProc::new().args(&["--keepalive-interval", "1", "--keepalive-timeout", "2"]);
+    let file = broker.add_user("worker-8", "worker");
+    broker.start();
+    let (worker, _) = start_worker(8, 1, Credentials::File(&file));
+    broker.wait_for_log("worker joined", 1);
+    worker.signal("STOP");
+    let stopped = Instant::now();
+    let left = broker.wait_for_worker_left();
+    let after = stopped.elapsed();
+    println!("the broker dropped the frozen worker {after:?} after SIGSTOP");
+    assert!(
+        after < Duration::from_secs(20),
+        "the broker's default keepalive (30 s + 20 s) rather than 1 s + 2 s?"
+    );
+    assert!(
+        left.contains("worker-8/8") && left.contains("keepalive"),
+        "{left}"
+    );
+    // Dropping `worker` kills it (SIGKILL ends a stopped process too).
 }

@@ -19,9 +19,6 @@ use common::{
 /// default), and a busy 2-core machine still answers a ping within 4 s.
 const BROKER_KEEPALIVE: [&str; 2] = ["2", "4"];
 
-/// What the broker logs when a worker's connection drops.
-const WORKER_LEFT: &str = "worker left: its connection dropped";
-
 /// Cut worker 2's link once the job is under way: the job still completes with the right
 /// total, worker 2's chunks go to the others (it is reported lost, by keepalive), and the
 /// broker drops worker 2 (only it) once its keepalive notices.
@@ -47,7 +44,7 @@ fn the_demo_on_separate_hosts_survives_a_worker_cut_off_mid_job() {
         BROKER_KEEPALIVE[1],
     ];
     let broker_addr = format!("{}:8990", broker_host.addr);
-    let mut broker = BrokerProc::on(broker_host.on(), &broker_addr, &keepalive);
+    let mut broker = BrokerProc::on(broker_host.on(), &broker_addr).args(&keepalive);
     let worker_files: Vec<_> = (1..=3)
         .map(|id| broker.add_user(&format!("worker-{id}"), "worker"))
         .collect();
@@ -75,8 +72,7 @@ fn the_demo_on_separate_hosts_survives_a_worker_cut_off_mid_job() {
             "{url}"
         );
     }
-    let broker_proc = broker.proc.as_mut().expect("started");
-    broker_proc.wait_for_log(PATIENCE, "worker joined", 3);
+    broker.wait_for_log("worker joined", 3);
 
     let mut client = start_big_job(&front_host.on(), &front_end);
 
@@ -85,18 +81,12 @@ fn the_demo_on_separate_hosts_survives_a_worker_cut_off_mid_job() {
     let cut = Instant::now();
 
     // The broker drops worker 2, and only it, once keepalive notices.
-    broker_proc.wait_for_log(PATIENCE, WORKER_LEFT, 1);
+    let left = broker.wait_for_worker_left();
     let dropped_after = cut.elapsed();
     println!("the broker dropped the cut-off worker {dropped_after:?} after the cut");
-    let left = broker_proc
-        .log
-        .lines()
-        .find(|line| line.contains(WORKER_LEFT))
-        .expect("waited for it");
     assert!(
         left.contains("worker-2/2") && left.contains("keepalive"),
-        "the broker dropped another worker, or not by keepalive: {left}\n{}",
-        broker_proc.log
+        "the broker dropped another worker, or not by keepalive: {left}"
     );
 
     let status = client.wait_exit(PATIENCE * 2);
@@ -118,8 +108,7 @@ fn the_demo_on_separate_hosts_survives_a_worker_cut_off_mid_job() {
     }
 
     // The survivors stayed queued all along.
-    broker_proc.read_available();
-    assert_eq!(broker_proc.log_lines(WORKER_LEFT), 1, "{}", broker_proc.log);
+    assert_eq!(broker.workers_left(), 1, "{}", broker.log());
 
     // Everything stops, then the network goes, leaving nothing behind.
     drop(client);

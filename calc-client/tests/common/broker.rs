@@ -5,7 +5,10 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use super::{On, Proc, calc_client};
+use super::{On, PATIENCE, Proc, calc_client};
+
+/// What the broker logs when a worker leaves the queue because its connection dropped.
+pub const WORKER_LEFT: &str = "worker left: its connection dropped";
 
 /// The `broker-server` binary of the workspace, next to this package's binaries (built by
 /// `cargo build`/`cargo test` of the workspace). When it is missing (`cargo test -p
@@ -58,19 +61,26 @@ impl BrokerProc {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        BrokerProc::on(On::ThisHost, &format!("127.0.0.1:{port}"), &[])
+        BrokerProc::on(On::ThisHost, &format!("127.0.0.1:{port}"))
     }
 
-    /// A broker that will listen on `addr` where `on` says (`addr` must be free there), with
-    /// the further arguments `extra`; not started yet.
-    pub fn on(on: On, addr: &str, extra: &[&str]) -> BrokerProc {
+    /// A broker that will listen on `addr` where `on` says (`addr` must be free there); not
+    /// started yet.
+    pub fn on(on: On, addr: &str) -> BrokerProc {
         BrokerProc {
             proc: None,
             addr: addr.to_owned(),
             data: tempfile::tempdir().unwrap(),
             on,
-            extra: extra.iter().map(|&arg| arg.to_owned()).collect(),
+            extra: Vec::new(),
         }
+    }
+
+    /// Gives `broker-server` the further arguments `extra` (such as `--keepalive-interval`)
+    /// whenever it starts.
+    pub fn args(mut self, extra: &[&str]) -> BrokerProc {
+        self.extra = extra.iter().map(|&arg| arg.to_owned()).collect();
+        self
     }
 
     /// `broker-server add-user`: adds `name` with `role` (`worker`, `front-end`) and returns
@@ -104,6 +114,32 @@ impl BrokerProc {
         let listening = proc.wait_for_addr("broker listening on");
         assert_eq!(listening, self.addr, "{}", proc.log);
         self.proc = Some(proc);
+    }
+
+    /// Waits until `count` lines of the broker's log contain `needle`.
+    pub fn wait_for_log(&mut self, needle: &str, count: usize) {
+        let proc = self.proc.as_mut().expect("the broker runs");
+        proc.wait_for_log(PATIENCE, needle, count);
+    }
+
+    /// Everything the broker has written so far that was read.
+    pub fn log(&self) -> &str {
+        self.proc.as_ref().map_or("", |proc| proc.log.as_str())
+    }
+
+    /// Waits until the broker logs that a worker left because its connection dropped
+    /// ([`WORKER_LEFT`]), and returns the first such line.
+    pub fn wait_for_worker_left(&mut self) -> String {
+        self.wait_for_log(WORKER_LEFT, 1);
+        let line = self.log().lines().find(|line| line.contains(WORKER_LEFT));
+        line.expect("waited for it").to_owned()
+    }
+
+    /// How many times the broker has logged [`WORKER_LEFT`] so far.
+    pub fn workers_left(&mut self) -> usize {
+        let proc = self.proc.as_mut().expect("the broker runs");
+        proc.read_available();
+        proc.log_lines(WORKER_LEFT)
     }
 
     /// Kills the broker with SIGKILL, and reaps it.

@@ -19,7 +19,7 @@ pub use netns::On;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
@@ -244,6 +244,15 @@ impl Proc {
             }
         }
         status
+    }
+
+    /// Sends the process the signal `signal` (`TERM`, `STOP`, ...) with `kill`.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {}: {status}", self.name);
     }
 
     /// Kills the process (SIGKILL) and reaps it.

@@ -141,7 +141,7 @@ impl Network {
     fn in_switch(&self, args: &[&str]) {
         let mut all = vec!["-n", &self.switch];
         all.extend_from_slice(args);
-        ip(&all).unwrap_or_else(|e| panic!("setting up the test network: {e}"));
+        ip(&all).unwrap_or_else(|e| panic!("on the test network's switch: {e}"));
     }
 
     /// Adds the host `name` (at most 15 characters) with the address `addr` (in a /24 shared

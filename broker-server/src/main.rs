@@ -12,6 +12,7 @@ use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use broker_server::access::{ENV_PASSWORD, ENV_URL, ENV_USER, credentials_file};
 use broker_server::{Access, BrokerService, DataDir, HttpSide, Role, address, telemetry};
@@ -108,6 +109,18 @@ struct Serve {
         default_value_t = broker_server::ownership::DEFAULT_MAX_WORKERS_PER_IDENTITY
     )]
     max_workers_per_identity: u32,
+
+    /// Keepalive: after SECS without a frame from a peer (a worker, a front end), ping it.
+    /// A worker whose host vanishes without closing its connection (a cut link, a crashed
+    /// machine) leaves the queue once keepalive gives up on it: SECS plus
+    /// --keepalive-timeout after the last frame it sent.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+    keepalive_interval: Duration,
+
+    /// Keepalive: close a connection whose peer sends nothing, not even the answer to a
+    /// ping, for SECS after the ping.
+    #[arg(long, value_name = "SECS", default_value = "20", value_parser = parse_seconds)]
+    keepalive_timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +159,16 @@ fn parse_positive(n: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".to_owned()),
         Ok(n) => Ok(n),
         Err(e) => Err(format!("{e} (expected a positive whole number)")),
+    }
+}
+
+/// A positive number of seconds, up to a day.
+fn parse_seconds(secs: &str) -> Result<Duration, String> {
+    const DAY: u64 = 24 * 60 * 60;
+    match parse_positive(secs).map(u64::try_from) {
+        Ok(Ok(secs)) if secs <= DAY => Ok(Duration::from_secs(secs)),
+        Ok(_) => Err(format!("must be at most {DAY} (a day)")),
+        Err(e) => Err(e),
     }
 }
 
@@ -271,6 +294,9 @@ async fn serve(cli: Serve) -> Result<(), String> {
     };
     let (server, url) =
         broker_server::serve(listener, service, &access).map_err(|e| e.to_string())?;
+    let server = server.with_config(
+        rpc_core::Config::default().keepalive(cli.keepalive_interval, cli.keepalive_timeout),
+    );
     let mut lines = vec![format!("broker listening on {addr}")];
     if let Some(url) = url {
         let url = match &cli.advertise {

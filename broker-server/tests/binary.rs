@@ -1,6 +1,7 @@
 //! The real `broker-server` binary: it announces its address on stdout, serves the broker
 //! there, and exits 0 promptly on SIGTERM; `--help` documents it; a bad or incomplete address
-//! is a clear error; `--max-workers` bounds the workers it tracks.
+//! is a clear error; `--max-workers` bounds the workers it tracks; counts and times out of range
+//! are refused.
 //!
 //! Every process a test starts is killed when the test ends, passed or failed ([`Broker`]'s
 //! `Drop`). Waits are bounded by [`PATIENCE`]; nothing sleeps to synchronise.
@@ -297,6 +298,8 @@ fn help_documents_the_options() {
         "[default: 100000]",
         "--http",
         "/metrics",
+        "--keepalive-interval",
+        "--keepalive-timeout",
     ] {
         assert!(
             help.contains(wanted),
@@ -387,12 +390,18 @@ fn max_workers_refuses_a_worker_beyond_the_limit() {
 }
 
 #[test]
-fn max_workers_zero_is_refused() {
-    let output =
-        run_to_end(Command::new(BINARY).args(["--listen", "127.0.0.1:0", "--max-workers", "0"]));
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("--max-workers"), "{stderr}");
+fn a_count_or_a_time_out_of_range_is_refused() {
+    for (option, value, why) in [
+        ("--max-workers", "0", "at least 1"),
+        ("--keepalive-interval", "0", "at least 1"),
+        ("--keepalive-timeout", "86401", "at most 86400"),
+    ] {
+        let output =
+            run_to_end(Command::new(BINARY).args(["--listen", "127.0.0.1:0", option, value]));
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains(option) && stderr.contains(why), "{stderr}");
+    }
 }
 
 /// A directory under the system's temporary directory, removed on drop.

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Credentials, PATIENCE, Proc, calc_client, host_port, progress, start_worker, total};
+use common::{
+    BIG_JOB, Credentials, PATIENCE, Proc, calc_client, host_port, progress, start_worker, total,
+};
 
 /// One of three workers is dead before the job starts: connecting to it fails, the other
 /// two do all the work.
@@ -94,16 +96,7 @@ fn all_workers_dying_mid_job_is_a_clear_error() {
     let mut client = Proc::spawn(
         "calc-client",
         &calc_client(),
-        &[
-            "--workers",
-            &list,
-            "--limit",
-            "20000000",
-            "--chunk",
-            "100000",
-            "--progress",
-            "lines",
-        ],
+        &[&["--workers", &list][..], &BIG_JOB].concat(),
     );
     client.wait_for(PATIENCE, |line| progress(line).filter(|&done| done >= 2));
     for (worker, _) in &mut workers {

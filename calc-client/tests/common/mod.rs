@@ -2,9 +2,20 @@
 //! on failure too), their output read line by line with timeouts, and a broker served over
 //! TLS in the test's process with users whose credentials go to the processes in a file or
 //! in the environment. No sleeps as synchronisation: every wait is for a line, an exit, or a
-//! broker event, with a deadline.
+//! broker event, with a deadline. A process may run on another host of a test network
+//! ([`netns`]); a real `broker-server` process is a [`BrokerProc`].
 
 #![allow(dead_code, unreachable_pub)]
+
+mod broker;
+mod job;
+pub mod netns;
+
+#[allow(unused_imports)] // not every test uses it
+pub use broker::BrokerProc;
+#[allow(unused_imports)] // not every test uses them
+pub use job::{BIG_JOB, BIG_JOB_TOTAL, lost_worker_row, start_big_job, table_row, total};
+pub use netns::On;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -76,7 +87,20 @@ impl Proc {
 
     /// Like [`spawn`](Proc::spawn), with the environment variables `env` set.
     pub fn spawn_with_env(name: &str, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut child = Command::new(program)
+        Proc::spawn_on(&On::ThisHost, name, program, args, env)
+    }
+
+    /// Like [`spawn_with_env`](Proc::spawn_with_env), run where `on` says (on another host:
+    /// `ip netns exec` runs `program` in place of itself, so this is still its process).
+    pub fn spawn_on(
+        on: &On,
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proc {
+        let mut child = on
+            .command(program)
             .args(args)
             .env_remove(ENV_URL)
             .env_remove(ENV_USER)
@@ -177,6 +201,11 @@ impl Proc {
         );
     }
 
+    /// Reads the output the process has written so far, without waiting for more.
+    pub fn read_available(&mut self) {
+        self.read_until(Instant::now(), |_| false);
+    }
+
     /// How many stderr lines read so far contain `needle`.
     pub fn log_lines(&self, needle: &str) -> usize {
         let prefix = format!("[{} stderr] ", self.name);
@@ -215,6 +244,15 @@ impl Proc {
             }
         }
         status
+    }
+
+    /// Sends the process the signal `signal` (`TERM`, `STOP`, ...) with `kill`.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {}: {status}", self.name);
     }
 
     /// Kills the process (SIGKILL) and reaps it.
@@ -363,15 +401,27 @@ pub enum Credentials<'a> {
 /// A worker process with `id` and `capacity`, logged in to a broker as `credentials` say;
 /// returns it with its `pbrs://` URL once it prints it.
 pub fn start_worker(id: u32, capacity: u32, credentials: Credentials<'_>) -> (Proc, String) {
+    start_worker_on(
+        &On::ThisHost,
+        id,
+        capacity,
+        credentials,
+        &["--log-level", "warn"],
+    )
+}
+
+/// Like [`start_worker`], run where `on` says, with the further arguments `extra` (such as
+/// `--listen` and `--log-level`).
+pub fn start_worker_on(
+    on: &On,
+    id: u32,
+    capacity: u32,
+    credentials: Credentials<'_>,
+    extra: &[&str],
+) -> (Proc, String) {
     let (id_s, capacity_s) = (id.to_string(), capacity.to_string());
-    let mut args = vec![
-        "--id",
-        &id_s,
-        "--capacity",
-        &capacity_s,
-        "--log-level",
-        "warn",
-    ];
+    let mut args = vec!["--id", &id_s, "--capacity", &capacity_s];
+    args.extend_from_slice(extra);
     let mut env: &[(&str, &str)] = &[];
     let login_env;
     match credentials {
@@ -382,7 +432,7 @@ pub fn start_worker(id: u32, capacity: u32, credentials: Credentials<'_>) -> (Pr
             env = &login_env;
         }
     }
-    let mut worker = Proc::spawn_with_env(&format!("worker {id}"), &calc_worker(), &args, env);
+    let mut worker = Proc::spawn_on(on, &format!("worker {id}"), &calc_worker(), &args, env);
     worker.wait_for_addr(&format!("worker {id} listening on"));
     let url = worker.wait_for_addr("worker url:");
     (worker, url)
@@ -393,113 +443,8 @@ pub fn host_port(url: &str) -> String {
     url.parse::<SturdyUrl>().unwrap().addr().to_owned()
 }
 
-/// The number in the `total: <n>` line of a client's stdout.
-pub fn total(stdout: &[String]) -> Option<u64> {
-    stdout
-        .iter()
-        .find_map(|l| l.strip_prefix("total: "))
-        .and_then(|n| n.parse().ok())
-}
-
 /// The `<done>` of a `progress: <done>/<total> chunks` line.
 pub fn progress(line: &str) -> Option<usize> {
     let rest = line.strip_prefix("progress: ")?;
     rest.split('/').next()?.parse().ok()
-}
-
-/// The `broker-server` binary of the workspace, next to this package's binaries (built by
-/// `cargo build`/`cargo test` of the workspace). When it is missing (`cargo test -p
-/// calc-client` alone builds only this package's binaries), it is built first, into the same
-/// target directory.
-pub fn broker_server() -> PathBuf {
-    let path =
-        calc_client().with_file_name(format!("broker-server{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        // <target>/<profile>/calc-client: build in <target>, with the same profile.
-        let profile_dir = path.parent().expect("a binary is in a directory");
-        let target = profile_dir
-            .parent()
-            .expect("the profile is in the target directory");
-        let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        build
-            .args(["build", "-p", "broker-server", "--bin", "broker-server"])
-            .arg("--target-dir")
-            .arg(target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir.file_name().is_some_and(|p| p == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo to build broker-server");
-        assert!(status.success(), "cargo build -p broker-server failed");
-    }
-    path
-}
-
-/// A `broker-server` process with its data directory: users are added with its
-/// `add-user` (before it starts: it reads its users when it starts), and it can be killed and
-/// started again on the same port with the same data.
-pub struct BrokerProc {
-    /// The process, while it runs.
-    pub proc: Option<Proc>,
-    /// `127.0.0.1:<port>`, fixed for its restarts.
-    pub addr: String,
-    /// The data directory (identity, URL secret, users), and credentials files.
-    pub data: tempfile::TempDir,
-}
-
-impl BrokerProc {
-    /// A broker on a free loopback port, not started yet.
-    pub fn new() -> BrokerProc {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        BrokerProc {
-            proc: None,
-            addr: format!("127.0.0.1:{port}"),
-            data: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    /// `broker-server add-user`: adds `name` with `role` (`worker`, `front-end`) and returns
-    /// the path of its credentials file.
-    pub fn add_user(&self, name: &str, role: &str) -> PathBuf {
-        let file = self.data.path().join(format!("{name}.credentials"));
-        let output = Command::new(broker_server())
-            .args(["add-user", name, "--role", role, "--data"])
-            .arg(self.data.path())
-            .args(["--advertise", &self.addr, "--credentials-file"])
-            .arg(&file)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run broker-server add-user");
-        assert!(output.status.success(), "add-user {name}: {output:?}");
-        file
-    }
-
-    /// Starts (or starts again) the broker on its port, and waits until it listens.
-    pub fn start(&mut self) {
-        let mut proc = Proc::spawn(
-            "broker",
-            &broker_server(),
-            &[
-                "--listen",
-                &self.addr,
-                "--data",
-                self.data.path().to_str().unwrap(),
-                "--log-level",
-                "info",
-            ],
-        );
-        let listening = proc.wait_for_addr("broker listening on");
-        assert_eq!(listening, self.addr, "{}", proc.log);
-        self.proc = Some(proc);
-    }
-
-    /// Kills the broker with SIGKILL, and reaps it.
-    pub fn kill(&mut self) {
-        if let Some(mut proc) = self.proc.take() {
-            proc.kill();
-        }
-    }
 }

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use examples::fib::cli::init_logging;
+use num_bigint::BigUint;
 
 /// Takes COUNT numbers from a fib-server and prints each on its own line as it arrives.
 /// When the connection is lost (the server restarts, say) it reconnects by itself and goes
@@ -36,7 +37,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let mut stdout = std::io::stdout().lock();
-    let print = |number: &str| {
+    let print = |number: &BigUint| {
         writeln!(stdout, "{number}")?;
         stdout.flush()
     };

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use num_bigint::BigUint;
 use rpc_core::{
     Backoff, CallError, ReconnectOptions, ReconnectingClient, RemoteErrorKind, RemoteRef,
 };
@@ -35,7 +36,7 @@ pub enum ClientError {
 }
 
 /// Takes `count` numbers from the fib-server at `server` (`HOST:PORT`), passing each to
-/// `each` as it arrives (in decimal), reconnecting as often as needed; returns once it has
+/// `each` as it arrives, reconnecting as often as needed; returns once it has
 /// all of them.
 ///
 /// # Errors
@@ -44,7 +45,7 @@ pub enum ClientError {
 pub async fn take(
     server: &str,
     count: u64,
-    mut each: impl FnMut(&str) -> std::io::Result<()>,
+    mut each: impl FnMut(&BigUint) -> std::io::Result<()>,
 ) -> Result<(), ClientError> {
     let backoff = Backoff::new(Duration::from_millis(50), 2.0, Duration::from_secs(2));
     let client = ReconnectingClient::<FibonacciRef>::connect(

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use num_bigint::BigUint;
 use rpc_core::{CallError, Server, remote};
 
 use super::committer::{CommitStats, Committer, FibError};
@@ -18,9 +19,10 @@ use super::store::{Store, StoreError};
 /// to every caller, across restarts and crashes of the server.
 #[remote]
 pub trait Fibonacci {
-    /// The next number of the sequence 1, 2, 3, 5, 8, ..., in decimal: saved durably before
-    /// it is answered, and never handed out again, to anyone.
-    async fn remote_next(&self) -> Result<String, FibError>;
+    /// The next number of the sequence 1, 2, 3, 5, 8, ...: saved durably before it is
+    /// answered, and never handed out again, to anyone. It travels as a big integer (its
+    /// 32-bit digits), so the server spends no time on decimal: the caller formats it.
+    async fn remote_next(&self) -> Result<BigUint, FibError>;
 
     /// How many numbers this server process handed out, in how many commits (fsyncs).
     async fn remote_stats(&self) -> CommitStats;
@@ -32,8 +34,8 @@ struct Numbers {
 }
 
 impl Fibonacci for Numbers {
-    async fn remote_next(&self) -> Result<String, FibError> {
-        Ok(self.committer.next().await?.to_string())
+    async fn remote_next(&self) -> Result<BigUint, FibError> {
+        self.committer.next().await
     }
 
     async fn remote_stats(&self) -> CommitStats {

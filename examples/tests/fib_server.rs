@@ -51,6 +51,13 @@ fn start_server(lab: &mut Lab, name: &str, listen: &str, data: &str) -> (String,
     panic!("{name} never got {listen}; output:\n{}", lab.log)
 }
 
+/// A temporary directory, the path of a data directory in it (not made yet) and a lab.
+fn fresh() -> (tempfile::TempDir, String, Lab) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").to_str().unwrap().to_owned();
+    (dir, data, Lab::new())
+}
+
 /// How many numbers `clients` printed so far, in all.
 fn printed(lab: &Lab, clients: &[&str]) -> usize {
     clients.iter().map(|c| lab.stdout(c).len()).sum()
@@ -59,10 +66,8 @@ fn printed(lab: &Lab, clients: &[&str]) -> usize {
 #[test]
 fn three_clients_and_three_kill_9s_see_no_number_twice() {
     const COUNT: usize = 300;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data = data.to_str().unwrap();
-    let mut lab = Lab::new();
+    let (_dir, data, mut lab) = fresh();
+    let data = data.as_str();
     let (mut server, addr) = start_server(&mut lab, "server-0", "127.0.0.1:0", data);
     let clients = ["client-a", "client-b", "client-c"];
     for client in clients {
@@ -124,10 +129,8 @@ fn three_clients_and_three_kill_9s_see_no_number_twice() {
 
 #[test]
 fn a_clean_stop_and_start_goes_on_with_no_gap() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data = data.to_str().unwrap();
-    let mut lab = Lab::new();
+    let (_dir, data, mut lab) = fresh();
+    let data = data.as_str();
     let mut printed = Vec::new();
     for run in 1..=2 {
         let (server, addr) = start_server(&mut lab, &format!("server-{run}"), "127.0.0.1:0", data);
@@ -171,10 +174,9 @@ fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
 
 #[test]
 fn a_damaged_database_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut lab = Lab::new();
-    let (server, _) = start_server(&mut lab, "server", "127.0.0.1:0", data.to_str().unwrap());
+    let (_dir, data, mut lab) = fresh();
+    let (server, _) = start_server(&mut lab, "server", "127.0.0.1:0", &data);
+    let data = Path::new(&data);
     lab.terminate(&server);
     assert!(lab.wait_exit(&server, PATIENCE).success(), "{}", lab.log);
     // Its header overwritten: redb can tell nothing from it any more.
@@ -182,7 +184,7 @@ fn a_damaged_database_is_refused() {
     let mut bytes = std::fs::read(&db).unwrap();
     bytes[..512].fill(0xAB);
     std::fs::write(&db, &bytes).unwrap();
-    says(&refused(&mut lab, "again", &data), &db, "it is damaged");
+    says(&refused(&mut lab, "again", data), &db, "it is damaged");
 }
 
 #[test]
@@ -239,10 +241,9 @@ fn write_table<K: redb::Key + 'static, V: redb::Value + 'static>(
 
 #[test]
 fn a_data_directory_in_use_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut lab = Lab::new();
-    let (_server, _) = start_server(&mut lab, "first", "127.0.0.1:0", data.to_str().unwrap());
-    let stderr = refused(&mut lab, "second", &data);
+    let (_dir, data, mut lab) = fresh();
+    let (_server, _) = start_server(&mut lab, "first", "127.0.0.1:0", &data);
+    let data = Path::new(&data);
+    let stderr = refused(&mut lab, "second", data);
     says(&stderr, &data.join("fib.redb"), "in use by another process");
 }

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use examples::fib::cli::init_logging;
+use examples::fib::cli::{log_filter, log_to_stderr};
 use num_bigint::BigUint;
 
 /// Takes COUNT numbers from a fib-server and prints each on its own line as it arrives.
@@ -25,17 +25,14 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 10)]
     count: u64,
     /// Log filter for stderr: error, warn, info, debug, trace, or a tracing filter.
-    #[arg(long, default_value = "warn")]
+    #[arg(long, value_name = "FILTER", default_value = "warn", value_parser = log_filter)]
     log_level: String,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(e) = init_logging(&args.log_level) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
+    log_to_stderr(&args.log_level);
     let mut stdout = std::io::stdout().lock();
     let print = |number: &BigUint| {
         writeln!(stdout, "{number}")?;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use examples::fib::cli::{init_logging, shutdown_signal};
+use examples::fib::cli::{log_filter, log_to_stderr, shutdown_signal};
 use examples::fib::service::FibService;
 
 /// Serves the Fibonacci numbers 1, 2, 3, 5, 8, ... to every client that asks, never the same
@@ -34,17 +34,14 @@ struct Args {
     #[arg(long)]
     insecure_plaintext: bool,
     /// Log filter for stderr: error, warn, info, debug, trace, or a tracing filter.
-    #[arg(long, default_value = "info")]
+    #[arg(long, value_name = "FILTER", default_value = "info", value_parser = log_filter)]
     log_level: String,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(e) = init_logging(&args.log_level) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
+    log_to_stderr(&args.log_level);
     let shutdown = match shutdown_signal() {
         Ok(shutdown) => shutdown,
         Err(e) => {

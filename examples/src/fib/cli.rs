@@ -1,20 +1,30 @@
 //! What the `fib-server` and `fib-client` binaries share: logging to stderr, and the signal
 //! to shut down.
 
-/// Logs to stderr, at `level` (`error`, `warn`, `info`, `debug`, `trace`, or a tracing
-/// filter), keeping stdout for the program's own lines.
+/// Checks a `--log-level` value as clap parses it (`value_parser = log_filter`): `error`,
+/// `warn`, `info`, `debug`, `trace`, or a tracing filter such as `examples=debug,rpc_core=info`.
 ///
 /// # Errors
-/// A level that is not a filter, said in words.
-pub fn init_logging(level: &str) -> Result<(), String> {
+/// A value that is not a filter, said in words (clap shows it as a usage error).
+pub fn log_filter(level: &str) -> Result<String, String> {
+    match tracing_subscriber::EnvFilter::try_new(level) {
+        Ok(_) => Ok(level.to_owned()),
+        Err(e) => Err(format!(
+            "not a log filter ({e}); try error, warn, info, debug or trace"
+        )),
+    }
+}
+
+/// Sends the log lines that `level` (checked by [`log_filter`]) lets through to stderr,
+/// keeping stdout for the program's own lines. Does nothing if a logger is already set.
+pub fn log_to_stderr(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .map_err(|e| format!("--log-level {level:?} is not a log filter: {e}"))?;
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init()
-        .map_err(|e| e.to_string())
+        .try_init();
 }
 
 /// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM. The handlers are installed when this is

@@ -193,3 +193,33 @@ fn run(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_callers_get_the_sequence_in_order_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, sequence) = Store::open(dir.path()).unwrap();
+        let committer = Arc::new(Committer::start(store, sequence));
+        let callers = (0..64).map(|_| {
+            let committer = Arc::clone(&committer);
+            tokio::spawn(async move { committer.next().await })
+        });
+        let mut got = Vec::new();
+        for caller in callers {
+            got.push(caller.await.unwrap().unwrap());
+        }
+        got.sort();
+        assert_eq!(got, Sequence::new().take(64).collect::<Vec<_>>());
+        let stats = committer.stats();
+        assert_eq!(stats.numbers, 64);
+        assert!((1..=64).contains(&stats.commits), "{stats:?}");
+        committer.stop().await.unwrap();
+        assert_eq!(committer.next().await, Err(FibError::Stopping));
+        // Stopped means closed: the store opens again, past all 64.
+        let (_store, after) = Store::open(dir.path()).unwrap();
+        assert_eq!(after.index(), 64);
+    }
+}

@@ -200,10 +200,21 @@ fn create(dir: &Path, path: &Path) -> Result<(), StoreError> {
     write(&db, Some(FORMAT_VERSION), &Sequence::new()).map_err(cannot_create)?;
     drop(db);
     fs::rename(&new, path).map_err(directory)?;
-    // The rename itself must survive a crash too.
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(directory)
+    // The rename must survive a crash too, and so must the directory if it is new.
+    sync_directory(dir).map_err(directory)?;
+    match dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        Some(parent) => sync_directory(parent).map_err(directory),
+        None => Ok(()),
+    }
+}
+
+/// Makes the entries of directory `dir` durable (on Unix; elsewhere a directory cannot be
+/// opened for that, and the system's own journal has to do).
+fn sync_directory(dir: &Path) -> io::Result<()> {
+    if cfg!(unix) {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Writes `sequence` (and the format marker of `version`, when given) in one transaction.
@@ -275,4 +286,36 @@ fn read(db: &Database, path: &Path) -> Result<Sequence, StoreError> {
     let next = BigUint::from_bytes_le(&field("next")?);
     Sequence::from_parts(u64::from_le_bytes(index), current, next)
         .ok_or_else(|| damaged("the saved numbers are not consecutive Fibonacci numbers"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_saved_is_read_back_and_nothing_is_left_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (store, fresh) = Store::open(&data).unwrap();
+        assert_eq!(fresh, Sequence::new());
+        let mut sequence = fresh;
+        sequence.nth(300);
+        store.save(&sequence).unwrap();
+        drop(store);
+        let (_store, again) = Store::open(&data).unwrap();
+        assert_eq!(again, sequence);
+        let files: Vec<_> = fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files, [DB_FILE]);
+    }
+
+    #[test]
+    fn a_leftover_half_made_database_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(NEW_DB_FILE), b"killed while creating").unwrap();
+        let (_store, sequence) = Store::open(dir.path()).unwrap();
+        assert_eq!(sequence, Sequence::new());
+    }
 }

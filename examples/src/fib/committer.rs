@@ -31,11 +31,10 @@ pub const MAX_BATCH: usize = 4096;
 /// Why a caller got no number; travels to the caller as the method's error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum FibError {
-    /// Saving failed, and the server stops handing out numbers.
-    #[error(
-        "the server could not save its sequence ({0}) and is stopping; ask again once it is back"
-    )]
-    Storage(String),
+    /// Saving failed, and the server stops handing out numbers (its log says why: the
+    /// caller is not told the server's paths).
+    #[error("the server could not save its sequence and is stopping; ask again once it is back")]
+    Storage,
     /// The server is shutting down.
     #[error("the server is stopping; ask again once it is back")]
     Stopping,
@@ -173,9 +172,8 @@ fn run(
         if !batch.is_empty() {
             let numbers: Vec<BigUint> = batch.iter().map(|_| sequence.advance()).collect();
             if let Err(e) = store.save(&sequence) {
-                tracing::error!("{e}");
                 for reply in batch.drain(..) {
-                    let _ = reply.send(Err(FibError::Storage(e.to_string())));
+                    let _ = reply.send(Err(FibError::Storage));
                 }
                 return Err(e);
             }

@@ -9,3 +9,11 @@
 //! - `weblog`: clients subscribe watcher objects and the server pushes records to all of
 //!   them; a client that leaves is dropped without disturbing the others.
 //! - `blocking`: the blocking facade, for a program without an async runtime.
+//!
+//! Two binaries make a stateful service that runs until stopped (see [`fib`]):
+//! `cargo run -p examples --bin fib-server -- --data fib-data` serves distinct Fibonacci
+//! numbers, saved durably before they are answered, and `cargo run -p examples --bin
+//! fib-client -- --count 10` takes some; `cargo run --release -p examples --example
+//! fib_bench` measures how many the server hands out per second.
+
+pub mod fib;

@@ -136,10 +136,15 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
         if !this.polled {
             this.start();
         }
+        // When an answer's burst was read: the end of the call, without reading the clock.
+        let mut arrived = None;
         let polled = match &mut this.state {
             State::Failed(e, _) => Poll::Ready(Err(e.take().unwrap_or_else(polled_after_done))),
             State::Remote(pending, _) => match Pin::new(&mut *pending).poll(cx) {
-                Poll::Ready(answer) => Poll::Ready(answer.and_then(|reply| pending.decode(reply))),
+                Poll::Ready(answer) => Poll::Ready(answer.and_then(|reply| {
+                    arrived = Some(reply.arrived);
+                    pending.decode(reply)
+                })),
                 Poll::Pending => Poll::Pending,
             },
             State::Local(call) => Pin::new(call).poll(cx),
@@ -153,7 +158,7 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
             {
                 result = Err(CallError::timeout(TimeoutKind::Call, after));
             }
-            return Poll::Ready(this.end(result));
+            return Poll::Ready(this.end(result, arrived));
         }
         if let Some(deadline) = &mut this.deadline
             && deadline.as_mut().poll(cx).is_ready()
@@ -161,17 +166,25 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
             // Dropping the pending call tells the callee to stop.
             this.state = State::Done;
             let timeout = CallError::timeout(TimeoutKind::Call, this.timeout.unwrap_or_default());
-            return Poll::Ready(this.end(Err(timeout)));
+            return Poll::Ready(this.end(Err(timeout), None));
         }
         Poll::Pending
     }
 }
 
 impl<R> CallFuture<R> {
-    /// The call ended with `result`: counted, and its span closed.
-    fn end(&mut self, result: Result<R, CallError>) -> Result<R, CallError> {
+    /// The call ended with `result` (at `arrived`, or now): counted, and its span closed.
+    fn end(
+        &mut self,
+        result: Result<R, CallError>,
+        arrived: Option<Instant>,
+    ) -> Result<R, CallError> {
         if let Some(telemetry) = self.telemetry.take() {
-            telemetry.finish(Outcome::of_call(&result));
+            let outcome = Outcome::of_call(&result);
+            match arrived {
+                Some(end) => telemetry.finish_at(outcome, end),
+                None => telemetry.finish(outcome),
+            }
         }
         result
     }

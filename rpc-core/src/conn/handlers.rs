@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
-use super::incoming::{Slot, Started};
+use super::incoming::{BurstClock, Slot, Started};
 use super::lifecycle::lock;
 use super::refctx::{EncodedFrame, FrameError, encode_frame};
 use super::shared::Shared;
@@ -73,8 +73,9 @@ pub(crate) fn run_burst(shared: &Arc<Shared>, watchdog: &Arc<Watchdog>, calls: V
         0 => {}
         1 => {
             tokio::spawn(async move {
+                let mut clock = BurstClock::default();
                 for call in calls {
-                    first_poll(&shared, call);
+                    first_poll(&shared, &mut clock, call);
                 }
                 shared.flush();
             });
@@ -105,12 +106,13 @@ pub(crate) fn run_burst(shared: &Arc<Shared>, watchdog: &Arc<Watchdog>, calls: V
 /// Starts a task that first-polls the calls left in `burst`.
 fn poll_elsewhere(shared: Arc<Shared>, burst: Arc<Burst>) {
     tokio::spawn(async move {
+        let mut clock = BurstClock::default();
         loop {
             let Some(call) = lock(&burst.calls).pop_front() else {
                 break;
             };
             burst.polls.fetch_add(1, Ordering::SeqCst);
-            first_poll(&shared, call);
+            first_poll(&shared, &mut clock, call);
             burst.polls.fetch_add(1, Ordering::SeqCst);
         }
         // The answers of the burst, in one write.
@@ -164,8 +166,9 @@ async fn watch(shared: Arc<Shared>, watchdog: Arc<Watchdog>) {
     }
 }
 
-/// Polls a handler once; answers it if it finished, or gives it a task of its own.
-fn first_poll(shared: &Arc<Shared>, mut call: Started) {
+/// Polls a handler once; answers it if it finished, or gives it a task of its own. The calls
+/// a task answers this way end when the first of them does (`clock`: one clock read per task).
+fn first_poll(shared: &Arc<Shared>, clock: &mut BurstClock, mut call: Started) {
     if !lock(&shared.admission).is_running(call.slot.ticket) {
         // Cancelled (by its caller, or by the connection closing) before it ran.
         return;
@@ -229,7 +232,7 @@ fn first_poll(shared: &Arc<Shared>, mut call: Started) {
     let result = settle(result, interface, &method);
     let mut slot = Some(slot);
     if try_answer(shared, id, &result, &mut slot, interface, &method) {
-        telemetry.finish(outcome(&result));
+        telemetry.finish_at(outcome(&result), clock.now());
     } else {
         // No room for it now: wait in a task, holding the slot and the value.
         let shared = Arc::clone(shared);

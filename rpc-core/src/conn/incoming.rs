@@ -89,8 +89,9 @@ pub(crate) struct Started {
     pub(crate) telemetry: CallTelemetry,
 }
 
-/// The time a burst of frames began to be read, read once, when its first call needs it:
-/// the start of the deadline and of the duration of every call of the burst.
+/// The time a burst of frames began to be read, read once, when its first call or answer
+/// needs it: the start of the deadline and of the duration of every call of the burst, and
+/// the end of every call the burst answers.
 #[derive(Default)]
 pub(crate) struct BurstClock(Option<Instant>);
 

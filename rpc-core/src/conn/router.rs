@@ -56,7 +56,11 @@ pub(crate) fn route_frame(
             // Resolved even when nobody waits for the answer any more, so that the
             // references in it are counted, and released again.
             let reply = resolve(shared, refs)
-                .map(|refs| Reply { payload, refs })
+                .map(|refs| Reply {
+                    payload,
+                    refs,
+                    arrived: clock.now(),
+                })
                 .map_err(|message| CallError::Decode { message });
             complete(shared, id, reply);
         }

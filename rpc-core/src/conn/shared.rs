@@ -43,6 +43,8 @@ use crate::telemetry::CallMetrics;
 pub(crate) struct Reply {
     pub(crate) payload: Bytes,
     pub(crate) refs: Vec<Reference>,
+    /// When the burst of frames it came in began to be read (the end of its call).
+    pub(crate) arrived: tokio::time::Instant,
 }
 
 /// A reference to an object: a local one, or one the peer of a connection exported.

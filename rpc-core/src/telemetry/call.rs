@@ -76,14 +76,19 @@ impl CallTelemetry {
         &self.span
     }
 
-    /// Records how the call ended.
-    pub(crate) fn finish(mut self, outcome: Outcome) {
-        self.record(outcome);
+    /// Records how the call ended, now.
+    pub(crate) fn finish(self, outcome: Outcome) {
+        self.finish_at(outcome, Instant::now());
     }
 
-    fn record(&mut self, outcome: Outcome) {
+    /// Records how the call ended, at `end` (a time already read).
+    pub(crate) fn finish_at(mut self, outcome: Outcome, end: Instant) {
+        self.record(outcome, end);
+    }
+
+    fn record(&mut self, outcome: Outcome, end: Instant) {
         self.finished = true;
-        let seconds = self.started.elapsed();
+        let seconds = end.saturating_duration_since(self.started);
         self.metrics
             .record(self.direction, &self.method, outcome, seconds);
         if !self.span.is_disabled() {
@@ -96,7 +101,7 @@ impl CallTelemetry {
 impl Drop for CallTelemetry {
     fn drop(&mut self) {
         if !self.finished {
-            self.record(Outcome::Cancelled);
+            self.record(Outcome::Cancelled, Instant::now());
         }
     }
 }

@@ -27,7 +27,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use super::incoming::{BurstClock, Slot, Started};
 use super::lifecycle::lock;
@@ -177,7 +177,7 @@ fn first_poll(shared: &Arc<Shared>, clock: &mut BurstClock, mut call: Started) {
     // once by its own task, which registers the real one.
     let mut cx = Context::from_waker(Waker::noop());
     let polled = {
-        let _in_span = call.telemetry.span().enter();
+        let _in_span = call.telemetry.span().map(Span::enter);
         Pin::new(&mut call.handler).poll(&mut cx)
     };
     let Poll::Ready(result) = polled else {
@@ -186,7 +186,7 @@ fn first_poll(shared: &Arc<Shared>, clock: &mut BurstClock, mut call: Started) {
             return;
         };
         let shared = Arc::clone(shared);
-        let span = call.telemetry.span().clone();
+        let span = call.telemetry.span().cloned().unwrap_or_else(Span::none);
         let task = async move {
             let Started {
                 id,

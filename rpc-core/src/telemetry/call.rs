@@ -23,7 +23,8 @@ pub(crate) struct CallSite<'a> {
 /// One call's span and clock, from its start to its end: [`CallTelemetry::finish`] records
 /// how it ended; dropped unfinished, it ended `cancelled`.
 pub(crate) struct CallTelemetry {
-    span: Span,
+    /// Boxed, and only when a subscriber wants it: a call without one carries 8 bytes.
+    span: Option<Box<Span>>,
     started: Instant,
     direction: Direction,
     /// The `method` label: a name the program or the object declares, never a peer's.
@@ -45,8 +46,8 @@ impl CallTelemetry {
     ) -> CallTelemetry {
         // Asked first: without a subscriber, a program whose `tracing` has its `log` feature
         // (tarpc turns it on) would otherwise hand every call's fields to `log`.
-        let span = if tracing::enabled!(target: "rpc_core::call", tracing::Level::DEBUG) {
-            tracing::debug_span!(
+        let span = tracing::enabled!(target: "rpc_core::call", tracing::Level::DEBUG).then(|| {
+            Box::new(tracing::debug_span!(
                 target: "rpc_core::call",
                 "call",
                 direction = site.direction.as_str(),
@@ -57,10 +58,8 @@ impl CallTelemetry {
                 id = site.id,
                 outcome = tracing::field::Empty,
                 seconds = tracing::field::Empty,
-            )
-        } else {
-            Span::none()
-        };
+            ))
+        });
         CallTelemetry {
             span,
             started,
@@ -71,9 +70,9 @@ impl CallTelemetry {
         }
     }
 
-    /// The call's span, to run its handler in.
-    pub(crate) fn span(&self) -> &Span {
-        &self.span
+    /// The call's span, to run its handler in (`None`: no subscriber wants it).
+    pub(crate) fn span(&self) -> Option<&Span> {
+        self.span.as_deref()
     }
 
     /// Records how the call ended, now.
@@ -91,9 +90,9 @@ impl CallTelemetry {
         let seconds = end.saturating_duration_since(self.started);
         self.metrics
             .record(self.direction, &self.method, outcome, seconds);
-        if !self.span.is_disabled() {
-            self.span.record("outcome", outcome.as_str());
-            self.span.record("seconds", seconds.as_secs_f64());
+        if let Some(span) = &self.span {
+            span.record("outcome", outcome.as_str());
+            span.record("seconds", seconds.as_secs_f64());
         }
     }
 }

@@ -6,7 +6,7 @@
 //! first call of a method ends: install a recorder before making connections.
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram};
@@ -19,9 +19,10 @@ const _: () = assert!(
     "one counter per outcome"
 );
 
-/// Methods a connection keeps handles for; calls of more methods than that (a program calling
-/// many names through `call_remote`) register their handles on each call instead.
-const MAX_METHODS: usize = 64;
+/// Methods (by direction) a connection keeps handles for; calls of more methods than that (a
+/// program calling many names through `call_remote`) register their handles on each call
+/// instead.
+const MAX_METHODS: usize = 16;
 
 /// One open connection, counted in [`CONNECTIONS`] from its making to its drop, with the
 /// handles its bytes and calls are counted in.
@@ -55,10 +56,19 @@ impl Drop for ConnectionTelemetry {
     }
 }
 
-/// The handles of one connection's calls, by direction and method.
-#[derive(Default)]
+/// The handles of one connection's calls, by direction and method: slots filled in order
+/// and never emptied, so that finding a method's handles takes no lock.
 pub(crate) struct CallMetrics {
-    methods: Mutex<Vec<MethodMetrics>>,
+    /// Boxed: a connection that calls few methods holds little.
+    methods: [OnceLock<Box<MethodMetrics>>; MAX_METHODS],
+}
+
+impl Default for CallMetrics {
+    fn default() -> Self {
+        CallMetrics {
+            methods: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
 }
 
 /// The handles of the calls of one method in one direction.
@@ -67,15 +77,15 @@ struct MethodMetrics {
     method: Cow<'static, str>,
     seconds: Histogram,
     /// By outcome, registered as each first happens.
-    calls: [Option<Counter>; OUTCOMES],
+    calls: [OnceLock<Counter>; OUTCOMES],
 }
 
+#[expect(
+    clippy::ptr_arg,
+    reason = "a borrowed name stays borrowed in the labels made from it"
+)]
 impl CallMetrics {
     /// Counts one call of `method` that ended with `outcome` after `seconds`.
-    #[expect(
-        clippy::ptr_arg,
-        reason = "a borrowed name stays borrowed in the labels made from it"
-    )]
     pub(crate) fn record(
         &self,
         direction: Direction,
@@ -83,33 +93,38 @@ impl CallMetrics {
         outcome: Outcome,
         seconds: Duration,
     ) {
-        let mut methods = self.methods.lock().unwrap_or_else(|e| e.into_inner());
-        let found = methods
-            .iter()
-            .position(|m| m.direction == direction && same_name(&m.method, method));
-        let index = match found {
-            Some(index) => index,
-            None if methods.len() < MAX_METHODS => {
-                methods.push(MethodMetrics {
-                    direction,
-                    method: method.clone(),
-                    seconds: register_seconds(direction, method.clone()),
-                    calls: Default::default(),
-                });
-                methods.len() - 1
-            }
-            None => {
-                drop(methods);
-                register_calls(direction, method.clone(), outcome).increment(1);
-                register_seconds(direction, method.clone()).record(seconds.as_secs_f64());
-                return;
-            }
+        let Some(entry) = self.entry(direction, method) else {
+            register_calls(direction, method.clone(), outcome).increment(1);
+            register_seconds(direction, method.clone()).record(seconds.as_secs_f64());
+            return;
         };
-        let entry = &mut methods[index];
         entry.calls[outcome as usize]
-            .get_or_insert_with(|| register_calls(direction, method.clone(), outcome))
+            .get_or_init(|| register_calls(direction, method.clone(), outcome))
             .increment(1);
         entry.seconds.record(seconds.as_secs_f64());
+    }
+
+    /// The handles of `method`'s calls in `direction`, made in the first free slot if it has
+    /// none yet; `None` once every slot holds another method's. Two threads that make the
+    /// same method's at once may fill two slots: both hold handles of the same series.
+    fn entry(&self, direction: Direction, method: &Cow<'static, str>) -> Option<&MethodMetrics> {
+        for slot in &self.methods {
+            let entry = match slot.get() {
+                Some(entry) => entry,
+                None => slot.get_or_init(|| {
+                    Box::new(MethodMetrics {
+                        direction,
+                        method: method.clone(),
+                        seconds: register_seconds(direction, method.clone()),
+                        calls: Default::default(),
+                    })
+                }),
+            };
+            if entry.direction == direction && same_name(&entry.method, method) {
+                return Some(entry);
+            }
+        }
+        None
     }
 }
 

@@ -17,7 +17,9 @@
 //! of it) and `id` (the request id on that connection). When
 //! the call ends, its `outcome` (as in [`CALLS_TOTAL`]) and `seconds` are recorded on the span,
 //! just before it closes. A handler runs inside the span of its call, so its own log lines
-//! carry them. Calls of local objects have no span.
+//! carry them. A served call refused before it runs (overloaded, shutting down, no such
+//! object) has a span too, closed at once. Calls of local objects have no span and are not
+//! counted.
 //!
 //! # The metrics
 //!
@@ -28,6 +30,13 @@
 //! | [`CALL_SECONDS`] `pbrs_call_seconds` | histogram: time from sent/arrived to ended | `direction`, `method` |
 //! | [`RECEIVED_BYTES`] `pbrs_received_bytes_total` | counter: bytes read from peers | |
 //! | [`SENT_BYTES`] `pbrs_sent_bytes_total` | counter: bytes written to peers | |
+//!
+//! Clocks are read once per burst where that is enough: a served call starts when the burst of
+//! frames it came in began to be read, the calls a burst's task answers at their handler's
+//! first poll end when the first of them is answered, and a call this side made ends when the
+//! burst carrying its answer began to be read. Short calls are thus timed to within the reading
+//! of one burst (microseconds; tens of them for a burst of 64 calls); a handler that awaits is
+//! timed to when its answer is queued.
 //!
 //! The byte counts are those of pbrs's frames after the handshake, length prefixes included,
 //! as handed to the transport: TLS adds its records' few bytes and its handshake on top.

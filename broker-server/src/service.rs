@@ -54,7 +54,7 @@
 use std::sync::{Arc, MutexGuard, Weak};
 use std::time::Instant;
 
-use rpc_core::Peer;
+use rpc_core::{Peer, SturdyUrl};
 use tokio::sync::broadcast;
 
 #[cfg(doc)]
@@ -168,7 +168,9 @@ impl BrokerService {
             (assignment, moved)
         };
         match &assignment {
-            Some(a) => tracing::trace!(worker = %a.worker, addr = %a.addr, "handed out"),
+            Some(a) => {
+                tracing::trace!(worker = %a.worker, addr = %SturdyUrl::redact(&a.addr), "handed out")
+            }
             None => tracing::trace!("no worker to hand out"),
         }
         telemetry::next_worker(started.elapsed(), moved.is_some());
@@ -201,7 +203,7 @@ impl BrokerService {
         match applied {
             Applied::Added | Applied::Replaced => {
                 let addr = added_addr.unwrap_or_default();
-                tracing::info!(%worker, seq, %addr, outcome = ?applied, "worker added by update");
+                tracing::info!(%worker, seq, addr = %SturdyUrl::redact(&addr), outcome = ?applied, "worker added by update");
             }
             Applied::Removed { was_queued } => {
                 tracing::info!(%worker, seq, was_queued, "worker removed by update");
@@ -251,7 +253,7 @@ impl BrokerService {
         let (Some(token), Some(peer)) = (token, peer) else {
             match applied {
                 Applied::Added | Applied::Replaced => {
-                    tracing::info!(%worker, seq, %addr, "worker joined in process (not tied to a connection)");
+                    tracing::info!(%worker, seq, addr = %SturdyUrl::redact(&addr), "worker joined in process (not tied to a connection)");
                 }
                 Applied::Full => full(&worker, seq, self.limit()),
                 Applied::Invalid => invalid(&worker, seq),
@@ -259,7 +261,7 @@ impl BrokerService {
             }
             return applied;
         };
-        tracing::info!(%worker, seq, %addr, peer = %peer.addr(), outcome = ?applied, "worker joined");
+        tracing::info!(%worker, seq, addr = %SturdyUrl::redact(&addr), peer = %peer.addr(), outcome = ?applied, "worker joined");
         let _ = self.inner.events.send(WorkerEvent::Joined {
             worker: worker.clone(),
             peer: peer.addr().to_owned(),

@@ -3,6 +3,7 @@
 //! rate. [`BrokerService::status`] reads it at one instant; the status page polls it as
 //! JSON (`/status.json`, served by the HTTP side).
 
+use rpc_core::SturdyUrl;
 use serde::Serialize;
 
 use crate::activity::WorkerLoad;
@@ -29,8 +30,11 @@ pub struct Status {
 pub struct WorkerStatus {
     /// The worker's id.
     pub id: WorkerId,
-    /// Where front ends reach it.
+    /// Where front ends reach it, `host:port`. Never its URL's secret: the page has no
+    /// login, and the secret lets anyone who reads it call the worker.
     pub addr: String,
+    /// The SHA-256 fingerprint of its TLS certificate, when it joined with a `pbrs://` URL.
+    pub fingerprint: Option<String>,
     /// Its capacity, as last reported.
     pub capacity: u32,
     /// Its load, as last reported.
@@ -62,7 +66,12 @@ impl BrokerService {
                         updated_ms: seen.map_or(0, |seen| seen.updated_ms),
                         state: WorkerLoad::of(&worker),
                         id: worker.id,
-                        addr: worker.addr,
+                        addr: shown_addr(&worker.addr),
+                        fingerprint: worker
+                            .addr
+                            .parse::<SturdyUrl>()
+                            .ok()
+                            .map(|url| url.fingerprint().to_string()),
                         capacity: worker.capacity,
                         load: worker.load,
                         spare: worker.spare,
@@ -74,6 +83,15 @@ impl BrokerService {
             hand_outs_per_second: activity.hand_outs_per_second(now_s),
             now_ms: unix_ms(),
         })
+    }
+}
+
+/// A worker's address for the page: a sturdy URL's `host:port`, anything else with whatever
+/// could be a secret left out.
+fn shown_addr(addr: &str) -> String {
+    match addr.parse::<SturdyUrl>() {
+        Ok(url) => url.addr().to_owned(),
+        Err(_) => SturdyUrl::redact(addr),
     }
 }
 
@@ -164,5 +182,33 @@ mod tests {
         let status = service.status();
         assert_eq!(status.workers.len(), 1);
         assert_eq!(status.handed_out_total, 3);
+    }
+
+    /// The page has no login: a worker's URL shows as its address and fingerprint, never
+    /// with the secret that lets anyone call it.
+    #[test]
+    fn a_workers_secret_never_shows() {
+        let fingerprint = "ab".repeat(32);
+        let secret = "5e".repeat(32);
+        let url = format!("pbrs://{fingerprint}@10.0.0.7:8901/{secret}");
+        let service = BrokerService::new();
+        let joined = update(
+            "w",
+            1,
+            Change::Added {
+                addr: url,
+                capacity: 2,
+                load: 0,
+            },
+        );
+        service.join(joined, None);
+        let status = service.status();
+        let w = &status.workers[0];
+        assert_eq!(w.addr, "10.0.0.7:8901");
+        assert_eq!(w.fingerprint.as_deref(), Some(fingerprint.as_str()));
+        let json = serde_json::to_string(&status).unwrap();
+        assert!(!json.contains(&secret), "{json}");
+        assert_eq!(shown_addr("host:1"), "host:1");
+        assert!(!shown_addr(&format!("pbrs://x@h:1/{secret}")).contains(&secret));
     }
 }

@@ -319,6 +319,8 @@ impl Server {
             }
         }
         drop(listener);
+        // Those that ended since the last accept are not open.
+        while connections.try_join_next().is_some() {}
         tracing::info!(%local_addr, "shutting down: {} connection(s) open", connections.len());
         drain.cancel();
         let grace = config.shutdown_grace + Duration::from_secs(1);

@@ -110,14 +110,19 @@ impl<R> CallFuture<R> {
         }
         // One clock read for both.
         let now = Instant::now();
-        if let Some(timeout) = self.timeout {
-            // A deadline too far away to be an `Instant` (`Duration::MAX`) is none.
-            if let Some(at) = now.checked_add(timeout) {
-                self.deadline = Some(Box::pin(tokio::time::sleep_until(at)));
-            }
-        }
+        // A deadline too far away to be an `Instant` (`Duration::MAX`) is none.
+        let deadline = self.timeout.and_then(|timeout| now.checked_add(timeout));
         match &mut self.state {
-            State::Remote(pending, _) => self.telemetry = Some(pending.telemetry(now)),
+            State::Remote(pending, _) => {
+                // The connection's one timer sees to it (see `conn::deadlines`).
+                if let Some(at) = deadline {
+                    pending.set_deadline(at);
+                }
+                self.telemetry = Some(pending.telemetry(now));
+            }
+            State::Local(_) => {
+                self.deadline = deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
+            }
             State::Failed(Some(e), Some(method)) => {
                 let outcome = Outcome::of_error(e);
                 record_call(Direction::Outgoing, method.clone(), outcome, Duration::ZERO);
@@ -152,9 +157,11 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
         };
         if let Poll::Ready(mut result) = polled {
             this.state = State::Done;
-            // The callee noticed the deadline first: to the caller it is the same timeout.
-            if let (Some(after), Err(CallError::Remote { kind, .. })) = (this.timeout, &result)
-                && *kind == RemoteErrorKind::DeadlineExceeded
+            // The connection's timer failed the call (it does not know the timeout), or the
+            // callee noticed the deadline first: to the caller it is the same timeout.
+            if let (Some(after), Err(e)) = (this.timeout, &result)
+                && (e.timeout_kind() == Some(TimeoutKind::Call)
+                    || e.remote_kind() == Some(RemoteErrorKind::DeadlineExceeded))
             {
                 result = Err(CallError::timeout(TimeoutKind::Call, after));
             }

@@ -2,24 +2,25 @@
 //!
 //! After the [`handshake`] a connection runs a **reader** task ([`reader`], which hands every
 //! frame to the [`router`]), a **writer** task that only steps in when the socket is full
-//! (see [`crate::io::outbox`]), and, if enabled, a [`keepalive`] task. Incoming calls are
-//! admitted ([`admission`], [`incoming`]) and their handlers run off the reader
-//! ([`handlers`]); outgoing calls wait
-//! in the [`outgoing`] table ([`pending_call`]). Each connection has two object tables: the
-//! objects it [`exports`] to the peer and the peer's objects it [`imports`]; references travel
-//! through [`refctx`]. The [`lifecycle`] closes it once: every pending outgoing call fails with
-//! `Disconnected`, every running handler is dropped, every exported object is released, and
-//! the disconnect hooks run. If any of its tasks ends for any reason, a panic included, the
-//! connection closes.
+//! (see [`crate::io::outbox`]), a task that fails the outgoing calls whose deadline passes
+//! ([`deadlines`]: one timer for them all), and, if enabled, a [`keepalive`] task. Incoming
+//! calls are admitted ([`admission`], [`incoming`]) and their handlers run off the reader
+//! ([`handlers`]); outgoing calls wait in the [`outgoing`] table ([`pending_call`]). Each
+//! connection has two object tables: the objects it [`exports`] to the peer and the peer's
+//! objects it [`imports`]; references travel through [`refctx`]. The [`lifecycle`] closes it
+//! once: every pending outgoing call fails with `Disconnected`, every running handler is
+//! dropped, every exported object is released, and the disconnect hooks run. If any of its
+//! tasks ends for any reason, a panic included, the connection closes.
 //!
 //! Layers, each using only those before it: `lifecycle`, `outgoing`, `admission`, `exports`,
 //! `imports`, `handshake` → `shared` (the state that composes them, and the values that hold a
 //! connection: `Connection`, `Reference`, `RemoteObject`, `Reply`) → `caller`, `refctx` →
-//! `pending_call`, `incoming` → `handlers`, `router` → `reader` → `keepalive` → this module,
-//! which starts it all.
+//! `pending_call`, `incoming` → `handlers`, `router` → `reader` → `deadlines`, `keepalive` →
+//! this module, which starts it all.
 
 pub(crate) mod admission;
 pub(crate) mod caller;
+pub(crate) mod deadlines;
 pub(crate) mod exports;
 pub(crate) mod handlers;
 pub(crate) mod handshake;
@@ -104,6 +105,7 @@ where
         };
         writer_shared.close(why);
     });
+    tokio::spawn(deadlines::expire_calls(Arc::clone(&shared)));
     if let Some((interval, timeout)) = keepalive {
         tokio::spawn(keepalive::keepalive(Arc::clone(&shared), interval, timeout));
     }

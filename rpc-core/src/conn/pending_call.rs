@@ -51,6 +51,8 @@ pub(crate) struct PendingCall {
     room: Option<Room>,
     /// Where the answer arrives, from the first poll on.
     rx: Option<oneshot::Receiver<Result<Reply, CallError>>>,
+    /// When it fails with a `Call` timeout unless answered (set before the first poll).
+    deadline: Option<Instant>,
     /// Polled at least once (no longer counted in `unpolled_calls`).
     polled: bool,
     /// Other calls of the connection awaited answers at the first poll.
@@ -79,6 +81,7 @@ impl PendingCall {
             frame: Some(frame),
             room: None,
             rx: None,
+            deadline: None,
             polled: false,
             others_in_flight: false,
             flushed: false,
@@ -129,6 +132,12 @@ impl PendingCall {
         ))
     }
 
+    /// Sets the time the call fails with a `Call` timeout unless answered (before its first
+    /// poll; the connection's timer sees to it, see `deadlines`).
+    pub(crate) fn set_deadline(&mut self, at: Instant) {
+        self.deadline = Some(at);
+    }
+
     /// The span and clock of the call, sent at `now`.
     pub(crate) fn telemetry(&self, now: Instant) -> CallTelemetry {
         let site = CallSite {
@@ -174,18 +183,32 @@ impl Future for PendingCall {
             let (tx, rx) = oneshot::channel();
             let (registered, others_in_flight) = {
                 let mut pending = lock(&this.shared().pending);
-                let registered = pending.register(this.id, tx);
+                let registered = pending.register(this.id, tx, this.deadline);
                 (registered, pending.len() > 1)
             };
             this.others_in_flight = others_in_flight;
-            if let Err(reason) = registered {
-                this.done = true;
-                this.frame = None;
-                return Poll::Ready(Err(CallError::disconnected(reason)));
+            match registered {
+                Ok(true) => this.shared().deadline_moved.notify_one(),
+                Ok(false) => {}
+                Err(reason) => {
+                    this.done = true;
+                    this.frame = None;
+                    return Poll::Ready(Err(CallError::disconnected(reason)));
+                }
             }
             this.rx = Some(rx);
         }
         if let Some(mut frame) = this.frame.take() {
+            if this.room.is_some() {
+                // Still waiting for room: the deadline (or the connection's end) may come first.
+                let rx = this.rx.as_mut().expect("registered above");
+                if let Poll::Ready(result) = Pin::new(rx).poll(cx) {
+                    this.done = true;
+                    // Never queued: its exports roll back.
+                    drop(frame);
+                    return Poll::Ready(result.unwrap_or_else(|_| Err(this.disconnected())));
+                }
+            }
             loop {
                 if let Some(room) = this.room.as_mut() {
                     if room.as_mut().poll(cx).is_pending() {

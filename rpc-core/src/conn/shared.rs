@@ -121,6 +121,8 @@ pub(crate) struct Shared {
     pub(crate) unpolled_calls: AtomicUsize,
     /// The metric handles its calls are counted in.
     pub(crate) calls: Arc<CallMetrics>,
+    /// A call was registered with the earliest deadline (see `deadlines`).
+    pub(crate) deadline_moved: Notify,
     /// The handles' shared part, to hand out new handles (for imported objects).
     handle: Mutex<Weak<Handle>>,
     started: Instant,
@@ -156,6 +158,7 @@ impl Shared {
             lifecycle: Lifecycle::new(),
             pending: Mutex::new(PendingTable::default()),
             calls,
+            deadline_moved: Notify::new(),
             next_id: AtomicU64::new(1),
             imports: Mutex::new(ImportTable::default()),
             idle: Notify::new(),

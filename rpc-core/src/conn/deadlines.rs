@@ -1,0 +1,56 @@
+//! One timer for the deadlines of every call this side made on a connection.
+//!
+//! A call with a deadline registers it with its entry in the pending table, at its first poll;
+//! nothing else happens per call. This task sleeps until the earliest deadline the table knows
+//! of; when it wakes it fails the calls whose deadline has passed with a `Call` timeout, tells
+//! the callee to drop them (one cancel each, written together), and sleeps until the next
+//! deadline. A call registered with an earlier deadline than the one it sleeps until wakes it.
+//!
+//! With every call given the same timeout (the connection's default), a new call's deadline is
+//! never the earliest while others wait, and calls answered in time leave nothing to do: the
+//! task wakes about once per timeout, finds nothing due, and sleeps again. A timer per call
+//! (registered in tokio's timer wheel, its waker cloned, removed again) cost about 7 % of the
+//! CPU of a call at 64 in flight.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::lifecycle::lock;
+use super::shared::Shared;
+use crate::error::{CallError, TimeoutKind};
+use crate::protocol::Message;
+
+/// Fails the calls of `shared` whose deadline passes, until the connection closes.
+pub(crate) async fn expire_calls(shared: Arc<Shared>) {
+    let closed = shared.lifecycle.token().clone();
+    loop {
+        let next = lock(&shared.pending).earliest();
+        tokio::select! {
+            biased;
+            _ = closed.cancelled() => return,
+            // An earlier deadline was registered (or one was, while none was known).
+            _ = shared.deadline_moved.notified() => continue,
+            _ = sleep_until(next) => {}
+        }
+        let expired = lock(&shared.pending).expire(Instant::now());
+        if expired.is_empty() {
+            continue;
+        }
+        for (id, tx) in expired {
+            // The caller puts its own timeout in the error; the callee drops the handler.
+            let _ = tx.send(Err(CallError::timeout(TimeoutKind::Call, Duration::ZERO)));
+            shared.send_control(&Message::Cancel { id }, false);
+        }
+        shared.flush();
+    }
+}
+
+/// Sleeps until `at`, or for ever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

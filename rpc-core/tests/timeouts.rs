@@ -96,6 +96,9 @@ async fn a_reference_sets_its_own_deadline_or_none() {
     assert_eq!(next_call(&mut raw).await.1, Some(60_000));
     // A call with the default deadline, made after the patient call went out, times out:
     // by then the patient call has outlived the default.
+    // Its deadline is earlier than the 60 s one the connection's timer sleeps until: the
+    // timer wakes for it (missed, the call would wait the 60 s).
+    let started = Instant::now();
     let hasty = tokio::spawn(calc.calculate(3, 3));
     assert_eq!(next_call(&mut raw).await.1, Some(300));
     let e = within("the default deadline", hasty)
@@ -103,6 +106,11 @@ async fn a_reference_sets_its_own_deadline_or_none() {
         .unwrap()
         .unwrap_err();
     assert_eq!(e.timeout_kind(), Some(TimeoutKind::Call));
+    let waited = started.elapsed();
+    assert!(
+        (DEADLINE..Duration::from_secs(30)).contains(&waited),
+        "{waited:?}"
+    );
     raw.answer(patient_id, &(2i64, 0u32)).await;
     assert_eq!(
         within("the patient call", patient).await.unwrap().unwrap(),

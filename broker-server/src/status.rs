@@ -209,6 +209,12 @@ mod tests {
         let json = serde_json::to_string(&status).unwrap();
         assert!(!json.contains(&secret), "{json}");
         assert_eq!(shown_addr("host:1"), "host:1");
-        assert!(!shown_addr(&format!("pbrs://x@h:1/{secret}")).contains(&secret));
+        for malformed in [
+            format!("pbrs://x@h:1/{secret}"),
+            format!("pbrs://x@h:1/{secret}/"),
+            format!("pbrs://x@h:1/{secret}/x"),
+        ] {
+            assert!(!shown_addr(&malformed).contains(&secret), "{malformed}");
+        }
     }
 }

@@ -103,16 +103,21 @@ impl fmt::Debug for SturdyUrl {
     }
 }
 
-/// The URL with its secret left out, for error messages.
+/// The URL with its secret left out, for error messages: everything after the first `/` that
+/// follows the address (the `@`, if any) is hidden, however many parts it has.
 fn redacted(url: &str) -> String {
-    let after_scheme = url.strip_prefix(SCHEME).unwrap_or(url);
-    match (after_scheme.rsplit_once('/'), url.split_once('@')) {
-        (Some((head, secret)), _) if !secret.is_empty() => {
-            format!("{}{head}/<secret>", &url[..url.len() - after_scheme.len()])
-        }
+    let (scheme, rest) = url.split_at(if url.starts_with(SCHEME) {
+        SCHEME.len()
+    } else {
+        0
+    });
+    let at = rest.find('@');
+    let address_from = at.map_or(0, |at| at + 1);
+    match (rest[address_from..].find('/'), at) {
+        (Some(slash), _) => format!("{scheme}{}/<secret>", &rest[..address_from + slash]),
         // No slash: the secret may be glued to the address; show nothing after the @.
-        (None, Some((head, _))) => format!("{head}@<rest hidden>"),
-        _ => url.to_owned(),
+        (None, Some(at)) => format!("{scheme}{}@<rest hidden>", &rest[..at]),
+        (None, None) => url.to_owned(),
     }
 }
 
@@ -232,6 +237,24 @@ impl SturdyUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacting_hides_everything_after_the_address() {
+        let secret = "5e".repeat(32);
+        for (url, shown) in [
+            (format!("pbrs://fp@h:1/{secret}"), "pbrs://fp@h:1/<secret>"),
+            (format!("pbrs://fp@h:1/{secret}/"), "pbrs://fp@h:1/<secret>"),
+            (
+                format!("pbrs://fp@h:1/{secret}/x"),
+                "pbrs://fp@h:1/<secret>",
+            ),
+            (format!("pbrs://fp@h:1{secret}"), "pbrs://fp@<rest hidden>"),
+            (format!("h:1/{secret}"), "h:1/<secret>"),
+            ("h:1".to_owned(), "h:1"),
+        ] {
+            assert_eq!(SturdyUrl::redact(&url), shown, "{url}");
+        }
+    }
 
     fn url() -> String {
         format!(

@@ -155,6 +155,8 @@ async fn a_peer_cannot_grow_the_series_with_made_up_method_names() {
 trait Logger {
     /// Logs a line from inside the handler and answers `n`.
     async fn remote_note(&self, n: u64) -> u64;
+    /// Answers a value that cannot be encoded.
+    async fn remote_broken(&self) -> Broken;
 }
 
 struct Notes;
@@ -164,6 +166,47 @@ impl Logger for Notes {
         tracing::info!(n, "inside the handler");
         n
     }
+
+    async fn remote_broken(&self) -> Broken {
+        Broken
+    }
+}
+
+/// A value whose encoding fails.
+struct Broken;
+
+impl serde::Serialize for Broken {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("this value cannot be encoded"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Broken {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| Broken)
+    }
+}
+
+/// A served call whose answer cannot be encoded is answered with an error, and counted as
+/// one on both sides, not as `ok`.
+#[tokio::test]
+async fn an_answer_that_cannot_be_encoded_counts_as_an_error() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let server = Server::bind("127.0.0.1:0", LoggerRef::new(Notes))
+        .await
+        .unwrap();
+    let server = TestServer::serve(server);
+    let client = Client::connect(server.addr).await.unwrap();
+    let logger: LoggerRef = client.root().await.unwrap();
+    let e = logger.broken().await.err().expect("an error answer");
+    assert_eq!(e.remote_kind(), Some(RemoteErrorKind::BadAnswer), "{e}");
+    let value = series(&recorder);
+    assert_eq!(value.get(&calls("incoming", "broken", "ok")), None);
+    assert_eq!(value[&calls("incoming", "broken", "error")], 1.0);
+    assert_eq!(value[&calls("outgoing", "broken", "error")], 1.0);
+    client.close();
+    server.stop().await;
 }
 
 /// Every span the subscriber saw, with its fields as text, once it closed; and the span each

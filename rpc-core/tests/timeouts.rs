@@ -311,3 +311,34 @@ async fn a_frozen_member_holds_up_a_fan_out_for_the_deadline_only() {
     stop.send(()).unwrap();
     within("the server to stop", serving).await.unwrap();
 }
+
+/// A call still waiting for room in the outbox (the peer reads nothing, the budget is spent)
+/// times out at its deadline too, long before the writer's frame timeout gives up on the peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_waiting_for_room_times_out_at_its_deadline() {
+    let config = Config::default()
+        .max_frame_length(256 * 1024)
+        .output_budget(256 * 1024)
+        .frame_timeout(Duration::from_secs(60))
+        .default_call_timeout(DEADLINE)
+        .no_keepalive();
+    // The raw server never reads: loopback's buffers and the budget fill, and later calls wait
+    // for room.
+    let (client, _raw) = RawServer::with_client(config).await;
+    let calc: CalculatorRef = client.root().await.unwrap();
+    let started = Instant::now();
+    let calls: Vec<_> = (0..100)
+        .map(|_| tokio::spawn(calc.size(vec![7u8; 200_000])))
+        .collect();
+    for call in calls {
+        let e = within("each call's deadline", call)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.timeout_kind(), Some(TimeoutKind::Call), "{e}");
+    }
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(30), "{waited:?}");
+    assert!(client.is_connected(), "the peer is not given up on yet");
+    client.close();
+}

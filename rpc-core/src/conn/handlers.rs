@@ -231,8 +231,8 @@ fn first_poll(shared: &Arc<Shared>, clock: &mut BurstClock, mut call: Started) {
     } = call;
     let result = settle(result, interface, &method);
     let mut slot = Some(slot);
-    if try_answer(shared, id, &result, &mut slot, interface, &method) {
-        telemetry.finish_at(outcome(&result), clock.now());
+    if let Some(outcome) = try_answer(shared, id, &result, &mut slot, interface, &method) {
+        telemetry.finish_at(outcome, clock.now());
     } else {
         // No room for it now: wait in a task, holding the slot and the value.
         let shared = Arc::clone(shared);
@@ -243,17 +243,10 @@ fn first_poll(shared: &Arc<Shared>, clock: &mut BurstClock, mut call: Started) {
     }
 }
 
-/// How a served call that ended with `result` went.
-fn outcome(result: &Result<Answer, RemoteError>) -> Outcome {
-    match result {
-        Ok(_) => Outcome::Ok,
-        Err(error) => Outcome::of_remote(error.kind),
-    }
-}
-
 /// Encodes and queues the answer of call `id` if the outbox has room for it now, freeing the
-/// call's slot under the queue's lock as it goes in; `false` (the slot still held, and no
-/// encoded frame kept: its exports are rolled back) if there is no room.
+/// call's slot under the queue's lock as it goes in, and says how the call ended by what was
+/// sent; `None` (the slot still held, and no encoded frame kept: its exports are rolled back)
+/// if there is no room.
 fn try_answer(
     shared: &Arc<Shared>,
     id: u64,
@@ -261,16 +254,19 @@ fn try_answer(
     slot: &mut Option<Slot>,
     interface: &'static str,
     method: &str,
-) -> bool {
+) -> Option<Outcome> {
     if shared.outbox.is_full() {
-        return false;
+        return None;
     }
     match answer_frame(shared, id, result, interface, method) {
-        Some(frame) => frame.try_queue(|| drop(slot.take())).is_ok(),
+        Some((frame, outcome)) => frame
+            .try_queue(|| drop(slot.take()))
+            .is_ok()
+            .then_some(outcome),
         // Nothing could be encoded, not even an error: the call ends unanswered (logged).
         None => {
             slot.take();
-            true
+            Some(Outcome::Error)
         }
     }
 }
@@ -290,34 +286,44 @@ async fn queue_answer(
     telemetry: CallTelemetry,
 ) {
     let mut slot = Some(slot);
-    while !try_answer(shared, id, &result, &mut slot, interface, method) {
+    let outcome = loop {
+        if let Some(outcome) = try_answer(shared, id, &result, &mut slot, interface, method) {
+            break outcome;
+        }
         // Let whatever is queued go out while this answer waits for room.
         shared.flush();
         tokio::select! {
             _ = shared.lifecycle.token().cancelled() => return,
             _ = shared.outbox.room() => {}
         }
-    }
-    telemetry.finish(outcome(&result));
+    };
+    telemetry.finish(outcome);
     drop(result);
     shared.flush();
 }
 
 /// The answer frame of call `id`: its value, or the error it failed with, or the error its
-/// encoding failed with.
+/// encoding failed with; and how the call ended, by what the frame says.
 fn answer_frame(
     shared: &Arc<Shared>,
     id: u64,
     result: &Result<Answer, RemoteError>,
     interface: &'static str,
     method: &str,
-) -> Option<EncodedFrame> {
+) -> Option<(EncodedFrame, Outcome)> {
     let frame = match result {
-        Ok(answer) => encode_answer(shared, id, answer, interface, method),
-        Err(error) => encode_error(shared, id, error.clone()),
+        Ok(answer) => {
+            encode_answer(shared, id, answer, interface, method).map(|frame| (frame, Outcome::Ok))
+        }
+        Err(error) => encode_error(shared, id, error.clone())
+            .map(|frame| (frame, Outcome::of_remote(error.kind))),
     };
-    match frame.or_else(|error| encode_error(shared, id, error)) {
-        Ok(frame) => Some(frame),
+    let frame = frame.or_else(|error| {
+        let outcome = Outcome::of_remote(error.kind);
+        encode_error(shared, id, error).map(|frame| (frame, outcome))
+    });
+    match frame {
+        Ok(sent) => Some(sent),
         Err(e) => {
             let why = e.message;
             tracing::error!(peer = %shared.peer(), "could not encode an error answer: {why}");

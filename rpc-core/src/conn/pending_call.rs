@@ -32,7 +32,7 @@ use super::lifecycle::lock;
 use super::refctx::{EncodedFrame, FrameError, decode_with, encode_frame};
 use super::shared::{Connection, Reply, Shared};
 use crate::codec;
-use crate::error::CallError;
+use crate::error::{CallError, TimeoutKind};
 use crate::protocol::Message;
 use crate::telemetry::{CallSite, CallTelemetry, Direction};
 
@@ -199,19 +199,21 @@ impl Future for PendingCall {
             this.rx = Some(rx);
         }
         if let Some(mut frame) = this.frame.take() {
-            if this.room.is_some() {
-                // Still waiting for room: the deadline (or the connection's end) may come first.
-                let rx = this.rx.as_mut().expect("registered above");
-                if let Poll::Ready(result) = Pin::new(rx).poll(cx) {
-                    this.done = true;
-                    // Never queued: its exports roll back.
-                    drop(frame);
-                    return Poll::Ready(result.unwrap_or_else(|_| Err(this.disconnected())));
-                }
-            }
             loop {
                 if let Some(room) = this.room.as_mut() {
                     if room.as_mut().poll(cx).is_pending() {
+                        // Waiting for room: the deadline (or the connection's end) may come
+                        // first, so the answer's channel is watched too.
+                        let rx = this.rx.as_mut().expect("registered above");
+                        if let Poll::Ready(result) = Pin::new(rx).poll(cx) {
+                            this.done = true;
+                            // Never queued, never sent: its exports roll back, and the callee
+                            // has nothing to cancel.
+                            drop(frame);
+                            return Poll::Ready(
+                                result.unwrap_or_else(|_| Err(this.disconnected())),
+                            );
+                        }
                         this.frame = Some(frame);
                         return Poll::Pending;
                     }
@@ -254,6 +256,15 @@ impl Future for PendingCall {
             Poll::Ready(Err(_)) => Err(this.disconnected()),
         };
         this.done = true;
+        if let Err(e) = &result
+            && e.timeout_kind() == Some(TimeoutKind::Call)
+        {
+            // The connection's timer failed it (see `deadlines`): tell the callee to stop,
+            // with the cancels of the other calls that timed out with it, in one write.
+            let shared = this.shared();
+            shared.send_control(&Message::Cancel { id: this.id }, false);
+            shared.outbox.flush_after_burst();
+        }
         Poll::Ready(result)
     }
 }

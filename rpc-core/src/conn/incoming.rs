@@ -61,13 +61,10 @@ pub(crate) fn refuse(
         peer: shared.peer(),
         id,
     };
-    CallTelemetry::start(
-        site,
-        label.map(Cow::Borrowed),
-        Instant::now(),
-        &shared.calls,
-    )
-    .finish(Outcome::of_remote(kind));
+    // Refused at once: it starts and ends at the same instant (one clock read).
+    let now = Instant::now();
+    CallTelemetry::start(site, label.map(Cow::Borrowed), now, &shared.calls)
+        .finish_at(Outcome::of_remote(kind), now);
     let error = RemoteError::new(kind, message);
     shared.send_control(&Message::Error { id, error }, false);
 }

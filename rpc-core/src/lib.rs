@@ -135,6 +135,7 @@ mod config;
 mod conn;
 mod dispatch;
 mod error;
+mod id_map;
 mod io;
 pub mod login;
 mod object;

@@ -14,6 +14,7 @@
 //! CPU of a call at 64 in flight.
 
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -35,15 +36,14 @@ pub(crate) async fn expire_calls(shared: Arc<Shared>) {
             _ = sleep_until(next) => {}
         }
         let now = Instant::now();
+        // Each caller puts its own timeout in the error, and tells the callee to stop if the
+        // call was sent.
         let (expired, waiting) = {
             let mut pending = lock(&shared.pending);
-            (pending.expire(now), pending.len())
+            let timeout = || CallError::timeout(TimeoutKind::Call, Duration::ZERO);
+            (pending.expire(now, timeout), pending.len())
         };
-        for (_, tx) in expired {
-            // The caller puts its own timeout in the error, and tells the callee to stop if
-            // the call was sent.
-            let _ = tx.send(Err(CallError::timeout(TimeoutKind::Call, Duration::ZERO)));
-        }
+        expired.into_iter().for_each(Waker::wake);
         // Each look scans every waiting call: with many waiting on a peer that does not answer,
         // and deadlines spread out, looks are spaced by a microsecond per 10 calls waiting (10 ms
         // for 100,000), so that the scans cost at most about 10 million entries a second. A

@@ -1,22 +1,25 @@
 //! [`PendingTable`]: the calls this side made on a connection that await their answer, by
 //! request id (generic over the answer, which the connection's state defines), with their
-//! deadlines. Registering, completing, cancelling, expiring and failing them all at once on
-//! close are plain operations on a plain struct (the future that waits is `pending_call`'s,
-//! the one timer that expires them is `deadlines`').
+//! deadlines. Registering, completing, taking the answer, cancelling, expiring and failing them
+//! all at once on close are plain operations on a plain struct (the future that waits is
+//! `pending_call`'s, the one timer that expires them is `deadlines`').
+//!
+//! The answer waits in the call's entry until its caller takes it, and the entry keeps the
+//! caller's waker meanwhile: no channel is allocated per call. Every operation that may drop
+//! an answer (which can hold references whose release takes other locks) hands it back to be
+//! dropped outside the table's lock, and every operation that must wake a caller hands back
+//! the waker, to be woken outside it.
 
-use std::collections::HashMap;
+use std::task::{Poll, Waker};
 
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::error::CallError;
-
-/// Where the answer (of type `T`) to one call goes.
-pub(crate) type ReplySender<T> = oneshot::Sender<Result<T, CallError>>;
+use crate::id_map::IdMap;
 
 /// The calls awaiting an answer of type `T`, and whether the connection has closed.
 pub(crate) struct PendingTable<T> {
-    pending: HashMap<u64, Waiting<T>>,
+    pending: IdMap<Entry<T>>,
     /// No deadline of a waiting call is earlier than this (it may be earlier than all of
     /// them: calls answered leave it where it was until the next [`expire`](Self::expire)).
     earliest: Option<Instant>,
@@ -24,16 +27,30 @@ pub(crate) struct PendingTable<T> {
     closed: Option<String>,
 }
 
-/// One call awaiting its answer.
-struct Waiting<T> {
-    tx: ReplySender<T>,
+/// One call: still waiting (with the waker of its caller), or answered.
+struct Entry<T> {
+    state: State<T>,
     deadline: Option<Instant>,
+}
+
+enum State<T> {
+    Waiting(Waker),
+    Answered(Result<T, CallError>),
+}
+
+/// What became of an answer handed to [`PendingTable::complete`].
+pub(crate) enum Completed<T> {
+    /// Stored for its caller, who is to be woken.
+    Wake(Waker),
+    /// Nobody waits for it (the caller gave up, or it was answered already): drop it, outside
+    /// the lock.
+    Unwanted(Result<T, CallError>),
 }
 
 impl<T> Default for PendingTable<T> {
     fn default() -> Self {
         PendingTable {
-            pending: HashMap::new(),
+            pending: IdMap::default(),
             earliest: None,
             closed: None,
         }
@@ -41,19 +58,20 @@ impl<T> Default for PendingTable<T> {
 }
 
 impl<T> PendingTable<T> {
-    /// Registers call `id`, to fail at `deadline` if it is not answered by then; refused (with
-    /// the reason) once the connection has closed. `Ok(true)`: its deadline is now the
-    /// earliest, so the timer must be told.
+    /// Registers call `id`, whose caller `waker` is woken when it ends, to fail at `deadline`
+    /// if it is not answered by then; refused (with the reason) once the connection has
+    /// closed. `Ok(true)`: its deadline is now the earliest, so the timer must be told.
     pub(crate) fn register(
         &mut self,
         id: u64,
-        tx: ReplySender<T>,
+        waker: Waker,
         deadline: Option<Instant>,
     ) -> Result<bool, String> {
         if let Some(reason) = &self.closed {
             return Err(reason.clone());
         }
-        self.pending.insert(id, Waiting { tx, deadline });
+        let state = State::Waiting(waker);
+        self.pending.insert(id, Entry { state, deadline });
         let earlier = match (deadline, self.earliest) {
             (Some(deadline), Some(earliest)) => deadline < earliest,
             (Some(_), None) => true,
@@ -65,14 +83,51 @@ impl<T> PendingTable<T> {
         Ok(earlier)
     }
 
-    /// The answer to `id` arrived: where to send it (`None` if the caller gave up).
-    pub(crate) fn complete(&mut self, id: u64) -> Option<ReplySender<T>> {
-        self.pending.remove(&id).map(|waiting| waiting.tx)
+    /// The answer to `id` arrived (or its call failed): kept for its caller, to be woken.
+    pub(crate) fn complete(&mut self, id: u64, answer: Result<T, CallError>) -> Completed<T> {
+        match self.pending.get_mut(&id) {
+            Some(entry) if matches!(entry.state, State::Waiting(_)) => {
+                match std::mem::replace(&mut entry.state, State::Answered(answer)) {
+                    State::Waiting(waker) => Completed::Wake(waker),
+                    State::Answered(_) => unreachable!("matched as waiting"),
+                }
+            }
+            // Answered twice (a confused peer), or given up on.
+            _ => Completed::Unwanted(answer),
+        }
     }
 
-    /// The caller gave up on `id`; `true` if it was still waiting (tell the callee).
-    pub(crate) fn cancel(&mut self, id: u64) -> bool {
-        self.pending.remove(&id).is_some()
+    /// The caller of `id` looks for its answer: takes it out with the entry if it is there,
+    /// else keeps `waker` (if it is not the one kept already) to be woken when it comes.
+    pub(crate) fn poll_answer(&mut self, id: u64, waker: &Waker) -> Poll<Result<T, CallError>> {
+        let Some(entry) = self.pending.get_mut(&id) else {
+            // Not registered, or taken already: the caller never asks then.
+            return Poll::Ready(Err(CallError::disconnected(
+                self.closed
+                    .as_deref()
+                    .unwrap_or("the call is no longer known"),
+            )));
+        };
+        match &mut entry.state {
+            State::Waiting(kept) => {
+                kept.clone_from(waker);
+                Poll::Pending
+            }
+            State::Answered(_) => match self.pending.remove(&id).map(|entry| entry.state) {
+                Some(State::Answered(answer)) => Poll::Ready(answer),
+                _ => unreachable!("matched as answered"),
+            },
+        }
+    }
+
+    /// The caller gave up on `id`: `true` if it was still waiting for its answer (tell the
+    /// callee), and an answer that had come meanwhile, to drop outside the lock.
+    pub(crate) fn cancel(&mut self, id: u64) -> (bool, Option<Result<T, CallError>>) {
+        match self.pending.remove(&id).map(|entry| entry.state) {
+            Some(State::Waiting(_)) => (true, None),
+            Some(State::Answered(answer)) => (false, Some(answer)),
+            None => (false, None),
+        }
     }
 
     /// When the timer should next look: no waiting call's deadline is earlier.
@@ -80,34 +135,51 @@ impl<T> PendingTable<T> {
         self.earliest
     }
 
-    /// Takes out every call whose deadline is `now` or before, to be failed (and cancelled at
-    /// the callee) outside the lock; the earliest deadline left is found again.
-    pub(crate) fn expire(&mut self, now: Instant) -> Vec<(u64, ReplySender<T>)> {
-        let expired: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, waiting)| waiting.deadline.is_some_and(|d| d <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        let expired = expired
-            .into_iter()
-            .filter_map(|id| self.pending.remove(&id).map(|waiting| (id, waiting.tx)))
-            .collect();
-        self.earliest = self.pending.values().filter_map(|w| w.deadline).min();
-        expired
+    /// Fails with `error()` every waiting call whose deadline is `now` or before (each caller
+    /// cancels it at the callee when it sees that); returns their callers, to be woken outside
+    /// the lock. The earliest deadline left is found again.
+    pub(crate) fn expire(&mut self, now: Instant, error: impl Fn() -> CallError) -> Vec<Waker> {
+        let mut woken = Vec::new();
+        let mut earliest: Option<Instant> = None;
+        for entry in self.pending.values_mut() {
+            let Some(deadline) = entry.deadline else {
+                continue;
+            };
+            if !matches!(entry.state, State::Waiting(_)) {
+                continue;
+            }
+            if deadline <= now {
+                if let State::Waiting(waker) =
+                    std::mem::replace(&mut entry.state, State::Answered(Err(error())))
+                {
+                    woken.push(waker);
+                }
+            } else {
+                earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
+            }
+        }
+        self.earliest = earliest;
+        woken
     }
 
-    /// The connection closed: every waiting call, to be failed outside the lock.
-    pub(crate) fn fail_all(&mut self, reason: &str) -> Vec<ReplySender<T>> {
+    /// The connection closed: every waiting call fails with `error()`, and nothing registers
+    /// any more; returns their callers, to be woken outside the lock.
+    pub(crate) fn fail_all(&mut self, reason: &str, error: impl Fn() -> CallError) -> Vec<Waker> {
         self.closed = Some(reason.to_owned());
         self.earliest = None;
-        self.pending
-            .drain()
-            .map(|(_, waiting)| waiting.tx)
-            .collect()
+        let mut woken = Vec::new();
+        for entry in self.pending.values_mut() {
+            if matches!(entry.state, State::Waiting(_))
+                && let State::Waiting(waker) =
+                    std::mem::replace(&mut entry.state, State::Answered(Err(error())))
+            {
+                woken.push(waker);
+            }
+        }
+        woken
     }
 
-    /// Calls awaiting an answer.
+    /// Calls awaiting an answer (or whose answer waits for its caller).
     pub(crate) fn len(&self) -> usize {
         self.pending.len()
     }
@@ -115,30 +187,86 @@ impl<T> PendingTable<T> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::task::{ArcWake, waker};
+
     use super::*;
 
-    #[test]
-    fn register_complete_cancel_and_close() {
-        let mut table = PendingTable::<u8>::default();
-        let (tx1, _rx1) = oneshot::channel();
-        let (tx2, _rx2) = oneshot::channel();
-        let (tx3, mut rx3) = oneshot::channel();
-        table.register(1, tx1, None).unwrap();
-        table.register(2, tx2, None).unwrap();
-        table.register(3, tx3, None).unwrap();
-        assert!(table.complete(1).is_some());
-        assert!(table.complete(1).is_none(), "answered twice");
-        assert!(table.cancel(2));
-        assert!(!table.cancel(2));
-        let failed = table.fail_all("gone");
-        assert_eq!(failed.len(), 1);
-        for tx in failed {
-            let _ = tx.send(Err(CallError::disconnected("gone")));
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl ArcWake for Counting {
+        fn wake_by_ref(arc_self: &Arc<Self>) {
+            arc_self.0.fetch_add(1, Ordering::SeqCst);
         }
-        assert!(rx3.try_recv().unwrap().is_err());
-        let (tx4, _rx4) = oneshot::channel();
-        assert_eq!(table.register(4, tx4, None).unwrap_err(), "gone");
+    }
+
+    fn counting() -> (Arc<Counting>, Waker) {
+        let count = Arc::new(Counting::default());
+        (Arc::clone(&count), waker(count))
+    }
+
+    fn gone() -> CallError {
+        CallError::disconnected("gone")
+    }
+
+    #[test]
+    fn register_complete_take_cancel_and_close() {
+        let mut table = PendingTable::<u8>::default();
+        let (count1, waker1) = counting();
+        for id in 1..=3 {
+            table.register(id, waker1.clone(), None).unwrap();
+        }
+        assert!(table.poll_answer(1, &waker1).is_pending(), "no answer yet");
+        let Completed::Wake(wake) = table.complete(1, Ok(7)) else {
+            panic!("call 1 waits");
+        };
+        wake.wake();
+        assert_eq!(count1.0.load(Ordering::SeqCst), 1);
+        assert!(
+            matches!(table.complete(1, Ok(8)), Completed::Unwanted(Ok(8))),
+            "answered twice: the second answer is not kept"
+        );
+        assert!(matches!(table.poll_answer(1, &waker1), Poll::Ready(Ok(7))));
+        assert!(
+            matches!(table.complete(1, Ok(9)), Completed::Unwanted(Ok(9))),
+            "answered after it was taken"
+        );
+        // Given up while waiting: tell the callee; an answer after that is not wanted.
+        assert!(matches!(table.cancel(2), (true, None)));
+        assert!(matches!(table.complete(2, Ok(1)), Completed::Unwanted(_)));
+        assert!(matches!(table.cancel(2), (false, None)));
+        // Given up after the answer came: nothing to tell, the answer to drop.
+        assert!(matches!(table.complete(3, Ok(3)), Completed::Wake(_)));
+        assert!(matches!(table.cancel(3), (false, Some(Ok(3)))));
+        // Close: the waiting fail and are woken; nothing registers after.
+        let (count4, waker4) = counting();
+        table.register(4, waker4.clone(), None).unwrap();
+        let woken = table.fail_all("gone", gone);
+        assert_eq!(woken.len(), 1);
+        woken.into_iter().for_each(Waker::wake);
+        assert_eq!(count4.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(table.poll_answer(4, &waker4), Poll::Ready(Err(_))));
+        assert_eq!(table.register(5, waker4, None).unwrap_err(), "gone");
         assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn a_waiting_caller_keeps_its_latest_waker() {
+        let mut table = PendingTable::<u8>::default();
+        let (first, waker1) = counting();
+        let (second, waker2) = counting();
+        table.register(1, waker1, None).unwrap();
+        assert!(table.poll_answer(1, &waker2).is_pending());
+        let Completed::Wake(wake) = table.complete(1, Ok(1)) else {
+            panic!("call 1 waits");
+        };
+        wake.wake();
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        assert_eq!(second.0.load(Ordering::SeqCst), 1);
     }
 
     #[test]
@@ -146,40 +274,37 @@ mod tests {
         let mut table = PendingTable::<u8>::default();
         let t0 = Instant::now();
         let at = |ms| t0 + std::time::Duration::from_millis(ms);
-        let (tx1, mut rx1) = oneshot::channel();
-        let (tx2, _rx2) = oneshot::channel();
-        let (tx3, _rx3) = oneshot::channel();
-        let (tx4, _rx4) = oneshot::channel();
+        let noop = Waker::noop();
         assert_eq!(
-            table.register(1, tx1, Some(at(100))),
+            table.register(1, noop.clone(), Some(at(100))),
             Ok(true),
             "the first deadline"
         );
         assert_eq!(
-            table.register(2, tx2, Some(at(300))),
+            table.register(2, noop.clone(), Some(at(300))),
             Ok(false),
             "a later one"
         );
-        assert_eq!(table.register(3, tx3, None), Ok(false), "none");
+        assert_eq!(table.register(3, noop.clone(), None), Ok(false), "none");
         assert_eq!(
-            table.register(4, tx4, Some(at(50))),
+            table.register(4, noop.clone(), Some(at(50))),
             Ok(true),
             "an earlier one"
         );
         assert_eq!(table.earliest(), Some(at(50)));
-        // Call 4 is answered: the earliest stays until the next look.
-        assert!(table.complete(4).is_some());
-        assert!(table.expire(at(99)).is_empty());
+        // Call 4 is answered and taken: the earliest stays until the next look.
+        assert!(matches!(table.complete(4, Ok(4)), Completed::Wake(_)));
+        assert!(table.poll_answer(4, noop).is_ready());
+        assert!(table.expire(at(99), gone).is_empty());
         assert_eq!(table.earliest(), Some(at(100)));
-        let expired = table.expire(at(100));
-        assert_eq!(expired.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [1]);
-        for (_, tx) in expired {
-            let _ = tx.send(Err(CallError::disconnected("late")));
-        }
-        assert!(rx1.try_recv().unwrap().is_err());
+        assert_eq!(table.expire(at(100), gone).len(), 1);
+        assert!(matches!(table.poll_answer(1, noop), Poll::Ready(Err(_))));
         assert_eq!(table.earliest(), Some(at(300)));
-        assert_eq!(table.len(), 2);
-        assert_eq!(table.expire(at(1000)).len(), 1, "call 3 has no deadline");
+        // An answer that came before its deadline is not failed by it.
+        assert!(matches!(table.complete(2, Ok(2)), Completed::Wake(_)));
+        assert!(table.expire(at(1000), gone).is_empty(), "call 3 has none");
+        assert!(matches!(table.poll_answer(2, noop), Poll::Ready(Ok(2))));
         assert_eq!(table.earliest(), None);
+        assert_eq!(table.len(), 1);
     }
 }

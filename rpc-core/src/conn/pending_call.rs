@@ -20,7 +20,6 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use serde::de::DeserializeOwned;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use std::borrow::Cow;
@@ -49,8 +48,8 @@ pub(crate) struct PendingCall {
     frame: Option<EncodedFrame>,
     /// Waiting for room in the outbox.
     room: Option<Room>,
-    /// Where the answer arrives, from the first poll on.
-    rx: Option<oneshot::Receiver<Result<Reply, CallError>>>,
+    /// Registered in the pending table (at the first poll), where its answer arrives.
+    registered: bool,
     /// When it fails with a `Call` timeout unless answered (set before the first poll).
     deadline: Option<Instant>,
     /// Polled at least once (no longer counted in `unpolled_calls`).
@@ -80,7 +79,7 @@ impl PendingCall {
             method,
             frame: Some(frame),
             room: None,
-            rx: None,
+            registered: false,
             deadline: None,
             polled: false,
             others_in_flight: false,
@@ -163,12 +162,9 @@ impl PendingCall {
         self.connection.shared()
     }
 
-    fn disconnected(&self) -> CallError {
-        CallError::disconnected(
-            self.shared()
-                .closed_reason()
-                .unwrap_or_else(|| "the connection closed".into()),
-        )
+    /// Its answer, if it has come (else its caller is woken when it does).
+    fn poll_answer(&self, cx: &mut Context<'_>) -> Poll<Result<Reply, CallError>> {
+        lock(&self.shared().pending).poll_answer(self.id, cx.waker())
     }
 }
 
@@ -177,13 +173,13 @@ impl Future for PendingCall {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if !this.polled {
+        let first_poll = !this.polled;
+        if first_poll {
             this.polled = true;
             this.shared().unpolled_calls.fetch_sub(1, Ordering::SeqCst);
-            let (tx, rx) = oneshot::channel();
             let (registered, others_in_flight) = {
                 let mut pending = lock(&this.shared().pending);
-                let registered = pending.register(this.id, tx, this.deadline);
+                let registered = pending.register(this.id, cx.waker().clone(), this.deadline);
                 (registered, pending.len() > 1)
             };
             this.others_in_flight = others_in_flight;
@@ -196,7 +192,7 @@ impl Future for PendingCall {
                     return Poll::Ready(Err(CallError::disconnected(reason)));
                 }
             }
-            this.rx = Some(rx);
+            this.registered = true;
         }
         if let Some(mut frame) = this.frame.take() {
             loop {
@@ -204,15 +200,12 @@ impl Future for PendingCall {
                     if room.as_mut().poll(cx).is_pending() {
                         // Waiting for room: the deadline (or the connection's end) may come
                         // first, so the answer's channel is watched too.
-                        let rx = this.rx.as_mut().expect("registered above");
-                        if let Poll::Ready(result) = Pin::new(rx).poll(cx) {
+                        if let Poll::Ready(result) = this.poll_answer(cx) {
                             this.done = true;
                             // Never queued, never sent: its exports roll back, and the callee
                             // has nothing to cancel.
                             drop(frame);
-                            return Poll::Ready(
-                                result.unwrap_or_else(|_| Err(this.disconnected())),
-                            );
+                            return Poll::Ready(result);
                         }
                         this.frame = Some(frame);
                         return Poll::Pending;
@@ -249,11 +242,12 @@ impl Future for PendingCall {
             this.flushed = true;
             this.shared().flush();
         }
-        let rx = this.rx.as_mut().expect("registered above");
-        let result = match Pin::new(rx).poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Ok(result)) => result,
-            Poll::Ready(Err(_)) => Err(this.disconnected()),
+        if first_poll {
+            // Registered with this poll's waker just now: the answer wakes it.
+            return Poll::Pending;
+        }
+        let Poll::Ready(result) = this.poll_answer(cx) else {
+            return Poll::Pending;
         };
         this.done = true;
         if let Err(e) = &result
@@ -276,11 +270,13 @@ impl Drop for PendingCall {
             self.shared().unpolled_calls.fetch_sub(1, Ordering::SeqCst);
             return;
         }
-        if self.done || self.rx.is_none() {
+        if self.done || !self.registered {
             return;
         }
         let shared = Arc::clone(self.shared());
-        let was_pending = lock(&shared.pending).cancel(self.id);
+        let (was_pending, answer) = lock(&shared.pending).cancel(self.id);
+        // An answer that came meanwhile is dropped outside the lock (it may hold references).
+        drop(answer);
         if was_pending && self.frame.is_none() {
             // With the cancels of other calls dropped with it (a `join_all` dropped), in one
             // write after the burst.

@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use super::incoming::{BurstClock, Started, incoming_call, refuse};
 use super::lifecycle::{Closed, lock};
+use super::outgoing::Completed;
 use super::refctx::resolve;
 use super::shared::{Reply, Shared};
 use crate::codec;
@@ -81,9 +82,11 @@ pub(crate) fn route_frame(
 }
 
 fn complete(shared: &Shared, id: u64, result: Result<Reply, CallError>) {
-    let tx = lock(&shared.pending).complete(id);
-    // No entry: the caller gave up on the call (cancelled it); drop the answer.
-    if let Some(tx) = tx {
-        let _ = tx.send(result);
+    let completed = lock(&shared.pending).complete(id, result);
+    match completed {
+        Completed::Wake(waker) => waker.wake(),
+        // The caller gave up on the call (cancelled it): the answer is dropped here, outside
+        // the lock (releasing the references in it takes other locks).
+        Completed::Unwanted(answer) => drop(answer),
     }
 }

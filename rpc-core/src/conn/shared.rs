@@ -15,6 +15,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use std::fmt;
@@ -356,10 +357,9 @@ impl Shared {
                 tracing::debug!(peer = %self.peer.addr, "connection closed: {r}")
             }
         }
-        let pending = lock(&self.pending).fail_all(why.reason());
-        for tx in pending {
-            let _ = tx.send(Err(CallError::disconnected(why.reason())));
-        }
+        let waiting =
+            lock(&self.pending).fail_all(why.reason(), || CallError::disconnected(why.reason()));
+        waiting.into_iter().for_each(Waker::wake);
         // Dropping the cancel handles stops the handlers.
         lock(&self.admission).cancel_all();
         self.idle.notify_waiters();

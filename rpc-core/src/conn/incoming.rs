@@ -16,8 +16,6 @@ use futures::FutureExt;
 use futures::future::CatchUnwind;
 use tokio::time::Instant;
 
-use bytes::Bytes;
-
 use super::admission::{Refusal, Ticket};
 use super::caller::WithCaller;
 use super::lifecycle::{Closed, lock};
@@ -111,7 +109,7 @@ pub(crate) fn incoming_call(
     clock: &mut BurstClock,
     (id, object, method): (u64, u64, &str),
     deadline_ms: Option<u64>,
-    args: Bytes,
+    args: &[u8],
     refs: Vec<Reference>,
 ) -> Result<Option<Started>, Closed> {
     let call = (id, object, method);
@@ -174,7 +172,7 @@ pub(crate) fn incoming_call(
         run_dispatch(
             target.as_ref(),
             method,
-            Args::new(&args, config.max_frame_length, config.max_decode_depth),
+            Args::new(args, config.max_frame_length, config.max_decode_depth),
         )
     });
     let handler = match decoded {

@@ -59,7 +59,13 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
             // Closed by another task (a broken limit, a local close): read no more.
             return;
         }
-        let next = match frames.next_frame().now_or_never() {
+        // The frames of a burst already in the buffer first (a future is large to make and
+        // move); then one try to read more without waiting.
+        let buffered = match frames.buffered_frame() {
+            Ok(None) => None,
+            found => Some(found),
+        };
+        let next = match buffered.or_else(|| frames.next_frame().now_or_never()) {
             Some(next) => next,
             None => {
                 // Nothing more to read right now: the burst is over. Its handlers run elsewhere,

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use super::incoming::{BurstClock, Started, incoming_call, refuse};
 use super::lifecycle::{Closed, lock};
@@ -35,7 +35,6 @@ pub(crate) fn route_frame(
         config.max_decode_depth.max(protocol::HEADER_DEPTH),
     )
     .map_err(|e| Closed::Protocol(format!("undecodable message: {e}")))?;
-    let payload = frame.slice(used..);
     match message {
         Message::Call {
             id,
@@ -46,7 +45,8 @@ pub(crate) fn route_frame(
         } => match resolve(shared, refs) {
             Ok(refs) => {
                 let call = (id, object, &*method);
-                return incoming_call(shared, clock, call, deadline_ms, payload, refs);
+                let args = &frame[used..];
+                return incoming_call(shared, clock, call, deadline_ms, args, refs);
             }
             Err(message) => {
                 let call = (id, object, &*method);
@@ -56,6 +56,9 @@ pub(crate) fn route_frame(
         Message::Answer { id, refs } => {
             // Resolved even when nobody waits for the answer any more, so that the
             // references in it are counted, and released again.
+            // The frame itself, advanced past the header (no count taken on its buffer).
+            let mut payload = frame;
+            payload.advance(used);
             let reply = resolve(shared, refs)
                 .map(|refs| Reply {
                     payload,

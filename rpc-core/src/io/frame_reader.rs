@@ -142,6 +142,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             .then(|| (&self.buf[..4]).get_u32() as usize)
     }
 
+    /// A frame already read, if one is complete in the buffer: no read, and no future to
+    /// make (the reader takes the frames of a burst this way, then calls
+    /// [`next_frame`](Self::next_frame) once the buffer has none).
+    pub(crate) fn buffered_frame(&mut self) -> Result<Option<BytesMut>, ReadError> {
+        self.decode()
+    }
+
     /// Takes a complete frame from the buffer, if there is one; charges an incomplete one.
     fn decode(&mut self) -> Result<Option<BytesMut>, ReadError> {
         if let Some(len) = self.announced()

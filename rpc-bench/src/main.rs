@@ -36,10 +36,10 @@
 //! wake-ups on a small machine).
 //!
 //! Run: `cargo run --release -p rpc-bench` (`-- --quick` for a short smoke run). To profile one
-//! subject, `-- --profile <raw|pbrs|pbrs-direct|pbrs-tls|tarpc> [calls] [sequential]` runs
-//! only its 64-in-flight pattern (or, with `sequential`, one call at a time) on the
-//! `current_thread` runtime (2,000,000 calls unless given) and prints its calls per second,
-//! e.g. under `perf record -g` or `strace -c`.
+//! subject, `-- --profile <raw|pbrs|pbrs-direct|pbrs-tls|tarpc> [calls] [sequential]
+//! [multi_thread]` runs only its 64-in-flight pattern (or, with `sequential`, one call at a
+//! time) on a `current_thread` runtime (with `multi_thread`, a 2-worker one; 2,000,000 calls
+//! unless given) and prints its calls per second, e.g. under `perf record -g` or `strace -c`.
 //!
 //! Against Twisted Perspective Broker: `cargo run --release -p rpc-bench -- --twisted [calls]`
 //! serves the seed's calculator (`calculate(a, b) -> (a + b, worker_id)`) with Twisted PB
@@ -86,8 +86,9 @@ fn measure_on(name: &str, runtime: Runtime, plan: &Plan) -> Results {
     results
 }
 
-/// `--profile <subject> [calls] [sequential]`: one subject's 64-in-flight pattern (or
-/// sequential calls), nothing else.
+/// `--profile <subject> [calls] [sequential] [multi_thread]`: one subject's 64-in-flight
+/// pattern (or sequential calls), nothing else, on a current_thread runtime (or a 2-worker
+/// multi_thread one).
 fn profile(args: &[String]) {
     let name = args.first().map_or("", String::as_str);
     let calls = match args.get(1).map(|n| n.parse::<usize>()) {
@@ -98,11 +99,19 @@ fn profile(args: &[String]) {
             std::process::exit(2);
         }
     };
-    let runtime = Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("could not start the current_thread runtime");
-    let sequential = args.get(2).is_some_and(|a| a == "sequential");
+    let sequential = args.iter().skip(2).any(|a| a == "sequential");
+    let runtime = if args.iter().skip(2).any(|a| a == "multi_thread") {
+        Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("could not start the multi_thread runtime")
+    } else {
+        Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("could not start the current_thread runtime")
+    };
     let pattern = if sequential {
         "one at a time"
     } else {

@@ -48,7 +48,7 @@ use crate::error::CallError;
 use crate::io::budget::MemoryBudget;
 use crate::io::frame_reader::FrameReader;
 use crate::telemetry::ConnectionTelemetry;
-use lifecycle::Closed;
+use lifecycle::{Closed, lock};
 pub(crate) use peer_info::PeerInfo;
 use reader::CloseOnExit;
 pub(crate) use shared::{Connection, Reference, RemoteObject, Shared};
@@ -96,7 +96,9 @@ where
         };
         let e = writer_shared
             .outbox
-            .run_writer_task(writer_shared.config().frame_timeout)
+            .run_writer_task(writer_shared.config().frame_timeout, || {
+                lock(&writer_shared.pending).untaken()
+            })
             .await;
         let why = if e.kind() == io::ErrorKind::TimedOut {
             Closed::Protocol(e.to_string())

@@ -25,6 +25,8 @@ pub(crate) struct PendingTable<T> {
     earliest: Option<Instant>,
     /// Set once, when the connection closes: nothing registers after that.
     closed: Option<String>,
+    /// Entries answered whose caller has not taken the answer yet.
+    untaken: usize,
 }
 
 /// One call: still waiting (with the waker of its caller), or answered.
@@ -53,6 +55,7 @@ impl<T> Default for PendingTable<T> {
             pending: IdMap::default(),
             earliest: None,
             closed: None,
+            untaken: 0,
         }
     }
 }
@@ -87,6 +90,7 @@ impl<T> PendingTable<T> {
     pub(crate) fn complete(&mut self, id: u64, answer: Result<T, CallError>) -> Completed<T> {
         match self.pending.get_mut(&id) {
             Some(entry) if matches!(entry.state, State::Waiting(_)) => {
+                self.untaken += 1;
                 match std::mem::replace(&mut entry.state, State::Answered(answer)) {
                     State::Waiting(waker) => Completed::Wake(waker),
                     State::Answered(_) => unreachable!("matched as waiting"),
@@ -114,7 +118,10 @@ impl<T> PendingTable<T> {
                 Poll::Pending
             }
             State::Answered(_) => match self.pending.remove(&id).map(|entry| entry.state) {
-                Some(State::Answered(answer)) => Poll::Ready(answer),
+                Some(State::Answered(answer)) => {
+                    self.untaken -= 1;
+                    Poll::Ready(answer)
+                }
                 _ => unreachable!("matched as answered"),
             },
         }
@@ -125,7 +132,10 @@ impl<T> PendingTable<T> {
     pub(crate) fn cancel(&mut self, id: u64) -> (bool, Option<Result<T, CallError>>) {
         match self.pending.remove(&id).map(|entry| entry.state) {
             Some(State::Waiting(_)) => (true, None),
-            Some(State::Answered(answer)) => (false, Some(answer)),
+            Some(State::Answered(answer)) => {
+                self.untaken -= 1;
+                (false, Some(answer))
+            }
             None => (false, None),
         }
     }
@@ -152,6 +162,7 @@ impl<T> PendingTable<T> {
                 if let State::Waiting(waker) =
                     std::mem::replace(&mut entry.state, State::Answered(Err(error())))
                 {
+                    self.untaken += 1;
                     woken.push(waker);
                 }
             } else {
@@ -173,10 +184,18 @@ impl<T> PendingTable<T> {
                 && let State::Waiting(waker) =
                     std::mem::replace(&mut entry.state, State::Answered(Err(error())))
             {
+                self.untaken += 1;
                 woken.push(waker);
             }
         }
         woken
+    }
+
+    /// Answers (or failures) whose callers have been woken and not yet taken them: while there
+    /// are any, the tasks the last burst of answers woke are still running, and the calls
+    /// they make are best written together once they have.
+    pub(crate) fn untaken(&self) -> usize {
+        self.untaken
     }
 
     /// Calls awaiting an answer (or whose answer waits for its caller).
@@ -230,7 +249,9 @@ mod tests {
             matches!(table.complete(1, Ok(8)), Completed::Unwanted(Ok(8))),
             "answered twice: the second answer is not kept"
         );
+        assert_eq!(table.untaken(), 1);
         assert!(matches!(table.poll_answer(1, &waker1), Poll::Ready(Ok(7))));
+        assert_eq!(table.untaken(), 0);
         assert!(
             matches!(table.complete(1, Ok(9)), Completed::Unwanted(Ok(9))),
             "answered after it was taken"
@@ -241,7 +262,13 @@ mod tests {
         assert!(matches!(table.cancel(2), (false, None)));
         // Given up after the answer came: nothing to tell, the answer to drop.
         assert!(matches!(table.complete(3, Ok(3)), Completed::Wake(_)));
+        assert_eq!(table.untaken(), 1);
         assert!(matches!(table.cancel(3), (false, Some(Ok(3)))));
+        assert_eq!(
+            table.untaken(),
+            0,
+            "a dropped answer is no longer waiting to be taken"
+        );
         // Close: the waiting fail and are woken; nothing registers after.
         let (count4, waker4) = counting();
         table.register(4, waker4.clone(), None).unwrap();
@@ -249,7 +276,9 @@ mod tests {
         assert_eq!(woken.len(), 1);
         woken.into_iter().for_each(Waker::wake);
         assert_eq!(count4.0.load(Ordering::SeqCst), 1);
+        assert_eq!(table.untaken(), 1);
         assert!(matches!(table.poll_answer(4, &waker4), Poll::Ready(Err(_))));
+        assert_eq!(table.untaken(), 0);
         assert_eq!(table.register(5, waker4, None).unwrap_err(), "gone");
         assert_eq!(table.len(), 0);
     }
@@ -298,6 +327,7 @@ mod tests {
         assert!(table.expire(at(99), gone).is_empty());
         assert_eq!(table.earliest(), Some(at(100)));
         assert_eq!(table.expire(at(100), gone).len(), 1);
+        assert_eq!(table.untaken(), 1);
         assert!(matches!(table.poll_answer(1, noop), Poll::Ready(Err(_))));
         assert_eq!(table.earliest(), Some(at(300)));
         // An answer that came before its deadline is not failed by it.

@@ -13,7 +13,7 @@ use tokio::io::AsyncRead;
 
 use super::handlers::{Watchdog, run_burst};
 use super::incoming::BurstClock;
-use super::lifecycle::Closed;
+use super::lifecycle::{Closed, lock};
 use super::router::route_frame;
 use super::shared::Shared;
 use crate::io::frame_reader::{FrameReader, ReadError};
@@ -76,7 +76,13 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                 if std::mem::take(&mut in_burst) {
                     shared.note_received();
                     if shared.outbox.backlog() > 0 {
-                        shared.flush();
+                        if lock(&shared.pending).untaken() > 0 {
+                            // The callers the burst's answers woke are to run yet (on other
+                            // threads, maybe): what they send goes out with this.
+                            shared.outbox.flush_after_burst();
+                        } else {
+                            shared.flush();
+                        }
                     }
                 }
                 tokio::select! {

@@ -125,9 +125,8 @@ impl EncodedFrame {
     /// lock (so before anyone can write the frame); otherwise hands it back (wait with
     /// `outbox.room()` and try again).
     pub(crate) fn try_queue(mut self, on_queued: impl FnOnce()) -> Result<(), EncodedFrame> {
-        let shared = Arc::clone(&self.shared);
-        let bytes = self.bytes.clone();
-        let queued = shared.outbox.try_queue(bytes, || {
+        let bytes = std::mem::take(&mut self.bytes);
+        let queued = self.shared.outbox.try_queue(bytes, || {
             let exported = std::mem::take(&mut self.exported);
             if !exported.is_empty() {
                 self.shared.commit_exports(&exported);
@@ -137,7 +136,8 @@ impl EncodedFrame {
         match queued {
             // Dropped here, outside the queue's lock: the proxies it holds may send decrefs.
             Ok(()) => Ok(()),
-            Err(_) => {
+            Err(bytes) => {
+                self.bytes = bytes;
                 if self.bytes.len() < codec::SCRATCH_CAPACITY {
                     // It waits for room: in memory of its own size, not holding on to the
                     // scratch memory it was built in (see `codec::build_frame`).

@@ -1,10 +1,12 @@
 //! Bytes in and out of one transport: the [`outbox`] that batches writes and bounds what is
 //! queued for the peer (its frames kept in a [`frame_queue`]), the [`frame_reader`] that times and budgets incoming frames, the
-//! [`budget`] shared by a server's connections, and the keepalive's [`liveness`] clock.
+//! [`budget`] shared by a server's connections, the keepalive's [`liveness`] clock, and how the
+//! writer waits for callers on other threads ([`catch_up`]).
 //!
 //! Nothing here knows what a frame means; the connection layer (`conn`) does.
 
 pub(crate) mod budget;
+pub(crate) mod catch_up;
 pub(crate) mod frame_queue;
 pub(crate) mod frame_reader;
 pub(crate) mod liveness;

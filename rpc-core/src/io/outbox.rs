@@ -36,46 +36,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use metrics::Counter;
 use tokio::io::AsyncWrite;
+
+use super::catch_up::catch_up;
 use tokio::sync::Notify;
-
-/// How long the writer waits, yielding, for the callers woken by a burst of answers while
-/// none of them takes its answer (see [`catch_up`]).
-const CATCH_UP_STALL: Duration = Duration::from_micros(50);
-
-/// How long the writer waits for them at most, however they progress.
-const CATCH_UP_MAX: Duration = Duration::from_millis(1);
-
-/// Waits, yielding (never sleeping), while callers woken by a burst of answers have yet to
-/// take them (`callers_behind` counts them): they run on other threads (a runtime with several
-/// workers, a caller in `block_on`), and the calls they make next go out in the writer's next
-/// write. It stops as soon as all have, when none has for `CATCH_UP_STALL` (a caller busy
-/// elsewhere, or holding a call it does not poll), or after `CATCH_UP_MAX`. Nothing is spent
-/// when they all ran during the writer's first yield, as on a current_thread runtime.
-async fn catch_up(callers_behind: &impl Fn() -> usize) {
-    let mut behind = callers_behind();
-    if behind == 0 {
-        return;
-    }
-    let since = std::time::Instant::now();
-    let mut progressed = since;
-    loop {
-        tokio::task::yield_now().await;
-        let now_behind = callers_behind();
-        if now_behind == 0 {
-            // The last of them has its answer, and may be making its next call right now.
-            tokio::task::yield_now().await;
-            return;
-        }
-        let now = std::time::Instant::now();
-        if now_behind < behind {
-            progressed = now;
-        }
-        behind = now_behind;
-        if now - progressed >= CATCH_UP_STALL || now - since >= CATCH_UP_MAX {
-            return;
-        }
-    }
-}
 
 use super::Waiting;
 use super::budget::{LARGE_FRAME, MemoryBudget};
@@ -385,7 +348,7 @@ impl Outbox {
     ///
     /// `callers_behind` counts the callers woken by answers that have yet to take them: after a
     /// [`flush_after_burst`](Self::flush_after_burst) the writer waits for them a little (see
-    /// [`catch_up`]).
+    /// [`catch_up`](super::catch_up)).
     pub(crate) async fn run_writer_task(
         &self,
         stall_timeout: Duration,

@@ -86,19 +86,29 @@ pub(crate) struct Started {
 
 /// The time a burst of frames began to be read, read once, when its first call or answer
 /// needs it: the start of the deadline and of the duration of every call of the burst, and
-/// the end of every call the burst answers.
+/// the end of every call the burst answers. And the burst's number (the reader's bursts count
+/// up from 0), which the answers it brings are marked with.
 #[derive(Default)]
-pub(crate) struct BurstClock(Option<Instant>);
+pub(crate) struct BurstClock {
+    began: Option<Instant>,
+    serial: u64,
+}
 
 impl BurstClock {
     /// When the burst began (read now if this is its first call).
     pub(crate) fn now(&mut self) -> Instant {
-        *self.0.get_or_insert_with(Instant::now)
+        *self.began.get_or_insert_with(Instant::now)
     }
 
-    /// The burst is over: the next one reads the clock again.
+    /// The burst's number.
+    pub(crate) fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// The burst is over: the next one reads the clock again, and has the next number.
     pub(crate) fn reset(&mut self) {
-        self.0 = None;
+        self.began = None;
+        self.serial += 1;
     }
 }
 

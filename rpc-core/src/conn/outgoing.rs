@@ -25,7 +25,9 @@ pub(crate) struct PendingTable<T> {
     earliest: Option<Instant>,
     /// Set once, when the connection closes: nothing registers after that.
     closed: Option<String>,
-    /// Entries answered whose caller has not taken the answer yet.
+    /// The read burst the latest answer came in (see [`untaken`](Self::untaken)).
+    burst: u64,
+    /// Entries answered in that burst whose caller has not taken the answer yet.
     untaken: usize,
 }
 
@@ -37,7 +39,8 @@ struct Entry<T> {
 
 enum State<T> {
     Waiting(Waker),
-    Answered(Result<T, CallError>),
+    /// With the read burst it came in.
+    Answered(Result<T, CallError>, u64),
 }
 
 /// What became of an answer handed to [`PendingTable::complete`].
@@ -55,6 +58,7 @@ impl<T> Default for PendingTable<T> {
             pending: IdMap::default(),
             earliest: None,
             closed: None,
+            burst: 0,
             untaken: 0,
         }
     }
@@ -86,14 +90,25 @@ impl<T> PendingTable<T> {
         Ok(earlier)
     }
 
-    /// The answer to `id` arrived (or its call failed): kept for its caller, to be woken.
-    pub(crate) fn complete(&mut self, id: u64, answer: Result<T, CallError>) -> Completed<T> {
+    /// The answer to `id` arrived in the reader's `burst` (or its call failed): kept for its
+    /// caller, to be woken.
+    pub(crate) fn complete(
+        &mut self,
+        id: u64,
+        answer: Result<T, CallError>,
+        burst: u64,
+    ) -> Completed<T> {
         match self.pending.get_mut(&id) {
             Some(entry) if matches!(entry.state, State::Waiting(_)) => {
+                if burst != self.burst {
+                    // Answers of earlier bursts still untaken no longer count.
+                    self.burst = burst;
+                    self.untaken = 0;
+                }
                 self.untaken += 1;
-                match std::mem::replace(&mut entry.state, State::Answered(answer)) {
+                match std::mem::replace(&mut entry.state, State::Answered(answer, burst)) {
                     State::Waiting(waker) => Completed::Wake(waker),
-                    State::Answered(_) => unreachable!("matched as waiting"),
+                    State::Answered(..) => unreachable!("matched as waiting"),
                 }
             }
             // Answered twice (a confused peer), or given up on.
@@ -117,9 +132,9 @@ impl<T> PendingTable<T> {
                 kept.clone_from(waker);
                 Poll::Pending
             }
-            State::Answered(_) => match self.pending.remove(&id).map(|entry| entry.state) {
-                Some(State::Answered(answer)) => {
-                    self.untaken -= 1;
+            State::Answered(..) => match self.pending.remove(&id).map(|entry| entry.state) {
+                Some(State::Answered(answer, burst)) => {
+                    self.taken(burst);
                     Poll::Ready(answer)
                 }
                 _ => unreachable!("matched as answered"),
@@ -132,8 +147,8 @@ impl<T> PendingTable<T> {
     pub(crate) fn cancel(&mut self, id: u64) -> (bool, Option<Result<T, CallError>>) {
         match self.pending.remove(&id).map(|entry| entry.state) {
             Some(State::Waiting(_)) => (true, None),
-            Some(State::Answered(answer)) => {
-                self.untaken -= 1;
+            Some(State::Answered(answer, burst)) => {
+                self.taken(burst);
                 (false, Some(answer))
             }
             None => (false, None),
@@ -159,9 +174,8 @@ impl<T> PendingTable<T> {
                 continue;
             }
             if deadline <= now {
-                if let State::Waiting(waker) =
-                    std::mem::replace(&mut entry.state, State::Answered(Err(error())))
-                {
+                let answered = State::Answered(Err(error()), self.burst);
+                if let State::Waiting(waker) = std::mem::replace(&mut entry.state, answered) {
                     self.untaken += 1;
                     woken.push(waker);
                 }
@@ -182,7 +196,7 @@ impl<T> PendingTable<T> {
         for entry in self.pending.values_mut() {
             if matches!(entry.state, State::Waiting(_))
                 && let State::Waiting(waker) =
-                    std::mem::replace(&mut entry.state, State::Answered(Err(error())))
+                    std::mem::replace(&mut entry.state, State::Answered(Err(error()), self.burst))
             {
                 self.untaken += 1;
                 woken.push(waker);
@@ -191,11 +205,20 @@ impl<T> PendingTable<T> {
         woken
     }
 
-    /// Answers (or failures) whose callers have been woken and not yet taken them: while there
-    /// are any, the tasks the last burst of answers woke are still running, and the calls
-    /// they make are best written together once they have.
+    /// Answers of the latest read burst (and failures since) whose callers have been woken and
+    /// not yet taken them: while there are any, the tasks that burst woke are still running,
+    /// and the calls they make are best written together once they have. Answers of earlier
+    /// bursts do not count: a caller that leaves its answer untaken for long (busy elsewhere,
+    /// or holding a call it does not poll) holds nothing up past the next burst.
     pub(crate) fn untaken(&self) -> usize {
         self.untaken
+    }
+
+    /// An answer of `burst` was taken (or dropped).
+    fn taken(&mut self, burst: u64) {
+        if burst == self.burst {
+            self.untaken -= 1;
+        }
     }
 
     /// Calls awaiting an answer (or whose answer waits for its caller).
@@ -240,28 +263,31 @@ mod tests {
             table.register(id, waker1.clone(), None).unwrap();
         }
         assert!(table.poll_answer(1, &waker1).is_pending(), "no answer yet");
-        let Completed::Wake(wake) = table.complete(1, Ok(7)) else {
+        let Completed::Wake(wake) = table.complete(1, Ok(7), 1) else {
             panic!("call 1 waits");
         };
         wake.wake();
         assert_eq!(count1.0.load(Ordering::SeqCst), 1);
         assert!(
-            matches!(table.complete(1, Ok(8)), Completed::Unwanted(Ok(8))),
+            matches!(table.complete(1, Ok(8), 1), Completed::Unwanted(Ok(8))),
             "answered twice: the second answer is not kept"
         );
         assert_eq!(table.untaken(), 1);
         assert!(matches!(table.poll_answer(1, &waker1), Poll::Ready(Ok(7))));
         assert_eq!(table.untaken(), 0);
         assert!(
-            matches!(table.complete(1, Ok(9)), Completed::Unwanted(Ok(9))),
+            matches!(table.complete(1, Ok(9), 1), Completed::Unwanted(Ok(9))),
             "answered after it was taken"
         );
         // Given up while waiting: tell the callee; an answer after that is not wanted.
         assert!(matches!(table.cancel(2), (true, None)));
-        assert!(matches!(table.complete(2, Ok(1)), Completed::Unwanted(_)));
+        assert!(matches!(
+            table.complete(2, Ok(1), 1),
+            Completed::Unwanted(_)
+        ));
         assert!(matches!(table.cancel(2), (false, None)));
         // Given up after the answer came: nothing to tell, the answer to drop.
-        assert!(matches!(table.complete(3, Ok(3)), Completed::Wake(_)));
+        assert!(matches!(table.complete(3, Ok(3), 1), Completed::Wake(_)));
         assert_eq!(table.untaken(), 1);
         assert!(matches!(table.cancel(3), (false, Some(Ok(3)))));
         assert_eq!(
@@ -284,13 +310,40 @@ mod tests {
     }
 
     #[test]
+    fn only_the_latest_bursts_untaken_answers_count() {
+        let mut table = PendingTable::<u8>::default();
+        for id in 1..=4 {
+            table.register(id, Waker::noop().clone(), None).unwrap();
+        }
+        assert!(matches!(table.complete(1, Ok(1), 1), Completed::Wake(_)));
+        assert!(matches!(table.complete(2, Ok(2), 1), Completed::Wake(_)));
+        assert_eq!(table.untaken(), 2);
+        // Call 1's caller never comes for it; a new burst brings call 3's answer.
+        assert!(matches!(table.complete(3, Ok(3), 2), Completed::Wake(_)));
+        assert_eq!(table.untaken(), 1, "only burst 2's answer counts");
+        assert!(table.poll_answer(2, Waker::noop()).is_ready());
+        assert_eq!(
+            table.untaken(),
+            1,
+            "an answer of burst 1 taken changes nothing"
+        );
+        assert!(table.poll_answer(3, Waker::noop()).is_ready());
+        assert_eq!(table.untaken(), 0);
+        assert!(matches!(table.cancel(1), (false, Some(Ok(1)))));
+        assert_eq!(table.untaken(), 0);
+        // A failure (here the close) counts with the latest burst, until the next.
+        assert_eq!(table.fail_all("gone", gone).len(), 1);
+        assert_eq!(table.untaken(), 1);
+    }
+
+    #[test]
     fn a_waiting_caller_keeps_its_latest_waker() {
         let mut table = PendingTable::<u8>::default();
         let (first, waker1) = counting();
         let (second, waker2) = counting();
         table.register(1, waker1, None).unwrap();
         assert!(table.poll_answer(1, &waker2).is_pending());
-        let Completed::Wake(wake) = table.complete(1, Ok(1)) else {
+        let Completed::Wake(wake) = table.complete(1, Ok(1), 1) else {
             panic!("call 1 waits");
         };
         wake.wake();
@@ -322,7 +375,7 @@ mod tests {
         );
         assert_eq!(table.earliest(), Some(at(50)));
         // Call 4 is answered and taken: the earliest stays until the next look.
-        assert!(matches!(table.complete(4, Ok(4)), Completed::Wake(_)));
+        assert!(matches!(table.complete(4, Ok(4), 1), Completed::Wake(_)));
         assert!(table.poll_answer(4, noop).is_ready());
         assert!(table.expire(at(99), gone).is_empty());
         assert_eq!(table.earliest(), Some(at(100)));
@@ -331,7 +384,7 @@ mod tests {
         assert!(matches!(table.poll_answer(1, noop), Poll::Ready(Err(_))));
         assert_eq!(table.earliest(), Some(at(300)));
         // An answer that came before its deadline is not failed by it.
-        assert!(matches!(table.complete(2, Ok(2)), Completed::Wake(_)));
+        assert!(matches!(table.complete(2, Ok(2), 1), Completed::Wake(_)));
         assert!(table.expire(at(1000), gone).is_empty(), "call 3 has none");
         assert!(matches!(table.poll_answer(2, noop), Poll::Ready(Ok(2))));
         assert_eq!(table.earliest(), None);

@@ -66,9 +66,9 @@ pub(crate) fn route_frame(
                     arrived: clock.now(),
                 })
                 .map_err(|message| CallError::Decode { message });
-            complete(shared, id, reply);
+            complete(shared, id, reply, clock.serial());
         }
-        Message::Error { id, error } => complete(shared, id, Err(error.into())),
+        Message::Error { id, error } => complete(shared, id, Err(error.into()), clock.serial()),
         Message::Cancel { id } => {
             // Frees the slot now; dropping the cancel handle stops the handler.
             let mut admission = lock(&shared.admission);
@@ -84,8 +84,8 @@ pub(crate) fn route_frame(
     Ok(None)
 }
 
-fn complete(shared: &Shared, id: u64, result: Result<Reply, CallError>) {
-    let completed = lock(&shared.pending).complete(id, result);
+fn complete(shared: &Shared, id: u64, result: Result<Reply, CallError>, burst: u64) {
+    let completed = lock(&shared.pending).complete(id, result, burst);
     match completed {
         Completed::Wake(waker) => waker.wake(),
         // The caller gave up on the call (cancelled it): the answer is dropped here, outside

@@ -223,6 +223,29 @@ async fn a_lone_call_writes_at_once_and_sequential_calls_one_write_each() {
     assert_eq!(setup.writes() - before, 100);
 }
 
+/// A call answered but never polled again (held, forgotten) does not count as one in flight:
+/// a lone call still writes at its first poll, not after a hop to the writer task.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lone_call_writes_at_once_while_an_answer_waits_untaken() {
+    let setup = setup().await;
+    let mut held = std::pin::pin!(setup.bench.ping(0));
+    assert!(futures::poll!(held.as_mut()).is_pending());
+    // Answered in order: once this answer is in, so is the held call's.
+    setup.bench.ping(1).await.unwrap();
+    let before = setup.writes();
+    for i in 0..100 {
+        let mut call = std::pin::pin!(setup.bench.ping(i));
+        assert!(futures::poll!(call.as_mut()).is_pending());
+        assert_eq!(
+            setup.writes() - before,
+            i + 1,
+            "call {i} not written at its first poll"
+        );
+        assert_eq!(within("the call", call).await.unwrap(), i);
+    }
+    assert_eq!(within("the held call", held).await.unwrap(), 0);
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn dropping_a_thousand_proxies_costs_a_handful_of_writes() {
     let mut setup = setup().await;

@@ -25,6 +25,8 @@ pub(crate) struct PendingTable<T> {
     earliest: Option<Instant>,
     /// Set once, when the connection closes: nothing registers after that.
     closed: Option<String>,
+    /// Entries answered (or failed) whose caller has not taken the answer yet.
+    answered: usize,
     /// The read burst the latest answer came in (see [`untaken`](Self::untaken)).
     burst: u64,
     /// Entries answered in that burst whose caller has not taken the answer yet.
@@ -43,6 +45,16 @@ enum State<T> {
     Answered(Result<T, CallError>, u64),
 }
 
+/// What a call left in the table when it was taken out.
+pub(crate) enum Removed<T> {
+    /// It was waiting: its caller's waker.
+    Waiting(Waker),
+    /// Its answer had come.
+    Answered(Result<T, CallError>),
+    /// It was not there (never registered, or taken already).
+    Unknown,
+}
+
 /// What became of an answer handed to [`PendingTable::complete`].
 pub(crate) enum Completed<T> {
     /// Stored for its caller, who is to be woken.
@@ -58,6 +70,7 @@ impl<T> Default for PendingTable<T> {
             pending: IdMap::default(),
             earliest: None,
             closed: None,
+            answered: 0,
             burst: 0,
             untaken: 0,
         }
@@ -106,6 +119,7 @@ impl<T> PendingTable<T> {
                     self.untaken = 0;
                 }
                 self.untaken += 1;
+                self.answered += 1;
                 match std::mem::replace(&mut entry.state, State::Answered(answer, burst)) {
                     State::Waiting(waker) => Completed::Wake(waker),
                     State::Answered(..) => unreachable!("matched as waiting"),
@@ -117,41 +131,46 @@ impl<T> PendingTable<T> {
     }
 
     /// The caller of `id` looks for its answer: takes it out with the entry if it is there,
-    /// else keeps `waker` (if it is not the one kept already) to be woken when it comes.
-    pub(crate) fn poll_answer(&mut self, id: u64, waker: &Waker) -> Poll<Result<T, CallError>> {
+    /// else keeps `waker` (if it is not the one kept already) to be woken when it comes. Also
+    /// returns the waker it replaced, to be dropped outside the lock.
+    pub(crate) fn poll_answer(
+        &mut self,
+        id: u64,
+        waker: &Waker,
+    ) -> (Poll<Result<T, CallError>>, Option<Waker>) {
         let Some(entry) = self.pending.get_mut(&id) else {
             // Not registered, or taken already: the caller never asks then.
-            return Poll::Ready(Err(CallError::disconnected(
-                self.closed
-                    .as_deref()
-                    .unwrap_or("the call is no longer known"),
-            )));
+            let reason = self.closed.as_deref();
+            let reason = reason.unwrap_or("the call is no longer known");
+            return (Poll::Ready(Err(CallError::disconnected(reason))), None);
         };
         match &mut entry.state {
-            State::Waiting(kept) => {
-                kept.clone_from(waker);
-                Poll::Pending
-            }
-            State::Answered(..) => match self.pending.remove(&id).map(|entry| entry.state) {
-                Some(State::Answered(answer, burst)) => {
-                    self.taken(burst);
-                    Poll::Ready(answer)
-                }
+            State::Waiting(kept) if kept.will_wake(waker) => (Poll::Pending, None),
+            State::Waiting(kept) => (Poll::Pending, Some(std::mem::replace(kept, waker.clone()))),
+            State::Answered(..) => match self.remove(id) {
+                Removed::Answered(answer) => (Poll::Ready(answer), None),
                 _ => unreachable!("matched as answered"),
             },
         }
     }
 
-    /// The caller gave up on `id`: `true` if it was still waiting for its answer (tell the
-    /// callee), and an answer that had come meanwhile, to drop outside the lock.
-    pub(crate) fn cancel(&mut self, id: u64) -> (bool, Option<Result<T, CallError>>) {
+    /// The caller gave up on `id`: what it left, to be dropped outside the lock (a waiting
+    /// call's waker: tell the callee to stop; or an answer that had come meanwhile).
+    pub(crate) fn cancel(&mut self, id: u64) -> Removed<T> {
+        self.remove(id)
+    }
+
+    fn remove(&mut self, id: u64) -> Removed<T> {
         match self.pending.remove(&id).map(|entry| entry.state) {
-            Some(State::Waiting(_)) => (true, None),
+            Some(State::Waiting(waker)) => Removed::Waiting(waker),
             Some(State::Answered(answer, burst)) => {
-                self.taken(burst);
-                (false, Some(answer))
+                self.answered -= 1;
+                if burst == self.burst {
+                    self.untaken -= 1;
+                }
+                Removed::Answered(answer)
             }
-            None => (false, None),
+            None => Removed::Unknown,
         }
     }
 
@@ -177,6 +196,7 @@ impl<T> PendingTable<T> {
                 let answered = State::Answered(Err(error()), self.burst);
                 if let State::Waiting(waker) = std::mem::replace(&mut entry.state, answered) {
                     self.untaken += 1;
+                    self.answered += 1;
                     woken.push(waker);
                 }
             } else {
@@ -199,6 +219,7 @@ impl<T> PendingTable<T> {
                     std::mem::replace(&mut entry.state, State::Answered(Err(error()), self.burst))
             {
                 self.untaken += 1;
+                self.answered += 1;
                 woken.push(waker);
             }
         }
@@ -214,14 +235,12 @@ impl<T> PendingTable<T> {
         self.untaken
     }
 
-    /// An answer of `burst` was taken (or dropped).
-    fn taken(&mut self, burst: u64) {
-        if burst == self.burst {
-            self.untaken -= 1;
-        }
+    /// Calls still waiting for their answer (not those answered and not yet taken).
+    pub(crate) fn waiting(&self) -> usize {
+        self.pending.len() - self.answered
     }
 
-    /// Calls awaiting an answer (or whose answer waits for its caller).
+    /// Calls in the table: waiting, or answered and not yet taken.
     pub(crate) fn len(&self) -> usize {
         self.pending.len()
     }
@@ -262,7 +281,10 @@ mod tests {
         for id in 1..=3 {
             table.register(id, waker1.clone(), None).unwrap();
         }
-        assert!(table.poll_answer(1, &waker1).is_pending(), "no answer yet");
+        assert!(
+            table.poll_answer(1, &waker1).0.is_pending(),
+            "no answer yet"
+        );
         let Completed::Wake(wake) = table.complete(1, Ok(7), 1) else {
             panic!("call 1 waits");
         };
@@ -273,23 +295,32 @@ mod tests {
             "answered twice: the second answer is not kept"
         );
         assert_eq!(table.untaken(), 1);
-        assert!(matches!(table.poll_answer(1, &waker1), Poll::Ready(Ok(7))));
+        assert_eq!(
+            (table.len(), table.waiting()),
+            (3, 2),
+            "answered, not yet taken"
+        );
+        assert!(matches!(
+            table.poll_answer(1, &waker1).0,
+            Poll::Ready(Ok(7))
+        ));
+        assert_eq!((table.len(), table.waiting()), (2, 2));
         assert_eq!(table.untaken(), 0);
         assert!(
             matches!(table.complete(1, Ok(9), 1), Completed::Unwanted(Ok(9))),
             "answered after it was taken"
         );
         // Given up while waiting: tell the callee; an answer after that is not wanted.
-        assert!(matches!(table.cancel(2), (true, None)));
+        assert!(matches!(table.cancel(2), Removed::Waiting(_)));
         assert!(matches!(
             table.complete(2, Ok(1), 1),
             Completed::Unwanted(_)
         ));
-        assert!(matches!(table.cancel(2), (false, None)));
+        assert!(matches!(table.cancel(2), Removed::Unknown));
         // Given up after the answer came: nothing to tell, the answer to drop.
         assert!(matches!(table.complete(3, Ok(3), 1), Completed::Wake(_)));
         assert_eq!(table.untaken(), 1);
-        assert!(matches!(table.cancel(3), (false, Some(Ok(3)))));
+        assert!(matches!(table.cancel(3), Removed::Answered(Ok(3))));
         assert_eq!(
             table.untaken(),
             0,
@@ -303,7 +334,10 @@ mod tests {
         woken.into_iter().for_each(Waker::wake);
         assert_eq!(count4.0.load(Ordering::SeqCst), 1);
         assert_eq!(table.untaken(), 1);
-        assert!(matches!(table.poll_answer(4, &waker4), Poll::Ready(Err(_))));
+        assert!(matches!(
+            table.poll_answer(4, &waker4).0,
+            Poll::Ready(Err(_))
+        ));
         assert_eq!(table.untaken(), 0);
         assert_eq!(table.register(5, waker4, None).unwrap_err(), "gone");
         assert_eq!(table.len(), 0);
@@ -321,15 +355,20 @@ mod tests {
         // Call 1's caller never comes for it; a new burst brings call 3's answer.
         assert!(matches!(table.complete(3, Ok(3), 2), Completed::Wake(_)));
         assert_eq!(table.untaken(), 1, "only burst 2's answer counts");
-        assert!(table.poll_answer(2, Waker::noop()).is_ready());
+        assert_eq!(
+            table.waiting(),
+            1,
+            "every answer not yet taken is no longer waiting"
+        );
+        assert!(table.poll_answer(2, Waker::noop()).0.is_ready());
         assert_eq!(
             table.untaken(),
             1,
             "an answer of burst 1 taken changes nothing"
         );
-        assert!(table.poll_answer(3, Waker::noop()).is_ready());
+        assert!(table.poll_answer(3, Waker::noop()).0.is_ready());
         assert_eq!(table.untaken(), 0);
-        assert!(matches!(table.cancel(1), (false, Some(Ok(1)))));
+        assert!(matches!(table.cancel(1), Removed::Answered(Ok(1))));
         assert_eq!(table.untaken(), 0);
         // A failure (here the close) counts with the latest burst, until the next.
         assert_eq!(table.fail_all("gone", gone).len(), 1);
@@ -342,7 +381,13 @@ mod tests {
         let (first, waker1) = counting();
         let (second, waker2) = counting();
         table.register(1, waker1, None).unwrap();
-        assert!(table.poll_answer(1, &waker2).is_pending());
+        let (polled, replaced) = table.poll_answer(1, &waker2);
+        assert!(polled.is_pending());
+        assert!(replaced.is_some(), "the old waker is handed back");
+        assert!(
+            table.poll_answer(1, &waker2).1.is_none(),
+            "the same waker is kept"
+        );
         let Completed::Wake(wake) = table.complete(1, Ok(1), 1) else {
             panic!("call 1 waits");
         };
@@ -376,17 +421,17 @@ mod tests {
         assert_eq!(table.earliest(), Some(at(50)));
         // Call 4 is answered and taken: the earliest stays until the next look.
         assert!(matches!(table.complete(4, Ok(4), 1), Completed::Wake(_)));
-        assert!(table.poll_answer(4, noop).is_ready());
+        assert!(table.poll_answer(4, noop).0.is_ready());
         assert!(table.expire(at(99), gone).is_empty());
         assert_eq!(table.earliest(), Some(at(100)));
         assert_eq!(table.expire(at(100), gone).len(), 1);
         assert_eq!(table.untaken(), 1);
-        assert!(matches!(table.poll_answer(1, noop), Poll::Ready(Err(_))));
+        assert!(matches!(table.poll_answer(1, noop).0, Poll::Ready(Err(_))));
         assert_eq!(table.earliest(), Some(at(300)));
         // An answer that came before its deadline is not failed by it.
         assert!(matches!(table.complete(2, Ok(2), 1), Completed::Wake(_)));
         assert!(table.expire(at(1000), gone).is_empty(), "call 3 has none");
-        assert!(matches!(table.poll_answer(2, noop), Poll::Ready(Ok(2))));
+        assert!(matches!(table.poll_answer(2, noop).0, Poll::Ready(Ok(2))));
         assert_eq!(table.earliest(), None);
         assert_eq!(table.len(), 1);
     }

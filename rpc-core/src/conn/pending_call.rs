@@ -28,6 +28,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 use super::lifecycle::lock;
+use super::outgoing::Removed;
 use super::refctx::{EncodedFrame, FrameError, decode_with, encode_frame};
 use super::shared::{Connection, Reply, Shared};
 use crate::codec;
@@ -164,7 +165,10 @@ impl PendingCall {
 
     /// Its answer, if it has come (else its caller is woken when it does).
     fn poll_answer(&self, cx: &mut Context<'_>) -> Poll<Result<Reply, CallError>> {
-        lock(&self.shared().pending).poll_answer(self.id, cx.waker())
+        let (polled, replaced) = lock(&self.shared().pending).poll_answer(self.id, cx.waker());
+        // A waker is dropped outside the lock: it may be an executor's, running its code.
+        drop(replaced);
+        polled
     }
 }
 
@@ -180,7 +184,7 @@ impl Future for PendingCall {
             let (registered, others_in_flight) = {
                 let mut pending = lock(&this.shared().pending);
                 let registered = pending.register(this.id, cx.waker().clone(), this.deadline);
-                (registered, pending.len() > 1)
+                (registered, pending.waiting() > 1)
             };
             this.others_in_flight = others_in_flight;
             match registered {
@@ -274,9 +278,11 @@ impl Drop for PendingCall {
             return;
         }
         let shared = Arc::clone(self.shared());
-        let (was_pending, answer) = lock(&shared.pending).cancel(self.id);
-        // An answer that came meanwhile is dropped outside the lock (it may hold references).
-        drop(answer);
+        let removed = lock(&shared.pending).cancel(self.id);
+        // What it left is dropped outside the lock: an answer that came meanwhile may hold
+        // references, and a waker may run its executor's code.
+        let was_pending = matches!(removed, Removed::Waiting(_));
+        drop(removed);
         if was_pending && self.frame.is_none() {
             // With the cancels of other calls dropped with it (a `join_all` dropped), in one
             // write after the burst.

@@ -47,8 +47,9 @@ enum State<T> {
 
 /// What a call left in the table when it was taken out.
 pub(crate) enum Removed<T> {
-    /// It was waiting: its caller's waker.
-    Waiting(Waker),
+    /// It was waiting (the callee is to be told): its caller's waker, held only to be
+    /// dropped outside the lock.
+    Waiting { _waker: Waker },
     /// Its answer had come.
     Answered(Result<T, CallError>),
     /// It was not there (never registered, or taken already).
@@ -162,7 +163,7 @@ impl<T> PendingTable<T> {
 
     fn remove(&mut self, id: u64) -> Removed<T> {
         match self.pending.remove(&id).map(|entry| entry.state) {
-            Some(State::Waiting(waker)) => Removed::Waiting(waker),
+            Some(State::Waiting(waker)) => Removed::Waiting { _waker: waker },
             Some(State::Answered(answer, burst)) => {
                 self.answered -= 1;
                 if burst == self.burst {
@@ -311,7 +312,7 @@ mod tests {
             "answered after it was taken"
         );
         // Given up while waiting: tell the callee; an answer after that is not wanted.
-        assert!(matches!(table.cancel(2), Removed::Waiting(_)));
+        assert!(matches!(table.cancel(2), Removed::Waiting { .. }));
         assert!(matches!(
             table.complete(2, Ok(1), 1),
             Completed::Unwanted(_)

@@ -281,7 +281,7 @@ impl Drop for PendingCall {
         let removed = lock(&shared.pending).cancel(self.id);
         // What it left is dropped outside the lock: an answer that came meanwhile may hold
         // references, and a waker may run its executor's code.
-        let was_pending = matches!(removed, Removed::Waiting(_));
+        let was_pending = matches!(removed, Removed::Waiting { .. });
         drop(removed);
         if was_pending && self.frame.is_none() {
             // With the cancels of other calls dropped with it (a `join_all` dropped), in one

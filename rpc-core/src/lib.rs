@@ -135,7 +135,6 @@ mod config;
 mod conn;
 mod dispatch;
 mod error;
-mod id_map;
 mod io;
 pub mod login;
 mod object;

@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::dispatch::Dispatch;
-use crate::id_map::IdMap;
 use crate::protocol::ROOT_OBJECT;
 
 /// An object this side exports on the connection.
@@ -33,10 +32,9 @@ pub(crate) struct Export {
 
 /// The export table of one connection.
 pub(crate) struct ExportTable {
-    /// By the ids this side gave (see `IdMap`).
-    by_id: IdMap<Export>,
+    by_id: HashMap<u64, Export>,
     /// Object identity (the address of its dispatcher) to id, so that an object sent twice
-    /// gets one id (std's hasher: addresses are multiples of their alignment).
+    /// gets one id.
     by_address: HashMap<usize, u64>,
     next_id: u64,
     limit: usize,
@@ -51,7 +49,7 @@ impl ExportTable {
     /// [`ROOT_OBJECT`]), never released, and room for `limit` objects in all.
     pub(crate) fn new(permanent: Vec<(u64, Arc<dyn Dispatch>)>, limit: usize) -> Self {
         let mut table = ExportTable {
-            by_id: IdMap::default(),
+            by_id: HashMap::new(),
             by_address: HashMap::new(),
             next_id: ROOT_OBJECT + 1,
             limit,

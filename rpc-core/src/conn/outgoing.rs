@@ -10,16 +10,16 @@
 //! dropped outside the table's lock, and every operation that must wake a caller hands back
 //! the waker, to be woken outside it.
 
+use std::collections::HashMap;
 use std::task::{Poll, Waker};
 
 use tokio::time::Instant;
 
 use crate::error::CallError;
-use crate::id_map::IdMap;
 
 /// The calls awaiting an answer of type `T`, and whether the connection has closed.
 pub(crate) struct PendingTable<T> {
-    pending: IdMap<Entry<T>>,
+    pending: HashMap<u64, Entry<T>>,
     /// No deadline of a waiting call is earlier than this (it may be earlier than all of
     /// them: calls answered leave it where it was until the next [`expire`](Self::expire)).
     earliest: Option<Instant>,
@@ -68,7 +68,7 @@ pub(crate) enum Completed<T> {
 impl<T> Default for PendingTable<T> {
     fn default() -> Self {
         PendingTable {
-            pending: IdMap::default(),
+            pending: HashMap::new(),
             earliest: None,
             closed: None,
             answered: 0,

@@ -112,23 +112,22 @@ impl<T> PendingTable<T> {
         answer: Result<T, CallError>,
         burst: u64,
     ) -> Completed<T> {
-        match self.pending.get_mut(&id) {
-            Some(entry) if matches!(entry.state, State::Waiting(_)) => {
-                if burst != self.burst {
-                    // Answers of earlier bursts still untaken no longer count.
-                    self.burst = burst;
-                    self.untaken = 0;
-                }
-                self.untaken += 1;
-                self.answered += 1;
-                match std::mem::replace(&mut entry.state, State::Answered(answer, burst)) {
-                    State::Waiting(waker) => Completed::Wake(waker),
-                    State::Answered(..) => unreachable!("matched as waiting"),
-                }
-            }
-            // Answered twice (a confused peer), or given up on.
-            _ => Completed::Unwanted(answer),
+        let Some(entry) = self.pending.get_mut(&id) else {
+            // Given up on.
+            return Completed::Unwanted(answer);
+        };
+        if !matches!(entry.state, State::Waiting(_)) {
+            // Answered twice (a confused peer).
+            return Completed::Unwanted(answer);
         }
+        if burst != self.burst {
+            // Answers of earlier bursts still untaken no longer count.
+            self.burst = burst;
+            self.untaken = 0;
+        }
+        let waker = settle(&mut entry.state, || answer, burst).expect("matched as waiting");
+        self.count_answered(1);
+        Completed::Wake(waker)
     }
 
     /// The caller of `id` looks for its answer: takes it out with the entry if it is there,
@@ -155,13 +154,10 @@ impl<T> PendingTable<T> {
         }
     }
 
-    /// The caller gave up on `id`: what it left, to be dropped outside the lock (a waiting
-    /// call's waker: tell the callee to stop; or an answer that had come meanwhile).
-    pub(crate) fn cancel(&mut self, id: u64) -> Removed<T> {
-        self.remove(id)
-    }
-
-    fn remove(&mut self, id: u64) -> Removed<T> {
+    /// Takes `id` out of the table (its caller took the answer, or gave up on the call): what
+    /// it left, to be dropped outside the lock (a waiting call's waker: tell the callee to
+    /// stop; or an answer that had come).
+    pub(crate) fn remove(&mut self, id: u64) -> Removed<T> {
         match self.pending.remove(&id).map(|entry| entry.state) {
             Some(State::Waiting(waker)) => Removed::Waiting { _waker: waker },
             Some(State::Answered(answer, burst)) => {
@@ -190,21 +186,14 @@ impl<T> PendingTable<T> {
             let Some(deadline) = entry.deadline else {
                 continue;
             };
-            if !matches!(entry.state, State::Waiting(_)) {
-                continue;
-            }
             if deadline <= now {
-                let answered = State::Answered(Err(error()), self.burst);
-                if let State::Waiting(waker) = std::mem::replace(&mut entry.state, answered) {
-                    self.untaken += 1;
-                    self.answered += 1;
-                    woken.push(waker);
-                }
-            } else {
+                woken.extend(settle(&mut entry.state, || Err(error()), self.burst));
+            } else if matches!(entry.state, State::Waiting(_)) {
                 earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
             }
         }
         self.earliest = earliest;
+        self.count_answered(woken.len());
         woken
     }
 
@@ -213,18 +202,18 @@ impl<T> PendingTable<T> {
     pub(crate) fn fail_all(&mut self, reason: &str, error: impl Fn() -> CallError) -> Vec<Waker> {
         self.closed = Some(reason.to_owned());
         self.earliest = None;
-        let mut woken = Vec::new();
-        for entry in self.pending.values_mut() {
-            if matches!(entry.state, State::Waiting(_))
-                && let State::Waiting(waker) =
-                    std::mem::replace(&mut entry.state, State::Answered(Err(error()), self.burst))
-            {
-                self.untaken += 1;
-                self.answered += 1;
-                woken.push(waker);
-            }
-        }
+        let burst = self.burst;
+        let woken: Vec<Waker> = (self.pending.values_mut())
+            .filter_map(|entry| settle(&mut entry.state, || Err(error()), burst))
+            .collect();
+        self.count_answered(woken.len());
         woken
+    }
+
+    /// `n` calls of the latest burst were just answered (or failed).
+    fn count_answered(&mut self, n: usize) {
+        self.untaken += n;
+        self.answered += n;
     }
 
     /// Answers of the latest read burst (and failures since) whose callers have been woken and
@@ -244,6 +233,22 @@ impl<T> PendingTable<T> {
     /// Calls in the table: waiting, or answered and not yet taken.
     pub(crate) fn len(&self) -> usize {
         self.pending.len()
+    }
+}
+
+/// A waiting call's end: its `answer`, marked with the read `burst` it counts in; returns its
+/// caller's waker (`None`, and `answer` not made, if the call was not waiting).
+fn settle<T>(
+    state: &mut State<T>,
+    answer: impl FnOnce() -> Result<T, CallError>,
+    burst: u64,
+) -> Option<Waker> {
+    if !matches!(state, State::Waiting(_)) {
+        return None;
+    }
+    match std::mem::replace(state, State::Answered(answer(), burst)) {
+        State::Waiting(waker) => Some(waker),
+        State::Answered(..) => unreachable!("matched as waiting"),
     }
 }
 
@@ -275,6 +280,14 @@ mod tests {
         CallError::disconnected("gone")
     }
 
+    /// Answers call `id` with `value`, which must be waiting, and wakes its caller.
+    fn answer_and_wake(table: &mut PendingTable<u8>, id: u64, value: u8) {
+        let Completed::Wake(wake) = table.complete(id, Ok(value), 1) else {
+            panic!("call {id} waits");
+        };
+        wake.wake();
+    }
+
     #[test]
     fn register_complete_take_cancel_and_close() {
         let mut table = PendingTable::<u8>::default();
@@ -286,10 +299,7 @@ mod tests {
             table.poll_answer(1, &waker1).0.is_pending(),
             "no answer yet"
         );
-        let Completed::Wake(wake) = table.complete(1, Ok(7), 1) else {
-            panic!("call 1 waits");
-        };
-        wake.wake();
+        answer_and_wake(&mut table, 1, 7);
         assert_eq!(count1.0.load(Ordering::SeqCst), 1);
         assert!(
             matches!(table.complete(1, Ok(8), 1), Completed::Unwanted(Ok(8))),
@@ -312,16 +322,16 @@ mod tests {
             "answered after it was taken"
         );
         // Given up while waiting: tell the callee; an answer after that is not wanted.
-        assert!(matches!(table.cancel(2), Removed::Waiting { .. }));
+        assert!(matches!(table.remove(2), Removed::Waiting { .. }));
         assert!(matches!(
             table.complete(2, Ok(1), 1),
             Completed::Unwanted(_)
         ));
-        assert!(matches!(table.cancel(2), Removed::Unknown));
+        assert!(matches!(table.remove(2), Removed::Unknown));
         // Given up after the answer came: nothing to tell, the answer to drop.
         assert!(matches!(table.complete(3, Ok(3), 1), Completed::Wake(_)));
         assert_eq!(table.untaken(), 1);
-        assert!(matches!(table.cancel(3), Removed::Answered(Ok(3))));
+        assert!(matches!(table.remove(3), Removed::Answered(Ok(3))));
         assert_eq!(
             table.untaken(),
             0,
@@ -369,7 +379,7 @@ mod tests {
         );
         assert!(table.poll_answer(3, Waker::noop()).0.is_ready());
         assert_eq!(table.untaken(), 0);
-        assert!(matches!(table.cancel(1), Removed::Answered(Ok(1))));
+        assert!(matches!(table.remove(1), Removed::Answered(Ok(1))));
         assert_eq!(table.untaken(), 0);
         // A failure (here the close) counts with the latest burst, until the next.
         assert_eq!(table.fail_all("gone", gone).len(), 1);
@@ -389,10 +399,7 @@ mod tests {
             table.poll_answer(1, &waker2).1.is_none(),
             "the same waker is kept"
         );
-        let Completed::Wake(wake) = table.complete(1, Ok(1), 1) else {
-            panic!("call 1 waits");
-        };
-        wake.wake();
+        answer_and_wake(&mut table, 1, 1);
         assert_eq!(first.0.load(Ordering::SeqCst), 0);
         assert_eq!(second.0.load(Ordering::SeqCst), 1);
     }

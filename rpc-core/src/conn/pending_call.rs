@@ -278,7 +278,7 @@ impl Drop for PendingCall {
             return;
         }
         let shared = Arc::clone(self.shared());
-        let removed = lock(&shared.pending).cancel(self.id);
+        let removed = lock(&shared.pending).remove(self.id);
         // What it left is dropped outside the lock: an answer that came meanwhile may hold
         // references, and a waker may run its executor's code.
         let was_pending = matches!(removed, Removed::Waiting { .. });

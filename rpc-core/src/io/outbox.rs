@@ -36,12 +36,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use metrics::Counter;
 use tokio::io::AsyncWrite;
-
-use super::catch_up::catch_up;
 use tokio::sync::Notify;
 
 use super::Waiting;
 use super::budget::{LARGE_FRAME, MemoryBudget};
+use super::catch_up::catch_up;
 use super::frame_queue::{FrameQueue, consume, write_some};
 
 /// The write half of a transport.

@@ -115,7 +115,8 @@
 
 // Inside, the modules are layers, each using only those before it: the leaves (`error`,
 // `config`, `protocol`, `codec`: bincode, framing and the depth limit; `wire_types`: what a
-// remote method's types must implement; `telemetry`: spans and metric handles) → `io` (the outbox that batches writes, the frame
+// remote method's types must implement; `telemetry`: spans and metric handles; `id_map`: the
+// tables keyed by ids) → `io` (the outbox that batches writes, the frame
 // reader with its timer and budget, the keepalive clock) → `dispatch` (running and guarding
 // handlers) → `conn` (lifecycle, outgoing and incoming calls, exports, imports, the reference
 // context, the frame router, the handshake) → the API (`call`, `object`, `peer`, `client`,
@@ -135,6 +136,7 @@ mod config;
 mod conn;
 mod dispatch;
 mod error;
+mod id_map;
 mod io;
 pub mod login;
 mod object;

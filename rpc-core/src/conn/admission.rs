@@ -9,9 +9,9 @@
 //! [`Admission::is_running`] first). Tickets tell a finished call from a newer call that
 //! reused its id.
 
-use std::collections::HashMap;
-
 use tokio::sync::oneshot;
+
+use crate::id_map::IdMap;
 
 /// Why a call was not admitted.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,7 +41,7 @@ struct Running {
 pub(crate) struct Admission {
     max: usize,
     draining: bool,
-    running: HashMap<u64, Running>,
+    running: IdMap<Running>,
     next_serial: u64,
 }
 
@@ -50,7 +50,7 @@ impl Admission {
         Admission {
             max,
             draining: false,
-            running: HashMap::new(),
+            running: IdMap::default(),
             next_serial: 0,
         }
     }
@@ -60,7 +60,7 @@ impl Admission {
         if self.draining {
             return Err(Refusal::ShuttingDown);
         }
-        if self.running.contains_key(&id) {
+        if self.running.get(id).is_some() {
             return Err(Refusal::DuplicateId);
         }
         if self.running.len() >= self.max {
@@ -79,7 +79,7 @@ impl Admission {
     /// `true` while the call of `ticket` holds its slot (not cancelled, not finished).
     pub(crate) fn is_running(&self, ticket: Ticket) -> bool {
         self.running
-            .get(&ticket.id)
+            .get(ticket.id)
             .is_some_and(|r| r.serial == ticket.serial)
     }
 
@@ -88,7 +88,7 @@ impl Admission {
     pub(crate) fn watch(&mut self, ticket: Ticket) -> Option<oneshot::Receiver<()>> {
         let running = self
             .running
-            .get_mut(&ticket.id)
+            .get_mut(ticket.id)
             .filter(|r| r.serial == ticket.serial)?;
         let (cancel, cancelled) = oneshot::channel();
         running.cancel = Some(cancel);
@@ -97,9 +97,9 @@ impl Admission {
 
     /// The call of `ticket` is over; `true` if this freed its slot (it was not cancelled).
     pub(crate) fn finish(&mut self, ticket: Ticket) -> bool {
-        match self.running.get(&ticket.id) {
+        match self.running.get(ticket.id) {
             Some(r) if r.serial == ticket.serial => {
-                self.running.remove(&ticket.id);
+                self.running.remove(ticket.id);
                 true
             }
             _ => false,
@@ -108,13 +108,13 @@ impl Admission {
 
     /// The caller cancelled `id`: its slot is free now and its handler is told to stop.
     pub(crate) fn cancel(&mut self, id: u64) -> bool {
-        self.running.remove(&id).is_some()
+        self.running.remove(id).is_some()
     }
 
     /// Cancels every call, and refuses any from now on (the connection closed).
     pub(crate) fn cancel_all(&mut self) {
         self.draining = true;
-        self.running.clear();
+        drop(self.running.take_all());
     }
 
     /// Refuse new calls from now on.

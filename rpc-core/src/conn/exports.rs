@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::dispatch::Dispatch;
+use crate::id_map::IdMap;
 use crate::protocol::ROOT_OBJECT;
 
 /// An object this side exports on the connection.
@@ -32,7 +33,7 @@ pub(crate) struct Export {
 
 /// The export table of one connection.
 pub(crate) struct ExportTable {
-    by_id: HashMap<u64, Export>,
+    by_id: IdMap<Export>,
     /// Object identity (the address of its dispatcher) to id, so that an object sent twice
     /// gets one id.
     by_address: HashMap<usize, u64>,
@@ -49,7 +50,7 @@ impl ExportTable {
     /// [`ROOT_OBJECT`]), never released, and room for `limit` objects in all.
     pub(crate) fn new(permanent: Vec<(u64, Arc<dyn Dispatch>)>, limit: usize) -> Self {
         let mut table = ExportTable {
-            by_id: HashMap::new(),
+            by_id: IdMap::default(),
             by_address: HashMap::new(),
             next_id: ROOT_OBJECT + 1,
             limit,
@@ -78,7 +79,7 @@ impl ExportTable {
         if let Some(&id) = self.by_address.get(&address(object)) {
             let export = self
                 .by_id
-                .get_mut(&id)
+                .get_mut(id)
                 .expect("the export tables are out of step");
             if !export.permanent {
                 export.pending += 1;
@@ -109,7 +110,7 @@ impl ExportTable {
     /// The frame carrying one pending reference to `id` is being queued: the reference is
     /// sent, and the object callable.
     pub(crate) fn commit(&mut self, id: u64) {
-        if let Some(export) = self.by_id.get_mut(&id).filter(|e| !e.permanent) {
+        if let Some(export) = self.by_id.get_mut(id).filter(|e| !e.permanent) {
             export.pending = export.pending.saturating_sub(1);
             export.sent += 1;
         }
@@ -119,7 +120,7 @@ impl ExportTable {
     /// object when nothing is left, for the caller to drop outside its lock.
     #[must_use = "the released object must be dropped outside the table's lock"]
     pub(crate) fn roll_back(&mut self, id: u64) -> Option<Arc<dyn Dispatch>> {
-        let export = self.by_id.get_mut(&id).filter(|e| !e.permanent)?;
+        let export = self.by_id.get_mut(id).filter(|e| !e.permanent)?;
         export.pending = export.pending.saturating_sub(1);
         self.remove_if_unused(id)
     }
@@ -128,17 +129,17 @@ impl ExportTable {
     /// left, for the caller to drop outside its lock.
     #[must_use = "the released object must be dropped outside the table's lock"]
     pub(crate) fn release(&mut self, id: u64, count: u64) -> Option<Arc<dyn Dispatch>> {
-        let export = self.by_id.get_mut(&id).filter(|e| !e.permanent)?;
+        let export = self.by_id.get_mut(id).filter(|e| !e.permanent)?;
         export.sent = export.sent.saturating_sub(count);
         self.remove_if_unused(id)
     }
 
     fn remove_if_unused(&mut self, id: u64) -> Option<Arc<dyn Dispatch>> {
-        let export = self.by_id.get(&id)?;
+        let export = self.by_id.get(id)?;
         if export.sent > 0 || export.pending > 0 {
             return None;
         }
-        let export = self.by_id.remove(&id)?;
+        let export = self.by_id.remove(id)?;
         self.by_address.remove(&address(&export.object));
         Some(export.object)
     }
@@ -147,7 +148,7 @@ impl ExportTable {
     /// queued).
     pub(crate) fn get(&self, id: u64) -> Option<Arc<dyn Dispatch>> {
         self.by_id
-            .get(&id)
+            .get(id)
             .filter(|e| e.permanent || e.sent > 0)
             .map(|e| Arc::clone(&e.object))
     }
@@ -157,7 +158,9 @@ impl ExportTable {
     #[must_use = "the released objects must be dropped outside the table's lock"]
     pub(crate) fn clear(&mut self) -> Vec<Arc<dyn Dispatch>> {
         self.by_address.clear();
-        self.by_id.drain().map(|(_, e)| e.object).collect()
+        (self.by_id.take_all().into_iter())
+            .map(|(_, e)| e.object)
+            .collect()
     }
 }
 

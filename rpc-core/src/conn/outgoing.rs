@@ -10,16 +10,16 @@
 //! dropped outside the table's lock, and every operation that must wake a caller hands back
 //! the waker, to be woken outside it.
 
-use std::collections::HashMap;
 use std::task::{Poll, Waker};
 
 use tokio::time::Instant;
 
 use crate::error::CallError;
+use crate::id_map::IdMap;
 
 /// The calls awaiting an answer of type `T`, and whether the connection has closed.
 pub(crate) struct PendingTable<T> {
-    pending: HashMap<u64, Entry<T>>,
+    pending: IdMap<Entry<T>>,
     /// No deadline of a waiting call is earlier than this (it may be earlier than all of
     /// them: calls answered leave it where it was until the next [`expire`](Self::expire)).
     earliest: Option<Instant>,
@@ -68,7 +68,7 @@ pub(crate) enum Completed<T> {
 impl<T> Default for PendingTable<T> {
     fn default() -> Self {
         PendingTable {
-            pending: HashMap::new(),
+            pending: IdMap::default(),
             earliest: None,
             closed: None,
             answered: 0,
@@ -112,7 +112,7 @@ impl<T> PendingTable<T> {
         answer: Result<T, CallError>,
         burst: u64,
     ) -> Completed<T> {
-        let Some(entry) = self.pending.get_mut(&id) else {
+        let Some(entry) = self.pending.get_mut(id) else {
             // Given up on.
             return Completed::Unwanted(answer);
         };
@@ -138,7 +138,7 @@ impl<T> PendingTable<T> {
         id: u64,
         waker: &Waker,
     ) -> (Poll<Result<T, CallError>>, Option<Waker>) {
-        let Some(entry) = self.pending.get_mut(&id) else {
+        let Some(entry) = self.pending.get_mut(id) else {
             // Not registered, or taken already: the caller never asks then.
             let reason = self.closed.as_deref();
             let reason = reason.unwrap_or("the call is no longer known");
@@ -158,7 +158,7 @@ impl<T> PendingTable<T> {
     /// it left, to be dropped outside the lock (a waiting call's waker: tell the callee to
     /// stop; or an answer that had come).
     pub(crate) fn remove(&mut self, id: u64) -> Removed<T> {
-        match self.pending.remove(&id).map(|entry| entry.state) {
+        match self.pending.remove(id).map(|entry| entry.state) {
             Some(State::Waiting(waker)) => Removed::Waiting { _waker: waker },
             Some(State::Answered(answer, burst)) => {
                 self.answered -= 1;

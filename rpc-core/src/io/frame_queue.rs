@@ -17,7 +17,6 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
-use tokio_util::codec::{Encoder, LengthDelimitedCodec};
 
 use crate::codec;
 
@@ -32,8 +31,7 @@ pub(super) struct FrameQueue {
     tail: BytesMut,
     /// Bytes in `chunks` and `tail`.
     len: usize,
-    codec: LengthDelimitedCodec,
-    /// The codec's maximum frame length, checked here for the frames it does not copy.
+    /// The codec's maximum frame length: the peer's reader refuses longer frames.
     max_frame: usize,
 }
 
@@ -44,7 +42,6 @@ impl FrameQueue {
             chunks: VecDeque::new(),
             tail: BytesMut::with_capacity(8 * 1024),
             len: 0,
-            codec: codec::frame_codec(max_frame),
             max_frame,
         }
     }
@@ -62,12 +59,10 @@ impl FrameQueue {
         if len > self.max_frame {
             return Err(oversize());
         }
+        self.tail.extend_from_slice(&codec::length_prefix(len));
         if len < codec::SCRATCH_CAPACITY {
-            if self.codec.encode(frame, &mut self.tail).is_err() {
-                return Err(oversize());
-            }
+            self.tail.extend_from_slice(&frame);
         } else {
-            self.tail.extend_from_slice(&codec::length_prefix(len));
             let small_frames = self.tail.split().freeze();
             self.chunks.push_back(small_frames);
             self.chunks.push_back(frame);
@@ -137,6 +132,8 @@ pub(super) fn consume(chunks: &mut VecDeque<Bytes>, mut n: usize) {
 
 #[cfg(test)]
 mod tests {
+    use tokio_util::codec::Encoder;
+
     use super::*;
 
     /// Frames of these sizes, each filled with its index.

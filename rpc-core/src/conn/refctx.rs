@@ -62,30 +62,24 @@ enum Context {
     Resolve(Vec<Reference>),
 }
 
-thread_local! {
-    static CONTEXT: RefCell<Option<Context>> = const { RefCell::new(None) };
-}
+scoped_tls::scoped_thread_local!(static CONTEXT: RefCell<Context>);
 
 /// Runs `f` with `context`; returns what `f` returned and the context. If `f` panics, the
-/// previous context is restored and `context` dropped (rolling back its exports).
+/// previous context is restored and `context` dropped (rolling back its exports). The context
+/// stays on this stack frame: the thread-local holds only its address while `f` runs.
 fn enter<R>(context: Context, f: impl FnOnce() -> R) -> (R, Context) {
-    struct Restore(Option<Option<Context>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            if let Some(previous) = self.0.take() {
-                let current = CONTEXT.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
-                drop(current);
-            }
-        }
+    let context = RefCell::new(context);
+    let result = CONTEXT.set(&context, f);
+    (result, context.into_inner())
+}
+
+/// Runs `f` on the current context, if there is one.
+fn with_context<R>(f: impl FnOnce(Option<&RefCell<Context>>) -> R) -> R {
+    if CONTEXT.is_set() {
+        CONTEXT.with(|context| f(Some(context)))
+    } else {
+        f(None)
     }
-    let previous = CONTEXT.with(|c| c.borrow_mut().replace(context));
-    let mut restore = Restore(Some(previous));
-    let result = f();
-    let previous = restore.0.take().expect("restored twice");
-    let context = CONTEXT
-        .with(|c| std::mem::replace(&mut *c.borrow_mut(), previous))
-        .expect("the reference context vanished during an encode");
-    (result, context)
 }
 
 /// Why a frame could not be built.
@@ -258,33 +252,32 @@ pub(crate) fn serialize_reference<S: Serializer>(
     reference: &Reference,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    let index = CONTEXT
-        .with(|c| match c.borrow_mut().as_mut() {
-            None | Some(Context::Resolve(_)) => Err(NO_CONTEXT.to_owned()),
-            Some(Context::Collect(refs)) => {
-                refs.push(reference.clone());
-                Ok(refs.len() - 1)
+    let index = with_context(|c| match c.map(RefCell::borrow_mut).as_deref_mut() {
+        None | Some(Context::Resolve(_)) => Err(NO_CONTEXT.to_owned()),
+        Some(Context::Collect(refs)) => {
+            refs.push(reference.clone());
+            Ok(refs.len() - 1)
+        }
+        Some(Context::Export(ExportContext {
+            shared,
+            table,
+            exported,
+            held,
+        })) => {
+            let wire = reference.to_wire(shared)?;
+            if let Reference::Remote(remote) = reference {
+                held.push(Arc::clone(remote));
             }
-            Some(Context::Export(ExportContext {
-                shared,
-                table,
-                exported,
-                held,
-            })) => {
-                let wire = reference.to_wire(shared)?;
-                if let Reference::Remote(remote) = reference {
-                    held.push(Arc::clone(remote));
-                }
-                if let WireRef::SenderExports { id, .. } = wire
-                    && id != protocol::ROOT_OBJECT
-                {
-                    exported.push(id);
-                }
-                table.push(wire);
-                Ok(table.len() - 1)
+            if let WireRef::SenderExports { id, .. } = wire
+                && id != protocol::ROOT_OBJECT
+            {
+                exported.push(id);
             }
-        })
-        .map_err(serde::ser::Error::custom)?;
+            table.push(wire);
+            Ok(table.len() - 1)
+        }
+    })
+    .map_err(serde::ser::Error::custom)?;
     u32::try_from(index)
         .map_err(|_| serde::ser::Error::custom("too many references in one message"))?
         .serialize(serializer)
@@ -295,15 +288,14 @@ pub(crate) fn deserialize_reference<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Reference, D::Error> {
     let index = u32::deserialize(deserializer)? as usize;
-    CONTEXT
-        .with(|c| match &*c.borrow() {
-            Some(Context::Resolve(refs)) => refs.get(index).cloned().ok_or_else(|| {
-                format!(
-                    "reference {index} is not in the message's table of {}",
-                    refs.len()
-                )
-            }),
-            _ => Err(NO_CONTEXT.to_owned()),
-        })
-        .map_err(serde::de::Error::custom)
+    with_context(|c| match c.map(RefCell::borrow).as_deref() {
+        Some(Context::Resolve(refs)) => refs.get(index).cloned().ok_or_else(|| {
+            format!(
+                "reference {index} is not in the message's table of {}",
+                refs.len()
+            )
+        }),
+        _ => Err(NO_CONTEXT.to_owned()),
+    })
+    .map_err(serde::de::Error::custom)
 }

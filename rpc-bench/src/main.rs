@@ -1,15 +1,16 @@
 //! Benchmark: what users of pbrs see, against real peers, in one run. Five subjects, each
 //! with client and server in this one process over loopback TCP with `TCP_NODELAY`, all
-//! echoing the same 16-byte payload:
+//! making the call the issue measured, `ping(u64) -> u64`, which answers with the value it was
+//! sent (a full 64-bit value, so that its encoding is as long as it gets):
 //!
-//! - `raw echo`: the physical baseline, a `LengthDelimitedCodec` echo;
-//! - `pbrs`: a pbrs call `echo(Vec<u8>) -> Vec<u8>` on a typed proxy to the root object;
+//! - `raw echo`: the physical baseline, a `LengthDelimitedCodec` echo of an 8-byte frame;
+//! - `pbrs`: a pbrs call `ping(u64) -> u64` on a typed proxy to the root object;
 //! - `pbrs-direct`: the same, but served by `Server::bind` and reached by `Client::connect`,
 //!   the sockets not wrapped: it shows what the counting wrapper costs `pbrs` (`Client::over`
 //!   and `serve_connection` split the wrapped socket behind a lock);
 //! - `pbrs-tls`: pbrs over TLS the same way (an identity generated at start-up, pinned by the
 //!   client; the handshake is over before measuring);
-//! - `tarpc`: tarpc 0.38, a service `echo(Vec<u8>) -> Vec<u8>`, bincode over TCP, the server
+//! - `tarpc`: tarpc 0.38, a service `ping(u64) -> u64`, bincode over TCP, the server
 //!   spawning each request's response future.
 //!
 //! Every subject is measured on a `current_thread` runtime, then again on a 2-worker
@@ -17,7 +18,7 @@
 //!
 //! - `sequential`: one call at a time; the median round trip;
 //! - `buffer_unordered(64)`: calls per second with 64 in flight the way users write it,
-//!   `stream::iter(0..n).map(|_| client.echo(payload)).buffer_unordered(64)` (for the raw echo,
+//!   `stream::iter(0..n).map(|_| client.ping(value)).buffer_unordered(64)` (for the raw echo,
 //!   `pipelined loop (64)`: 64 frames in flight, one sent per echo, flushed once per burst);
 //! - `64 tasks`: calls per second when 64 spawned tasks each call in a loop on their clone of
 //!   one client (`n/a` for the raw echo, which has no client to share).

@@ -18,7 +18,7 @@ use crate::harness::{Figures, IN_FLIGHT, PAYLOAD, Plan, ROUNDS, Subject, median,
 
 /// A client that tasks can share: clones of it call the same connection.
 pub(crate) trait Caller: Clone + Send + Sync + 'static {
-    /// One call, its answer checked (for the echo subjects, an echo of [`PAYLOAD`]).
+    /// One call, `ping(PAYLOAD)`, its answer checked.
     fn call_checked(&self) -> impl Future<Output = ()> + Send + '_;
 }
 
@@ -65,9 +65,9 @@ impl<C: Caller> Subject for Shared<C> {
     }
 }
 
-/// Checks an echo.
-fn check(echo: &[u8]) {
-    assert_eq!(echo, PAYLOAD, "the echo differs from the payload");
+/// Checks a ping's answer.
+fn check(answer: u64) {
+    assert_eq!(answer, PAYLOAD, "the answer differs from the value sent");
 }
 
 /// A listener on a free loopback port.

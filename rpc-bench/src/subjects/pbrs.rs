@@ -1,4 +1,4 @@
-//! pbrs: a typed proxy to an `Echo` root object, over plain TCP (sockets counted, or not) or
+//! pbrs: a typed proxy to a `Ping` root object, over plain TCP (sockets counted, or not) or
 //! TLS.
 
 use std::future::Future;
@@ -10,37 +10,37 @@ use super::{Caller, Shared, accept, check, connect, listen};
 use crate::counting::WriteCounters;
 use crate::harness::PAYLOAD;
 
-/// The remote object of the pbrs subject: echoes its argument.
+/// The remote object of the pbrs subject: answers a ping with its value.
 #[remote]
-pub(crate) trait Echo {
-    /// Returns `payload` unchanged.
-    async fn remote_echo(&self, payload: Vec<u8>) -> Vec<u8>;
+pub(crate) trait Ping {
+    /// Returns `value` unchanged.
+    async fn remote_ping(&self, value: u64) -> u64;
 }
 
-struct Echoer;
+struct Ponger;
 
-impl Echo for Echoer {
-    async fn remote_echo(&self, payload: Vec<u8>) -> Vec<u8> {
-        payload
+impl Ping for Ponger {
+    async fn remote_ping(&self, value: u64) -> u64 {
+        value
     }
 }
 
-impl Caller for EchoRef {
+impl Caller for PingRef {
     fn call_checked(&self) -> impl Future<Output = ()> + Send + '_ {
-        let call = self.echo(PAYLOAD.to_vec());
-        async move { check(&call.await.unwrap()) }
+        let call = self.ping(PAYLOAD);
+        async move { check(call.await.unwrap()) }
     }
 }
 
-/// Serves an echo root over one plain TCP connection and connects to it, both sockets
+/// Serves a ping root over one plain TCP connection and connects to it, both sockets
 /// wrapped to count their writes.
-pub(crate) async fn start() -> Shared<EchoRef> {
+pub(crate) async fn start() -> Shared<PingRef> {
     let (listener, addr) = listen().await;
     let writes = WriteCounters::default();
     let server_writes = writes.server.clone();
     tokio::spawn(async move {
         let stream = accept(&listener, server_writes).await;
-        let root = EchoRef::new(Echoer);
+        let root = PingRef::new(Ponger);
         let _ = serve_connection(stream, root, Config::default(), "bench").await;
     });
     let stream = connect(addr, writes.client.clone()).await;
@@ -56,8 +56,8 @@ pub(crate) async fn start() -> Shared<EchoRef> {
 /// `Client::connect_tls` (an identity generated here, pinned by the client; the handshake is
 /// over before measuring). The writes are not counted: this shows what the counting wrapper,
 /// which `Client::over` splits behind a lock, costs the counted subject.
-pub(crate) async fn start_direct(tls: bool) -> Shared<EchoRef> {
-    let mut server = Server::bind("127.0.0.1:0", EchoRef::new(Echoer))
+pub(crate) async fn start_direct(tls: bool) -> Shared<PingRef> {
+    let mut server = Server::bind("127.0.0.1:0", PingRef::new(Ponger))
         .await
         .unwrap();
     let addr = server.local_addr().to_string();

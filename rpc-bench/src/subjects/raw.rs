@@ -1,5 +1,6 @@
-//! The physical baseline: a `LengthDelimitedCodec` echo, with a client that keeps 64 frames
-//! in flight by hand and flushes once per burst, as does its server.
+//! The physical baseline: a `LengthDelimitedCodec` echo of an 8-byte frame holding the ping's
+//! value, with a client that keeps 64 frames in flight by hand and flushes once per burst, as
+//! does its server.
 
 use bytes::Bytes;
 use futures::{FutureExt, SinkExt, StreamExt};
@@ -11,6 +12,15 @@ use crate::counting::{CountingStream, WriteCounters};
 use crate::harness::{IN_FLIGHT, PAYLOAD, Subject};
 
 type Transport = Framed<CountingStream<TcpStream>, LengthDelimitedCodec>;
+
+/// The frame the raw echo sends: [`PAYLOAD`], big-endian.
+const FRAME: [u8; 8] = PAYLOAD.to_be_bytes();
+
+/// Checks an echoed frame.
+fn check_frame(frame: &[u8]) {
+    let value = frame.try_into().map(u64::from_be_bytes);
+    check(value.expect("the echo is not 8 bytes long"));
+}
 
 /// The raw echo's client.
 pub(crate) struct RawEcho {
@@ -34,11 +44,8 @@ impl Subject for RawEcho {
     const SHARED_CLIENT: bool = false;
 
     async fn round_trip(&mut self) {
-        self.framed
-            .send(Bytes::from_static(&PAYLOAD))
-            .await
-            .unwrap();
-        check(&self.framed.next().await.unwrap().unwrap());
+        self.framed.send(Bytes::from_static(&FRAME)).await.unwrap();
+        check_frame(&self.framed.next().await.unwrap().unwrap());
     }
 
     /// Not `buffer_unordered`, which a framed stream has no way to do, but its equivalent:
@@ -47,7 +54,7 @@ impl Subject for RawEcho {
         let framed = &mut self.framed;
         let mut sent = 0;
         while sent < IN_FLIGHT.min(total) {
-            framed.feed(Bytes::from_static(&PAYLOAD)).await.unwrap();
+            framed.feed(Bytes::from_static(&FRAME)).await.unwrap();
             sent += 1;
         }
         SinkExt::<Bytes>::flush(framed).await.unwrap();
@@ -56,10 +63,10 @@ impl Subject for RawEcho {
             // Wait for one echo, take every other one already here, send as many, flush once.
             let mut echo = framed.next().await;
             loop {
-                check(&echo.unwrap().unwrap());
+                check_frame(&echo.unwrap().unwrap());
                 received += 1;
                 if sent < total {
-                    framed.feed(Bytes::from_static(&PAYLOAD)).await.unwrap();
+                    framed.feed(Bytes::from_static(&FRAME)).await.unwrap();
                     sent += 1;
                 }
                 match framed.next().now_or_never() {

@@ -1,4 +1,4 @@
-//! tarpc 0.38: a service `echo(Vec<u8>) -> Vec<u8>`, bincode over TCP, the server spawning
+//! tarpc 0.38: a service `ping(u64) -> u64`, bincode over TCP, the server spawning
 //! each request's response future (the loop of tarpc's examples).
 
 use futures::StreamExt;
@@ -12,32 +12,32 @@ use super::{Caller, Shared, accept, check, connect, listen};
 use crate::counting::WriteCounters;
 use crate::harness::PAYLOAD;
 
-/// The tarpc service: echoes its argument.
+/// The tarpc service: answers a ping with its value.
 #[tarpc::service]
-pub(crate) trait EchoService {
-    /// Returns `payload` unchanged.
-    async fn echo(payload: Vec<u8>) -> Vec<u8>;
+pub(crate) trait PingService {
+    /// Returns `value` unchanged.
+    async fn ping(value: u64) -> u64;
 }
 
 #[derive(Clone)]
-struct Echoer;
+struct Ponger;
 
-impl EchoService for Echoer {
-    async fn echo(self, _: Context, payload: Vec<u8>) -> Vec<u8> {
-        payload
+impl PingService for Ponger {
+    async fn ping(self, _: Context, value: u64) -> u64 {
+        value
     }
 }
 
-impl Caller for EchoServiceClient {
+impl Caller for PingServiceClient {
     async fn call_checked(&self) {
-        let echo = self.echo(context::current(), PAYLOAD.to_vec()).await;
-        check(&echo.unwrap());
+        let answer = self.ping(context::current(), PAYLOAD).await;
+        check(answer.unwrap());
     }
 }
 
-/// Serves tarpc's echo over one TCP connection and connects to it, both sockets wrapped to
+/// Serves tarpc's ping over one TCP connection and connects to it, both sockets wrapped to
 /// count their writes.
-pub(crate) async fn start() -> Shared<EchoServiceClient> {
+pub(crate) async fn start() -> Shared<PingServiceClient> {
     let (listener, addr) = listen().await;
     let writes = WriteCounters::default();
     let server_writes = writes.server.clone();
@@ -45,7 +45,7 @@ pub(crate) async fn start() -> Shared<EchoServiceClient> {
         let stream = accept(&listener, server_writes).await;
         let transport = Transport::from((stream, Bincode::default()));
         BaseChannel::with_defaults(transport)
-            .execute(Echoer.serve())
+            .execute(Ponger.serve())
             .for_each(|response| async {
                 tokio::spawn(response);
             })
@@ -54,7 +54,7 @@ pub(crate) async fn start() -> Shared<EchoServiceClient> {
     let stream = connect(addr, writes.client.clone()).await;
     let transport = Transport::from((stream, Bincode::default()));
     Shared {
-        client: EchoServiceClient::new(client::Config::default(), transport).spawn(),
+        client: PingServiceClient::new(client::Config::default(), transport).spawn(),
         writes: Some(writes),
     }
 }

@@ -7,12 +7,12 @@
 //! answers together) and writes what it queued itself.
 
 use std::sync::Arc;
+use std::task::Poll;
 
-use futures::FutureExt;
 use tokio::io::AsyncRead;
 
 use super::handlers::{Watchdog, run_burst};
-use super::incoming::BurstClock;
+use super::incoming::{BurstClock, Started};
 use super::lifecycle::{Closed, lock};
 use super::router::route_frame;
 use super::shared::Shared;
@@ -60,37 +60,29 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
             return;
         }
         // The frames of a burst already in the buffer first (a future is large to make and
-        // move); then one try to read more without waiting.
-        let buffered = match frames.buffered_frame() {
-            Ok(None) => None,
-            found => Some(found),
-        };
-        let next = match buffered.or_else(|| frames.next_frame().now_or_never()) {
-            Some(next) => next,
-            None => {
-                // Nothing more to read right now: the burst is over. Its handlers run elsewhere,
-                // and write their answers together; what the reader itself queued (error
-                // answers, pongs) is written now.
-                run_burst(&shared, &watchdog, std::mem::take(&mut started));
-                clock.reset();
-                if std::mem::take(&mut in_burst) {
-                    shared.note_received();
-                    if shared.outbox.backlog() > 0 {
-                        if lock(&shared.pending).untaken() > 0 {
-                            // The callers the burst's answers woke are to run yet (on other
-                            // threads, maybe): what they send goes out with this.
-                            shared.outbox.flush_after_burst();
-                        } else {
-                            shared.flush();
+        // move); then one try to read more, with the future kept for the wait if it finds
+        // nothing.
+        let next = match frames.buffered_frame() {
+            Ok(None) => {
+                let mut read = std::pin::pin!(frames.next_frame());
+                match futures::poll!(read.as_mut()) {
+                    Poll::Ready(next) => next,
+                    Poll::Pending => {
+                        // Nothing more to read right now: the burst is over. Its handlers run
+                        // elsewhere, and write their answers together; what the reader itself
+                        // queued (error answers, pongs) is written now.
+                        end_burst(&shared, &watchdog, &mut started, &mut clock, &mut in_burst);
+                        // A frame that is there is read before the close is looked at (it is
+                        // looked at once per frame above, and here while waiting).
+                        tokio::select! {
+                            biased;
+                            next = &mut read => next,
+                            _ = &mut closed => return,
                         }
                     }
                 }
-                tokio::select! {
-                    biased;
-                    _ = &mut closed => return,
-                    next = frames.next_frame() => next,
-                }
             }
+            found => found,
         };
         match next {
             Ok(None) => break Closed::Transport("the peer closed the connection".into()),
@@ -122,4 +114,30 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
     };
     drop(started);
     shared.close(why);
+}
+
+/// A burst of frames is over: its calls go to `handlers`, the clock starts again, and what
+/// the reader queued goes out (with what the callers its answers woke send, if any are yet to
+/// run).
+fn end_burst(
+    shared: &Arc<Shared>,
+    watchdog: &Arc<Watchdog>,
+    started: &mut Vec<Started>,
+    clock: &mut BurstClock,
+    in_burst: &mut bool,
+) {
+    run_burst(shared, watchdog, std::mem::take(started));
+    clock.reset();
+    if std::mem::take(in_burst) {
+        shared.note_received();
+        if shared.outbox.backlog() > 0 {
+            if lock(&shared.pending).untaken() > 0 {
+                // The callers the burst's answers woke are to run yet (on other threads,
+                // maybe): what they send goes out with this.
+                shared.outbox.flush_after_burst();
+            } else {
+                shared.flush();
+            }
+        }
+    }
 }

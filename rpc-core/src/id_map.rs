@@ -11,7 +11,9 @@
 //! An id kept long (a call left unanswered, an object held) therefore ends up in the map
 //! while the ring goes on serving the ids around it. The peer chooses some of the ids (those
 //! of its calls), and some of those that stay (it can leave our calls unanswered); the worst
-//! it can do is send every entry to the map, which is where every entry was before the ring.
+//! it can do is send every entry to the map, which is where every entry was before the ring
+//! (the ring, like the map, keeps the length the most entries needed, and each table bounds
+//! its entries).
 //! Nothing about the ids is trusted: any id, in any order, is a correct key.
 
 use std::collections::HashMap;
@@ -134,8 +136,8 @@ impl<V> IdMap<V> {
         ring.chain(self.spilled.drain()).collect()
     }
 
-    /// Doubles the ring, and puts back every entry it held, and every spilled entry whose slot
-    /// in the longer ring is free.
+    /// Doubles the ring, and puts back every entry it held, and spilled entries whose slots in
+    /// the longer ring are free, as long as the ring stays at most half full.
     fn grow(&mut self) {
         let length = (2 * self.ring.len()).max(FIRST_RING);
         let old = std::mem::replace(&mut self.ring, (0..length).map(|_| None).collect());
@@ -157,6 +159,10 @@ impl<V> IdMap<V> {
             .copied()
             .collect();
         for id in back {
+            if 2 * (self.in_ring + 1) > self.ring.len() {
+                // The ring stays at least twice as long as its entries.
+                break;
+            }
             // Two of them may share a free slot: the first takes it.
             let slot = self.slot(id);
             if self.ring[slot].is_none()
@@ -223,6 +229,25 @@ mod tests {
             assert_eq!(map.remove(id), Some(id));
         }
         assert_eq!(map.len(), 0);
+    }
+
+    #[test]
+    fn the_ring_stays_at_most_half_full() {
+        let mut map = IdMap::default();
+        // Ids that share 7 slots of the first ring, and spill, 63 in each slot.
+        for slot in 0..7 {
+            for round in 0..64 {
+                map.insert(slot + 16 * round, ());
+            }
+        }
+        assert_eq!((map.in_ring, map.ring.len()), (7, 16));
+        // The ring grows, and the spilled ids find free slots in the longer ring.
+        for id in 2_000..2_100 {
+            map.insert(id, ());
+            let (held, length) = (map.in_ring, map.ring.len());
+            assert!(2 * held <= length, "{held} entries in a ring of {length}");
+        }
+        assert_eq!(map.len(), 548);
     }
 
     #[derive(Debug, Clone)]

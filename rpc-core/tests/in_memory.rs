@@ -140,19 +140,25 @@ async fn dropped_call_is_cancelled_over_the_in_memory_transport() {
     call.abort();
     assert_eq!(mem.probe.next().await, Event::Dropped(1));
 
-    // Cancelled inside a select! as well: the losing branch's call is dropped. Both calls are
-    // sent when select! first polls them, in this order, and the server reads them in order.
+    // Cancelled inside a select! as well: the losing branch's call is dropped. The winning
+    // branch calls only once the losing call's handler has started: had both calls gone out
+    // at once, the server could answer the second (read in a later burst, run on the other
+    // worker) before the first's handler started, and the cancel would then stop that handler
+    // before it ever ran.
     let calc = mem.calc().clone();
+    let probe = &mut mem.probe;
     let winner = within("select", async {
         tokio::select! {
             r = calc.wait(2) => panic!("the gate is closed, yet wait returned {r:?}"),
-            r = calc.calculate(1, 1) => r,
+            r = async {
+                assert_eq!(probe.started(1).await, vec![2]);
+                calc.calculate(1, 1).await
+            } => r,
         }
     })
     .await;
     assert_eq!(winner.unwrap(), (2, 24));
     drop(calc);
-    assert_eq!(mem.probe.next().await, Event::Started(2));
     assert_eq!(mem.probe.next().await, Event::Dropped(2));
 
     let late = tokio::spawn(mem.calc().wait(3));

@@ -74,11 +74,17 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                         end_burst(&shared, &watchdog, &mut started, &mut clock, &mut in_burst);
                         // A frame that is there is read before the close is looked at (it is
                         // looked at once per frame above, and here while waiting).
-                        tokio::select! {
+                        let next = tokio::select! {
                             biased;
                             next = &mut read => next,
                             _ = &mut closed => return,
+                        };
+                        if shared.is_closed() {
+                            // Closed while waiting (by `end_burst`'s flush, or elsewhere) with
+                            // a frame there too: it is not routed.
+                            return;
                         }
+                        next
                     }
                 }
             }

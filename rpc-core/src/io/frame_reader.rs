@@ -16,7 +16,10 @@
 //!
 //! Reading is cancel safe: every piece of state lives in the reader, so a
 //! [`next_frame`](FrameReader::next_frame) future may be dropped and made again (the
-//! connection's read loop polls it once with `now_or_never` to tell when a burst has ended).
+//! connection's read loop drops it when the connection closes while it waits). That loop takes
+//! the frames already buffered with [`buffered_frame`](FrameReader::buffered_frame), polls a
+//! `next_frame` future once to tell whether a burst has ended, and then waits on that same
+//! future.
 
 use std::io;
 use std::sync::Arc;

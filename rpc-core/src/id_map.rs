@@ -53,18 +53,25 @@ impl<V> IdMap<V> {
         self.in_ring + self.spilled.len()
     }
 
+    /// The slot of the ring that holds `id`, if one does.
+    fn slot_of(&self, id: u64) -> Option<usize> {
+        if self.ring.is_empty() {
+            return None;
+        }
+        let slot = self.slot(id);
+        matches!(&self.ring[slot], Some((held, _)) if *held == id).then_some(slot)
+    }
+
     /// Keeps `value` as `id`'s entry; returns the entry it replaced.
     pub(crate) fn insert(&mut self, id: u64, value: V) -> Option<V> {
         if 2 * (self.in_ring + 1) > self.ring.len() {
             self.grow();
         }
-        let slot = self.slot(id);
-        if let Some((held, old)) = &mut self.ring[slot]
-            && *held == id
-        {
+        if let Some((_, old)) = self.slot_of(id).and_then(|slot| self.ring[slot].as_mut()) {
             return Some(std::mem::replace(old, value));
         }
         let replaced = self.remove_spilled(id);
+        let slot = self.slot(id);
         match self.ring[slot].replace((id, value)) {
             Some((other, moved)) => {
                 self.spilled.insert(other, moved);
@@ -76,46 +83,33 @@ impl<V> IdMap<V> {
 
     /// The entry of `id`.
     pub(crate) fn get(&self, id: u64) -> Option<&V> {
-        if !self.ring.is_empty()
-            && let Some((held, value)) = &self.ring[self.slot(id)]
-            && *held == id
-        {
-            return Some(value);
+        match self.slot_of(id) {
+            Some(slot) => self.ring[slot].as_ref().map(|(_, value)| value),
+            // Hashes nothing while the map is empty.
+            None => self.spilled.get(&id),
         }
-        if self.spilled.is_empty() {
-            return None;
-        }
-        self.spilled.get(&id)
     }
 
     /// The entry of `id`, to change.
     pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut V> {
-        if !self.ring.is_empty() {
-            let slot = self.slot(id);
-            if let Some((held, value)) = &mut self.ring[slot]
-                && *held == id
-            {
-                return Some(value);
-            }
+        match self.slot_of(id) {
+            Some(slot) => self.ring[slot].as_mut().map(|(_, value)| value),
+            None => self.spilled.get_mut(&id),
         }
-        if self.spilled.is_empty() {
-            return None;
-        }
-        self.spilled.get_mut(&id)
     }
 
     /// Takes out the entry of `id`.
     pub(crate) fn remove(&mut self, id: u64) -> Option<V> {
-        if !self.ring.is_empty() {
-            let slot = self.slot(id);
-            if matches!(&self.ring[slot], Some((held, _)) if *held == id) {
+        match self.slot_of(id) {
+            Some(slot) => {
                 self.in_ring -= 1;
-                return self.ring[slot].take().map(|(_, value)| value);
+                self.ring[slot].take().map(|(_, value)| value)
             }
+            None => self.remove_spilled(id),
         }
-        self.remove_spilled(id)
     }
 
+    /// `HashMap::remove` hashes even when the map is empty, as it mostly is.
     fn remove_spilled(&mut self, id: u64) -> Option<V> {
         if self.spilled.is_empty() {
             return None;
@@ -141,18 +135,11 @@ impl<V> IdMap<V> {
     fn grow(&mut self) {
         let length = (2 * self.ring.len()).max(FIRST_RING);
         let old = std::mem::replace(&mut self.ring, (0..length).map(|_| None).collect());
-        self.in_ring = 0;
+        // Ids in different slots of the shorter ring are in different slots of the longer one
+        // (its slot keeps the same low bits): they all find room, and `in_ring` stays.
         for (id, value) in old.into_iter().flatten() {
             let slot = self.slot(id);
-            match &self.ring[slot] {
-                None => {
-                    self.ring[slot] = Some((id, value));
-                    self.in_ring += 1;
-                }
-                Some(_) => {
-                    self.spilled.insert(id, value);
-                }
-            }
+            self.ring[slot] = Some((id, value));
         }
         let back: Vec<u64> = (self.spilled.keys())
             .filter(|&&id| self.ring[self.slot(id)].is_none())

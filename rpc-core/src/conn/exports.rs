@@ -33,6 +33,7 @@ pub(crate) struct Export {
 
 /// The export table of one connection.
 pub(crate) struct ExportTable {
+    /// By the ids this side gave (see `IdMap`).
     by_id: IdMap<Export>,
     /// Object identity (the address of its dispatcher) to id, so that an object sent twice
     /// gets one id.

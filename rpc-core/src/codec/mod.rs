@@ -142,9 +142,9 @@ pub(crate) fn encode_frame<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, St
     result.map(|()| frame)
 }
 
-/// The 4-byte length prefix [`frame_codec`] writes before a payload of `len` bytes, for a
-/// frame that goes out as it is behind its prefix rather than copied after it (the codec
-/// only copies). The tests check that it is the codec's.
+/// The 4-byte length prefix [`frame_codec`] writes before a payload of `len` bytes. The
+/// frame queue writes it itself (`io::frame_queue`): before a small frame it copies, and
+/// before a large one that goes out as it is. The tests check that it is the codec's.
 pub(crate) fn length_prefix(len: usize) -> [u8; 4] {
     u32::try_from(len)
         .expect("frame lengths are checked against the 4-byte prefix's ceiling")

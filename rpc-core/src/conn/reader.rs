@@ -72,8 +72,9 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                         // elsewhere, and write their answers together; what the reader itself
                         // queued (error answers, pongs) is written now.
                         end_burst(&shared, &watchdog, &mut started, &mut clock, &mut in_burst);
-                        // A frame that is there is read before the close is looked at (it is
-                        // looked at once per frame above, and here while waiting).
+                        // The read first: a wake that brings a frame does not poll the close,
+                        // which is checked, more cheaply, once the wait is over (and once per
+                        // frame at the top of the loop).
                         let next = tokio::select! {
                             biased;
                             next = &mut read => next,

@@ -3,6 +3,8 @@
 use std::future::Future;
 use std::time::Instant;
 
+use tokio::runtime::{Builder, Runtime};
+
 use crate::counting::{WriteCounters, allocations};
 
 /// What every call sends and gets back: the harness is `ping(u64) -> u64`. Every bit
@@ -12,6 +14,20 @@ pub(crate) const PAYLOAD: u64 = 0x0123_4567_89ab_cdef;
 pub(crate) const IN_FLIGHT: usize = 64;
 /// Rounds per subject; every figure is the median over them.
 pub(crate) const ROUNDS: usize = 3;
+
+/// The runtime every measurement runs on: a current_thread one, or a `multi_thread` one with
+/// 2 workers.
+pub(crate) fn runtime(multi_thread: bool) -> Runtime {
+    let (mut builder, kind) = if multi_thread {
+        let mut builder = Builder::new_multi_thread();
+        builder.worker_threads(2);
+        (builder, "multi_thread")
+    } else {
+        (Builder::new_current_thread(), "current_thread")
+    };
+    let built = builder.enable_all().build();
+    built.unwrap_or_else(|e| panic!("could not start the {kind} runtime: {e}"))
+}
 
 /// How much to measure.
 pub(crate) struct Plan {

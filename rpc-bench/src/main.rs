@@ -56,9 +56,9 @@ mod harness;
 mod subjects;
 mod twisted;
 
-use tokio::runtime::{Builder, Runtime};
+use tokio::runtime::Runtime;
 
-use crate::harness::{Plan, Row, print_table};
+use crate::harness::{Plan, Row, print_table, runtime};
 use crate::subjects::Results;
 
 #[global_allocator]
@@ -101,18 +101,7 @@ fn profile(args: &[String]) {
         }
     };
     let sequential = args.iter().skip(2).any(|a| a == "sequential");
-    let runtime = if args.iter().skip(2).any(|a| a == "multi_thread") {
-        Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("could not start the multi_thread runtime")
-    } else {
-        Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("could not start the current_thread runtime")
-    };
+    let runtime = runtime(args.iter().skip(2).any(|a| a == "multi_thread"));
     let pattern = if sequential {
         "one at a time"
     } else {
@@ -152,17 +141,8 @@ fn main() {
             inflight_calls: 100_000,
         }
     };
-    let current_thread = Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("could not start the current_thread runtime");
-    let results = measure_on("current_thread", current_thread, &plan);
-    let multi_thread = Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("could not start the multi_thread runtime");
-    measure_on("multi_thread (2 workers)", multi_thread, &plan);
+    let results = measure_on("current_thread", runtime(false), &plan);
+    measure_on("multi_thread (2 workers)", runtime(true), &plan);
 
     let Results {
         raw,

@@ -21,9 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use rpc_core::{Client, Server, remote};
-use tokio::runtime::Builder;
 
-use crate::harness::{Figures, Plan, round};
+use crate::harness::{Figures, Plan, round, runtime};
 use crate::subjects::{Caller, Shared};
 
 /// The Twisted PB calculator: `server PORT` and `client PORT CALLS`.
@@ -235,10 +234,7 @@ fn parse_twisted(output: &str) -> Option<Measured> {
 /// it with the harness on a `current_thread` runtime (its 64-tasks pattern runs too, not
 /// shown: Twisted's client has no counterpart).
 fn measure_pbrs(calls: usize) -> Measured {
-    let runtime = Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("could not start the current_thread runtime");
+    let runtime = runtime(false);
     let plan = Plan {
         seq_warmup: calls / 10,
         seq_samples: calls,

@@ -12,9 +12,11 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use futures::FutureExt;
+use futures::future::MaybeDone;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -24,17 +26,32 @@ use crate::error::{RemoteError, RemoteErrorKind};
 /// The return value of a handler, encoded when the answer frame is built (so that
 /// references in it are exported on the right connection). It is dropped only after its
 /// frame is queued, so that a reference in it, sent back to its owner, is not released (by
-/// the decref its drop sends) before the answer that carries it.
-pub struct Answer(Box<dyn EncodeValue>);
+/// the decref its drop sends) before the answer that carries it. It stays where the handler's
+/// future was: one allocation per call holds both.
+pub struct Answer(Pin<Box<dyn Respond>>);
 
-/// A value that can encode itself: the erased return value of a handler.
-trait EncodeValue: Send {
+/// A handler's future, then the value it resolved to: the erased state of a handler.
+trait Respond: Send {
+    /// Polls the future; `Ready` once the value is there.
+    fn poll_value(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
+    /// Appends the encoded value to `buf` (once there).
     fn encode(&self, buf: &mut BytesMut) -> Result<(), String>;
 }
 
-impl<T: Serialize + Send> EncodeValue for T {
+impl<F> Respond for MaybeDone<F>
+where
+    F: Future + Send,
+    F::Output: Serialize + Send,
+{
+    fn poll_value(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Future::poll(self, cx)
+    }
+
     fn encode(&self, buf: &mut BytesMut) -> Result<(), String> {
-        codec::encode_into(self, buf)
+        match self {
+            MaybeDone::Done(value) => codec::encode_into(value, buf),
+            _ => Err("the handler has no value to encode".into()),
+        }
     }
 }
 
@@ -51,8 +68,24 @@ impl fmt::Debug for Answer {
     }
 }
 
-/// What a dispatched call runs: resolves to the handler's answer.
-pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Answer, RemoteError>> + Send>>;
+/// What a dispatched call runs: resolves to the handler's answer. Made by [`respond`].
+pub struct HandlerFuture(Option<Pin<Box<dyn Respond>>>);
+
+impl Future for HandlerFuture {
+    type Output = Result<Answer, RemoteError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let handler = self.0.as_mut().expect("a handler polled after it finished");
+        std::task::ready!(handler.as_mut().poll_value(cx));
+        Poll::Ready(Ok(Answer(self.0.take().expect("just polled"))))
+    }
+}
+
+impl fmt::Debug for HandlerFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HandlerFuture")
+    }
+}
 
 /// The server side of an object: routes a method name and encoded arguments to the code.
 ///
@@ -117,7 +150,7 @@ where
     F: Future<Output = R> + Send + 'static,
     R: Serialize + Send + 'static,
 {
-    Box::pin(async move { Ok(Answer(Box::new(fut.await))) })
+    HandlerFuture(Some(Box::pin(MaybeDone::Future(fut))))
 }
 
 /// The error for a method name an object does not expose remotely.

@@ -76,7 +76,7 @@ impl MemoryBudget {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    self.peak.fetch_max(current + bytes, Ordering::Relaxed);
+                    self.note_peak(current + bytes);
                     return true;
                 }
                 Err(now) => current = now,
@@ -87,7 +87,15 @@ impl MemoryBudget {
     /// Charges `bytes` whatever the limit (small frames, frames that cannot wait).
     pub(crate) fn charge(&self, bytes: usize) {
         let now = self.in_use.fetch_add(bytes, Ordering::AcqRel) + bytes;
-        self.peak.fetch_max(now, Ordering::Relaxed);
+        self.note_peak(now);
+    }
+
+    /// Raises the peak to `now` if it is higher; read first, so that the usual case (no new
+    /// peak) costs a load, not a locked instruction per frame.
+    fn note_peak(&self, now: usize) {
+        if now > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(now, Ordering::Relaxed);
+        }
     }
 
     /// Gives `bytes` back.

@@ -409,7 +409,11 @@ impl Outbox {
     /// calls of a pipeline whose answers just arrived, or the cancels of a dropped batch, share
     /// one write. Costs a task switch, so a lone call flushes inline instead.
     pub(crate) fn flush_after_burst(&self) {
-        if !self.after_burst.swap(true, Ordering::SeqCst) {
+        // Read first: in a burst, every call but the first finds it asked already, and a
+        // load costs less than a locked swap.
+        if !self.after_burst.load(Ordering::SeqCst)
+            && !self.after_burst.swap(true, Ordering::SeqCst)
+        {
             self.wake_writer_task.notify_one();
         }
     }

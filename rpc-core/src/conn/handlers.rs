@@ -260,7 +260,7 @@ fn try_answer(
     }
     match answer_frame(shared, id, result, interface, method) {
         Some((frame, outcome)) => frame
-            .try_queue(|| drop(slot.take()))
+            .try_queue(shared, || drop(slot.take()))
             .is_ok()
             .then_some(outcome),
         // Nothing could be encoded, not even an error: the call ends unanswered (logged).

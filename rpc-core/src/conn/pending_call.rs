@@ -216,7 +216,7 @@ impl Future for PendingCall {
                     }
                     this.room = None;
                 }
-                match frame.try_queue(|| {}) {
+                match frame.try_queue(this.shared(), || {}) {
                     Ok(()) => break,
                     Err(unqueued) => {
                         frame = unqueued;

@@ -107,23 +107,27 @@ impl std::fmt::Display for FrameError {
 /// last of them dropped before the frame is queued (a lazy call's arguments are dropped when
 /// the call is made), the decref would reach the peer before the frame that needs the object.
 pub(crate) struct EncodedFrame {
-    shared: Arc<Shared>,
     bytes: Bytes,
-    exported: Vec<u64>,
+    /// The exports it made, if any, and their connection (to roll them back on): a frame
+    /// without any holds no count of the connection.
+    exports: Option<(Arc<Shared>, Vec<u64>)>,
     _held: Vec<Arc<RemoteObject>>,
 }
 
 impl EncodedFrame {
-    /// Queues the frame (one that can wait: a call or an answer) if the outbox has room for
-    /// it now, committing its exports and running `on_queued` just before, under the queue's
-    /// lock (so before anyone can write the frame); otherwise hands it back (wait with
-    /// `outbox.room()` and try again).
-    pub(crate) fn try_queue(mut self, on_queued: impl FnOnce()) -> Result<(), EncodedFrame> {
+    /// Queues the frame (one that can wait: a call or an answer) on `shared`, the connection
+    /// it was encoded for, if the outbox has room for it now, committing its exports and
+    /// running `on_queued` just before, under the queue's lock (so before anyone can write the
+    /// frame); otherwise hands it back (wait with `outbox.room()` and try again).
+    pub(crate) fn try_queue(
+        mut self,
+        shared: &Shared,
+        on_queued: impl FnOnce(),
+    ) -> Result<(), EncodedFrame> {
         let bytes = std::mem::take(&mut self.bytes);
-        let queued = self.shared.outbox.try_queue(bytes, || {
-            let exported = std::mem::take(&mut self.exported);
-            if !exported.is_empty() {
-                self.shared.commit_exports(&exported);
+        let queued = shared.outbox.try_queue(bytes, || {
+            if let Some((shared, exported)) = self.exports.take() {
+                shared.commit_exports(&exported);
             }
             on_queued();
         });
@@ -145,8 +149,8 @@ impl EncodedFrame {
 
 impl Drop for EncodedFrame {
     fn drop(&mut self) {
-        if !self.exported.is_empty() {
-            self.shared.roll_back_exports(&self.exported);
+        if let Some((shared, exported)) = &self.exports {
+            shared.roll_back_exports(exported);
         }
     }
 }
@@ -193,10 +197,10 @@ pub(crate) fn encode_frame<'m>(
     if frame.len() > limit {
         return Err(FrameError::TooLarge(frame.len()));
     }
+    let exported = std::mem::take(&mut context.exported);
     Ok(EncodedFrame {
-        shared: Arc::clone(shared),
         bytes: frame,
-        exported: std::mem::take(&mut context.exported),
+        exports: (!exported.is_empty()).then(|| (Arc::clone(shared), exported)),
         _held: std::mem::take(&mut context.held),
     })
 }

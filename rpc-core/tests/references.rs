@@ -469,3 +469,60 @@ async fn a_reference_of_the_wrong_trait_is_refused() {
         assert_eq!(s.hub.call_back(listener, 4).await.unwrap(), Ok(8));
     }
 }
+
+/// A root that keeps the listeners it is given: a proxy of its own peer, held by the object
+/// the connection holds. Reports its drop.
+#[remote]
+trait Keeper {
+    async fn remote_keep(&self, listener: ListenerRef);
+}
+
+struct Keep {
+    kept: std::sync::Mutex<Vec<ListenerRef>>,
+    dropped: mpsc::UnboundedSender<()>,
+}
+
+impl Keeper for Keep {
+    async fn remote_keep(&self, listener: ListenerRef) {
+        self.kept.lock().unwrap().push(listener);
+    }
+}
+
+impl Drop for Keep {
+    fn drop(&mut self) {
+        let _ = self.dropped.send(());
+    }
+}
+
+/// The connection lets go of its root when it closes, even a root holding a proxy of the
+/// peer (the proxy holds the connection): nothing of either is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_holding_a_proxy_of_its_peer_is_dropped_when_the_connection_closes() {
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (dropped, mut drops) = mpsc::unbounded_channel();
+    let root = KeeperRef::new(Keep {
+        kept: std::sync::Mutex::new(Vec::new()),
+        dropped,
+    });
+    let server = tokio::spawn(rpc_core::serve_connection(
+        server_io,
+        root,
+        Config::default(),
+        "in-memory test peer",
+    ));
+    let client = within("the handshake", Client::over(client_io, Config::default()))
+        .await
+        .unwrap();
+    let keeper: KeeperRef = client.root().await.unwrap();
+    let (seen, _seen) = mpsc::unbounded_channel();
+    within("keep", keeper.keep(ListenerRef::new(Recorder { seen })))
+        .await
+        .unwrap();
+    client.close();
+    within("serve_connection to return", server)
+        .await
+        .unwrap()
+        .expect("serve_connection failed");
+    assert_eq!(within("the root's drop", drops.recv()).await, Some(()));
+    drop((keeper, client));
+}

@@ -20,26 +20,6 @@ use crate::dispatch::Dispatch;
 use crate::id_map::IdMap;
 use crate::protocol::ROOT_OBJECT;
 
-/// A local object the peer calls, for the length of the call's dispatch
-/// (`Shared::target`).
-pub(crate) enum Target<'a> {
-    /// Exported for as long as the connection lives: lent.
-    Permanent(&'a Arc<dyn Dispatch>),
-    /// Counted in the export table: held.
-    Exported(Arc<dyn Dispatch>),
-}
-
-impl std::ops::Deref for Target<'_> {
-    type Target = dyn Dispatch;
-
-    fn deref(&self) -> &(dyn Dispatch + 'static) {
-        match self {
-            Target::Permanent(object) => object.as_ref(),
-            Target::Exported(object) => object.as_ref(),
-        }
-    }
-}
-
 /// An object this side exports on the connection.
 pub(crate) struct Export {
     object: Arc<dyn Dispatch>,

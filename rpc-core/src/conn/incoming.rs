@@ -123,7 +123,7 @@ pub(crate) fn incoming_call(
     refs: Vec<Reference>,
 ) -> Result<Option<Started>, Closed> {
     let call = (id, object, method);
-    let Some(target) = shared.target(object) else {
+    let Some(target) = shared.exported(object) else {
         let message = format!(
             "no object {object} is exported on this connection (it was never handed out here, \
              or it has been released)"
@@ -180,7 +180,7 @@ pub(crate) fn incoming_call(
     let config = shared.config();
     let decoded = decode_with(refs, || {
         run_dispatch(
-            &*target,
+            target.as_ref(),
             method,
             Args::new(args, config.max_frame_length, config.max_decode_depth),
         )

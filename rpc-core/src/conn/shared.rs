@@ -25,7 +25,7 @@ use metrics::Counter;
 use tokio::sync::Notify;
 
 use super::admission::Admission;
-use super::exports::{ExportTable, Target};
+use super::exports::ExportTable;
 use super::imports::ImportTable;
 use super::lifecycle::{Closed, DisconnectCallback, Lifecycle, lock};
 use super::outgoing::PendingTable;
@@ -114,11 +114,6 @@ pub(crate) struct Shared {
     pub(crate) pending: Mutex<PendingTable<Reply>>,
     next_id: AtomicU64,
     exports: Mutex<ExportTable>,
-    /// The objects exported for as long as it lives (also in `exports`), reached without its
-    /// lock: a call of the root takes no lock and changes no count to find it. Held until this
-    /// state is dropped (once no task, handle or proxy of the connection is left), not only
-    /// until the close.
-    permanent: Vec<(u64, Arc<dyn Dispatch>)>,
     imports: Mutex<ImportTable>,
     pub(crate) admission: Mutex<Admission>,
     /// Notified when the last incoming call in flight finishes.
@@ -156,11 +151,7 @@ impl Shared {
                 memory,
                 sent,
             ),
-            exports: Mutex::new(ExportTable::new(
-                permanent.clone(),
-                config.max_exported_objects,
-            )),
-            permanent,
+            exports: Mutex::new(ExportTable::new(permanent, config.max_exported_objects)),
             admission: Mutex::new(Admission::new(config.max_in_flight_calls)),
             config,
             peer,
@@ -301,19 +292,6 @@ impl Shared {
     /// The local object this side exported as `id`, if the peer may call it.
     pub(crate) fn exported(&self, id: u64) -> Option<Arc<dyn Dispatch>> {
         lock(&self.exports).get(id)
-    }
-
-    /// [`exported`](Shared::exported) for the length of a borrow: a permanent object (the
-    /// root, the usual target) is lent as it is, with no lock taken and no count changed.
-    pub(crate) fn target(&self, id: u64) -> Option<Target<'_>> {
-        match self
-            .permanent
-            .iter()
-            .find(|(permanent, _)| *permanent == id)
-        {
-            Some((_, object)) => Some(Target::Permanent(object)),
-            None => self.exported(id).map(Target::Exported),
-        }
     }
 
     /// A reference to the peer's object `id` arrived.

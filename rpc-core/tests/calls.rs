@@ -314,6 +314,36 @@ async fn call_over_the_frame_limit_fails_at_the_caller() {
     server.stop().await;
 }
 
+/// A call over the frame limit that would hand over a local object exports nothing: the
+/// export its encoding made is rolled back with the frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_over_the_frame_limit_exports_nothing() {
+    let (server, _probe) = TestServer::calc(10).await;
+    let client = within(
+        "connect",
+        rpc_core::Client::connect_with(server.addr, Config::default().max_frame_length(1024)),
+    )
+    .await
+    .unwrap();
+    let exported = client.peer().exported_objects();
+    let (dropped, mut drops) = tokio::sync::mpsc::unbounded_channel();
+    let thing = ThingRef::new(Item { serial: 7, dropped });
+    let call = client.call_remote::<_, usize>("size", (thing, vec![7u8; 2000]));
+    let err = within("a call", call)
+        .await
+        .expect_err("a 2,000-byte argument cannot fit a 1,024-byte frame");
+    assert!(
+        matches!(err, CallError::FrameTooLarge { .. }),
+        "expected FrameTooLarge, got {err:?}"
+    );
+    assert_eq!(client.peer().exported_objects(), exported);
+    // Nothing holds the object any more: the call's arguments are gone, its export too.
+    assert_eq!(within("the object's drop", drops.recv()).await, Some(7));
+    assert!(client.is_connected());
+    drop(client);
+    server.stop().await;
+}
+
 /// An answer over the callee's frame limit becomes a `BadAnswer` error; the connection lives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answer_over_the_frame_limit_is_a_bad_answer() {

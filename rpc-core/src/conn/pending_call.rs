@@ -98,7 +98,7 @@ impl PendingCall {
         object: u64,
         method: Cow<'static, str>,
         timeout: Option<Duration>,
-        write_args: impl FnOnce(&mut BytesMut) -> Result<(), String>,
+        write_args: impl Fn(&mut BytesMut) -> Result<(), String>,
     ) -> Result<PendingCall, (CallError, Cow<'static, str>)> {
         let shared = connection.shared();
         if let Some(reason) = shared.closed_reason() {

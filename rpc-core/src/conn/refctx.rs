@@ -12,7 +12,10 @@
 //!   listed as [`WireRef::ReceiverExports`]; a proxy of another connection is refused (pbrs
 //!   never silently proxies between connections). The exports stay pending until the frame
 //!   is queued ([`EncodedFrame`]), and are rolled back if it never is, or the encode fails or
-//!   panics;
+//!   panics. A frame is first encoded as if it carried no reference, holding nothing of the
+//!   connection; the first reference met stops that, and the frame is encoded again with the
+//!   export context (so a value with references is serialized twice, the first time in
+//!   part);
 //! - encoding **in process** (an untyped call of a local object), references are kept as
 //!   they are;
 //! - decoding, the table has already been resolved into `Reference`s ([`resolve`], by the
@@ -44,6 +47,17 @@ struct ExportContext {
     held: Vec<Arc<RemoteObject>>,
 }
 
+impl ExportContext {
+    fn new(shared: &Arc<Shared>) -> Self {
+        ExportContext {
+            shared: Arc::clone(shared),
+            table: Vec::new(),
+            exported: Vec::new(),
+            held: Vec::new(),
+        }
+    }
+}
+
 impl Drop for ExportContext {
     fn drop(&mut self) {
         // Still here: the encode failed or panicked before its frame was built.
@@ -55,6 +69,12 @@ impl Drop for ExportContext {
 
 /// Where the references being encoded go, or where the decoded ones come from.
 enum Context {
+    /// Encoding for a connection, until a reference is met: most frames carry none, and this
+    /// holds nothing of the connection. A reference marks it and fails the encode, which
+    /// [`encode_frame`] then runs again with an `Export` context.
+    Plain {
+        references: bool,
+    },
     Export(ExportContext),
     /// Encoding in process: references are kept as they are.
     Collect(Vec<Reference>),
@@ -109,7 +129,7 @@ impl std::fmt::Display for FrameError {
 pub(crate) struct EncodedFrame {
     bytes: Bytes,
     /// The exports it made, if any, and their connection (to roll them back on): a frame
-    /// without any holds no count of the connection.
+    /// without any holds no `Arc<Shared>` of its own.
     exports: Option<(Arc<Shared>, Vec<u64>)>,
     _held: Vec<Arc<RemoteObject>>,
 }
@@ -161,16 +181,10 @@ impl Drop for EncodedFrame {
 pub(crate) fn encode_frame<'m>(
     shared: &Arc<Shared>,
     header: impl Fn(Vec<WireRef>) -> Message<'m>,
-    write_payload: impl FnOnce(&mut BytesMut) -> Result<(), String>,
+    write_payload: impl Fn(&mut BytesMut) -> Result<(), String>,
 ) -> Result<EncodedFrame, FrameError> {
     let limit = shared.config().max_frame_length;
-    let context = Context::Export(ExportContext {
-        shared: Arc::clone(shared),
-        table: Vec::new(),
-        exported: Vec::new(),
-        held: Vec::new(),
-    });
-    let (result, context) = enter(context, || {
+    let build = || {
         let (header_len, frame) = codec::build_frame(|frame| {
             codec::encode_into(&header(Vec::new()), frame)?;
             let header_len = frame.len();
@@ -178,31 +192,54 @@ pub(crate) fn encode_frame<'m>(
             Ok(header_len)
         });
         header_len.map(|header_len| (frame, header_len))
-    });
-    let Context::Export(mut context) = context else {
-        unreachable!("the export context was replaced");
     };
-    let (mut frame, header_len) = result.map_err(FrameError::Encode)?;
+    // First as if the frame carried no reference (no count of the connection taken, nothing
+    // to commit or roll back); again, exporting, only if it does.
+    let (result, context) = match enter(Context::Plain { references: false }, build) {
+        (result, Context::Plain { references: false }) => (result, None),
+        _ => match enter(Context::Export(ExportContext::new(shared)), build) {
+            (result, Context::Export(context)) => (result, Some(context)),
+            _ => unreachable!("the export context was replaced"),
+        },
+    };
+    let (frame, header_len) = result.map_err(FrameError::Encode)?;
+    let Some(mut context) = context else {
+        // No reference in it: nothing exported, nothing held.
+        return Ok(EncodedFrame {
+            bytes: within(limit, frame)?,
+            exports: None,
+            _held: Vec::new(),
+        });
+    };
     let table = std::mem::take(&mut context.table);
-    if !table.is_empty() {
-        // Rare: rewrite the header with the table the payload produced.
+    let frame = if table.is_empty() {
+        frame
+    } else {
+        // Rewrite the header with the table the payload produced.
         let (written, with_refs) = codec::build_frame(|with_refs| {
             codec::encode_into(&header(table), with_refs)?;
             with_refs.extend_from_slice(&frame[header_len..]);
             Ok(())
         });
         written.map_err(FrameError::Encode)?;
-        frame = with_refs;
-    }
-    if frame.len() > limit {
-        return Err(FrameError::TooLarge(frame.len()));
-    }
+        with_refs
+    };
+    // Checked while the context still holds the exports: a frame too large rolls them back.
+    let frame = within(limit, frame)?;
     let exported = std::mem::take(&mut context.exported);
     Ok(EncodedFrame {
         bytes: frame,
         exports: (!exported.is_empty()).then(|| (Arc::clone(shared), exported)),
         _held: std::mem::take(&mut context.held),
     })
+}
+
+/// `frame`, if it is within the frame limit `limit`.
+fn within(limit: usize, frame: Bytes) -> Result<Bytes, FrameError> {
+    if frame.len() > limit {
+        return Err(FrameError::TooLarge(frame.len()));
+    }
+    Ok(frame)
 }
 
 /// Runs `encode` in process; returns its result and the references it encoded.
@@ -248,6 +285,8 @@ pub(crate) fn resolve(shared: &Arc<Shared>, table: Vec<WireRef>) -> Result<Vec<R
         .collect()
 }
 
+const AGAIN_WITH_EXPORTS: &str = "a reference: the frame is encoded again, exporting";
+
 const NO_CONTEXT: &str = "a reference can only be sent as an argument or return value of a \
                           remote call (it was serialized outside of one)";
 
@@ -258,6 +297,11 @@ pub(crate) fn serialize_reference<S: Serializer>(
 ) -> Result<S::Ok, S::Error> {
     let index = with_context(|c| match c.map(RefCell::borrow_mut).as_deref_mut() {
         None | Some(Context::Resolve(_)) => Err(NO_CONTEXT.to_owned()),
+        Some(Context::Plain { references }) => {
+            // Encoded again with an export context (see `encode_frame`).
+            *references = true;
+            Err(AGAIN_WITH_EXPORTS.to_owned())
+        }
         Some(Context::Collect(refs)) => {
             refs.push(reference.clone());
             Ok(refs.len() - 1)

@@ -277,17 +277,23 @@ async fn dropping_a_call_cancels_the_remote_handler() {
     server.stop().await;
 }
 
+/// A client of `server` whose frame limit is 1,024 bytes.
+async fn connect_with_small_frames(server: &TestServer) -> rpc_core::Client {
+    let config = Config::default().max_frame_length(1024);
+    within(
+        "connect",
+        rpc_core::Client::connect_with(server.addr, config),
+    )
+    .await
+    .unwrap()
+}
+
 /// A call over the caller's frame limit fails at the caller, naming the limit; nothing is
 /// sent and the connection lives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_over_the_frame_limit_fails_at_the_caller() {
     let (server, _probe) = TestServer::calc(10).await;
-    let client = within(
-        "connect",
-        rpc_core::Client::connect_with(server.addr, Config::default().max_frame_length(1024)),
-    )
-    .await
-    .unwrap();
+    let client = connect_with_small_frames(&server).await;
     let calc: CalculatorRef = client.root().await.unwrap();
 
     let err = within("a call", calc.size(vec![7; 2000]))
@@ -319,12 +325,7 @@ async fn call_over_the_frame_limit_fails_at_the_caller() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_over_the_frame_limit_exports_nothing() {
     let (server, _probe) = TestServer::calc(10).await;
-    let client = within(
-        "connect",
-        rpc_core::Client::connect_with(server.addr, Config::default().max_frame_length(1024)),
-    )
-    .await
-    .unwrap();
+    let client = connect_with_small_frames(&server).await;
     let exported = client.peer().exported_objects();
     let (dropped, mut drops) = tokio::sync::mpsc::unbounded_channel();
     let thing = ThingRef::new(Item { serial: 7, dropped });

@@ -91,7 +91,8 @@ impl PendingCall {
 
     /// Encodes a call of `method` on the peer's object `object`; `write_args` appends the
     /// encoded argument tuple (references in it are exported on this connection, pending
-    /// until the frame is queued). Nothing is sent before the call is first polled. An error
+    /// until the frame is queued; with a reference in them it is called twice, see
+    /// `refctx::encode_frame`). Nothing is sent before the call is first polled. An error
     /// gives the method's name back.
     pub(crate) fn start(
         connection: &Connection,

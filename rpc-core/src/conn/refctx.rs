@@ -177,7 +177,9 @@ impl Drop for EncodedFrame {
 
 /// Encodes one frame for `shared`: the header `header(refs)`, then the payload
 /// `write_payload` writes. References in the payload are exported on the connection (pending)
-/// and listed in the header.
+/// and listed in the header. `write_payload` is called twice when the payload holds a
+/// reference (see the module docs), each time on a fresh buffer: it must write the same
+/// bytes each time.
 pub(crate) fn encode_frame<'m>(
     shared: &Arc<Shared>,
     header: impl Fn(Vec<WireRef>) -> Message<'m>,
@@ -195,12 +197,18 @@ pub(crate) fn encode_frame<'m>(
     };
     // First as if the frame carried no reference (no count of the connection taken, nothing
     // to commit or roll back); again, exporting, only if it does.
-    let (result, context) = match enter(Context::Plain { references: false }, build) {
-        (result, Context::Plain { references: false }) => (result, None),
-        _ => match enter(Context::Export(ExportContext::new(shared)), build) {
-            (result, Context::Export(context)) => (result, Some(context)),
-            _ => unreachable!("the export context was replaced"),
-        },
+    let (plain, context) = enter(Context::Plain { references: false }, build);
+    let (result, context) = match context {
+        Context::Plain { references: false } => (plain, None),
+        _ => {
+            // The part built before the reference goes first: the scratch memory it was cut
+            // from can then be used again in place.
+            drop(plain);
+            match enter(Context::Export(ExportContext::new(shared)), build) {
+                (result, Context::Export(context)) => (result, Some(context)),
+                _ => unreachable!("the export context was replaced"),
+            }
+        }
     };
     let (frame, header_len) = result.map_err(FrameError::Encode)?;
     let Some(mut context) = context else {

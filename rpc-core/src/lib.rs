@@ -63,8 +63,8 @@
 //! both ways. A local object passed over a connection is exported on it and the peer calls it
 //! back; a reference handed back to its owner arrives as the original object. An argument
 //! list or a return value holding a reference is serialized twice when sent (the first time
-//! up to the reference: most hold none, and those are encoded without touching the
-//! connection's export table), so its `Serialize` must write the same bytes each time and
+//! up to the reference: most hold none, and those are encoded without taking any hold on
+//! the connection), so its `Serialize` must write the same bytes each time and
 //! pass serde's errors on rather than panic on them. A `<Trait>Ref` made with `new` calls its
 //! object directly. [`Peer`] tells when a connection is lost;
 //! [`ReconnectingClient`] reconnects by itself (with back-off and jitter) and fetches its root

@@ -198,27 +198,23 @@ pub(crate) fn encode_frame<'m>(
     // First as if the frame carried no reference (no count of the connection taken, nothing
     // to commit or roll back); again, exporting, only if it does.
     let (plain, context) = enter(Context::Plain { references: false }, build);
-    let (result, context) = match context {
-        Context::Plain { references: false } => (plain, None),
-        _ => {
-            // The part built before the reference goes first: the scratch memory it was cut
-            // from can then be used again in place.
-            drop(plain);
-            match enter(Context::Export(ExportContext::new(shared)), build) {
-                (result, Context::Export(context)) => (result, Some(context)),
-                _ => unreachable!("the export context was replaced"),
-            }
-        }
-    };
-    let (frame, header_len) = result.map_err(FrameError::Encode)?;
-    let Some(mut context) = context else {
-        // No reference in it: nothing exported, nothing held.
+    if let Context::Plain { references: false } = context {
+        let (frame, _) = plain.map_err(FrameError::Encode)?;
         return Ok(EncodedFrame {
             bytes: within(limit, frame)?,
             exports: None,
             _held: Vec::new(),
         });
+    }
+    // The part built before the reference goes first: the scratch memory it was cut from can
+    // then be used again in place.
+    drop(plain);
+    let (result, Context::Export(mut context)) =
+        enter(Context::Export(ExportContext::new(shared)), build)
+    else {
+        unreachable!("the export context was replaced");
     };
+    let (frame, header_len) = result.map_err(FrameError::Encode)?;
     let table = std::mem::take(&mut context.table);
     let frame = if table.is_empty() {
         frame

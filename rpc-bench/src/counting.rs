@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// A transport that counts its writes: every `poll_write` or `poll_write_vectored` that wrote
 /// something, which on a `TcpStream` is one `write`/`writev`/`sendto` syscall. Flushing a
@@ -22,6 +24,16 @@ impl<T> CountingStream<T> {
     /// Wraps `inner`, adding each write it does to `writes`.
     pub(crate) fn new(inner: T, writes: Arc<AtomicU64>) -> CountingStream<T> {
         CountingStream { inner, writes }
+    }
+
+    /// The socket split without a lock into its read half and its write half, the writes of
+    /// the write half still counted.
+    pub(crate) fn into_split(self) -> (OwnedReadHalf, CountingStream<OwnedWriteHalf>)
+    where
+        T: Into<TcpStream>,
+    {
+        let (reader, writer) = self.inner.into().into_split();
+        (reader, CountingStream::new(writer, self.writes))
     }
 
     fn count<E>(&self, polled: Poll<Result<usize, E>>) -> Poll<Result<usize, E>> {

@@ -6,8 +6,9 @@
 //! - `raw echo`: the physical baseline, a `LengthDelimitedCodec` echo of an 8-byte frame;
 //! - `pbrs`: a pbrs call `ping(u64) -> u64` on a typed proxy to the root object;
 //! - `pbrs-direct`: the same, but served by `Server::bind` and reached by `Client::connect`,
-//!   the sockets not wrapped: it shows what the counting wrapper costs `pbrs` (`Client::over`
-//!   and `serve_connection` split the wrapped socket behind a lock);
+//!   the sockets not wrapped: it shows what the counting wrapper costs `pbrs` (which hands
+//!   each wrapped socket over in halves split without a lock, `Client::over_halves` and
+//!   `serve_connection_halves`, as `Client::connect` and `Server::bind` split theirs);
 //! - `pbrs-tls`: pbrs over TLS the same way (an identity generated at start-up, pinned by the
 //!   client; the handshake is over before measuring);
 //! - `tarpc`: tarpc 0.38, a service `ping(u64) -> u64`, bincode over TCP, the server

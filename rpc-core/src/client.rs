@@ -154,11 +154,30 @@ impl Client {
     }
 
     /// Connects over any transport: an in-memory [`tokio::io::duplex`], a Unix socket, ...
+    /// Reading and writing go through one lock on the transport (it is split with
+    /// [`tokio::io::split`]); a transport that splits without one is better passed to
+    /// [`over_halves`](Client::over_halves).
     pub async fn over<T>(transport: T, config: Config) -> Result<Client, CallError>
     where
         T: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (reader, writer) = tokio::io::split(transport);
+        Client::over_halves(reader, writer, config).await
+    }
+
+    /// Connects over a transport already split into the half it reads from and the half it
+    /// writes to: `UnixStream::into_split`, `TcpStream::into_split` (with a wrapper of your
+    /// own around one half, say), a pair of pipes. The connection's reader and writer then
+    /// share no lock.
+    pub async fn over_halves<R, W>(
+        reader: R,
+        writer: W,
+        config: Config,
+    ) -> Result<Client, CallError>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
         Client::start(reader, writer, config, PeerInfo::local("in-process peer")).await
     }
 

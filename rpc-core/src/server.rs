@@ -453,7 +453,9 @@ async fn serve_halves<R, W>(
 
 /// Serves `root` over one connection on any transport (an in-memory
 /// [`tokio::io::duplex`], a Unix socket, ...) until it closes. `peer` names the other end in
-/// logs. Returns an error if the handshake fails.
+/// logs. Returns an error if the handshake fails. Reading and writing go through one lock on
+/// the transport (it is split with [`tokio::io::split`]); a transport that splits without one
+/// is better passed to [`serve_connection_halves`].
 pub async fn serve_connection<T, R>(
     transport: T,
     root: R,
@@ -465,6 +467,24 @@ where
     R: RemoteRef,
 {
     let (reader, writer) = tokio::io::split(transport);
+    serve_connection_halves(reader, writer, root, config, peer).await
+}
+
+/// [`serve_connection`] over a transport already split into the half it reads from and the
+/// half it writes to (`UnixStream::into_split`, `TcpStream::into_split`, a pair of pipes): the
+/// connection's reader and writer then share no lock.
+pub async fn serve_connection_halves<R, W, O>(
+    reader: R,
+    writer: W,
+    root: O,
+    config: Config,
+    peer: &str,
+) -> Result<(), CallError>
+where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+    O: RemoteRef,
+{
     let memory = MemoryBudget::new(config.memory_budget);
     let permanent = vec![(ROOT_OBJECT, local_root(&root)?)];
     let info = PeerInfo::local(peer);

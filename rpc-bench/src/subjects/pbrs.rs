@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use rpc_core::tls::{ClientTls, Identity, ServerTls};
-use rpc_core::{Client, Config, Server, remote, serve_connection};
+use rpc_core::{Client, Config, Server, remote, serve_connection_halves};
 
 use super::{Caller, Shared, accept, check, connect, listen};
 use crate::counting::WriteCounters;
@@ -33,18 +33,21 @@ impl Caller for PingRef {
 }
 
 /// Serves a ping root over one plain TCP connection and connects to it, both sockets
-/// wrapped to count their writes.
+/// wrapped to count their writes. Each socket is split without a lock (as `Client::connect`
+/// and `Server::bind` split theirs) and handed over in halves, its write half counted.
 pub(crate) async fn start() -> Shared<PingRef> {
     let (listener, addr) = listen().await;
     let writes = WriteCounters::default();
     let server_writes = writes.server.clone();
     tokio::spawn(async move {
-        let stream = accept(&listener, server_writes).await;
+        let (reader, writer) = accept(&listener, server_writes).await.into_split();
         let root = PingRef::new(Ponger);
-        let _ = serve_connection(stream, root, Config::default(), "bench").await;
+        let _ = serve_connection_halves(reader, writer, root, Config::default(), "bench").await;
     });
-    let stream = connect(addr, writes.client.clone()).await;
-    let client = Client::over(stream, Config::default()).await.unwrap();
+    let (reader, writer) = connect(addr, writes.client.clone()).await.into_split();
+    let client = Client::over_halves(reader, writer, Config::default())
+        .await
+        .unwrap();
     Shared {
         client: client.root().await.unwrap(),
         writes: Some(writes),
@@ -54,8 +57,8 @@ pub(crate) async fn start() -> Shared<PingRef> {
 /// Starts a pbrs server the way applications do, `Server::bind`, and connects to it with
 /// `Client::connect` (plain TCP, the socket split without a lock) or, when `tls`, with
 /// `Client::connect_tls` (an identity generated here, pinned by the client; the handshake is
-/// over before measuring). The writes are not counted: this shows what the counting wrapper,
-/// which `Client::over` splits behind a lock, costs the counted subject.
+/// over before measuring). The writes are not counted: this shows what the counting wrapper
+/// costs the counted subject.
 pub(crate) async fn start_direct(tls: bool) -> Shared<PingRef> {
     let mut server = Server::bind("127.0.0.1:0", PingRef::new(Ponger))
         .await

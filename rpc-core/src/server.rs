@@ -1,5 +1,6 @@
 //! [`Server`]: a TCP listener whose connections all see one root object, and
-//! [`serve_connection`] to serve that root over any other transport.
+//! [`serve_connection`](crate::serve_connection::serve_connection) to serve a root over any other
+//! transport.
 //!
 //! The accept loop never ends because of one connection: a failed handshake or a peer that
 //! breaks the protocol closes that connection (with one warning line naming the peer), and
@@ -27,6 +28,7 @@ use crate::error::CallError;
 use crate::io::budget::MemoryBudget;
 use crate::object::RemoteRef;
 use crate::protocol::{self, LOOKUP_OBJECT, ROOT_OBJECT};
+use crate::serve_connection::local_root;
 use crate::sturdy::{LookupRef, Registry, SturdyUrl};
 use crate::tls::{Fingerprint, PeerCertificate, ServerTls, TLS_HANDSHAKE_RECORD, TlsAcceptor};
 
@@ -449,59 +451,4 @@ async fn serve_halves<R, W>(
         _ = connection.shared().closed() => {}
         _ = drain.cancelled() => drain_connection(&connection, grace, "the server shut down").await,
     }
-}
-
-/// Serves `root` over one connection on any transport (an in-memory
-/// [`tokio::io::duplex`], a Unix socket, ...) until it closes. `peer` names the other end in
-/// logs. Returns an error if the handshake fails. Reading and writing go through one lock on
-/// the transport (it is split with [`tokio::io::split`]); a transport that splits without one
-/// is better passed to [`serve_connection_halves`].
-pub async fn serve_connection<T, R>(
-    transport: T,
-    root: R,
-    config: Config,
-    peer: &str,
-) -> Result<(), CallError>
-where
-    T: AsyncRead + AsyncWrite + Send + 'static,
-    R: RemoteRef,
-{
-    let (reader, writer) = tokio::io::split(transport);
-    serve_connection_halves(reader, writer, root, config, peer).await
-}
-
-/// [`serve_connection`] over a transport already split into the half it reads from and the
-/// half it writes to (`UnixStream::into_split`, `TcpStream::into_split`, a pair of pipes): the
-/// connection's reader and writer then share no lock.
-pub async fn serve_connection_halves<R, W, O>(
-    reader: R,
-    writer: W,
-    root: O,
-    config: Config,
-    peer: &str,
-) -> Result<(), CallError>
-where
-    R: AsyncRead + Send + Unpin + 'static,
-    W: AsyncWrite + Send + Unpin + 'static,
-    O: RemoteRef,
-{
-    let memory = MemoryBudget::new(config.memory_budget);
-    let permanent = vec![(ROOT_OBJECT, local_root(&root)?)];
-    let info = PeerInfo::local(peer);
-    let connection = establish(reader, writer, config, permanent, info, memory).await?;
-    connection.shared().closed().await;
-    Ok(())
-}
-
-/// The dispatcher of a root object, which must live in this process.
-fn local_root<R: RemoteRef>(root: &R) -> Result<Arc<dyn Dispatch>, CallError> {
-    root.object()
-        .local_dispatch()
-        .cloned()
-        .ok_or_else(|| CallError::Encode {
-            what: "the root object",
-            message: "a root object must be a local object (`FooRef::new(object)`), not a proxy \
-                  of an object in another process"
-                .into(),
-        })
 }

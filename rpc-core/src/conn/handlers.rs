@@ -45,12 +45,25 @@ const TAKE_OVER_AFTER: Duration = Duration::from_millis(2);
 /// The calls of one burst not yet first-polled, shared by the task polling them and the
 /// watchdog that hands the rest to another task when a poll runs long.
 struct Burst {
-    calls: Mutex<VecDeque<Started>>,
-    /// Counts first polls begun and ended (odd while one runs): no clock is read per call.
-    polls: AtomicU64,
+    calls: Mutex<BurstCalls>,
     /// `polls` as the watchdog saw it at its last tick: the same odd value a tick later means
     /// one poll has run for a whole tick.
     seen: AtomicU64,
+}
+
+/// A burst's calls not yet taken, and its first polls, counted under the same lock (taken once
+/// per call: no clock is read, no atomic counted).
+struct BurstCalls {
+    queue: VecDeque<Started>,
+    /// Counts first polls begun and ended (odd while one runs).
+    polls: u64,
+}
+
+impl BurstCalls {
+    /// A first poll runs, or calls are left to take.
+    fn under_way(&self) -> bool {
+        self.polls % 2 == 1 || !self.queue.is_empty()
+    }
 }
 
 /// Watches the bursts of one connection whose first polls are under way (see the module
@@ -82,8 +95,10 @@ pub(crate) fn run_burst(shared: &Arc<Shared>, watchdog: &Arc<Watchdog>, calls: V
         }
         _ => {
             let burst = Arc::new(Burst {
-                calls: Mutex::new(calls.into()),
-                polls: AtomicU64::new(0),
+                calls: Mutex::new(BurstCalls {
+                    queue: calls.into(),
+                    polls: 0,
+                }),
                 seen: AtomicU64::new(0),
             });
             let wake = {
@@ -107,13 +122,21 @@ pub(crate) fn run_burst(shared: &Arc<Shared>, watchdog: &Arc<Watchdog>, calls: V
 fn poll_elsewhere(shared: Arc<Shared>, burst: Arc<Burst>) {
     tokio::spawn(async move {
         let mut clock = BurstClock::default();
+        let mut polled = false;
         loop {
-            let Some(call) = lock(&burst.calls).pop_front() else {
+            let call = {
+                let mut calls = lock(&burst.calls);
+                // The end of the last poll and the start of the next, in one lock.
+                calls.polls += u64::from(polled);
+                let call = calls.queue.pop_front();
+                calls.polls += u64::from(call.is_some());
+                call
+            };
+            let Some(call) = call else {
                 break;
             };
-            burst.polls.fetch_add(1, Ordering::SeqCst);
             first_poll(&shared, &mut clock, call);
-            burst.polls.fetch_add(1, Ordering::SeqCst);
+            polled = true;
         }
         // The answers of the burst, in one write.
         shared.flush();
@@ -133,9 +156,7 @@ async fn watch(shared: Arc<Shared>, watchdog: Arc<Watchdog>) {
             let mut active = lock(&watchdog.active);
             // A burst is done once every call was taken and no first poll runs (one that
             // runs may hold up the answers of the calls before it).
-            active.retain(|burst| {
-                burst.polls.load(Ordering::SeqCst) % 2 == 1 || !lock(&burst.calls).is_empty()
-            });
+            active.retain(|burst| lock(&burst.calls).under_way());
             if active.is_empty() {
                 // Asleep until the next burst of several calls (told under the same lock).
                 watchdog.running.store(false, Ordering::SeqCst);
@@ -143,7 +164,7 @@ async fn watch(shared: Arc<Shared>, watchdog: Arc<Watchdog>) {
             active
                 .iter()
                 .filter(|burst| {
-                    let polls = burst.polls.load(Ordering::SeqCst);
+                    let polls = lock(&burst.calls).polls;
                     let seen = burst.seen.swap(polls, Ordering::SeqCst);
                     polls % 2 == 1 && polls == seen
                 })
@@ -153,7 +174,7 @@ async fn watch(shared: Arc<Shared>, watchdog: Arc<Watchdog>) {
         for burst in stuck {
             // Write the answers already queued; poll whatever calls are left elsewhere.
             shared.flush();
-            if !lock(&burst.calls).is_empty() {
+            if !lock(&burst.calls).queue.is_empty() {
                 poll_elsewhere(Arc::clone(&shared), burst);
             }
         }

@@ -21,7 +21,7 @@ use super::caller::WithCaller;
 use super::lifecycle::{Closed, lock};
 use super::refctx::decode_with;
 use super::shared::{Reference, Shared};
-use crate::dispatch::{Args, HandlerFuture, run_dispatch};
+use crate::dispatch::{Args, Dispatch, HandlerFuture, run_dispatch};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::protocol::Message;
 use crate::telemetry::{CallSite, CallTelemetry, Direction, Outcome};
@@ -112,24 +112,56 @@ impl BurstClock {
     }
 }
 
+/// The reader's own handles on the connection's permanent objects (see `exports`), so that a
+/// call of one (of the root, most calls) finds it without locking the export table and
+/// without counting a reference to it. They are the table's from the start to the close (never
+/// released before), and the reader, which routes calls only while the connection is open,
+/// drops them when it ends.
+pub(crate) struct Permanent(Vec<(u64, Arc<dyn Dispatch>)>);
+
+impl Permanent {
+    pub(crate) fn new(objects: &[(u64, Arc<dyn Dispatch>)]) -> Self {
+        Permanent(objects.to_vec())
+    }
+
+    fn get(&self, id: u64) -> Option<&Arc<dyn Dispatch>> {
+        self.0
+            .iter()
+            .find(|(at, _)| *at == id)
+            .map(|(_, object)| object)
+    }
+}
+
 /// A call arrived (in the burst of `clock`): refuse it (`None`), or admit it and make its
 /// handler. An error means the peer broke the protocol (a request id already running).
 pub(crate) fn incoming_call(
     shared: &Arc<Shared>,
     clock: &mut BurstClock,
+    permanent: &Permanent,
     (id, object, method): (u64, u64, &str),
     deadline_ms: Option<u64>,
     args: &[u8],
     refs: Vec<Reference>,
 ) -> Result<Option<Started>, Closed> {
     let call = (id, object, method);
-    let Some(target) = shared.exported(object) else {
-        let message = format!(
-            "no object {object} is exported on this connection (it was never handed out here, \
-             or it has been released)"
-        );
-        refuse(shared, call, None, RemoteErrorKind::NoSuchObject, message);
-        return Ok(None);
+    // A permanent object (the root, most calls) is the reader's own: no lock, no count taken.
+    let exported;
+    let target = match permanent.get(object) {
+        Some(target) => target,
+        None => {
+            exported = shared.exported(object);
+            match &exported {
+                Some(target) => target,
+                None => {
+                    let message = format!(
+                        "no object {object} is exported on this connection (it was never handed \
+                         out here, or it has been released)"
+                    );
+                    refuse(shared, call, None, RemoteErrorKind::NoSuchObject, message);
+                    return Ok(None);
+                }
+            }
+        }
     };
     // The method's name as the object declares it (`None`: it has no such method).
     let label = target.method_name(method);

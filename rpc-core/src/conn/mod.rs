@@ -81,9 +81,10 @@ where
     let telemetry = ConnectionTelemetry::open();
     frames.count_received(telemetry.received.clone());
     let handles = (telemetry.sent.clone(), Arc::clone(&telemetry.calls));
+    let reader_permanent = incoming::Permanent::new(&permanent);
     let shared = Shared::new(config, peer, Box::new(writer), memory, permanent, handles);
     let connection = Connection::new(Arc::clone(&shared));
-    let reader = reader::read_loop(Arc::clone(&shared), frames);
+    let reader = reader::read_loop(Arc::clone(&shared), frames, reader_permanent);
     tokio::spawn(async move {
         let _open = telemetry;
         reader.await;

@@ -12,7 +12,7 @@ use std::task::Poll;
 use tokio::io::AsyncRead;
 
 use super::handlers::{Watchdog, run_burst};
-use super::incoming::{BurstClock, Started};
+use super::incoming::{BurstClock, Permanent, Started};
 use super::lifecycle::{Closed, lock};
 use super::router::route_frame;
 use super::shared::Shared;
@@ -42,6 +42,7 @@ impl Drop for CloseOnExit {
 pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
     shared: Arc<Shared>,
     mut frames: FrameReader<R>,
+    permanent: Permanent,
 ) {
     let _close = CloseOnExit {
         shared: Arc::clone(&shared),
@@ -108,7 +109,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
             }
             Ok(Some(frame)) => {
                 in_burst = true;
-                match route_frame(&shared, &mut clock, frame.freeze()) {
+                match route_frame(&shared, &mut clock, &permanent, frame.freeze()) {
                     Ok(Some(call)) => started.push(call),
                     Ok(None) => {}
                     Err(why) => break why,

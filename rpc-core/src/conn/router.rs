@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 
-use super::incoming::{BurstClock, Started, incoming_call, refuse};
+use super::incoming::{BurstClock, Permanent, Started, incoming_call, refuse};
 use super::lifecycle::{Closed, lock};
 use super::outgoing::Completed;
 use super::refctx::resolve;
@@ -20,11 +20,13 @@ use crate::codec;
 use crate::error::{CallError, RemoteErrorKind};
 use crate::protocol::{self, Message};
 
-/// Routes one frame of the burst of `clock`; returns the admitted call whose handler is to
+/// Routes one frame of the burst of `clock` (`permanent`: the reader's handles on the
+/// permanent objects); returns the admitted call whose handler is to
 /// run, if it was one. An error closes the connection.
 pub(crate) fn route_frame(
     shared: &Arc<Shared>,
     clock: &mut BurstClock,
+    permanent: &Permanent,
     frame: Bytes,
 ) -> Result<Option<Started>, Closed> {
     let config = shared.config();
@@ -46,7 +48,7 @@ pub(crate) fn route_frame(
             Ok(refs) => {
                 let call = (id, object, &*method);
                 let args = &frame[used..];
-                return incoming_call(shared, clock, call, deadline_ms, args, refs);
+                return incoming_call(shared, clock, permanent, call, deadline_ms, args, refs);
             }
             Err(message) => {
                 let call = (id, object, &*method);

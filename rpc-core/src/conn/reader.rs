@@ -4,12 +4,14 @@
 //! each other for ever); the output budget and `Overloaded` refusals bound what the peer can
 //! make this side queue instead. It notes the time for the keepalive once per burst of
 //! frames; when a burst ends it hands the calls of the burst to `handlers` (which write their
-//! answers together) and writes what it queued itself.
+//! answers together; on a `current_thread` runtime it first-polls them itself, see
+//! `handlers::run_burst`) and writes what it queued itself.
 
 use std::sync::Arc;
 use std::task::Poll;
 
 use tokio::io::AsyncRead;
+use tokio::runtime::RuntimeFlavor;
 
 use super::handlers::{Watchdog, run_burst};
 use super::incoming::{BurstClock, Permanent, Started};
@@ -53,6 +55,9 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
     let mut closed = std::pin::pin!(closed.cancelled());
     let mut in_burst = false;
     let watchdog = Arc::new(Watchdog::default());
+    // On a `current_thread` runtime the handlers are first-polled here (see `run_burst`).
+    let on_this_thread =
+        tokio::runtime::Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread;
     let mut started = Vec::new();
     let mut clock = BurstClock::default();
     let why = loop {
@@ -72,7 +77,13 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                         // Nothing more to read right now: the burst is over. Its handlers run
                         // elsewhere, and write their answers together; what the reader itself
                         // queued (error answers, pongs) is written now.
-                        end_burst(&shared, &watchdog, &mut started, &mut clock, &mut in_burst);
+                        end_burst(
+                            &shared,
+                            (&watchdog, on_this_thread),
+                            &mut started,
+                            &mut clock,
+                            &mut in_burst,
+                        );
                         // The read first: a wake that brings a frame does not poll the close,
                         // which is checked, more cheaply, once the wait is over (and once per
                         // frame at the top of the loop).
@@ -129,12 +140,12 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
 /// run).
 fn end_burst(
     shared: &Arc<Shared>,
-    watchdog: &Arc<Watchdog>,
+    (watchdog, on_this_thread): (&Arc<Watchdog>, bool),
     started: &mut Vec<Started>,
     clock: &mut BurstClock,
     in_burst: &mut bool,
 ) {
-    run_burst(shared, watchdog, std::mem::take(started));
+    run_burst(shared, watchdog, std::mem::take(started), on_this_thread);
     clock.reset();
     if std::mem::take(in_burst) {
         shared.note_received();

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::on_both_runtimes;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -71,6 +73,25 @@ pub trait Workshop {
     async fn remote_make_bomb(&self) -> BombRef;
     /// Takes an argument whose `Deserialize` panics.
     async fn remote_fragile(&self, arg: Fragile) -> u32;
+    /// Answers `n` in a value whose `Drop` panics on this side, once it has been sent.
+    async fn remote_dud(&self, n: u32) -> Dud;
+}
+
+/// Its `Drop` panics where it was made armed (the handler's side); a decoded one is not.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Dud {
+    /// The value it carries.
+    pub n: u32,
+    #[serde(skip)]
+    armed: bool,
+}
+
+impl Drop for Dud {
+    fn drop(&mut self) {
+        if self.armed && !std::thread::panicking() {
+            panic!("Dud's Drop panics on purpose");
+        }
+    }
 }
 
 /// Its `Serialize` panics.
@@ -275,6 +296,10 @@ impl Workshop for Shop {
     async fn remote_fragile(&self, _arg: Fragile) -> u32 {
         unreachable!("the argument never decodes")
     }
+
+    async fn remote_dud(&self, n: u32) -> Dud {
+        Dud { n, armed: true }
+    }
 }
 
 /// The incoming calls of `peer` running now.
@@ -422,133 +447,162 @@ fn assert_disconnected<T>(result: Result<T, CallError>, what: &str) {
 // 1. A cancel frees the call's slot at once.
 // ---------------------------------------------------------------------------------------------
 
-/// With room for one call in flight, 1,000 pairs of (call of a handler that never finishes,
-/// cancel of that call) arrive in one write, then one quick call: every slow call is admitted
-/// (its cancel freed the slot before the next call was read) and the quick call is answered.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancel_frees_the_slot_at_once() {
-    const PAIRS: u64 = 1000;
-    const QUICK: u64 = 1_000_000;
-    let s = Setup::new(Config::default().max_in_flight_calls(1)).await;
-    let mut raw = RawPeer::handshaken(s.addr).await;
-    let mut burst = Vec::new();
-    for id in 1..=PAIRS {
-        burst.extend(frame(&call_payload(id, 0, "forever", (id as u32,))));
-        burst.extend(frame(&encode(&Message::Cancel { id })));
-    }
-    burst.extend(frame(&call_payload(QUICK, 0, "quick", (1u32,))));
-    raw.send(&burst).await;
-
-    // Cancelled calls are never answered: the first frame must answer the quick call.
-    let (message, value) = decode_message(&raw.read_frame().await);
-    match message {
-        Message::Answer { id: QUICK, .. } => {
-            let in_flight: usize = decode_value(&value);
-            assert_eq!(
-                in_flight, 1,
-                "calls in flight seen by the quick handler (itself included)"
-            );
+on_both_runtimes! {
+    /// With room for one call in flight, 1,000 pairs of (call of a handler that never finishes,
+    /// cancel of that call) arrive in one write, then one quick call: every slow call is admitted
+    /// (its cancel freed the slot before the next call was read) and the quick call is answered.
+    async fn a_cancel_frees_the_slot_at_once() {
+        const PAIRS: u64 = 1000;
+        const QUICK: u64 = 1_000_000;
+        let s = Setup::new(Config::default().max_in_flight_calls(1)).await;
+        let mut raw = RawPeer::handshaken(s.addr).await;
+        let mut burst = Vec::new();
+        for id in 1..=PAIRS {
+            burst.extend(frame(&call_payload(id, 0, "forever", (id as u32,))));
+            burst.extend(frame(&encode(&Message::Cancel { id })));
         }
-        Message::Error { id, error } => panic!("call {id} was refused: {error:?}"),
-        other => panic!("expected the quick call's answer, got {other:?}"),
-    }
+        burst.extend(frame(&call_payload(QUICK, 0, "quick", (1u32,))));
+        raw.send(&burst).await;
 
-    // The quick call's slot is freed just after its answer is queued.
-    let peer = s.caller();
-    within("no call in flight after the burst", async {
-        while calls_in_flight(&peer) != 0 {
-            tokio::task::yield_now().await;
+        // Cancelled calls are never answered: the first frame must answer the quick call.
+        let (message, value) = decode_message(&raw.read_frame().await);
+        match message {
+            Message::Answer { id: QUICK, .. } => {
+                let in_flight: usize = decode_value(&value);
+                assert_eq!(
+                    in_flight, 1,
+                    "calls in flight seen by the quick handler (itself included)"
+                );
+            }
+            Message::Error { id, error } => panic!("call {id} was refused: {error:?}"),
+            other => panic!("expected the quick call's answer, got {other:?}"),
         }
-    })
-    .await;
-    // And the connection takes calls again.
-    let (message, value) = raw.call(QUICK + 1, 0, "quick", (2u32,)).await;
-    assert!(
-        matches!(message, Message::Answer { id, .. } if id == QUICK + 1),
-        "expected an answer, got {message:?}"
-    );
-    assert_eq!(decode_value::<usize>(&value), 1);
-    drop(raw);
-    s.stop().await;
+
+        // The quick call's slot is freed just after its answer is queued.
+        let peer = s.caller();
+        within("no call in flight after the burst", async {
+            while calls_in_flight(&peer) != 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        // And the connection takes calls again.
+        let (message, value) = raw.call(QUICK + 1, 0, "quick", (2u32,)).await;
+        assert!(
+            matches!(message, Message::Answer { id, .. } if id == QUICK + 1),
+            "expected an answer, got {message:?}"
+        );
+        assert_eq!(decode_value::<usize>(&value), 1);
+        drop(raw);
+        s.stop().await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // 2. A panic while encoding an answer.
 // ---------------------------------------------------------------------------------------------
 
-/// A return value whose `Serialize` panics is a `Panicked` answer; the connection lives on,
-/// the export made while encoding it is rolled back, and references still travel both ways
-/// afterwards (the thread-local reference context was reset).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_serialize_is_a_panicked_answer() {
-    let mut s = Setup::new(Config::default()).await;
-    let (client, ws) = s.client().await;
-    // Several rounds, so that the panics and the calls after them land on both runtime threads.
-    for round in 0..6u64 {
-        let before = within("exported", ws.exported()).await.unwrap();
-        assert_eq!(before, 1, "round {round}: only the root is exported");
+on_both_runtimes! {
+    /// A return value whose `Serialize` panics is a `Panicked` answer; the connection lives on,
+    /// the export made while encoding it is rolled back, and references still travel both ways
+    /// afterwards (the thread-local reference context was reset).
+    async fn a_panicking_serialize_is_a_panicked_answer() {
+        let mut s = Setup::new(Config::default()).await;
+        let (client, ws) = s.client().await;
+        // Several rounds, so that the panics and the calls after them land on both runtime threads.
+        for round in 0..6u64 {
+            let before = within("exported", ws.exported()).await.unwrap();
+            assert_eq!(before, 1, "round {round}: only the root is exported");
 
-        assert_panicked(within("boom", ws.boom()).await, "boom");
+            assert_panicked(within("boom", ws.boom()).await, "boom");
+            assert!(client.is_connected());
+            assert_eq!(within("a quick call", ws.quick(1)).await.unwrap(), 1);
+
+            assert_panicked(
+                within("boom_with_gadget", ws.boom_with_gadget()).await,
+                "boom_with_gadget",
+            );
+            assert!(client.is_connected());
+            let after = within("exported", ws.exported()).await.unwrap();
+            assert_eq!(
+                after, before,
+                "round {round}: the failed answer's export stays"
+            );
+            // The gadget of the failed answer is released.
+            within("the doomed gadget to drop", async {
+                while s.gadget_drops.recv().await.expect("shop gone") < DOOMED_SERIALS {}
+            })
+            .await;
+
+            // References still travel: a server's gadget to the client and back ...
+            let gadget = within("make_gadget", ws.make_gadget()).await.unwrap();
+            let serial = within("a gadget call", gadget.serial()).await.unwrap();
+            assert_eq!(
+                within("serial_of", ws.serial_of(gadget.clone()))
+                    .await
+                    .unwrap(),
+                serial
+            );
+            // ... and a client's gadget to the server, which calls it back.
+            let (drops_tx, _drops) = mpsc::unbounded_channel();
+            let local = GadgetRef::new(Widget {
+                serial: 500 + round,
+                dropped: drops_tx,
+            });
+            assert_eq!(
+                within("serial_of a client gadget", ws.serial_of(local))
+                    .await
+                    .unwrap(),
+                500 + round
+            );
+            drop(gadget);
+        }
         assert!(client.is_connected());
-        assert_eq!(within("a quick call", ws.quick(1)).await.unwrap(), 1);
-
-        assert_panicked(
-            within("boom_with_gadget", ws.boom_with_gadget()).await,
-            "boom_with_gadget",
-        );
-        assert!(client.is_connected());
-        let after = within("exported", ws.exported()).await.unwrap();
-        assert_eq!(
-            after, before,
-            "round {round}: the failed answer's export stays"
-        );
-        // The gadget of the failed answer is released.
-        within("the doomed gadget to drop", async {
-            while s.gadget_drops.recv().await.expect("shop gone") < DOOMED_SERIALS {}
-        })
-        .await;
-
-        // References still travel: a server's gadget to the client and back ...
-        let gadget = within("make_gadget", ws.make_gadget()).await.unwrap();
-        let serial = within("a gadget call", gadget.serial()).await.unwrap();
-        assert_eq!(
-            within("serial_of", ws.serial_of(gadget.clone()))
-                .await
-                .unwrap(),
-            serial
-        );
-        // ... and a client's gadget to the server, which calls it back.
-        let (drops_tx, _drops) = mpsc::unbounded_channel();
-        let local = GadgetRef::new(Widget {
-            serial: 500 + round,
-            dropped: drops_tx,
-        });
-        assert_eq!(
-            within("serial_of a client gadget", ws.serial_of(local))
-                .await
-                .unwrap(),
-            500 + round
-        );
-        drop(gadget);
+        drop((ws, client));
+        s.stop().await;
     }
-    assert!(client.is_connected());
-    drop((ws, client));
-    s.stop().await;
 }
 
-/// A panic while starting a handler (an argument whose `Deserialize` panics) is a `Panicked`
-/// answer and the connection lives on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_deserialize_is_a_panicked_answer() {
-    let s = Setup::new(Config::default()).await;
-    let (client, ws) = s.client().await;
-    for _ in 0..3 {
-        assert_panicked(within("fragile", ws.fragile(Fragile(3))).await, "fragile");
-        assert!(client.is_connected());
-        assert_eq!(within("a quick call", ws.quick(1)).await.unwrap(), 1);
+on_both_runtimes! {
+    /// A panic while starting a handler (an argument whose `Deserialize` panics) is a `Panicked`
+    /// answer and the connection lives on.
+    async fn a_panicking_deserialize_is_a_panicked_answer() {
+        let s = Setup::new(Config::default()).await;
+        let (client, ws) = s.client().await;
+        for _ in 0..3 {
+            assert_panicked(within("fragile", ws.fragile(Fragile(3))).await, "fragile");
+            assert!(client.is_connected());
+            assert_eq!(within("a quick call", ws.quick(1)).await.unwrap(), 1);
+        }
+        drop((ws, client));
+        s.stop().await;
     }
-    drop((ws, client));
-    s.stop().await;
+}
+
+on_both_runtimes! {
+    /// A value whose `Drop` panics once it was answered stops nothing: calls sent together
+    /// with it (one burst) are all answered, and the connection lives on.
+    async fn a_panicking_drop_of_an_answered_value_stops_nothing() {
+        let s = Setup::new(Config::default()).await;
+        let (client, ws) = s.client().await;
+        for round in 0..3u32 {
+            let (quick, duds) = within(
+                "a burst of calls, duds among them",
+                futures::future::join(
+                    futures::future::join_all((0..4).map(|n| ws.quick(n))),
+                    futures::future::join_all((0..4).map(|n| ws.dud(10 * round + n))),
+                ),
+            )
+            .await;
+            assert!(quick.iter().all(Result::is_ok), "round {round}: {quick:?}");
+            let duds: Vec<u32> = duds.into_iter().map(|d| d.unwrap().n).collect();
+            assert_eq!(duds, (0..4).map(|n| 10 * round + n).collect::<Vec<_>>());
+            assert!(client.is_connected());
+        }
+        assert!(within("a quick call", ws.quick(1)).await.is_ok());
+        drop((ws, client));
+        s.stop().await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,20 +5,21 @@
 //! once: most finish at once, and their answers go out together in one write when the task is
 //! done. A handler that does not finish at once continues as a task of its own. A handler that
 //! computes for a long time without awaiting thus holds up neither the reader (later calls,
-//! cancels, decrefs, pings) nor the calls of later bursts. Nor the rest of its own burst: while bursts of several calls
-//! are under way, the connection's [`Watchdog`] checks every 2 ms, and once one first poll has
-//! run across two checks it writes the answers already queued and polls the rest of that burst in
-//! another task (the watchdog sleeps while no such burst is under way, so it costs nothing
-//! then). One case is tokio's, not ours: if the busy handler runs on the worker that was
-//! driving I/O while every other worker sleeps, no socket is read until it yields (tokio hands
-//! the I/O driver over only when a worker parks). CPU-bound work belongs on
-//! `tokio::task::spawn_blocking` (PB's `deferToThread`).
+//! cancels, decrefs, pings) nor the calls of later bursts. Nor the rest of its own burst: while
+//! bursts of several calls are under way, the connection's [`Watchdog`] checks every 2 ms, and
+//! once one first poll has run across two checks it writes the answers already queued and
+//! polls the rest of that burst in another task (the watchdog sleeps while no such burst is
+//! under way, so it costs nothing then). One case is tokio's, not ours: if the busy handler
+//! runs on the worker that was driving I/O while every other worker sleeps, no socket is read
+//! until it yields (tokio hands the I/O driver over only when a worker parks). CPU-bound work
+//! belongs on `tokio::task::spawn_blocking` (PB's `deferToThread`).
 //!
 //! On a `current_thread` runtime that task would run on the reader's own thread, once the
 //! reader yields, and nothing else could run while a handler computes: there the reader
-//! first-polls the burst's handlers itself, the same way, and writes their answers together
-//! (no task made and scheduled per burst: 6 to 7 % more calls per second in `rpc-bench`,
-//! sequential and 64 in flight).
+//! first-polls the burst's handlers itself, the same way, and writes their answers with what
+//! else the burst queued (no task made and scheduled per burst: 6 to 7 % more calls per second
+//! in `rpc-bench`, sequential and 64 in flight). A handler computing without awaiting holds up
+//! its connection there, as it holds up every other task of the thread.
 //!
 //! An answer is encoded where its handler finished. A panic there, in the handler or in the
 //! encoding of its value, becomes a `Panicked` error answer, and the exports made for that
@@ -26,6 +27,7 @@
 //! call's slot; the slot is freed under the outbox's lock as the answer goes in.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -87,7 +89,8 @@ pub(crate) struct Watchdog {
 
 /// Runs the handlers of one burst (see the module docs); nothing to do for none. With
 /// `on_this_thread` (a `current_thread` runtime), the caller, the reader, first-polls them
-/// itself: a task would run on this same thread after the reader anyway.
+/// itself (a task would run on this same thread after the reader anyway) and writes their
+/// answers with the rest of what the burst queued (see `reader::end_burst`).
 pub(crate) fn run_burst(
     shared: &Arc<Shared>,
     watchdog: &Arc<Watchdog>,
@@ -99,7 +102,6 @@ pub(crate) fn run_burst(
         for call in calls {
             first_poll(shared, &mut clock, call);
         }
-        shared.flush();
         return;
     }
     let shared = Arc::clone(shared);
@@ -213,6 +215,8 @@ async fn watch(shared: Arc<Shared>, watchdog: Arc<Watchdog>) {
 fn first_poll(shared: &Arc<Shared>, clock: &mut BurstClock, mut call: Started) {
     if !lock(&shared.admission).is_running(call.slot.ticket) {
         // Cancelled (by its caller, or by the connection closing) before it ran.
+        let (interface, method) = (call.interface, call.method.clone());
+        drop_caught(call, interface, &method);
         return;
     }
     // Polled with a waker that does nothing: a handler that is not done is polled again at
@@ -275,6 +279,7 @@ fn first_poll(shared: &Arc<Shared>, clock: &mut BurstClock, mut call: Started) {
     let mut slot = Some(slot);
     if let Some(outcome) = try_answer(shared, id, &result, &mut slot, interface, &method) {
         telemetry.finish_at(outcome, clock.now());
+        drop_caught(result, interface, &method);
     } else {
         // No room for it now: wait in a task, holding the slot and the value.
         let shared = Arc::clone(shared);
@@ -340,8 +345,21 @@ async fn queue_answer(
         }
     };
     telemetry.finish(outcome);
-    drop(result);
+    drop_caught(result, interface, method);
     shared.flush();
+}
+
+/// Drops what a call left (its handler's value once answered, or a handler cancelled before
+/// it ran), catching a panic in a `Drop` of the application's: logged, it stops neither the
+/// reader, nor the other calls of the burst, nor the write of their answers.
+fn drop_caught<T>(value: T, interface: &str, method: &str) {
+    if std::panic::catch_unwind(AssertUnwindSafe(move || drop(value))).is_err() {
+        tracing::error!(
+            interface,
+            method,
+            "dropping what a call left (its value, or its handler) panicked"
+        );
+    }
 }
 
 /// The answer frame of call `id`: its value, or the error it failed with, or the error its
@@ -397,7 +415,7 @@ fn encode_answer(
     interface: &str,
     method: &str,
 ) -> Result<EncodedFrame, RemoteError> {
-    let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let encoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
         encode_frame(
             shared,
             |refs| Message::Answer { id, refs },

@@ -4,8 +4,8 @@
 //! drains, the object is unknown, more than a third of the output budget is queued, or
 //! `max_in_flight_calls` are running. Otherwise it takes a slot (freed when its answer is
 //! queued, or at once when it is cancelled), its arguments are decoded with the frame's
-//! references, and its handler is made, not yet polled: [`Started`], which `handlers` runs,
-//! never on the reader.
+//! references, and its handler is made, not yet polled: [`Started`], which `handlers` runs
+//! (off the reader on a multi-threaded runtime; see there).
 
 use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;

@@ -4,8 +4,8 @@
 //! frame to the [`router`]), a **writer** task that only steps in when the socket is full
 //! (see [`crate::io::outbox`]), a task that fails the outgoing calls whose deadline passes
 //! ([`deadlines`]: one timer for them all), and, if enabled, a [`keepalive`] task. Incoming
-//! calls are admitted ([`admission`], [`incoming`]) and their handlers run off the reader
-//! ([`handlers`]); outgoing calls wait in the [`outgoing`] table ([`pending_call`]). Each
+//! calls are admitted ([`admission`], [`incoming`]) and their handlers run off the reader on
+//! a multi-threaded runtime ([`handlers`]); outgoing calls wait in the [`outgoing`] table ([`pending_call`]). Each
 //! connection has two object tables: the objects it [`exports`] to the peer and the peer's
 //! objects it [`imports`]; references travel through [`refctx`]. The [`lifecycle`] closes it
 //! once: every pending outgoing call fails with `Disconnected`, every running handler is

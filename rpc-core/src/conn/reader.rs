@@ -74,9 +74,10 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                 match futures::poll!(read.as_mut()) {
                     Poll::Ready(next) => next,
                     Poll::Pending => {
-                        // Nothing more to read right now: the burst is over. Its handlers run
-                        // elsewhere, and write their answers together; what the reader itself
-                        // queued (error answers, pongs) is written now.
+                        // Nothing more to read right now: the burst is over. Its handlers are
+                        // first-polled (elsewhere, or here on a current_thread runtime) and
+                        // write their answers together; what the reader itself queued (error
+                        // answers, pongs, here those answers too) is written now.
                         end_burst(
                             &shared,
                             (&watchdog, on_this_thread),

@@ -360,7 +360,9 @@ impl Shared {
         let waiting =
             lock(&self.pending).fail_all(why.reason(), || CallError::disconnected(why.reason()));
         waiting.into_iter().for_each(Waker::wake);
-        // Dropping the cancel handles stops the handlers.
+        // Dropping the cancel handles stops the handlers. And no call is admitted from now on:
+        // before the exports go, since the reader finds the permanent ones (the root) in its
+        // own handles, not in the table (see `incoming::Permanent`).
         lock(&self.admission).cancel_all();
         self.idle.notify_waiters();
         let exports = lock(&self.exports).clear();

@@ -19,6 +19,34 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+/// Defines the test `$name` twice, as `$name::multi_thread` (on 2 workers) and
+/// `$name::current_thread`: rpc-core runs the handlers of incoming calls differently on the
+/// two (in tasks of their own, or first-polled by the connection's reader).
+#[allow(unused_macros)]
+macro_rules! on_both_runtimes {
+    ($(#[$meta:meta])* async fn $name:ident() $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run() $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn multi_thread() {
+                run().await
+            }
+
+            #[tokio::test(flavor = "current_thread")]
+            async fn current_thread() {
+                run().await
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_runtimes;
+
 /// How long any single expected event may take on a loaded machine.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::on_both_runtimes;
+
 use std::time::Duration;
 
 use common::{RawPeer, call_payload, frame, within};
@@ -60,78 +62,80 @@ async fn server(
     (addr, seen, tokio::spawn(server.run()))
 }
 
-/// Both sides have far more than one frame limit queued for each other at once (calls one
-/// way, answers the other): neither may stop reading, or they would wait for each other for
-/// ever. Calls refused while the server's queue is over the limit are retried.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn heavy_traffic_both_ways_does_not_deadlock() {
-    let config = Config::default().max_frame_length(64 * 1024).no_keepalive();
-    let (addr, _peers, serving) = server(config.clone()).await;
-    let client = within("connect", Client::connect_with(addr, config))
-        .await
-        .unwrap();
-    let bulk: BulkRef = client.root().await.unwrap();
-    let tasks: Vec<_> = (0..16u8)
-        .map(|t| {
-            let bulk = bulk.clone();
-            tokio::spawn(async move {
-                for round in 0..10u8 {
-                    let data = vec![t ^ round; 48 * 1024];
-                    loop {
-                        match bulk.echo(data.clone()).await {
-                            Ok(back) => {
-                                assert_eq!(back, data);
-                                break;
+on_both_runtimes! {
+    /// Both sides have far more than one frame limit queued for each other at once (calls one
+    /// way, answers the other): neither may stop reading, or they would wait for each other for
+    /// ever. Calls refused while the server's queue is over the limit are retried.
+    async fn heavy_traffic_both_ways_does_not_deadlock() {
+        let config = Config::default().max_frame_length(64 * 1024).no_keepalive();
+        let (addr, _peers, serving) = server(config.clone()).await;
+        let client = within("connect", Client::connect_with(addr, config))
+            .await
+            .unwrap();
+        let bulk: BulkRef = client.root().await.unwrap();
+        let tasks: Vec<_> = (0..16u8)
+            .map(|t| {
+                let bulk = bulk.clone();
+                tokio::spawn(async move {
+                    for round in 0..10u8 {
+                        let data = vec![t ^ round; 48 * 1024];
+                        loop {
+                            match bulk.echo(data.clone()).await {
+                                Ok(back) => {
+                                    assert_eq!(back, data);
+                                    break;
+                                }
+                                Err(e)
+                                    if e.remote_kind()
+                                        == Some(rpc_core::RemoteErrorKind::Overloaded) =>
+                                {
+                                    tokio::task::yield_now().await
+                                }
+                                Err(e) => panic!("call failed: {e}"),
                             }
-                            Err(e)
-                                if e.remote_kind()
-                                    == Some(rpc_core::RemoteErrorKind::Overloaded) =>
-                            {
-                                tokio::task::yield_now().await
-                            }
-                            Err(e) => panic!("call failed: {e}"),
                         }
                     }
-                }
+                })
             })
-        })
-        .collect();
-    within("every echo", futures::future::try_join_all(tasks))
-        .await
-        .unwrap();
-    serving.abort();
+            .collect();
+        within("every echo", futures::future::try_join_all(tasks))
+            .await
+            .unwrap();
+        serving.abort();
+    }
 }
 
-/// A peer that sends calls and never reads their answers is disconnected once it has read
-/// nothing for `frame_timeout`; its answers do not pile up in memory meanwhile.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_that_stops_reading_is_cut_off() {
-    let config = Config::default()
-        .frame_timeout(Duration::from_millis(300))
-        .no_keepalive();
-    let (addr, mut peers, serving) = server(config).await;
-    let mut raw = RawPeer::handshaken(addr).await;
-    let _ = raw.call(1, ROOT_OBJECT, "hello", ()).await;
-    let peer = within("the hello", peers.recv()).await.unwrap();
-    // Far more than loopback buffers: 64 answers of 1 MiB, never read.
-    for id in 2..66u64 {
-        raw.send(&frame(&call_payload(
-            id,
-            ROOT_OBJECT,
-            "blob",
-            (1u32 << 20,),
-        )))
-        .await;
-    }
-    within("the server to give up on the peer", peer.disconnected()).await;
-    let reason = peer.disconnect_reason().unwrap();
-    assert!(reason.contains("read nothing"), "{reason}");
+on_both_runtimes! {
+    /// A peer that sends calls and never reads their answers is disconnected once it has read
+    /// nothing for `frame_timeout`; its answers do not pile up in memory meanwhile.
+    async fn a_peer_that_stops_reading_is_cut_off() {
+        let config = Config::default()
+            .frame_timeout(Duration::from_millis(300))
+            .no_keepalive();
+        let (addr, mut peers, serving) = server(config).await;
+        let mut raw = RawPeer::handshaken(addr).await;
+        let _ = raw.call(1, ROOT_OBJECT, "hello", ()).await;
+        let peer = within("the hello", peers.recv()).await.unwrap();
+        // Far more than loopback buffers: 64 answers of 1 MiB, never read.
+        for id in 2..66u64 {
+            raw.send(&frame(&call_payload(
+                id,
+                ROOT_OBJECT,
+                "blob",
+                (1u32 << 20,),
+            )))
+            .await;
+        }
+        within("the server to give up on the peer", peer.disconnected()).await;
+        let reason = peer.disconnect_reason().unwrap();
+        assert!(reason.contains("read nothing"), "{reason}");
 
-    // Others are still served.
-    let client = within("connect", Client::connect(addr)).await.unwrap();
-    let bulk: BulkRef = client.root().await.unwrap();
-    assert_eq!(bulk.blob(3).await.unwrap(), vec![7; 3]);
-    serving.abort();
+        // Others are still served.
+        let client = within("connect", Client::connect(addr)).await.unwrap();
+        let bulk: BulkRef = client.root().await.unwrap();
+        assert_eq!(bulk.blob(3).await.unwrap(), vec![7; 3]);
+        serving.abort();
+    }
 }
 
 /// A frame that stops right after its 4-byte length header (the codec has consumed the

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::on_both_runtimes;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -184,25 +186,26 @@ impl Setup {
 
 const BOTH: [Transport; 2] = [Transport::Tcp, Transport::InMemory];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_server_calls_back_an_object_of_the_client() {
-    for transport in BOTH {
-        let s = Setup::default(transport).await;
-        let (seen, mut calls) = mpsc::unbounded_channel();
-        let listener = ListenerRef::new(Recorder { seen });
-        for n in 1..=3 {
-            let answer = within("call_back", s.hub.call_back(listener.clone(), n)).await;
-            assert_eq!(answer.unwrap(), Ok(n * 2), "{transport:?}");
-            assert_eq!(calls.recv().await, Some(n));
-        }
-        // The client exports the listener while the server holds no proxy of it... and the
-        // server dropped its proxies after each call: the client's table is empty again.
-        within("the client's exports to drain", async {
-            while s.client.peer().exported_objects() != 0 {
-                tokio::task::yield_now().await;
+on_both_runtimes! {
+    async fn the_server_calls_back_an_object_of_the_client() {
+        for transport in BOTH {
+            let s = Setup::default(transport).await;
+            let (seen, mut calls) = mpsc::unbounded_channel();
+            let listener = ListenerRef::new(Recorder { seen });
+            for n in 1..=3 {
+                let answer = within("call_back", s.hub.call_back(listener.clone(), n)).await;
+                assert_eq!(answer.unwrap(), Ok(n * 2), "{transport:?}");
+                assert_eq!(calls.recv().await, Some(n));
             }
-        })
-        .await;
+            // The client exports the listener while the server holds no proxy of it... and the
+            // server dropped its proxies after each call: the client's table is empty again.
+            within("the client's exports to drain", async {
+                while s.client.peer().exported_objects() != 0 {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await;
+        }
     }
 }
 
@@ -290,27 +293,28 @@ async fn an_object_is_released_when_the_last_proxy_drops() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exported_objects_are_released_when_the_connection_drops() {
-    for transport in BOTH {
-        let mut s = Setup::default(transport).await;
-        let things = futures::future::try_join_all((0..3).map(|_| s.hub.make()))
-            .await
-            .unwrap();
-        let mut serials = Vec::new();
-        for t in &things {
-            serials.push(t.serial().await.unwrap());
-        }
-        s.client.close();
-        for serial in serials {
-            s.dropped(serial).await;
-        }
-        // Calls on the proxies fail at once, asynchronously.
-        for t in &things {
-            assert!(matches!(
-                t.serial().await,
-                Err(CallError::Disconnected { .. })
-            ));
+on_both_runtimes! {
+    async fn exported_objects_are_released_when_the_connection_drops() {
+        for transport in BOTH {
+            let mut s = Setup::default(transport).await;
+            let things = futures::future::try_join_all((0..3).map(|_| s.hub.make()))
+                .await
+                .unwrap();
+            let mut serials = Vec::new();
+            for t in &things {
+                serials.push(t.serial().await.unwrap());
+            }
+            s.client.close();
+            for serial in serials {
+                s.dropped(serial).await;
+            }
+            // Calls on the proxies fail at once, asynchronously.
+            for t in &things {
+                assert!(matches!(
+                    t.serial().await,
+                    Err(CallError::Disconnected { .. })
+                ));
+            }
         }
     }
 }
@@ -494,35 +498,36 @@ impl Drop for Keep {
     }
 }
 
-/// The connection lets go of its root when it closes, even a root holding a proxy of the
-/// peer (the proxy holds the connection): nothing of either is left.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_root_holding_a_proxy_of_its_peer_is_dropped_when_the_connection_closes() {
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let (dropped, mut drops) = mpsc::unbounded_channel();
-    let root = KeeperRef::new(Keep {
-        kept: std::sync::Mutex::new(Vec::new()),
-        dropped,
-    });
-    let server = tokio::spawn(rpc_core::serve_connection(
-        server_io,
-        root,
-        Config::default(),
-        "in-memory test peer",
-    ));
-    let client = within("the handshake", Client::over(client_io, Config::default()))
-        .await
-        .unwrap();
-    let keeper: KeeperRef = client.root().await.unwrap();
-    let (seen, _seen) = mpsc::unbounded_channel();
-    within("keep", keeper.keep(ListenerRef::new(Recorder { seen })))
-        .await
-        .unwrap();
-    client.close();
-    within("serve_connection to return", server)
-        .await
-        .unwrap()
-        .expect("serve_connection failed");
-    assert_eq!(within("the root's drop", drops.recv()).await, Some(()));
-    drop((keeper, client));
+on_both_runtimes! {
+    /// The connection lets go of its root when it closes, even a root holding a proxy of the
+    /// peer (the proxy holds the connection): nothing of either is left.
+    async fn a_root_holding_a_proxy_of_its_peer_is_dropped_when_the_connection_closes() {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let (dropped, mut drops) = mpsc::unbounded_channel();
+        let root = KeeperRef::new(Keep {
+            kept: std::sync::Mutex::new(Vec::new()),
+            dropped,
+        });
+        let server = tokio::spawn(rpc_core::serve_connection(
+            server_io,
+            root,
+            Config::default(),
+            "in-memory test peer",
+        ));
+        let client = within("the handshake", Client::over(client_io, Config::default()))
+            .await
+            .unwrap();
+        let keeper: KeeperRef = client.root().await.unwrap();
+        let (seen, _seen) = mpsc::unbounded_channel();
+        within("keep", keeper.keep(ListenerRef::new(Recorder { seen })))
+            .await
+            .unwrap();
+        client.close();
+        within("serve_connection to return", server)
+            .await
+            .unwrap()
+            .expect("serve_connection failed");
+        assert_eq!(within("the root's drop", drops.recv()).await, Some(()));
+        drop((keeper, client));
+    }
 }

@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::on_both_runtimes;
+
 use std::time::Duration;
 
 use common::*;
@@ -84,24 +86,25 @@ async fn pending_calls_fail_when_the_server_dies() {
     );
 }
 
-/// Closing the client fails its pending calls and drops their handlers at the server.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn closing_the_client_fails_pending_calls_and_cancels_their_handlers() {
-    let (server, mut probe) = TestServer::calc(3).await;
-    let (client, calc) = server.client().await;
+on_both_runtimes! {
+    /// Closing the client fails its pending calls and drops their handlers at the server.
+    async fn closing_the_client_fails_pending_calls_and_cancels_their_handlers() {
+        let (server, mut probe) = TestServer::calc(3).await;
+        let (client, calc) = server.client().await;
 
-    let pending = tokio::spawn(calc.wait(1));
-    assert_eq!(probe.started(1).await, vec![1]);
-    client.close();
-    assert_disconnected(within("the pending call to fail", pending).await.unwrap());
-    assert_eq!(probe.next().await, Event::Dropped(1));
-    assert_disconnected(within("a later call", calc.calculate(1, 1)).await);
+        let pending = tokio::spawn(calc.wait(1));
+        assert_eq!(probe.started(1).await, vec![1]);
+        client.close();
+        assert_disconnected(within("the pending call to fail", pending).await.unwrap());
+        assert_eq!(probe.next().await, Event::Dropped(1));
+        assert_disconnected(within("a later call", calc.calculate(1, 1)).await);
 
-    // The server is fine.
-    let (client2, calc2) = server.client().await;
-    assert_serves(&calc2, 3).await;
-    drop(client2);
-    server.stop().await;
+        // The server is fine.
+        let (client2, calc2) = server.client().await;
+        assert_serves(&calc2, 3).await;
+        drop(client2);
+        server.stop().await;
+    }
 }
 
 /// Dropping every handle to a client closes its connection: the server drops its handlers.
@@ -125,97 +128,99 @@ async fn dropping_the_client_closes_the_connection() {
     server.stop().await;
 }
 
-/// Graceful shutdown: running calls finish and are answered; new calls are refused with
-/// `ShuttingDown`; new connections are refused; `run_until` returns.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_answers_the_calls_in_flight() {
-    let (mut server, mut probe) = TestServer::calc(5).await;
-    let addr = server.addr;
-    let (client, calc) = server.client().await;
-    let (other_client, other_calc) = server.client().await;
+on_both_runtimes! {
+    /// Graceful shutdown: running calls finish and are answered; new calls are refused with
+    /// `ShuttingDown`; new connections are refused; `run_until` returns.
+    async fn graceful_shutdown_answers_the_calls_in_flight() {
+        let (mut server, mut probe) = TestServer::calc(5).await;
+        let addr = server.addr;
+        let (client, calc) = server.client().await;
+        let (other_client, other_calc) = server.client().await;
 
-    // Spawned: a call is sent when its future is first polled.
-    let running: Vec<_> = (0..3).map(|tag| tokio::spawn(calc.wait(tag))).collect();
-    let other_running = tokio::spawn(other_calc.wait(10));
-    assert_eq!(probe.started(4).await, vec![0, 1, 2, 10]);
+        // Spawned: a call is sent when its future is first polled.
+        let running: Vec<_> = (0..3).map(|tag| tokio::spawn(calc.wait(tag))).collect();
+        let other_running = tokio::spawn(other_calc.wait(10));
+        assert_eq!(probe.started(4).await, vec![0, 1, 2, 10]);
 
-    let run = server.begin_shutdown();
+        let run = server.begin_shutdown();
 
-    // Once the server drains, new calls are refused (before that they are answered).
-    let refused = within("the server to start draining", async {
-        loop {
-            match calc.calculate(1, 1).await {
-                Ok(answer) => assert_eq!(answer, (2, 5)),
-                Err(e) => break e,
+        // Once the server drains, new calls are refused (before that they are answered).
+        let refused = within("the server to start draining", async {
+            loop {
+                match calc.calculate(1, 1).await {
+                    Ok(answer) => assert_eq!(answer, (2, 5)),
+                    Err(e) => break e,
+                }
             }
-        }
-    })
-    .await;
-    match &refused {
-        CallError::Remote {
-            kind: RemoteErrorKind::ShuttingDown,
-            ..
-        } => {}
-        other => panic!("expected ShuttingDown, got {other:?}"),
-    }
-    match within("a new call", calc.wait(99)).await {
-        Err(CallError::Remote {
-            kind: RemoteErrorKind::ShuttingDown,
-            ..
         })
-        | Err(CallError::Disconnected { .. }) => {}
-        other => panic!("expected ShuttingDown or Disconnected, got {other:?}"),
+        .await;
+        match &refused {
+            CallError::Remote {
+                kind: RemoteErrorKind::ShuttingDown,
+                ..
+            } => {}
+            other => panic!("expected ShuttingDown, got {other:?}"),
+        }
+        match within("a new call", calc.wait(99)).await {
+            Err(CallError::Remote {
+                kind: RemoteErrorKind::ShuttingDown,
+                ..
+            })
+            | Err(CallError::Disconnected { .. }) => {}
+            other => panic!("expected ShuttingDown or Disconnected, got {other:?}"),
+        }
+        // The listener is gone.
+        assert!(within("connect", Client::connect(addr)).await.is_err());
+        // Nothing was cut short yet.
+        assert!(client.is_connected() && other_client.is_connected());
+
+        probe.open_gate();
+        let answers = within("the running calls", futures::future::join_all(running)).await;
+        let answers: Vec<u64> = answers.into_iter().map(|a| a.unwrap().unwrap()).collect();
+        assert_eq!(answers, vec![0, 1, 2]);
+        assert_eq!(within("a call", other_running).await.unwrap().unwrap(), 10);
+
+        within("run_until to return", run).await.unwrap();
+        within("the client to be disconnected", client.disconnected()).await;
+        within("the client to be disconnected", other_client.disconnected()).await;
+        assert_disconnected(within("a call after shutdown", calc.calculate(1, 1)).await);
     }
-    // The listener is gone.
-    assert!(within("connect", Client::connect(addr)).await.is_err());
-    // Nothing was cut short yet.
-    assert!(client.is_connected() && other_client.is_connected());
-
-    probe.open_gate();
-    let answers = within("the running calls", futures::future::join_all(running)).await;
-    let answers: Vec<u64> = answers.into_iter().map(|a| a.unwrap().unwrap()).collect();
-    assert_eq!(answers, vec![0, 1, 2]);
-    assert_eq!(within("a call", other_running).await.unwrap().unwrap(), 10);
-
-    within("run_until to return", run).await.unwrap();
-    within("the client to be disconnected", client.disconnected()).await;
-    within("the client to be disconnected", other_client.disconnected()).await;
-    assert_disconnected(within("a call after shutdown", calc.calculate(1, 1)).await);
 }
 
-/// Graceful shutdown delivers an answer in flight even when it is larger than what the
-/// socket takes in one write.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_delivers_large_answers_in_flight() {
-    // Far more than a loopback socket buffers (4 MiB at most by default).
-    const LEN: u32 = 16 << 20;
-    let config = Config::default().max_frame_length(64 << 20);
-    let (mut server, mut probe) = TestServer::calc_with(7, config.clone()).await;
-    let client = within("connect", Client::connect_with(server.addr, config))
-        .await
-        .unwrap();
-    let calc: CalculatorRef = client.root().await.unwrap();
+on_both_runtimes! {
+    /// Graceful shutdown delivers an answer in flight even when it is larger than what the
+    /// socket takes in one write.
+    async fn graceful_shutdown_delivers_large_answers_in_flight() {
+        // Far more than a loopback socket buffers (4 MiB at most by default).
+        const LEN: u32 = 16 << 20;
+        let config = Config::default().max_frame_length(64 << 20);
+        let (mut server, mut probe) = TestServer::calc_with(7, config.clone()).await;
+        let client = within("connect", Client::connect_with(server.addr, config))
+            .await
+            .unwrap();
+        let calc: CalculatorRef = client.root().await.unwrap();
 
-    let large = tokio::spawn(calc.wait_then_blob(1, LEN));
-    assert_eq!(probe.started(1).await, vec![1]);
-    let run = server.begin_shutdown();
-    let refused = within("the server to start draining", async {
-        loop {
-            if let Err(e) = calc.calculate(1, 1).await {
-                break e;
+        let large = tokio::spawn(calc.wait_then_blob(1, LEN));
+        assert_eq!(probe.started(1).await, vec![1]);
+        let run = server.begin_shutdown();
+        let refused = within("the server to start draining", async {
+            loop {
+                if let Err(e) = calc.calculate(1, 1).await {
+                    break e;
+                }
             }
-        }
-    })
-    .await;
-    assert_eq!(refused.remote_kind(), Some(RemoteErrorKind::ShuttingDown));
+        })
+        .await;
+        assert_eq!(refused.remote_kind(), Some(RemoteErrorKind::ShuttingDown));
 
-    probe.open_gate();
-    match within("the large answer", large).await.unwrap() {
-        Ok(blob) => assert!(blob.len() == LEN as usize && blob.iter().all(|&b| b == 0xAB)),
-        Err(e) => panic!("the answer of a call that ran to completion was lost: {e}"),
+        probe.open_gate();
+        match within("the large answer", large).await.unwrap() {
+            Ok(blob) => assert!(blob.len() == LEN as usize && blob.iter().all(|&b| b == 0xAB)),
+            Err(e) => panic!("the answer of a call that ran to completion was lost: {e}"),
+        }
+        within("run_until to return", run).await.unwrap();
+        within("the client to be disconnected", client.disconnected()).await;
     }
-    within("run_until to return", run).await.unwrap();
-    within("the client to be disconnected", client.disconnected()).await;
 }
 
 /// Shutdown with idle connections and a peer stuck in its handshake returns promptly: it

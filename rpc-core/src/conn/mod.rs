@@ -5,12 +5,12 @@
 //! (see [`crate::io::outbox`]), a task that fails the outgoing calls whose deadline passes
 //! ([`deadlines`]: one timer for them all), and, if enabled, a [`keepalive`] task. Incoming
 //! calls are admitted ([`admission`], [`incoming`]) and their handlers run off the reader on
-//! a multi-threaded runtime ([`handlers`]); outgoing calls wait in the [`outgoing`] table ([`pending_call`]). Each
-//! connection has two object tables: the objects it [`exports`] to the peer and the peer's
-//! objects it [`imports`]; references travel through [`refctx`]. The [`lifecycle`] closes it
-//! once: every pending outgoing call fails with `Disconnected`, every running handler is
-//! dropped, every exported object is released, and the disconnect hooks run. If any of its
-//! tasks ends for any reason, a panic included, the connection closes.
+//! a multi-threaded runtime ([`handlers`]); outgoing calls wait in the [`outgoing`] table
+//! ([`pending_call`]). Each connection has two object tables: the objects it [`exports`] to
+//! the peer and the peer's objects it [`imports`]; references travel through [`refctx`]. The
+//! [`lifecycle`] closes it once: every pending outgoing call fails with `Disconnected`, every
+//! running handler is dropped, every exported object is released, and the disconnect hooks
+//! run. If any of its tasks ends for any reason, a panic included, the connection closes.
 //!
 //! Layers, each using only those before it: `lifecycle`, `outgoing`, `admission`, `exports`,
 //! `imports`, `handshake` → `shared` (the state that composes them, and the values that hold a

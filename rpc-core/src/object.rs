@@ -364,7 +364,7 @@ impl<'de> Deserialize<'de> for ObjectRef {
 ///   never released early);
 /// - the **connection is lost or closed**: the peer's process died, the network failed, the
 ///   keepalive gave up, or either side closed it. Every object exported on that connection is
-///   released at once.
+///   released at once (a connection's root, as the connection's reader task ends, just after).
 ///
 /// `Drop` runs once, when the *last* holder lets go, which may be after either event:
 ///

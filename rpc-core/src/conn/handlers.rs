@@ -97,11 +97,8 @@ pub(crate) fn run_burst(
     calls: Vec<Started>,
     on_this_thread: bool,
 ) {
-    if on_this_thread && !calls.is_empty() {
-        let mut clock = BurstClock::default();
-        for call in calls {
-            first_poll(shared, &mut clock, call);
-        }
+    if on_this_thread {
+        first_poll_each(shared, calls);
         return;
     }
     let shared = Arc::clone(shared);
@@ -109,10 +106,7 @@ pub(crate) fn run_burst(
         0 => {}
         1 => {
             tokio::spawn(async move {
-                let mut clock = BurstClock::default();
-                for call in calls {
-                    first_poll(&shared, &mut clock, call);
-                }
+                first_poll_each(&shared, calls);
                 shared.flush();
             });
         }
@@ -138,6 +132,14 @@ pub(crate) fn run_burst(
             }
             poll_elsewhere(shared, burst);
         }
+    }
+}
+
+/// First-polls `calls` in turn (one clock read for them all).
+fn first_poll_each(shared: &Arc<Shared>, calls: Vec<Started>) {
+    let mut clock = BurstClock::default();
+    for call in calls {
+        first_poll(shared, &mut clock, call);
     }
 }
 

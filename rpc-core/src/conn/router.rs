@@ -21,8 +21,8 @@ use crate::error::{CallError, RemoteErrorKind};
 use crate::protocol::{self, Message};
 
 /// Routes one frame of the burst of `clock` (`permanent`: the reader's handles on the
-/// permanent objects); returns the admitted call whose handler is to
-/// run, if it was one. An error closes the connection.
+/// permanent objects); returns the admitted call whose handler is to run, if it was one. An
+/// error closes the connection.
 pub(crate) fn route_frame(
     shared: &Arc<Shared>,
     clock: &mut BurstClock,

@@ -21,8 +21,15 @@
 //!   see [`depth`] for what one level is). The default, [`DEFAULT_MAX_DECODE_DEPTH`] (128),
 //!   is far deeper than any sensible message and decodes well within a 2 MiB stack (tokio's
 //!   worker threads) even in a debug build.
+//!
+//! Frame headers are the exception: [`header`] reads and writes bincode's encoding of a
+//! [`Message`](crate::protocol::Message) by hand, which is not recursive and allocates no more
+//! than its bytes hold.
 
 mod depth;
+mod header;
+
+pub(crate) use header::{decode_header, encode_header};
 
 use bincode::error::{DecodeError, EncodeError};
 use bytes::{Bytes, BytesMut};
@@ -134,12 +141,6 @@ pub(crate) fn build_frame<R>(build: impl FnOnce(&mut BytesMut) -> R) -> (R, Byte
     }
     SCRATCH.set(scratch);
     (result, frame)
-}
-
-/// Encodes `value` as a frame's payload, built in scratch memory ([`build_frame`]).
-pub(crate) fn encode_frame<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, String> {
-    let (result, frame) = build_frame(|buf| encode_into(value, buf));
-    result.map(|()| frame)
 }
 
 /// The 4-byte length prefix [`frame_codec`] writes before a payload of `len` bytes. The

@@ -388,6 +388,12 @@ fn the_length_prefix_is_the_codecs() {
     }
 }
 
+/// Encodes `value` as a frame's payload, built in scratch memory ([`build_frame`]).
+fn encode_frame<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, String> {
+    let (result, frame) = build_frame(|buf| encode_into(value, buf));
+    result.map(|()| frame)
+}
+
 #[test]
 fn frames_built_in_scratch_memory_are_independent() {
     // Many frames carved from the scratch buffer, more than it holds, some kept: each keeps
@@ -462,7 +468,8 @@ fn encode_and_decode_errors_are_in_words() {
 }
 
 /// The deepest headers (a call with a deadline and a reference, an error answer) reach exactly
-/// `HEADER_DEPTH` levels, the floor of the depth limit headers are decoded with.
+/// `HEADER_DEPTH` levels, decoded by serde (`codec::header` decodes the error of an error
+/// answer by serde with this limit).
 #[test]
 fn headers_reach_header_depth_at_most() {
     use crate::error::{RemoteError, RemoteErrorKind};

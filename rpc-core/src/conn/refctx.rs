@@ -188,7 +188,7 @@ pub(crate) fn encode_frame<'m>(
     let limit = shared.config().max_frame_length;
     let build = || {
         let (header_len, frame) = codec::build_frame(|frame| {
-            codec::encode_into(&header(Vec::new()), frame)?;
+            codec::encode_header(&header(Vec::new()), frame)?;
             let header_len = frame.len();
             write_payload(frame)?;
             Ok(header_len)
@@ -221,7 +221,7 @@ pub(crate) fn encode_frame<'m>(
     } else {
         // Rewrite the header with the table the payload produced.
         let (written, with_refs) = codec::build_frame(|with_refs| {
-            codec::encode_into(&header(table), with_refs)?;
+            codec::encode_header(&header(table), with_refs)?;
             with_refs.extend_from_slice(&frame[header_len..]);
             Ok(())
         });

@@ -1,11 +1,11 @@
 //! The frame router: what the reader does with each frame that arrives, in order.
 //!
-//! A frame's header is decoded (with the byte and depth limits) and its reference table
-//! resolved before the next frame is looked at, so a reference can never be released by a
-//! later decref while it is on its way to the code that will decode it. Answers complete the
-//! call they belong to; calls go to `incoming` (and their handlers, to `handlers`); cancels free the call's slot and stop its
-//! handler; decrefs release exports; pings are answered. A frame that does not decode is a
-//! broken peer: the connection closes.
+//! A frame's header is decoded (`codec::decode_header`, bounded by the frame's bytes) and its
+//! reference table resolved before the next frame is looked at, so a reference can never be
+//! released by a later decref while it is on its way to the code that will decode it. Answers
+//! complete the call they belong to; calls go to `incoming` (and their handlers, to
+//! `handlers`); cancels free the call's slot and stop its handler; decrefs release exports;
+//! pings are answered. A frame that does not decode is a broken peer: the connection closes.
 
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ use super::refctx::resolve;
 use super::shared::{Reply, Shared};
 use crate::codec;
 use crate::error::{CallError, RemoteErrorKind};
-use crate::protocol::{self, Message};
+use crate::protocol::Message;
 
 /// Routes one frame of the burst of `clock` (`permanent`: the reader's handles on the
 /// permanent objects); returns the admitted call whose handler is to run, if it was one. An
@@ -29,14 +29,9 @@ pub(crate) fn route_frame(
     permanent: &Permanent,
     frame: Bytes,
 ) -> Result<Option<Started>, Closed> {
-    let config = shared.config();
     // Borrowing from the frame: a call's method name is not copied.
-    let (message, used) = codec::decode_prefix::<Message<'_>>(
-        &frame,
-        config.max_frame_length,
-        config.max_decode_depth.max(protocol::HEADER_DEPTH),
-    )
-    .map_err(|e| Closed::Protocol(format!("undecodable message: {e}")))?;
+    let (message, used) = codec::decode_header(&frame)
+        .map_err(|e| Closed::Protocol(format!("undecodable message: {e}")))?;
     match message {
         Message::Call {
             id,

@@ -328,9 +328,11 @@ impl Shared {
 
     /// Encodes and queues a control message (error answer, pong, cancel, decref).
     pub(crate) fn send_control(&self, message: &Message<'_>, flush_now: bool) {
-        match codec::encode_frame(message) {
-            Ok(frame) => self.queue_control(frame, flush_now),
-            Err(e) => tracing::error!(peer = %self.peer.addr, "could not encode a message: {e}"),
+        match codec::build_frame(|frame| codec::encode_header(message, frame)) {
+            (Ok(()), frame) => self.queue_control(frame, flush_now),
+            (Err(e), _) => {
+                tracing::error!(peer = %self.peer.addr, "could not encode a message: {e}")
+            }
         }
     }
 

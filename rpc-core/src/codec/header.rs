@@ -1,0 +1,340 @@
+//! The frame header ([`Message`]) in bincode's standard encoding, written and read by hand.
+//!
+//! Every frame after the hello starts with a header, so its encoding is on the path of every
+//! call twice (the call and its answer). Going through serde costs a visitor per field and
+//! the [`depth`](super::depth) wrapper around each of them: about 500 instructions to read a
+//! call's header, where the bytes are a handful of integers. This module writes and reads
+//! exactly the bytes bincode's serde encoding of a `Message` has (little endian,
+//! variable-length integers), field by field: the wire format stays bincode's, and the unit
+//! tests check, on arbitrary messages and arbitrary bytes, that both ways agree with bincode.
+//!
+//! Only the error inside [`Message::Error`] still goes through serde: its kind decodes an
+//! unknown variant as [`RemoteErrorKind::Other`](crate::RemoteErrorKind::Other), and it is
+//! not on the path of a call that succeeds.
+//!
+//! In bincode's variable-length integers, a value up to 250 is one byte; a larger one is a
+//! marker byte (251, 252 or 253) and then the value as a little-endian `u16`, `u32` or `u64`,
+//! whichever is the smallest that holds it. A decoder takes any of the widths that fit the
+//! type (not only the smallest). A length (`usize`) is a `u64`; an `Option` is a byte, 0 or 1,
+//! before its value; an enum is its variant index (a `u32`) before its fields.
+
+use std::borrow::Cow;
+
+use bytes::BytesMut;
+
+use crate::protocol::{HEADER_DEPTH, Message, WireRef};
+
+const U16_MARKER: u8 = 251;
+const U32_MARKER: u8 = 252;
+const U64_MARKER: u8 = 253;
+
+// The variant indices of `Message` and `WireRef`, in declaration order (serde's and bincode's).
+const CALL: u32 = 0;
+const ANSWER: u32 = 1;
+const ERROR: u32 = 2;
+const CANCEL: u32 = 3;
+const DECREF: u32 = 4;
+const PING: u32 = 5;
+const PONG: u32 = 6;
+const SENDER_EXPORTS: u32 = 0;
+const RECEIVER_EXPORTS: u32 = 1;
+
+/// Writes `message` after whatever `dst` already holds.
+pub(crate) fn encode_header(message: &Message<'_>, dst: &mut BytesMut) -> Result<(), String> {
+    // The integers go into a small array first, which goes into `dst` in one copy.
+    let mut ints = Ints::new();
+    match message {
+        Message::Call {
+            id,
+            object,
+            method,
+            deadline_ms,
+            refs,
+        } => {
+            ints.put(u64::from(CALL));
+            ints.put(*id);
+            ints.put(*object);
+            ints.put(method.len() as u64);
+            dst.extend_from_slice(ints.take());
+            dst.extend_from_slice(method.as_bytes());
+            match deadline_ms {
+                None => ints.put(0),
+                Some(ms) => {
+                    ints.put(1);
+                    ints.put(*ms);
+                }
+            }
+            put_refs(ints, dst, refs);
+        }
+        Message::Answer { id, refs } => {
+            ints.put(u64::from(ANSWER));
+            ints.put(*id);
+            put_refs(ints, dst, refs);
+        }
+        Message::Error { id, error } => {
+            ints.put(u64::from(ERROR));
+            ints.put(*id);
+            dst.extend_from_slice(ints.take());
+            super::encode_into(error, dst)?;
+        }
+        Message::Cancel { id } => {
+            ints.put(u64::from(CANCEL));
+            ints.put(*id);
+            dst.extend_from_slice(ints.take());
+        }
+        Message::Decref { object, count } => {
+            ints.put(u64::from(DECREF));
+            ints.put(*object);
+            ints.put(u64::from(*count));
+            dst.extend_from_slice(ints.take());
+        }
+        Message::Ping { nonce } => {
+            ints.put(u64::from(PING));
+            ints.put(*nonce);
+            dst.extend_from_slice(ints.take());
+        }
+        Message::Pong { nonce } => {
+            ints.put(u64::from(PONG));
+            ints.put(*nonce);
+            dst.extend_from_slice(ints.take());
+        }
+    }
+    Ok(())
+}
+
+/// Writes the reference table `refs`, after the integers `ints` holds.
+fn put_refs(mut ints: Ints, dst: &mut BytesMut, refs: &[WireRef]) {
+    ints.put(refs.len() as u64);
+    for wire_ref in refs {
+        // An entry puts at most three integers.
+        if ints.len > Ints::ROOM - 3 * Ints::MAX_ONE {
+            dst.extend_from_slice(ints.take());
+        }
+        match wire_ref {
+            WireRef::SenderExports { id, interface } => {
+                ints.put(u64::from(SENDER_EXPORTS));
+                ints.put(*id);
+                ints.put(interface.len() as u64);
+                dst.extend_from_slice(ints.take());
+                dst.extend_from_slice(interface.as_bytes());
+            }
+            WireRef::ReceiverExports(id) => {
+                ints.put(u64::from(RECEIVER_EXPORTS));
+                ints.put(*id);
+            }
+        }
+    }
+    dst.extend_from_slice(ints.take());
+}
+
+/// Variable-length integers gathered on the stack, at most [`Ints::ROOM`] bytes of them.
+struct Ints {
+    bytes: [u8; Ints::ROOM],
+    len: usize,
+}
+
+impl Ints {
+    /// The most bytes one integer takes.
+    const MAX_ONE: usize = 9;
+    /// Room for eight integers, more than are ever written between two `take`s.
+    const ROOM: usize = 8 * Ints::MAX_ONE;
+
+    fn new() -> Ints {
+        Ints {
+            bytes: [0; Ints::ROOM],
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn put(&mut self, value: u64) {
+        let at = self.len;
+        if value <= 250 {
+            self.bytes[at] = value as u8;
+            self.len = at + 1;
+        } else if let Ok(value) = u16::try_from(value) {
+            self.bytes[at] = U16_MARKER;
+            self.bytes[at + 1..at + 3].copy_from_slice(&value.to_le_bytes());
+            self.len = at + 3;
+        } else if let Ok(value) = u32::try_from(value) {
+            self.bytes[at] = U32_MARKER;
+            self.bytes[at + 1..at + 5].copy_from_slice(&value.to_le_bytes());
+            self.len = at + 5;
+        } else {
+            self.bytes[at] = U64_MARKER;
+            self.bytes[at + 1..at + 9].copy_from_slice(&value.to_le_bytes());
+            self.len = at + 9;
+        }
+    }
+
+    /// The integers put so far, leaving none.
+    fn take(&mut self) -> &[u8] {
+        let len = std::mem::take(&mut self.len);
+        &self.bytes[..len]
+    }
+}
+
+/// Reads the header at the start of `bytes`; returns it and how many bytes it took. The
+/// method name of a call borrows from `bytes`. Nothing is allocated beyond what the bytes
+/// hold: a length is believed only as far as the bytes after it could hold that much.
+pub(crate) fn decode_header(bytes: &[u8]) -> Result<(Message<'_>, usize), String> {
+    let mut input = Input { bytes, at: 0 };
+    let message = match input.u32() {
+        Ok(ERROR) => {
+            let id = input.u64().map_err(|bad| bad.to_string())?;
+            let rest = &bytes[input.at..];
+            let (error, used) = super::decode_prefix(rest, rest.len(), HEADER_DEPTH)?;
+            input.at += used;
+            Ok(Message::Error { id, error })
+        }
+        Ok(kind) => input.message(kind),
+        Err(bad) => Err(bad),
+    };
+    match message {
+        Ok(message) => Ok((message, input.at)),
+        Err(bad) => Err(bad.to_string()),
+    }
+}
+
+/// Why a header did not decode.
+#[derive(Debug, Clone, Copy)]
+enum Bad {
+    EndsEarly,
+    Marker(u8),
+    Kind(u32),
+    ReferenceKind(u32),
+    OptionTag(u8),
+    Utf8,
+}
+
+impl std::fmt::Display for Bad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bad::EndsEarly => write!(f, "the header ends early"),
+            Bad::Marker(byte) => write!(f, "an integer has the invalid marker byte {byte}"),
+            Bad::Kind(kind) => write!(f, "unknown message kind {kind}"),
+            Bad::ReferenceKind(kind) => write!(f, "unknown reference kind {kind}"),
+            Bad::OptionTag(tag) => write!(f, "an option's tag is {tag}, neither 0 nor 1"),
+            Bad::Utf8 => write!(f, "a string is not valid UTF-8"),
+        }
+    }
+}
+
+/// The bytes of a header and how far they are read.
+struct Input<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Input<'a> {
+    /// The rest of a message of kind `kind` (any but an error).
+    fn message(&mut self, kind: u32) -> Result<Message<'a>, Bad> {
+        Ok(match kind {
+            CALL => Message::Call {
+                id: self.u64()?,
+                object: self.u64()?,
+                method: Cow::Borrowed(self.str()?),
+                deadline_ms: match self.byte()? {
+                    0 => None,
+                    1 => Some(self.u64()?),
+                    other => return Err(Bad::OptionTag(other)),
+                },
+                refs: self.refs()?,
+            },
+            ANSWER => Message::Answer {
+                id: self.u64()?,
+                refs: self.refs()?,
+            },
+            CANCEL => Message::Cancel { id: self.u64()? },
+            DECREF => Message::Decref {
+                object: self.u64()?,
+                count: self.u32()?,
+            },
+            PING => Message::Ping { nonce: self.u64()? },
+            PONG => Message::Pong { nonce: self.u64()? },
+            other => return Err(Bad::Kind(other)),
+        })
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Bad> {
+        let taken = self
+            .bytes
+            .get(self.at..self.at.saturating_add(n))
+            .ok_or(Bad::EndsEarly)?;
+        self.at += n;
+        Ok(taken)
+    }
+
+    #[inline]
+    fn byte(&mut self) -> Result<u8, Bad> {
+        let byte = *self.bytes.get(self.at).ok_or(Bad::EndsEarly)?;
+        self.at += 1;
+        Ok(byte)
+    }
+
+    /// A variable-length integer of at most `max_marker`'s width.
+    #[inline]
+    fn varint(&mut self, max_marker: u8) -> Result<u64, Bad> {
+        let marker = self.byte()?;
+        Ok(match marker {
+            0..=250 => u64::from(marker),
+            U16_MARKER => u64::from(u16::from_le_bytes(self.array()?)),
+            U32_MARKER if max_marker >= U32_MARKER => u64::from(u32::from_le_bytes(self.array()?)),
+            U64_MARKER if max_marker >= U64_MARKER => u64::from_le_bytes(self.array()?),
+            _ => return Err(Bad::Marker(marker)),
+        })
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Bad> {
+        Ok(self.take(N)?.try_into().expect("took N bytes"))
+    }
+
+    #[inline]
+    fn u64(&mut self) -> Result<u64, Bad> {
+        self.varint(U64_MARKER)
+    }
+
+    #[inline]
+    fn u32(&mut self) -> Result<u32, Bad> {
+        Ok(self.varint(U32_MARKER)? as u32)
+    }
+
+    /// A length, believed only as far as what is left could hold `min_each` bytes per unit.
+    fn len(&mut self, min_each: usize) -> Result<usize, Bad> {
+        let len = self.u64()?;
+        let left = (self.bytes.len() - self.at) / min_each;
+        match usize::try_from(len) {
+            Ok(len) if len <= left => Ok(len),
+            _ => Err(Bad::EndsEarly),
+        }
+    }
+
+    fn str(&mut self) -> Result<&'a str, Bad> {
+        let len = self.len(1)?;
+        std::str::from_utf8(self.take(len)?).map_err(|_| Bad::Utf8)
+    }
+
+    fn refs(&mut self) -> Result<Vec<WireRef>, Bad> {
+        // Each entry takes at least two bytes: its variant and an id.
+        let len = self.len(2)?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let mut refs = Vec::with_capacity(len);
+        for _ in 0..len {
+            refs.push(match self.u32()? {
+                SENDER_EXPORTS => WireRef::SenderExports {
+                    id: self.u64()?,
+                    interface: self.str()?.to_owned(),
+                },
+                RECEIVER_EXPORTS => WireRef::ReceiverExports(self.u64()?),
+                other => return Err(Bad::ReferenceKind(other)),
+            });
+        }
+        Ok(refs)
+    }
+}
+
+#[cfg(test)]
+#[path = "header_tests.rs"]
+mod tests;

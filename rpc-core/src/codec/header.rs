@@ -41,8 +41,7 @@ const RECEIVER_EXPORTS: u32 = 1;
 
 /// Writes `message` after whatever `dst` already holds.
 pub(crate) fn encode_header(message: &Message<'_>, dst: &mut BytesMut) -> Result<(), String> {
-    // The integers go into a small array first, which goes into `dst` in one copy.
-    let mut ints = Ints::new();
+    let mut head = Head::new();
     match message {
         Message::Call {
             id,
@@ -51,101 +50,90 @@ pub(crate) fn encode_header(message: &Message<'_>, dst: &mut BytesMut) -> Result
             deadline_ms,
             refs,
         } => {
-            ints.put(u64::from(CALL));
-            ints.put(*id);
-            ints.put(*object);
-            ints.put(method.len() as u64);
-            dst.extend_from_slice(ints.take());
-            dst.extend_from_slice(method.as_bytes());
+            head.put(u64::from(CALL));
+            head.put(*id);
+            head.put(*object);
+            head.put_str(method, dst);
             match deadline_ms {
-                None => ints.put(0),
+                None => head.put(0),
                 Some(ms) => {
-                    ints.put(1);
-                    ints.put(*ms);
+                    head.put(1);
+                    head.put(*ms);
                 }
             }
-            put_refs(ints, dst, refs);
+            head.put_refs(refs, dst);
         }
         Message::Answer { id, refs } => {
-            ints.put(u64::from(ANSWER));
-            ints.put(*id);
-            put_refs(ints, dst, refs);
+            head.put(u64::from(ANSWER));
+            head.put(*id);
+            head.put_refs(refs, dst);
         }
         Message::Error { id, error } => {
-            ints.put(u64::from(ERROR));
-            ints.put(*id);
-            dst.extend_from_slice(ints.take());
+            head.put(u64::from(ERROR));
+            head.put(*id);
+            head.write_to(dst);
             super::encode_into(error, dst)?;
         }
         Message::Cancel { id } => {
-            ints.put(u64::from(CANCEL));
-            ints.put(*id);
-            dst.extend_from_slice(ints.take());
+            head.put(u64::from(CANCEL));
+            head.put(*id);
         }
         Message::Decref { object, count } => {
-            ints.put(u64::from(DECREF));
-            ints.put(*object);
-            ints.put(u64::from(*count));
-            dst.extend_from_slice(ints.take());
+            head.put(u64::from(DECREF));
+            head.put(*object);
+            head.put(u64::from(*count));
         }
         Message::Ping { nonce } => {
-            ints.put(u64::from(PING));
-            ints.put(*nonce);
-            dst.extend_from_slice(ints.take());
+            head.put(u64::from(PING));
+            head.put(*nonce);
         }
         Message::Pong { nonce } => {
-            ints.put(u64::from(PONG));
-            ints.put(*nonce);
-            dst.extend_from_slice(ints.take());
+            head.put(u64::from(PONG));
+            head.put(*nonce);
         }
     }
+    head.write_to(dst);
     Ok(())
 }
 
-/// Writes the reference table `refs`, after the integers `ints` holds.
-fn put_refs(mut ints: Ints, dst: &mut BytesMut, refs: &[WireRef]) {
-    ints.put(refs.len() as u64);
-    for wire_ref in refs {
-        // An entry puts at most three integers.
-        if ints.len > Ints::ROOM - 3 * Ints::MAX_ONE {
-            dst.extend_from_slice(ints.take());
-        }
-        match wire_ref {
-            WireRef::SenderExports { id, interface } => {
-                ints.put(u64::from(SENDER_EXPORTS));
-                ints.put(*id);
-                ints.put(interface.len() as u64);
-                dst.extend_from_slice(ints.take());
-                dst.extend_from_slice(interface.as_bytes());
-            }
-            WireRef::ReceiverExports(id) => {
-                ints.put(u64::from(RECEIVER_EXPORTS));
-                ints.put(*id);
-            }
-        }
-    }
-    dst.extend_from_slice(ints.take());
-}
-
-/// Variable-length integers gathered on the stack, at most [`Ints::ROOM`] bytes of them.
-struct Ints {
-    bytes: [u8; Ints::ROOM],
+/// A header's bytes gathered on the stack and written out in one copy of a fixed size (the
+/// copy of a few bytes of a size known only at run time is a call into `memcpy`, as long as
+/// the rest of building a small header).
+struct Head {
+    bytes: [u8; Head::ROOM],
     len: usize,
 }
 
-impl Ints {
+impl Head {
     /// The most bytes one integer takes.
-    const MAX_ONE: usize = 9;
-    /// Room for eight integers, more than are ever written between two `take`s.
-    const ROOM: usize = 8 * Ints::MAX_ONE;
+    const MAX_INT: usize = 9;
+    const ROOM: usize = 64;
 
-    fn new() -> Ints {
-        Ints {
-            bytes: [0; Ints::ROOM],
+    fn new() -> Head {
+        Head {
+            bytes: [0; Head::ROOM],
             len: 0,
         }
     }
 
+    /// Makes room for `n` more bytes, writing what it holds to `dst` if need be.
+    #[inline]
+    fn room_for(&mut self, n: usize, dst: &mut BytesMut) {
+        if self.len + n > Head::ROOM {
+            self.write_to(dst);
+        }
+    }
+
+    /// Writes what it holds after what `dst` holds, leaving it empty.
+    fn write_to(&mut self, dst: &mut BytesMut) {
+        let end = dst.len() + self.len;
+        dst.extend_from_slice(&self.bytes);
+        dst.truncate(end);
+        self.len = 0;
+    }
+
+    /// Puts `value` as a variable-length integer (there is room for one more after any
+    /// three puts since the last `room_for` or `write_to`).
     #[inline]
     fn put(&mut self, value: u64) {
         let at = self.len;
@@ -167,10 +155,41 @@ impl Ints {
         }
     }
 
-    /// The integers put so far, leaving none.
-    fn take(&mut self) -> &[u8] {
-        let len = std::mem::take(&mut self.len);
-        &self.bytes[..len]
+    /// Puts `s`, its length first; a long one goes to `dst` directly. Leaves room for three
+    /// integers.
+    fn put_str(&mut self, s: &str, dst: &mut BytesMut) {
+        self.room_for(Head::MAX_INT, dst);
+        self.put(s.len() as u64);
+        if self.len + s.len() + 3 * Head::MAX_INT <= Head::ROOM {
+            // A short name, byte by byte: no call into `memcpy`.
+            for (to, byte) in self.bytes[self.len..].iter_mut().zip(s.as_bytes()) {
+                *to = *byte;
+            }
+            self.len += s.len();
+        } else {
+            self.write_to(dst);
+            dst.extend_from_slice(s.as_bytes());
+        }
+    }
+
+    /// Puts the reference table `refs`.
+    fn put_refs(&mut self, refs: &[WireRef], dst: &mut BytesMut) {
+        self.room_for(Head::MAX_INT, dst);
+        self.put(refs.len() as u64);
+        for wire_ref in refs {
+            self.room_for(2 * Head::MAX_INT, dst);
+            match wire_ref {
+                WireRef::SenderExports { id, interface } => {
+                    self.put(u64::from(SENDER_EXPORTS));
+                    self.put(*id);
+                    self.put_str(interface, dst);
+                }
+                WireRef::ReceiverExports(id) => {
+                    self.put(u64::from(RECEIVER_EXPORTS));
+                    self.put(*id);
+                }
+            }
+        }
     }
 }
 

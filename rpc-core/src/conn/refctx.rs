@@ -128,6 +128,13 @@ impl std::fmt::Display for FrameError {
 /// the call is made), the decref would reach the peer before the frame that needs the object.
 pub(crate) struct EncodedFrame {
     bytes: Bytes,
+    /// Boxed, and only for a frame with references: most have none, and a call's future,
+    /// which holds its frame until the first poll, is moved about whole.
+    references: Option<Box<FrameReferences>>,
+}
+
+/// What a frame with references holds until it is queued.
+struct FrameReferences {
     /// The exports it made, if any, and their connection (to roll them back on): a frame
     /// without any holds no `Arc<Shared>` of its own.
     exports: Option<(Arc<Shared>, Vec<u64>)>,
@@ -146,7 +153,9 @@ impl EncodedFrame {
     ) -> Result<(), EncodedFrame> {
         let bytes = std::mem::take(&mut self.bytes);
         let queued = shared.outbox.try_queue(bytes, || {
-            if let Some((shared, exported)) = self.exports.take() {
+            if let Some((shared, exported)) =
+                self.references.as_mut().and_then(|r| r.exports.take())
+            {
                 shared.commit_exports(&exported);
             }
             on_queued();
@@ -169,7 +178,8 @@ impl EncodedFrame {
 
 impl Drop for EncodedFrame {
     fn drop(&mut self) {
-        if let Some((shared, exported)) = &self.exports {
+        if let Some((shared, exported)) = self.references.as_ref().and_then(|r| r.exports.as_ref())
+        {
             shared.roll_back_exports(exported);
         }
     }
@@ -202,8 +212,7 @@ pub(crate) fn encode_frame<'m>(
         let (frame, _) = plain.map_err(FrameError::Encode)?;
         return Ok(EncodedFrame {
             bytes: within(limit, frame)?,
-            exports: None,
-            _held: Vec::new(),
+            references: None,
         });
     }
     // The part built before the reference goes first: the scratch memory it was cut from can
@@ -233,8 +242,10 @@ pub(crate) fn encode_frame<'m>(
     let exported = std::mem::take(&mut context.exported);
     Ok(EncodedFrame {
         bytes: frame,
-        exports: (!exported.is_empty()).then(|| (Arc::clone(shared), exported)),
-        _held: std::mem::take(&mut context.held),
+        references: Some(Box::new(FrameReferences {
+            exports: (!exported.is_empty()).then(|| (Arc::clone(shared), exported)),
+            _held: std::mem::take(&mut context.held),
+        })),
     })
 }
 

@@ -134,7 +134,7 @@ impl Head {
 
     /// Puts `value` as a variable-length integer (there is room for one more after any
     /// three puts since the last `room_for` or `write_to`).
-    #[inline]
+    #[inline(always)]
     fn put(&mut self, value: u64) {
         let at = self.len;
         if value <= 250 {
@@ -284,7 +284,7 @@ impl<'a> Input<'a> {
         Ok(taken)
     }
 
-    #[inline]
+    #[inline(always)]
     fn byte(&mut self) -> Result<u8, Bad> {
         let byte = *self.bytes.get(self.at).ok_or(Bad::EndsEarly)?;
         self.at += 1;
@@ -292,7 +292,7 @@ impl<'a> Input<'a> {
     }
 
     /// A variable-length integer of at most `max_marker`'s width.
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self, max_marker: u8) -> Result<u64, Bad> {
         let marker = self.byte()?;
         Ok(match marker {
@@ -304,26 +304,28 @@ impl<'a> Input<'a> {
         })
     }
 
+    #[inline(always)]
     fn array<const N: usize>(&mut self) -> Result<[u8; N], Bad> {
         Ok(self.take(N)?.try_into().expect("took N bytes"))
     }
 
-    #[inline]
+    #[inline(always)]
     fn u64(&mut self) -> Result<u64, Bad> {
         self.varint(U64_MARKER)
     }
 
-    #[inline]
+    #[inline(always)]
     fn u32(&mut self) -> Result<u32, Bad> {
         Ok(self.varint(U32_MARKER)? as u32)
     }
 
     /// A length, believed only as far as what is left could hold `min_each` bytes per unit.
+    #[inline(always)]
     fn len(&mut self, min_each: usize) -> Result<usize, Bad> {
         let len = self.u64()?;
-        let left = (self.bytes.len() - self.at) / min_each;
+        let left = self.bytes.len() - self.at;
         match usize::try_from(len) {
-            Ok(len) if len <= left => Ok(len),
+            Ok(len) if len.checked_mul(min_each).is_some_and(|need| need <= left) => Ok(len),
             _ => Err(Bad::EndsEarly),
         }
     }
@@ -334,11 +336,13 @@ impl<'a> Input<'a> {
     }
 
     fn refs(&mut self) -> Result<Vec<WireRef>, Bad> {
-        // Each entry takes at least two bytes: its variant and an id.
-        let len = self.len(2)?;
-        if len == 0 {
+        if self.bytes.get(self.at) == Some(&0) {
+            // None, as in most frames.
+            self.at += 1;
             return Ok(Vec::new());
         }
+        // Each entry takes at least two bytes: its variant and an id.
+        let len = self.len(2)?;
         let mut refs = Vec::with_capacity(len);
         for _ in 0..len {
             refs.push(match self.u32()? {

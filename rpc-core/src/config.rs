@@ -80,10 +80,10 @@ pub struct Config {
     /// it is closed at once (and logged); the server goes on accepting. Default 10,000.
     pub max_connections: usize,
     /// How deeply nested a decoded value may be (arguments and answers, on both ends; frame
-    /// headers too, though never below the 4 levels the protocol's own headers need): deeper
-    /// input is refused (`BadArguments` for arguments) instead of exhausting the stack. One
-    /// level is one value inside another: a struct field, a sequence or map element, an
-    /// enum's content, an `Option`'s `Some`, a newtype. Default 128.
+    /// headers are read without recursion, whatever this says): deeper input is refused
+    /// (`BadArguments` for arguments) instead of exhausting the stack. One level is one value
+    /// inside another: a struct field, a sequence or map element, an enum's content, an
+    /// `Option`'s `Some`, a newtype. Default 128.
     pub max_decode_depth: usize,
 }
 

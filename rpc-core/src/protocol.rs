@@ -92,10 +92,10 @@ pub(crate) fn check_hello(frame: &[u8]) -> Result<(), String> {
 }
 
 /// How deeply a [`Message`] can be nested: 4 levels (a call's reference table, an error
-/// answer's kind). Headers are read by hand (`codec::header`), with no recursion; the error
-/// inside an error answer, read by serde, is decoded with this depth limit, whatever
-/// [`Config::max_decode_depth`](crate::Config::max_decode_depth) says: a low limit meant for
-/// arguments must not make error answers undecodable.
+/// answer's kind). Headers are read by hand (`codec::header`), with no recursion; only the
+/// error inside an error answer is read by serde, with this depth limit (more than it needs)
+/// whatever [`Config::max_decode_depth`](crate::Config::max_decode_depth) says: a low limit
+/// meant for arguments must not make error answers undecodable.
 pub(crate) const HEADER_DEPTH: usize = 4;
 
 /// The header of every frame after the hello.

@@ -39,6 +39,9 @@ const PONG: u32 = 6;
 const SENDER_EXPORTS: u32 = 0;
 const RECEIVER_EXPORTS: u32 = 1;
 
+/// Room made for a reference table before its entries are read; it grows as they are.
+const FIRST_REFS: usize = 16;
+
 /// Writes `message` after whatever `dst` already holds.
 pub(crate) fn encode_header(message: &Message<'_>, dst: &mut BytesMut) -> Result<(), String> {
     let mut head = Head::new();
@@ -132,8 +135,9 @@ impl Head {
         self.len = 0;
     }
 
-    /// Puts `value` as a variable-length integer (there is room for one more after any
-    /// three puts since the last `room_for` or `write_to`).
+    /// Puts `value` as a variable-length integer. The callers make room first: `room_for`
+    /// before each reference-table entry and before a string's length, and `put_str` leaves
+    /// room for three more; no header puts more than three integers in a row otherwise.
     #[inline(always)]
     fn put(&mut self, value: u64) {
         let at = self.len;
@@ -194,8 +198,9 @@ impl Head {
 }
 
 /// Reads the header at the start of `bytes`; returns it and how many bytes it took. The
-/// method name of a call borrows from `bytes`. Nothing is allocated beyond what the bytes
-/// hold: a length is believed only as far as the bytes after it could hold that much.
+/// method name of a call borrows from `bytes`. A length is believed only as far as the bytes
+/// after it could hold that much, and nothing is allocated for what has not been read: a
+/// reference table grows as its entries are read (see [`Input::refs`]).
 pub(crate) fn decode_header(bytes: &[u8]) -> Result<(Message<'_>, usize), String> {
     let mut input = Input { bytes, at: 0 };
     let message = match input.u32() {
@@ -343,7 +348,9 @@ impl<'a> Input<'a> {
         }
         // Each entry takes at least two bytes: its variant and an id.
         let len = self.len(2)?;
-        let mut refs = Vec::with_capacity(len);
+        // Not `len` up front: an entry takes 2 bytes on the wire and 32 in memory, so a table
+        // said to fill the frame would be 16 times the frame before its first entry is read.
+        let mut refs = Vec::with_capacity(len.min(FIRST_REFS));
         for _ in 0..len {
             refs.push(match self.u32()? {
                 SENDER_EXPORTS => WireRef::SenderExports {

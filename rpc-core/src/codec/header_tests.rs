@@ -253,3 +253,41 @@ fn header_cost() {
         encoded[0], encoded[1], decoded[0], decoded[1]
     );
 }
+
+/// A 4 MiB answer header (the default frame limit) whose reference table claims as many
+/// entries as the frame could hold, two bytes each, and whose first entry is not one. Read in
+/// a child process of this test binary whose address space is limited to 60 MB (`ulimit -v`;
+/// the binary starts in about 20): allocating the claimed table up front (32 bytes an entry,
+/// 64 MiB) aborts the child, reading entry by entry fails cleanly on the first.
+#[test]
+fn a_table_claimed_to_fill_the_frame_is_not_allocated_before_it_is_read() {
+    const CHILD: &str = "PBRS_HEADER_TABLE_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        let frame_len = 4 << 20;
+        let claimed = (frame_len as u64 - 16) / 2;
+        let mut bytes = vec![1u8, 9, 253];
+        bytes.extend_from_slice(&claimed.to_le_bytes());
+        bytes.resize(frame_len, 0xff);
+        let error = decode_header(&bytes).unwrap_err();
+        assert!(error.contains("marker byte 255"), "{error}");
+        return;
+    }
+    let name = "codec::header::tests::a_table_claimed_to_fill_the_frame_is_not_allocated_before_it_is_read";
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 60000 && exec "$0" --exact "$1" --test-threads=1"#)
+        .arg(std::env::current_exe().unwrap())
+        .arg(name)
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the child failed ({}): {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // It ran the test, not nothing.
+    assert!(String::from_utf8_lossy(&output.stdout).contains("1 passed"));
+}

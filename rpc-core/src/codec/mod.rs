@@ -23,8 +23,8 @@
 //!   worker threads) even in a debug build.
 //!
 //! Frame headers are the exception: [`header`] reads and writes bincode's encoding of a
-//! [`Message`](crate::protocol::Message) by hand, which is not recursive and allocates no more
-//! than its bytes hold.
+//! [`Message`](crate::protocol::Message) by hand, with no recursion, believing a length only
+//! as far as the bytes after it could hold that much, and allocating for what it has read.
 
 mod depth;
 mod header;

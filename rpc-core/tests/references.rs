@@ -531,3 +531,35 @@ on_both_runtimes! {
         drop((keeper, client));
     }
 }
+
+/// A peer's call whose arguments name a reference its frame's table does not have (here the
+/// table is empty, and no context is set to decode with) is `BadArguments` saying so; the
+/// connection lives on.
+#[tokio::test]
+async fn a_reference_index_beyond_the_frames_table_is_bad_arguments() {
+    let (hub, _drops) = HubObject::new();
+    let server = Server::bind("127.0.0.1:0", HubRef::new(hub)).await.unwrap();
+    let addr = server.local_addr();
+    let server = tokio::spawn(server.run());
+    let mut raw = common::RawPeer::handshaken(addr).await;
+    // A `ListenerRef` travels as a `u32` index into the frame's table.
+    let (answer, _) = raw.call(1, 0, "bounce", (0u32,)).await;
+    match answer {
+        rpc_core::protocol::Message::Error { id: 1, error } => {
+            assert_eq!(error.kind, RemoteErrorKind::BadArguments, "{error:?}");
+            assert!(
+                error
+                    .message
+                    .contains("reference 0 is not in the message's table of 0"),
+                "{error:?}"
+            );
+        }
+        other => panic!("expected an error answer, got {other:?}"),
+    }
+    let (answer, _) = raw.call(2, 0, "exported", ()).await;
+    assert!(
+        matches!(answer, rpc_core::protocol::Message::Answer { id: 2, .. }),
+        "{answer:?}"
+    );
+    server.abort();
+}

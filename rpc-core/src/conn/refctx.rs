@@ -265,8 +265,13 @@ pub(crate) fn encode_in_process<R>(encode: impl FnOnce() -> R) -> (R, Vec<Refere
     }
 }
 
-/// Runs `decode` with the resolved reference table `refs`.
+/// Runs `decode` with the resolved reference table `refs`. An empty table (most frames) sets
+/// no context, unless one is set already (it must not show through): a reference decoded
+/// without one is not in the table, as with an empty one.
 pub(crate) fn decode_with<R>(refs: Vec<Reference>, decode: impl FnOnce() -> R) -> R {
+    if refs.is_empty() && !CONTEXT.is_set() {
+        return decode();
+    }
     enter(Context::Resolve(refs), decode).0
 }
 
@@ -358,7 +363,11 @@ pub(crate) fn deserialize_reference<'de, D: Deserializer<'de>>(
                 refs.len()
             )
         }),
-        _ => Err(NO_CONTEXT.to_owned()),
+        // Decoded with an empty table (`decode_with`), or outside any message.
+        None => Err(format!(
+            "reference {index} is not in the message's table of 0"
+        )),
+        Some(_) => Err(NO_CONTEXT.to_owned()),
     })
     .map_err(serde::de::Error::custom)
 }

@@ -44,7 +44,7 @@ const FIRST_REFS: usize = 16;
 
 /// Writes `message` after whatever `dst` already holds.
 pub(crate) fn encode_header(message: &Message<'_>, dst: &mut BytesMut) -> Result<(), String> {
-    let mut head = Head::new();
+    let mut head = Head::open(dst);
     match message {
         Message::Call {
             id,
@@ -56,7 +56,7 @@ pub(crate) fn encode_header(message: &Message<'_>, dst: &mut BytesMut) -> Result
             head.put(u64::from(CALL));
             head.put(*id);
             head.put(*object);
-            head.put_str(method, dst);
+            head.put_str(method);
             match deadline_ms {
                 None => head.put(0),
                 Some(ms) => {
@@ -64,18 +64,18 @@ pub(crate) fn encode_header(message: &Message<'_>, dst: &mut BytesMut) -> Result
                     head.put(*ms);
                 }
             }
-            head.put_refs(refs, dst);
+            head.put_refs(refs);
         }
         Message::Answer { id, refs } => {
             head.put(u64::from(ANSWER));
             head.put(*id);
-            head.put_refs(refs, dst);
+            head.put_refs(refs);
         }
         Message::Error { id, error } => {
             head.put(u64::from(ERROR));
             head.put(*id);
-            head.write_to(dst);
-            super::encode_into(error, dst)?;
+            head.close();
+            return super::encode_into(error, dst);
         }
         Message::Cancel { id } => {
             head.put(u64::from(CANCEL));
@@ -95,44 +95,69 @@ pub(crate) fn encode_header(message: &Message<'_>, dst: &mut BytesMut) -> Result
             head.put(*nonce);
         }
     }
-    head.write_to(dst);
+    head.close();
     Ok(())
 }
 
-/// A header's bytes gathered on the stack and written out in one copy of a fixed size (the
-/// copy of a few bytes of a size known only at run time is a call into `memcpy`, as long as
-/// the rest of building a small header).
-struct Head {
-    bytes: [u8; Head::ROOM],
+/// A header being written at the end of a buffer: a window of [`Head::ROOM`] zeros is added
+/// at once (one copy of a fixed size), the header's bytes are written into it one by one, and
+/// what is left of it is cut off at the end. Neither a copy of a few bytes of a size known
+/// only at run time (a call into `memcpy`) nor bytes gathered on the stack and then copied
+/// (a wide read of fresh narrow writes, which stalls) is on the way.
+struct Head<'a> {
+    dst: &'a mut BytesMut,
+    /// Where the window starts in `dst`.
+    start: usize,
+    /// The header's bytes in the window so far.
     len: usize,
 }
 
-impl Head {
+impl<'a> Head<'a> {
     /// The most bytes one integer takes.
     const MAX_INT: usize = 9;
     const ROOM: usize = 64;
 
-    fn new() -> Head {
-        Head {
-            bytes: [0; Head::ROOM],
+    /// A header after what `dst` holds.
+    fn open(dst: &'a mut BytesMut) -> Head<'a> {
+        let mut head = Head {
+            dst,
+            start: 0,
             len: 0,
-        }
+        };
+        head.new_window();
+        head
     }
 
-    /// Makes room for `n` more bytes, writing what it holds to `dst` if need be.
-    #[inline]
-    fn room_for(&mut self, n: usize, dst: &mut BytesMut) {
-        if self.len + n > Head::ROOM {
-            self.write_to(dst);
-        }
-    }
-
-    /// Writes what it holds after what `dst` holds, leaving it empty.
-    fn write_to(&mut self, dst: &mut BytesMut) {
-        let end = dst.len() + self.len;
-        dst.extend_from_slice(&self.bytes);
-        dst.truncate(end);
+    /// A new window after what `dst` holds.
+    fn new_window(&mut self) {
+        self.start = self.dst.len();
+        self.dst.extend_from_slice(&[0; Head::ROOM]);
         self.len = 0;
+    }
+
+    /// Cuts the window after the bytes written in it.
+    fn cut(&mut self) {
+        self.dst.truncate(self.start + self.len);
+    }
+
+    /// Cuts the window: the header is written.
+    fn close(mut self) {
+        self.cut();
+    }
+
+    /// The window.
+    #[inline(always)]
+    fn window(&mut self) -> &mut [u8] {
+        &mut self.dst[self.start..self.start + Head::ROOM]
+    }
+
+    /// Makes room for `n` more bytes: a new window if need be.
+    #[inline]
+    fn room_for(&mut self, n: usize) {
+        if self.len + n > Head::ROOM {
+            self.cut();
+            self.new_window();
+        }
     }
 
     /// Puts `value` as a variable-length integer. The callers make room first: `room_for`
@@ -141,52 +166,56 @@ impl Head {
     #[inline(always)]
     fn put(&mut self, value: u64) {
         let at = self.len;
-        if value <= 250 {
-            self.bytes[at] = value as u8;
-            self.len = at + 1;
-        } else if let Ok(value) = u16::try_from(value) {
-            self.bytes[at] = U16_MARKER;
-            self.bytes[at + 1..at + 3].copy_from_slice(&value.to_le_bytes());
-            self.len = at + 3;
-        } else if let Ok(value) = u32::try_from(value) {
-            self.bytes[at] = U32_MARKER;
-            self.bytes[at + 1..at + 5].copy_from_slice(&value.to_le_bytes());
-            self.len = at + 5;
-        } else {
-            self.bytes[at] = U64_MARKER;
-            self.bytes[at + 1..at + 9].copy_from_slice(&value.to_le_bytes());
-            self.len = at + 9;
-        }
+        let window = self.window();
+        self.len = at
+            + if value <= 250 {
+                window[at] = value as u8;
+                1
+            } else if let Ok(value) = u16::try_from(value) {
+                window[at] = U16_MARKER;
+                window[at + 1..at + 3].copy_from_slice(&value.to_le_bytes());
+                3
+            } else if let Ok(value) = u32::try_from(value) {
+                window[at] = U32_MARKER;
+                window[at + 1..at + 5].copy_from_slice(&value.to_le_bytes());
+                5
+            } else {
+                window[at] = U64_MARKER;
+                window[at + 1..at + 9].copy_from_slice(&value.to_le_bytes());
+                9
+            };
     }
 
-    /// Puts `s`, its length first; a long one goes to `dst` directly. Leaves room for three
-    /// integers.
-    fn put_str(&mut self, s: &str, dst: &mut BytesMut) {
-        self.room_for(Head::MAX_INT, dst);
+    /// Puts `s`, its length first; a long one is copied after the window, and a new window
+    /// opened. Leaves room for three integers.
+    fn put_str(&mut self, s: &str) {
+        self.room_for(Head::MAX_INT);
         self.put(s.len() as u64);
         if self.len + s.len() + 3 * Head::MAX_INT <= Head::ROOM {
             // A short name, byte by byte: no call into `memcpy`.
-            for (to, byte) in self.bytes[self.len..].iter_mut().zip(s.as_bytes()) {
+            let at = self.len;
+            for (to, byte) in self.window()[at..].iter_mut().zip(s.as_bytes()) {
                 *to = *byte;
             }
             self.len += s.len();
         } else {
-            self.write_to(dst);
-            dst.extend_from_slice(s.as_bytes());
+            self.cut();
+            self.dst.extend_from_slice(s.as_bytes());
+            self.new_window();
         }
     }
 
     /// Puts the reference table `refs`.
-    fn put_refs(&mut self, refs: &[WireRef], dst: &mut BytesMut) {
-        self.room_for(Head::MAX_INT, dst);
+    fn put_refs(&mut self, refs: &[WireRef]) {
+        self.room_for(Head::MAX_INT);
         self.put(refs.len() as u64);
         for wire_ref in refs {
-            self.room_for(2 * Head::MAX_INT, dst);
+            self.room_for(2 * Head::MAX_INT);
             match wire_ref {
                 WireRef::SenderExports { id, interface } => {
                     self.put(u64::from(SENDER_EXPORTS));
                     self.put(*id);
-                    self.put_str(interface, dst);
+                    self.put_str(interface);
                 }
                 WireRef::ReceiverExports(id) => {
                     self.put(u64::from(RECEIVER_EXPORTS));

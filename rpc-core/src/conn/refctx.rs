@@ -363,9 +363,10 @@ pub(crate) fn deserialize_reference<'de, D: Deserializer<'de>>(
                 refs.len()
             )
         }),
-        // Decoded with an empty table (`decode_with`), or outside any message.
+        // Decoded with an empty table (`decode_with`), or outside any pbrs message.
         None => Err(format!(
-            "reference {index} is not in the message's table of 0"
+            "reference {index} is not in the message's table (it has none; a reference can \
+             only be decoded from a pbrs message)"
         )),
         Some(_) => Err(NO_CONTEXT.to_owned()),
     })

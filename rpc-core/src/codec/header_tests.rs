@@ -117,6 +117,20 @@ proptest! {
     }
 
     #[test]
+    fn keeps_what_the_buffer_held_and_adds_only_the_header(
+        message in message(),
+        before in prop::collection::vec(any::<u8>(), 0..200),
+        capacity in 0usize..300,
+    ) {
+        let mut dst = BytesMut::with_capacity(capacity);
+        dst.extend_from_slice(&before);
+        encode_header(&message, &mut dst).unwrap();
+        let mut expected = before.clone();
+        expected.extend_from_slice(&codec::encode(&message).unwrap());
+        prop_assert_eq!(dst.to_vec(), expected);
+    }
+
+    #[test]
     fn decodes_what_it_encodes_and_stops_at_its_end(
         message in message(),
         tail in prop::collection::vec(any::<u8>(), 0..8),

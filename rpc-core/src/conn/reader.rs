@@ -80,7 +80,8 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                         // answers, pongs, here those answers too) is written now.
                         end_burst(
                             &shared,
-                            (&watchdog, on_this_thread),
+                            &watchdog,
+                            on_this_thread,
                             &mut started,
                             &mut clock,
                             &mut in_burst,
@@ -141,7 +142,8 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
 /// run).
 fn end_burst(
     shared: &Arc<Shared>,
-    (watchdog, on_this_thread): (&Arc<Watchdog>, bool),
+    watchdog: &Arc<Watchdog>,
+    on_this_thread: bool,
     started: &mut Vec<Started>,
     clock: &mut BurstClock,
     in_burst: &mut bool,

@@ -106,9 +106,10 @@ impl BurstClock {
     }
 
     /// The burst is over: the next one reads the clock again, and has the next number.
-    pub(crate) fn reset(&mut self) {
-        self.began = None;
+    /// Returns when it began, if the clock was read.
+    pub(crate) fn reset(&mut self) -> Option<Instant> {
         self.serial += 1;
+        self.began.take()
     }
 }
 

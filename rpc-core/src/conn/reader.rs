@@ -3,17 +3,19 @@
 //! It never stops reading because the outbox is full (two peers that both did would wait for
 //! each other for ever); the output budget and `Overloaded` refusals bound what the peer can
 //! make this side queue instead. It notes the time for the keepalive once per burst of
-//! frames; when a burst ends it hands the calls of the burst to `handlers` (which write their
-//! answers together; on a `current_thread` runtime it first-polls them itself, see
-//! `handlers::run_burst`) and writes what it queued itself.
+//! frames. On a `current_thread` runtime it first-polls each call's handler itself as the call
+//! is routed (see `handlers`); elsewhere, when a burst ends, it hands the calls of the burst to
+//! a task (`handlers::run_burst`), which writes their answers together. When a burst ends it
+//! writes what it queued itself (on `current_thread`, those answers too).
 
 use std::sync::Arc;
 use std::task::Poll;
 
 use tokio::io::AsyncRead;
 use tokio::runtime::RuntimeFlavor;
+use tokio::time::Instant;
 
-use super::handlers::{Watchdog, run_burst};
+use super::handlers::{Watchdog, first_poll, run_burst};
 use super::incoming::{BurstClock, Permanent, Started};
 use super::lifecycle::{Closed, lock};
 use super::router::route_frame;
@@ -55,11 +57,14 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
     let mut closed = std::pin::pin!(closed.cancelled());
     let mut in_burst = false;
     let watchdog = Arc::new(Watchdog::default());
-    // On a `current_thread` runtime the handlers are first-polled here (see `run_burst`).
+    // On a `current_thread` runtime the handlers are first-polled here, each as its call is
+    // routed (see `handlers`); elsewhere a burst's calls go to a task when the burst ends.
     let on_this_thread =
         tokio::runtime::Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread;
     let mut started = Vec::new();
     let mut clock = BurstClock::default();
+    // The end of the calls first-polled here: read once per burst, at the first answer.
+    let mut answered = BurstClock::default();
     let why = loop {
         if shared.is_closed() {
             // Closed by another task (a broken limit, a local close): read no more.
@@ -75,15 +80,16 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                     Poll::Ready(next) => next,
                     Poll::Pending => {
                         // Nothing more to read right now: the burst is over. Its handlers are
-                        // first-polled (elsewhere, or here on a current_thread runtime) and
-                        // write their answers together; what the reader itself queued (error
-                        // answers, pongs, here those answers too) is written now.
+                        // first-polled elsewhere and write their answers together (on a
+                        // current_thread runtime they were, here, as their calls came); what
+                        // the reader itself queued (error answers, pongs, here those answers
+                        // too) is written now.
                         end_burst(
                             &shared,
                             &watchdog,
-                            on_this_thread,
                             &mut started,
                             &mut clock,
+                            &mut answered,
                             &mut in_burst,
                         );
                         // The read first: a wake that brings a frame does not poll the close,
@@ -123,6 +129,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
             Ok(Some(frame)) => {
                 in_burst = true;
                 match route_frame(&shared, &mut clock, &permanent, frame.freeze()) {
+                    Ok(Some(call)) if on_this_thread => first_poll(&shared, &mut answered, call),
                     Ok(Some(call)) => started.push(call),
                     Ok(None) => {}
                     Err(why) => break why,
@@ -137,21 +144,25 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
     shared.close(why);
 }
 
-/// A burst of frames is over: its calls go to `handlers`, the clock starts again, and what
-/// the reader queued goes out (with what the callers its answers woke send, if any are yet to
-/// run).
+/// A burst of frames is over: its calls go to `handlers` (if the reader did not first-poll
+/// them itself), the clocks start again, and what the reader queued goes out (with what the
+/// callers its answers woke send, if any are yet to run).
 fn end_burst(
     shared: &Arc<Shared>,
     watchdog: &Arc<Watchdog>,
-    on_this_thread: bool,
     started: &mut Vec<Started>,
     clock: &mut BurstClock,
+    answered: &mut BurstClock,
     in_burst: &mut bool,
 ) {
-    run_burst(shared, watchdog, std::mem::take(started), on_this_thread);
-    clock.reset();
+    if !started.is_empty() {
+        run_burst(shared, watchdog, std::mem::take(started));
+    }
+    answered.reset();
+    let began = clock.reset();
     if std::mem::take(in_burst) {
-        shared.note_received();
+        // The burst's time if it was read (a burst of calls or answers), else now.
+        shared.note_received(began.unwrap_or_else(Instant::now));
         if shared.outbox.backlog() > 0 {
             if lock(&shared.pending).untaken() > 0 {
                 // The callers the burst's answers woke are to run yet (on other threads,

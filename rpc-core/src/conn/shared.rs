@@ -16,13 +16,14 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::Waker;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use std::fmt;
 
 use bytes::Bytes;
 use metrics::Counter;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::admission::Admission;
 use super::exports::ExportTable;
@@ -375,9 +376,10 @@ impl Shared {
         self.lifecycle.finish(why.reason());
     }
 
-    /// A frame arrived just now (for the keepalive).
-    pub(crate) fn note_received(&self) {
-        let us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    /// Frames arrived at `at` (for the keepalive: the start of their burst is near enough).
+    pub(crate) fn note_received(&self, at: Instant) {
+        let since = at.saturating_duration_since(self.started);
+        let us = u64::try_from(since.as_micros()).unwrap_or(u64::MAX);
         self.last_received_us.store(us, Ordering::Relaxed);
     }
 

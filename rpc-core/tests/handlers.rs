@@ -498,6 +498,37 @@ on_both_runtimes! {
     }
 }
 
+/// On a `current_thread` runtime the reader first-polls each handler as its call is routed: with
+/// room for one call in flight, 100 calls that finish at once, arriving in one write, are all
+/// answered, in order (each frees its slot before the next call is read). On a multi-threaded
+/// runtime a burst's calls are all admitted before a task polls them, so there the calls
+/// beyond the first of a burst would be refused `Overloaded`.
+#[tokio::test(flavor = "current_thread")]
+async fn on_current_thread_a_burst_of_quick_calls_needs_one_slot() {
+    const CALLS: u64 = 100;
+    let s = Setup::new(Config::default().max_in_flight_calls(1)).await;
+    let mut raw = RawPeer::handshaken(s.addr).await;
+    let mut burst = Vec::new();
+    for id in 1..=CALLS {
+        burst.extend(frame(&call_payload(id, 0, "quick", (id as u32,))));
+    }
+    raw.send(&burst).await;
+    for expected in 1..=CALLS {
+        let (message, value) = decode_message(&raw.read_frame().await);
+        match message {
+            Message::Answer { id, .. } => {
+                assert_eq!(id, expected, "answers come in the order of the calls");
+                let in_flight: usize = decode_value(&value);
+                assert_eq!(in_flight, 1, "calls in flight seen by call {id}");
+            }
+            Message::Error { id, error } => panic!("call {id} was refused: {error:?}"),
+            other => panic!("expected the answer of call {expected}, got {other:?}"),
+        }
+    }
+    drop(raw);
+    s.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. A panic while encoding an answer.
 // ---------------------------------------------------------------------------------------------

@@ -15,7 +15,11 @@ pub struct Config {
     pub max_frame_length: usize,
     /// Incoming calls running at once on one connection. A call beyond it is answered at once
     /// with [`RemoteErrorKind::Overloaded`](crate::RemoteErrorKind::Overloaded); nothing queues
-    /// without bound. Default 1024.
+    /// without bound. Default 1024. A call holds its slot from when it is read to when its
+    /// answer is queued. On a `current_thread` runtime a handler that finishes at its first
+    /// poll is run as soon as its call is read, so it frees its slot before the next call; on a
+    /// multi-threaded runtime the calls read in one burst all take their slots before a task
+    /// runs them.
     pub max_in_flight_calls: usize,
     /// Time to establish the TCP connection. Default 10 s.
     pub connect_timeout: Duration,

@@ -16,6 +16,8 @@ use tokio::net::TcpListener;
 pub trait Echo {
     /// Returns `n`.
     async fn remote_echo(&self, n: u64) -> u64;
+    /// Computes (sleeps, without awaiting) for `ms` milliseconds.
+    async fn remote_compute(&self, ms: u64) -> u64;
 }
 
 struct E;
@@ -23,6 +25,11 @@ struct E;
 impl Echo for E {
     async fn remote_echo(&self, n: u64) -> u64 {
         n
+    }
+
+    async fn remote_compute(&self, ms: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(ms));
+        ms
     }
 }
 
@@ -85,4 +92,71 @@ async fn a_healthy_idle_connection_is_kept() {
     assert!(client.is_connected());
     assert_eq!(echo.echo(5).await.unwrap(), 5);
     serving.abort();
+}
+
+/// A server on a `current_thread` runtime whose handler computes, without awaiting, for longer
+/// than its keepalive's interval and timeout together: its thread (the keepalive's too) is
+/// held all that time, but the call came in and its answer goes out, so the peer is not silent
+/// and the connection is kept. The client, which has no keepalive of its own, then calls for
+/// several keepalive rounds, every call answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_long_handler_on_a_current_thread_server_does_not_make_its_peer_silent() {
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let config =
+                Config::default().keepalive(Duration::from_millis(100), Duration::from_millis(100));
+            let server = Server::bind("127.0.0.1:0", EchoRef::new(E))
+                .await
+                .unwrap()
+                .with_config(config);
+            addr_tx.send(server.local_addr()).unwrap();
+            server
+                .run_until(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+        });
+    });
+    let addr = within("the server's address", addr_rx).await.unwrap();
+    let client = within(
+        "connect",
+        Client::connect_with(addr, Config::default().no_keepalive()),
+    )
+    .await
+    .unwrap();
+    let echo: EchoRef = client.root().await.unwrap();
+    assert_eq!(
+        within("the long call", echo.compute(400)).await.unwrap(),
+        400
+    );
+    // The server's keepalive, due while the handler ran, acts right after it: calls for five of
+    // its intervals, so that a connection it wrongly found silent would be seen closed.
+    let watched = Instant::now();
+    let mut n = 0;
+    while watched.elapsed() < Duration::from_millis(500) {
+        n += 1;
+        let answer = within("a call after the long one", echo.echo(n)).await;
+        assert_eq!(
+            answer.ok(),
+            Some(n),
+            "call {n} after the long handler: {:?}",
+            client.peer().disconnect_reason()
+        );
+    }
+    assert!(client.is_connected());
+    drop((echo, client));
+    stop_tx.send(()).unwrap();
+    within(
+        "the server thread",
+        tokio::task::spawn_blocking(move || server_thread.join()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
 }

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::task::Poll;
 
+use bytes::Bytes;
 use tokio::io::AsyncRead;
 use tokio::runtime::RuntimeFlavor;
 use tokio::time::Instant;
@@ -55,16 +56,10 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
     // Registered once, not on every wait.
     let closed = shared.lifecycle.token().clone();
     let mut closed = std::pin::pin!(closed.cancelled());
-    let mut in_burst = false;
     let watchdog = Arc::new(Watchdog::default());
-    // On a `current_thread` runtime the handlers are first-polled here, each as its call is
-    // routed (see `handlers`); elsewhere a burst's calls go to a task when the burst ends.
     let on_this_thread =
         tokio::runtime::Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread;
-    let mut started = Vec::new();
-    let mut clock = BurstClock::default();
-    // The end of the calls first-polled here: read once per burst, at the first answer.
-    let mut answered = BurstClock::default();
+    let mut burst = Burst::new(on_this_thread);
     let why = loop {
         if shared.is_closed() {
             // Closed by another task (a broken limit, a local close): read no more.
@@ -84,14 +79,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                         // current_thread runtime they were, here, as their calls came); what
                         // the reader itself queued (error answers, pongs, here those answers
                         // too) is written now.
-                        end_burst(
-                            &shared,
-                            &watchdog,
-                            &mut started,
-                            &mut clock,
-                            &mut answered,
-                            &mut in_burst,
-                        );
+                        burst.end(&shared, &watchdog);
                         // The read first: a wake that brings a frame does not poll the close,
                         // which is checked, more cheaply, once the wait is over (and once per
                         // frame at the top of the loop).
@@ -127,12 +115,8 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                 break Closed::Transport(format!("reading from the peer failed: {e}"));
             }
             Ok(Some(frame)) => {
-                in_burst = true;
-                match route_frame(&shared, &mut clock, &permanent, frame.freeze()) {
-                    Ok(Some(call)) if on_this_thread => first_poll(&shared, &mut answered, call),
-                    Ok(Some(call)) => started.push(call),
-                    Ok(None) => {}
-                    Err(why) => break why,
+                if let Err(why) = burst.route(&shared, &permanent, frame.freeze()) {
+                    break why;
                 }
             }
         }
@@ -140,29 +124,80 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
             shared.flush();
         }
     };
-    drop(started);
+    drop(burst);
     shared.close(why);
 }
 
-/// A burst of frames is over: its calls go to `handlers` (if the reader did not first-poll
-/// them itself), the clocks start again, and what the reader queued goes out (with what the
-/// callers its answers woke send, if any are yet to run).
-fn end_burst(
-    shared: &Arc<Shared>,
-    watchdog: &Arc<Watchdog>,
-    started: &mut Vec<Started>,
-    clock: &mut BurstClock,
-    answered: &mut BurstClock,
-    in_burst: &mut bool,
-) {
-    if !started.is_empty() {
-        run_burst(shared, watchdog, std::mem::take(started));
+/// The burst of frames the reader is reading: from the first frame it reads after a wait for
+/// the socket, until it finds nothing more to read.
+struct Burst {
+    /// When it began to be read: the start of its calls, and the end of the calls it answers.
+    clock: BurstClock,
+    /// Frames were routed in it.
+    any: bool,
+    /// Its calls, handed to `handlers` when it ends (on a multi-threaded runtime).
+    started: Vec<Started>,
+    /// On a `current_thread` runtime the reader first-polls each handler as its call is
+    /// routed (see `handlers`): the end of the calls answered there, read at the first answer.
+    answered: Option<BurstClock>,
+    /// A handler was first-polled in it: it may have run for long (its start is then no
+    /// longer when its frames came).
+    polled: bool,
+}
+
+impl Burst {
+    fn new(on_this_thread: bool) -> Self {
+        Burst {
+            clock: BurstClock::default(),
+            any: false,
+            started: Vec::new(),
+            answered: on_this_thread.then(BurstClock::default),
+            polled: false,
+        }
     }
-    answered.reset();
-    let began = clock.reset();
-    if std::mem::take(in_burst) {
-        // The burst's time if it was read (a burst of calls or answers), else now.
-        shared.note_received(began.unwrap_or_else(Instant::now));
+
+    /// Routes one frame of the burst; a call is first-polled at once or kept for its end.
+    fn route(
+        &mut self,
+        shared: &Arc<Shared>,
+        permanent: &Permanent,
+        frame: Bytes,
+    ) -> Result<(), Closed> {
+        self.any = true;
+        if let Some(call) = route_frame(shared, &mut self.clock, permanent, frame)? {
+            match &mut self.answered {
+                Some(answered) => {
+                    self.polled = true;
+                    first_poll(shared, answered, call);
+                }
+                None => self.started.push(call),
+            }
+        }
+        Ok(())
+    }
+
+    /// The burst is over: its calls go to `handlers` (if the reader did not first-poll them),
+    /// the clocks start again, and what the reader queued goes out (with what the callers its
+    /// answers woke send, if any are yet to run).
+    fn end(&mut self, shared: &Arc<Shared>, watchdog: &Arc<Watchdog>) {
+        if !self.started.is_empty() {
+            run_burst(shared, watchdog, std::mem::take(&mut self.started));
+        }
+        let began = self.clock.reset();
+        if let Some(answered) = &mut self.answered {
+            answered.reset();
+        }
+        let polled = std::mem::take(&mut self.polled);
+        if !std::mem::take(&mut self.any) {
+            return;
+        }
+        // For the keepalive: the burst's start, read already, if it ran no handler (it took
+        // microseconds then); else now.
+        let heard = match began {
+            Some(began) if !polled => began,
+            _ => Instant::now(),
+        };
+        shared.note_received(heard);
         if shared.outbox.backlog() > 0 {
             if lock(&shared.pending).untaken() > 0 {
                 // The callers the burst's answers woke are to run yet (on other threads,

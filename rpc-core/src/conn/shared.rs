@@ -376,7 +376,7 @@ impl Shared {
         self.lifecycle.finish(why.reason());
     }
 
-    /// Frames arrived at `at` (for the keepalive: the start of their burst is near enough).
+    /// Frames arrived at `at` (for the keepalive).
     pub(crate) fn note_received(&self, at: Instant) {
         let since = at.saturating_duration_since(self.started);
         let us = u64::try_from(since.as_micros()).unwrap_or(u64::MAX);

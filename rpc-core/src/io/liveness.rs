@@ -19,14 +19,14 @@ pub(crate) enum Step {
     Dead,
 }
 
-/// The keepalive's state: when a frame last arrived, and whether a ping is out since.
+/// The keepalive's state: when a frame last arrived, and when a ping went out since.
 #[derive(Debug, Clone)]
 pub(crate) struct Liveness {
     interval: Duration,
     timeout: Duration,
-    /// The last arrival the keepalive knows of, and whether it has pinged since.
+    /// The last arrival the keepalive knows of, and when it has pinged since, if it has.
     seen: Instant,
-    pinged: bool,
+    pinged: Option<Instant>,
 }
 
 impl Liveness {
@@ -35,25 +35,30 @@ impl Liveness {
             interval,
             timeout,
             seen: now,
-            pinged: false,
+            pinged: None,
         }
     }
 
     /// What to do at `now`, given that the last frame from the peer arrived at `last_heard`.
+    /// A ping gives the peer `timeout` to answer, counted from the ping: a keepalive that
+    /// comes late (its task starved, or the arrival it was told of was noted late) does not
+    /// cut the peer short.
     pub(crate) fn step(&mut self, last_heard: Instant, now: Instant) -> Step {
         if last_heard > self.seen {
             self.seen = last_heard;
-            self.pinged = false;
+            self.pinged = None;
         }
         let ping_at = self.seen + self.interval;
-        let dead_at = ping_at + self.timeout;
         if now < ping_at {
             return Step::SleepUntil(ping_at);
         }
-        if !self.pinged {
-            self.pinged = true;
-            return Step::Ping { then: dead_at };
-        }
+        let Some(pinged) = self.pinged else {
+            self.pinged = Some(now);
+            return Step::Ping {
+                then: now + self.timeout,
+            };
+        };
+        let dead_at = pinged + self.timeout;
         if now < dead_at {
             Step::SleepUntil(dead_at)
         } else {
@@ -99,6 +104,25 @@ mod tests {
             live.step(heard, heard + 30 * S),
             Step::Ping { .. }
         ));
+    }
+
+    #[test]
+    fn a_late_ping_still_gives_the_peer_its_whole_timeout() {
+        let t0 = Instant::now();
+        let mut live = Liveness::new(30 * S, 20 * S, t0);
+        // The keepalive comes back only at 60 s, past the silence it allows in all.
+        let late = t0 + 60 * S;
+        assert_eq!(
+            live.step(t0, late),
+            Step::Ping {
+                then: late + 20 * S
+            }
+        );
+        assert_eq!(
+            live.step(t0, late + 19 * S),
+            Step::SleepUntil(late + 20 * S)
+        );
+        assert_eq!(live.step(t0, late + 20 * S), Step::Dead);
     }
 
     #[test]

@@ -34,9 +34,9 @@
 //! Clocks are read once per burst where that is enough: a served call starts when the burst of
 //! frames it came in began to be read, the calls a burst's task (or its reader) answers at
 //! their handler's first poll end when the first of them is answered, and a call this side made
-//! ends when the burst carrying its answer began to be read. Short calls are thus timed to within the reading
-//! of one burst (microseconds; tens of them for a burst of 64 calls); a handler that awaits is
-//! timed to when its answer is queued.
+//! ends when the burst carrying its answer began to be read. Short calls are thus timed to
+//! within the reading of one burst (microseconds; tens of them for a burst of 64 calls); a
+//! handler that awaits is timed to when its answer is queued.
 //!
 //! The byte counts are those of pbrs's frames after the handshake, length prefixes included,
 //! as handed to the transport: TLS adds its records' few bytes and its handshake on top.

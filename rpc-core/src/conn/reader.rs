@@ -157,6 +157,9 @@ impl Burst {
     }
 
     /// Routes one frame of the burst; a call is first-polled at once or kept for its end.
+    /// Inlined in the read loop, and the call matched where it is routed: otherwise it is
+    /// moved about with `memcpy` (130 instructions more per call at 64 in flight, callgrind).
+    #[inline(always)]
     fn route(
         &mut self,
         shared: &Arc<Shared>,
@@ -164,14 +167,16 @@ impl Burst {
         frame: Bytes,
     ) -> Result<(), Closed> {
         self.any = true;
-        if let Some(call) = route_frame(shared, &mut self.clock, permanent, frame)? {
-            match &mut self.answered {
+        match route_frame(shared, &mut self.clock, permanent, frame) {
+            Ok(Some(call)) => match &mut self.answered {
                 Some(answered) => {
                     self.polled = true;
                     first_poll(shared, answered, call);
                 }
                 None => self.started.push(call),
-            }
+            },
+            Ok(None) => {}
+            Err(why) => return Err(why),
         }
         Ok(())
     }

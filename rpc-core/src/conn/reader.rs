@@ -80,13 +80,23 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                         // the reader itself queued (error answers, pongs, here those answers
                         // too) is written now.
                         burst.end(&shared, &watchdog);
-                        // The read first: a wake that brings a frame does not poll the close,
-                        // which is checked, more cheaply, once the wait is over (and once per
-                        // frame at the top of the loop).
-                        let next = tokio::select! {
-                            biased;
-                            next = &mut read => next,
-                            _ = &mut closed => return,
+                        // The read was polled just now, by this task, and found nothing: it is
+                        // polled again only once the task is woken (by the socket, or by the
+                        // close). Then the read first: a wake that brings a frame does not
+                        // poll the close, which is checked, more cheaply, once the wait is over
+                        // (and once per frame at the top of the loop).
+                        let mut just_polled = true;
+                        let next = std::future::poll_fn(|cx| {
+                            if !std::mem::take(&mut just_polled)
+                                && let Poll::Ready(next) = read.as_mut().poll(cx)
+                            {
+                                return Poll::Ready(Some(next));
+                            }
+                            closed.as_mut().poll(cx).map(|()| None)
+                        })
+                        .await;
+                        let Some(next) = next else {
+                            return;
                         };
                         if shared.is_closed() {
                             // Closed while waiting (by `end_burst`'s flush, or elsewhere) with

@@ -31,8 +31,8 @@ pub(crate) async fn keepalive(shared: Arc<Shared>, interval: Duration, timeout: 
                 }
                 Step::Dead => {
                     shared.close(Closed::Transport(format!(
-                        "the peer sent nothing for {:?}, not even an answer to a keepalive ping; \
-                     it is gone or frozen",
+                        "the peer sent nothing for {:?} or more, not even an answer to a keepalive \
+                     ping; it is gone or frozen",
                         liveness.patience()
                     )));
                     return;

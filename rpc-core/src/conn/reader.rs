@@ -99,7 +99,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                             return;
                         };
                         if shared.is_closed() {
-                            // Closed while waiting (by `end_burst`'s flush, or elsewhere) with
+                            // Closed while waiting (by `Burst::end`'s flush, or elsewhere) with
                             // a frame there too: it is not routed.
                             return;
                         }

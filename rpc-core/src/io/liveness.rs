@@ -15,7 +15,8 @@ pub(crate) enum Step {
     SleepUntil(Instant),
     /// Send a ping now, then come back at the instant given.
     Ping { then: Instant },
-    /// The peer has been silent for `interval + timeout`: close the connection.
+    /// The peer has been silent for `interval + timeout` at least (its ping unanswered for
+    /// `timeout`): close the connection.
     Dead,
 }
 

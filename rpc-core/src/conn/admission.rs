@@ -43,6 +43,8 @@ pub(crate) struct Admission {
     draining: bool,
     running: IdMap<Running>,
     next_serial: u64,
+    /// Tasks waiting for no call to be in flight (see [`Admission::wait_for_idle`]).
+    idle_waiters: usize,
 }
 
 impl Admission {
@@ -52,6 +54,7 @@ impl Admission {
             draining: false,
             running: IdMap::default(),
             next_serial: 0,
+            idle_waiters: 0,
         }
     }
 
@@ -126,6 +129,27 @@ impl Admission {
     pub(crate) fn in_flight(&self) -> usize {
         self.running.len()
     }
+
+    /// `true` if no call is in flight; otherwise the caller is counted as waiting for that
+    /// (until [`Admission::stop_waiting_for_idle`]) and must wait to be notified.
+    pub(crate) fn wait_for_idle(&mut self) -> bool {
+        if self.running.len() == 0 {
+            return true;
+        }
+        self.idle_waiters += 1;
+        false
+    }
+
+    /// A waiter counted by [`Admission::wait_for_idle`] waits no more.
+    pub(crate) fn stop_waiting_for_idle(&mut self) {
+        self.idle_waiters -= 1;
+    }
+
+    /// `true` when no call is in flight and someone waits for that: they must be notified
+    /// (most calls finish with no one waiting, and a notify costs a lock of its own).
+    pub(crate) fn idle_with_waiters(&self) -> bool {
+        self.running.len() == 0 && self.idle_waiters > 0
+    }
 }
 
 #[cfg(test)]
@@ -176,5 +200,27 @@ mod tests {
         admission.cancel_all();
         assert_eq!(admission.in_flight(), 0);
         assert_eq!(admission.admit(3).unwrap_err(), Refusal::ShuttingDown);
+    }
+
+    #[test]
+    fn idle_is_announced_only_to_waiters() {
+        let mut admission = Admission::new(10);
+        assert!(admission.wait_for_idle(), "nothing runs: idle at once");
+        let a = admission.admit(1).unwrap();
+        let b = admission.admit(2).unwrap();
+        assert!(admission.finish(a));
+        assert!(!admission.idle_with_waiters(), "one call still runs");
+        assert!(admission.finish(b));
+        assert!(!admission.idle_with_waiters(), "idle, but no one waits");
+        let c = admission.admit(3).unwrap();
+        assert!(
+            !admission.wait_for_idle(),
+            "a call runs: the waiter is counted"
+        );
+        assert!(admission.cancel(3));
+        assert!(admission.idle_with_waiters());
+        assert!(!admission.finish(c));
+        admission.stop_waiting_for_idle();
+        assert!(!admission.idle_with_waiters(), "the waiter left");
     }
 }

@@ -203,8 +203,21 @@ async fn watch(shared: Arc<Shared>, watchdog: Arc<Watchdog>) {
 /// Polls a handler once; answers it if it finished, or gives it a task of its own. The calls
 /// a task (or a burst of the reader's) answers this way end when the first of them does
 /// (`clock`: one clock read for them all).
-pub(crate) fn first_poll(shared: &Arc<Shared>, clock: &mut BurstClock, mut call: Started) {
-    if !lock(&shared.admission).is_running(call.slot.ticket) {
+fn first_poll(shared: &Arc<Shared>, clock: &mut BurstClock, call: Started) {
+    let running = lock(&shared.admission).is_running(call.slot.ticket);
+    poll_if_running(shared, clock, call, running);
+}
+
+/// [`first_poll`] for a call its router admitted just now, on this thread (the reader of a
+/// `current_thread` runtime, one call after another): no cancel frame can have come since, and
+/// the connection closing is seen without taking the admission lock.
+pub(crate) fn first_poll_fresh(shared: &Arc<Shared>, clock: &mut BurstClock, call: Started) {
+    poll_if_running(shared, clock, call, !shared.is_closed());
+}
+
+/// [`first_poll`], told whether the call still holds its slot.
+fn poll_if_running(shared: &Arc<Shared>, clock: &mut BurstClock, mut call: Started, running: bool) {
+    if !running {
         // Cancelled (by its caller, or by the connection closing) before it ran.
         let (interface, method) = (call.interface, call.method.clone());
         drop_caught(call, interface, &method);
@@ -435,13 +448,22 @@ fn encode_answer(
 
 /// Resolves once no incoming call is in flight (or the connection closed).
 pub(crate) async fn idle(shared: &Shared) {
+    /// Counted as waiting (under the admission lock, where the last call's end is seen) from
+    /// its notification's registration until it is dropped.
+    struct Waiter<'a>(&'a Shared);
+    impl Drop for Waiter<'_> {
+        fn drop(&mut self) {
+            lock(&self.0.admission).stop_waiting_for_idle();
+        }
+    }
     loop {
         let notified = shared.idle.notified();
         let mut notified = std::pin::pin!(notified);
         notified.as_mut().enable();
-        if lock(&shared.admission).in_flight() == 0 || shared.is_closed() {
+        if shared.is_closed() || lock(&shared.admission).wait_for_idle() {
             return;
         }
+        let _waiter = Waiter(shared);
         notified.await;
     }
 }

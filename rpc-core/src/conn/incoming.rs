@@ -35,7 +35,7 @@ pub(crate) struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut admission = lock(&self.shared.admission);
-        if admission.finish(self.ticket) && admission.in_flight() == 0 {
+        if admission.finish(self.ticket) && admission.idle_with_waiters() {
             drop(admission);
             self.shared.idle.notify_waiters();
         }

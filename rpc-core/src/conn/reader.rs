@@ -16,7 +16,7 @@ use tokio::io::AsyncRead;
 use tokio::runtime::RuntimeFlavor;
 use tokio::time::Instant;
 
-use super::handlers::{Watchdog, first_poll, run_burst};
+use super::handlers::{Watchdog, first_poll_fresh, run_burst};
 use super::incoming::{BurstClock, Permanent, Started};
 use super::lifecycle::{Closed, lock};
 use super::router::route_frame;
@@ -181,7 +181,7 @@ impl Burst {
             Ok(Some(call)) => match &mut self.answered {
                 Some(answered) => {
                     self.polled = true;
-                    first_poll(shared, answered, call);
+                    first_poll_fresh(shared, answered, call);
                 }
                 None => self.started.push(call),
             },

@@ -69,7 +69,7 @@ pub(crate) fn route_frame(
         Message::Cancel { id } => {
             // Frees the slot now; dropping the cancel handle stops the handler.
             let mut admission = lock(&shared.admission);
-            if admission.cancel(id) && admission.in_flight() == 0 {
+            if admission.cancel(id) && admission.idle_with_waiters() {
                 drop(admission);
                 shared.idle.notify_waiters();
             }

@@ -8,8 +8,10 @@
 //! a task (`handlers::run_burst`), which writes their answers together. When a burst ends it
 //! writes what it queued itself (on `current_thread`, those answers too).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use tokio::io::AsyncRead;
@@ -56,6 +58,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
     // Registered once, not on every wait.
     let closed = shared.lifecycle.token().clone();
     let mut closed = std::pin::pin!(closed.cancelled());
+    let mut close_watch = CloseWatch::default();
     let watchdog = Arc::new(Watchdog::default());
     let on_this_thread =
         tokio::runtime::Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread;
@@ -83,8 +86,8 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                         // The read was polled just now, by this task, and found nothing: it is
                         // polled again only once the task is woken (by the socket, or by the
                         // close). Then the read first: a wake that brings a frame does not
-                        // poll the close, which is checked, more cheaply, once the wait is over
-                        // (and once per frame at the top of the loop).
+                        // look at the close, which is checked once the wait is over (and once
+                        // per frame at the top of the loop).
                         let mut just_polled = true;
                         let next = std::future::poll_fn(|cx| {
                             if !std::mem::take(&mut just_polled)
@@ -92,7 +95,9 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                             {
                                 return Poll::Ready(Some(next));
                             }
-                            closed.as_mut().poll(cx).map(|()| None)
+                            close_watch
+                                .poll(closed.as_mut(), &shared, cx)
+                                .map(|()| None)
                         })
                         .await;
                         let Some(next) = next else {
@@ -222,5 +227,37 @@ impl Burst {
                 shared.flush();
             }
         }
+    }
+}
+
+/// Watches for the connection's close while the reader waits, without polling the close's
+/// future at every wait (that takes two locks each time): the future is polled once with the
+/// task's waker, which it keeps and wakes when the connection closes; until the waker changes,
+/// the close is seen in the flag that is set before that wake.
+#[derive(Default)]
+struct CloseWatch {
+    /// The waker the close's future holds.
+    registered: Option<Waker>,
+}
+
+impl CloseWatch {
+    fn poll(
+        &mut self,
+        closed: Pin<&mut impl Future<Output = ()>>,
+        shared: &Shared,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        if shared.is_closed() {
+            return Poll::Ready(());
+        }
+        if self
+            .registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        self.registered = Some(cx.waker().clone());
+        closed.poll(cx)
     }
 }

@@ -289,8 +289,9 @@ impl Outbox {
                     return Ok(());
                 }
             }
-            // A frame queued while we held the lock found it taken and left: write it.
-            if self.queued_len() == 0 {
+            // A frame queued while we held the lock found it taken and left: write it. (The
+            // backlog, a load, says first whether anything is left at all: mostly nothing.)
+            if self.backlog() == 0 || self.queued_len() == 0 {
                 // Everything is written: wake whoever waits for that (`all_written`), also
                 // when the writer task was not involved.
                 if self.waiting_for_written.load(Ordering::SeqCst) > 0 {
@@ -315,7 +316,11 @@ impl Outbox {
         let mut wrote = false;
         loop {
             if unwritten.is_empty() {
-                self.take_queued(unwritten);
+                // All that was taken is written: the backlog is what is queued (the queue is
+                // looked at, under its lock, only if that is anything).
+                if self.backlog() > 0 {
+                    self.take_queued(unwritten);
+                }
                 if unwritten.is_empty() {
                     return match Pin::new(sink).poll_flush(cx) {
                         Poll::Ready(r) => r.map(|()| Progress::Done),

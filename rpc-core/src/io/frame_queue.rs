@@ -3,12 +3,13 @@
 //! A small frame is copied, length prefix first, after the small frames queued before it, so a
 //! burst of them goes out as one buffer; a frame of at least [`codec::SCRATCH_CAPACITY`] bytes
 //! stays where it was built, behind a prefix, and goes out with its neighbours in one vectored
-//! write ([`write_some`]). Measured on this machine, a `writev` of 64 slices of 40 bytes costs
-//! about 6 µs more than a `write` of the same 2,560 bytes in one slice, while copying 40 bytes
-//! costs nanoseconds: for small frames, copying is the cheaper way to gather them. (Frames are
-//! built in scratch memory shared by many small frames, `codec::build_frame`; a frame that size
-//! has an allocation of about its own, so chaining it keeps no more memory alive than it
-//! counts.)
+//! write ([`Taken::write_some`]). Measured on this machine, a `writev` of 64 slices of 40
+//! bytes costs about 6 µs more than a `write` of the same 2,560 bytes in one slice, while
+//! copying 40 bytes costs nanoseconds: for small frames, copying is the cheaper way to gather
+//! them. (Frames are built in scratch memory shared by many small frames, `codec::build_frame`;
+//! a frame that size has an allocation of about its own, so chaining it keeps no more memory
+//! alive than it counts.) The buffer of small frames a writer takes changes places with the
+//! writer's empty one ([`FrameQueue::take_into`]): two buffers serve turn about, never shared.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -76,12 +77,15 @@ impl FrameQueue {
         self.len
     }
 
-    /// Moves everything queued to the end of `to`.
-    pub(super) fn take_into(&mut self, to: &mut VecDeque<Bytes>) {
-        to.append(&mut self.chunks);
-        if !self.tail.is_empty() {
-            to.push_back(self.tail.split().freeze());
+    /// Moves everything queued to the end of `to`. The small frames queued last change
+    /// buffers with `to`'s: none is copied, and neither buffer is shared (sharing one costs a
+    /// locked count per write).
+    pub(super) fn take_into(&mut self, to: &mut Taken) {
+        if !to.tail.is_empty() {
+            to.chunks.push_back(to.tail.split().freeze());
         }
+        to.chunks.append(&mut self.chunks);
+        std::mem::swap(&mut self.tail, &mut to.tail);
         self.len = 0;
     }
 
@@ -93,40 +97,75 @@ impl FrameQueue {
     }
 }
 
-/// Writes from the front of `chunks`: one `write` for one chunk, else one vectored write of
-/// up to [`MAX_SLICES`] of them (on a transport that writes vectors; else the first alone).
-pub(super) fn write_some<W: AsyncWrite + Unpin + ?Sized>(
-    sink: &mut W,
-    cx: &mut Context<'_>,
-    chunks: &VecDeque<Bytes>,
-) -> Poll<io::Result<usize>> {
-    let Some(first) = chunks.front() else {
-        return Poll::Ready(Ok(0));
-    };
-    if chunks.len() == 1 || !sink.is_write_vectored() {
-        return Pin::new(sink).poll_write(cx, first);
-    }
-    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-    let mut count = 0;
-    for (slice, chunk) in slices.iter_mut().zip(chunks) {
-        *slice = IoSlice::new(chunk);
-        count += 1;
-    }
-    Pin::new(sink).poll_write_vectored(cx, &slices[..count])
+/// Frames a writer took from the queue and has not written yet, in order: `chunks`, then
+/// `tail`, whose buffer goes back to the queue, empty, at the next take.
+#[derive(Default)]
+pub(super) struct Taken {
+    chunks: VecDeque<Bytes>,
+    tail: BytesMut,
 }
 
-/// Drops the first `n` bytes of `chunks`: the chunks written whole, and the start of the next.
-pub(super) fn consume(chunks: &mut VecDeque<Bytes>, mut n: usize) {
-    while n > 0 {
-        let Some(front) = chunks.front_mut() else {
-            return;
+impl Taken {
+    pub(super) fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.tail.is_empty()
+    }
+
+    /// Bytes left to write.
+    pub(super) fn len(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum::<usize>() + self.tail.len()
+    }
+
+    /// Forgets what is left (the socket is gone).
+    pub(super) fn clear(&mut self) {
+        self.chunks.clear();
+        self.tail.clear();
+    }
+
+    /// Writes from the front: one `write` for one chunk, else one vectored write of up to
+    /// [`MAX_SLICES`] of them (on a transport that writes vectors; else the first alone).
+    pub(super) fn write_some<W: AsyncWrite + Unpin + ?Sized>(
+        &self,
+        sink: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        let tail = (!self.tail.is_empty()).then_some(&self.tail[..]);
+        let mut all = self.chunks.iter().map(|chunk| &chunk[..]).chain(tail);
+        let Some(first) = all.next() else {
+            return Poll::Ready(Ok(0));
         };
-        if front.len() > n {
-            front.advance(n);
-            return;
+        let count = self.chunks.len() + usize::from(tail.is_some());
+        if count == 1 || !sink.is_write_vectored() {
+            return Pin::new(sink).poll_write(cx, first);
         }
-        n -= front.len();
-        chunks.pop_front();
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        slices[0] = IoSlice::new(first);
+        let mut count = 1;
+        for (slice, chunk) in slices[1..].iter_mut().zip(all) {
+            *slice = IoSlice::new(chunk);
+            count += 1;
+        }
+        Pin::new(sink).poll_write_vectored(cx, &slices[..count])
+    }
+
+    /// Drops the first `n` bytes: the chunks written whole, and the start of the next.
+    pub(super) fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                if n >= self.tail.len() {
+                    // Kept, empty, for the queue to fill again.
+                    self.tail.clear();
+                } else {
+                    self.tail.advance(n);
+                }
+                return;
+            };
+            if front.len() > n {
+                front.advance(n);
+                return;
+            }
+            n -= front.len();
+            self.chunks.pop_front();
+        }
     }
 }
 
@@ -165,18 +204,21 @@ mod tests {
         }
         let expected = framed(&frames);
         assert_eq!(queue.len(), expected.len());
-        let mut chunks = VecDeque::new();
-        queue.take_into(&mut chunks);
+        let mut taken = Taken::default();
+        queue.take_into(&mut taken);
         assert_eq!(queue.len(), 0);
-        // [10, 0, 300, prefix], [large], [20, 30, prefix], [large * 3], [5]
-        assert_eq!(chunks.len(), 5);
-        let large_chunk = &chunks[1];
+        assert_eq!(taken.len(), expected.len());
+        // [10, 0, 300, prefix], [large], [20, 30, prefix], [large * 3], then [5] in the tail
+        assert_eq!(taken.chunks.len(), 4);
+        let large_chunk = &taken.chunks[1];
         assert_eq!(
             large_chunk.as_ptr(),
             frames[3].as_ptr(),
             "the large frame was copied"
         );
-        assert_eq!(Vec::from(chunks).concat(), expected);
+        let mut written = Vec::from(taken.chunks.clone()).concat();
+        written.extend_from_slice(&taken.tail);
+        assert_eq!(written, expected);
     }
 
     #[test]
@@ -190,14 +232,48 @@ mod tests {
 
     #[test]
     fn consume_drops_whole_chunks_and_the_start_of_the_next() {
-        let mut chunks: VecDeque<Bytes> = frames(&[3, 4, 5]).into();
-        consume(&mut chunks, 5);
-        assert_eq!(chunks.len(), 2);
-        assert_eq!(&chunks[0][..], &[1, 1]);
-        consume(&mut chunks, 2);
-        assert_eq!(chunks.len(), 1);
-        consume(&mut chunks, 5);
-        assert!(chunks.is_empty());
+        let mut taken = Taken {
+            chunks: frames(&[3, 4]).into(),
+            tail: BytesMut::from(&[7u8; 5][..]),
+        };
+        taken.consume(5);
+        assert_eq!(taken.chunks.len(), 1);
+        assert_eq!(&taken.chunks[0][..], &[1, 1]);
+        taken.consume(2);
+        assert!(taken.chunks.is_empty());
+        taken.consume(2);
+        assert_eq!(&taken.tail[..], &[7, 7, 7]);
+        taken.consume(3);
+        assert!(taken.is_empty());
+    }
+
+    #[test]
+    fn a_take_after_an_unfinished_write_keeps_the_order_and_tails_are_reused() {
+        let mut queue = FrameQueue::new(4 << 20);
+        let first = frames(&[3, 4]);
+        for frame in &first {
+            queue.push(frame.clone()).unwrap();
+        }
+        let mut taken = Taken::default();
+        queue.take_into(&mut taken);
+        taken.consume(2);
+        let second = frames(&[5]);
+        queue.push(second[0].clone()).unwrap();
+        queue.take_into(&mut taken);
+        let mut expected = framed(&first)[2..].to_vec();
+        expected.extend_from_slice(&framed(&second));
+        let mut written = Vec::from(taken.chunks.clone()).concat();
+        written.extend_from_slice(&taken.tail);
+        assert_eq!(written, expected);
+        // Written whole, the tail's buffer goes back to the queue at the next take.
+        taken.consume(expected.len());
+        assert!(taken.is_empty());
+        let buffer = taken.tail.as_ptr();
+        queue.push(Bytes::from_static(b"x")).unwrap();
+        queue.take_into(&mut taken);
+        assert_eq!(&taken.tail[..], &[0, 0, 0, 1, b'x']);
+        queue.push(Bytes::from_static(b"y")).unwrap();
+        assert_eq!(queue.tail.as_ptr(), buffer, "the buffer was not reused");
     }
 
     #[test]
@@ -208,8 +284,8 @@ mod tests {
             .push(Bytes::from(vec![1; codec::SCRATCH_CAPACITY]))
             .unwrap();
         assert_eq!(queue.clear(), 7 + 4 + codec::SCRATCH_CAPACITY);
-        let mut chunks = VecDeque::new();
-        queue.take_into(&mut chunks);
-        assert!(chunks.is_empty());
+        let mut taken = Taken::default();
+        queue.take_into(&mut taken);
+        assert!(taken.is_empty());
     }
 }

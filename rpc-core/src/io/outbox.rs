@@ -25,7 +25,6 @@
 //! cancels, decrefs: [`Outbox::queue`]) may use the last third, and one that would go past the
 //! whole budget is refused: the peer sends but does not read, and the connection must close.
 
-use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -41,7 +40,7 @@ use tokio::sync::Notify;
 use super::Waiting;
 use super::budget::{LARGE_FRAME, MemoryBudget};
 use super::catch_up::catch_up;
-use super::frame_queue::{FrameQueue, consume, write_some};
+use super::frame_queue::{FrameQueue, Taken};
 
 /// The write half of a transport.
 pub(crate) type Sink = Box<dyn AsyncWrite + Send + Unpin>;
@@ -57,7 +56,7 @@ struct Queue {
 struct Writer {
     sink: Option<Sink>,
     /// Bytes taken from the queue but not yet written.
-    unwritten: VecDeque<Bytes>,
+    unwritten: Taken,
     /// The writer task owns the socket until it has drained `unwritten`.
     blocked: bool,
 }
@@ -128,7 +127,7 @@ impl Outbox {
             }),
             writer: Mutex::new(Writer {
                 sink: Some(sink),
-                unwritten: VecDeque::new(),
+                unwritten: Taken::default(),
                 blocked: false,
             }),
             wake_writer_task: Notify::new(),
@@ -264,7 +263,7 @@ impl Outbox {
     }
 
     /// Moves everything queued to the end of `to`.
-    fn take_queued(&self, to: &mut VecDeque<Bytes>) {
+    fn take_queued(&self, to: &mut Taken) {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         q.frames.take_into(to);
     }
@@ -328,7 +327,7 @@ impl Outbox {
                     };
                 }
             }
-            match write_some(sink, cx, unwritten) {
+            match unwritten.write_some(sink, cx) {
                 Poll::Ready(Ok(0)) => {
                     return Err(io::Error::new(
                         io::ErrorKind::WriteZero,
@@ -336,7 +335,7 @@ impl Outbox {
                     ));
                 }
                 Poll::Ready(Ok(n)) => {
-                    consume(unwritten, n);
+                    unwritten.consume(n);
                     self.wrote(n);
                     wrote = true;
                 }
@@ -468,7 +467,7 @@ impl Outbox {
             (w.sink.take(), std::mem::take(&mut w.unwritten))
         };
         drop(sink);
-        let unwritten_len: usize = unwritten.iter().map(Bytes::len).sum();
+        let unwritten_len = unwritten.len();
         let queued = {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             q.closed = true;

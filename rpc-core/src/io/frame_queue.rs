@@ -24,6 +24,10 @@ use crate::codec;
 /// At most this many slices go to one vectored write.
 const MAX_SLICES: usize = 64;
 
+/// A buffer of small frames larger than this (a burst's) is dropped once written, not kept
+/// for the next: two buffers serve turn about, and neither holds on to a past burst's size.
+const KEEP_TAIL: usize = 64 * 1024;
+
 /// Frames waiting for a writer, in order: `chunks`, then `tail`.
 pub(super) struct FrameQueue {
     /// Runs of small frames, and large frames as they are.
@@ -151,11 +155,14 @@ impl Taken {
     pub(super) fn consume(&mut self, mut n: usize) {
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {
-                if n >= self.tail.len() {
+                if n < self.tail.len() {
+                    self.tail.advance(n);
+                } else if self.tail.capacity() > KEEP_TAIL {
+                    // A burst made it large: not kept for ever.
+                    self.tail = BytesMut::new();
+                } else {
                     // Kept, empty, for the queue to fill again.
                     self.tail.clear();
-                } else {
-                    self.tail.advance(n);
                 }
                 return;
             };
@@ -274,6 +281,26 @@ mod tests {
         assert_eq!(&taken.tail[..], &[0, 0, 0, 1, b'x']);
         queue.push(Bytes::from_static(b"y")).unwrap();
         assert_eq!(queue.tail.as_ptr(), buffer, "the buffer was not reused");
+    }
+
+    #[test]
+    fn a_burst_s_large_buffer_is_not_kept_once_written() {
+        let mut queue = FrameQueue::new(4 << 20);
+        let mut taken = Taken::default();
+        for _ in 0..200 {
+            queue.push(Bytes::from(vec![1; 1000])).unwrap();
+        }
+        queue.take_into(&mut taken);
+        assert!(taken.tail.capacity() > KEEP_TAIL);
+        taken.consume(taken.len());
+        assert_eq!(taken.tail.capacity(), 0, "the burst's buffer was kept");
+        queue.push(Bytes::from(vec![1; 1000])).unwrap();
+        queue.take_into(&mut taken);
+        taken.consume(taken.len());
+        assert!(
+            taken.tail.capacity() >= 1004,
+            "a small buffer is kept for the next take"
+        );
     }
 
     #[test]

@@ -288,9 +288,13 @@ impl Outbox {
                     return Ok(());
                 }
             }
-            // A frame queued while we held the lock found it taken and left: write it. (The
-            // backlog, a load, says first whether anything is left at all: mostly nothing.)
-            if self.backlog() == 0 || self.queued_len() == 0 {
+            // A frame queued while we held the lock found it taken and left: write it. The
+            // backlog says first whether anything is left at all (mostly nothing), read with a
+            // read-modify-write, not a load: a queuer adds to it before its `try_lock`, so
+            // either this reads its bytes, or its add reads this and so sees the lock released
+            // (with a load, the memory model would let each miss the other; the queue's lock
+            // ordered them before).
+            if self.backlog.fetch_add(0, Ordering::SeqCst) == 0 || self.queued_len() == 0 {
                 // Everything is written: wake whoever waits for that (`all_written`), also
                 // when the writer task was not involved.
                 if self.waiting_for_written.load(Ordering::SeqCst) > 0 {

@@ -16,7 +16,7 @@ use futures::FutureExt;
 use futures::future::CatchUnwind;
 use tokio::time::Instant;
 
-use super::admission::{Refusal, Ticket};
+use super::admission::{Admission, Refusal, Ticket};
 use super::caller::WithCaller;
 use super::lifecycle::{Closed, lock};
 use super::refctx::decode_with;
@@ -34,11 +34,17 @@ pub(crate) struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut admission = lock(&self.shared.admission);
-        if admission.finish(self.ticket) && admission.idle_with_waiters() {
-            drop(admission);
-            self.shared.idle.notify_waiters();
-        }
+        free_slot(&self.shared, |admission| admission.finish(self.ticket));
+    }
+}
+
+/// Frees a call's slot with `free` (`true` if it freed one) and, when that leaves no call in
+/// flight and someone waits for that, tells them (see `handlers::idle`).
+pub(crate) fn free_slot(shared: &Shared, free: impl FnOnce(&mut Admission) -> bool) {
+    let mut admission = lock(&shared.admission);
+    if free(&mut admission) && admission.idle_with_waiters() {
+        drop(admission);
+        shared.idle.notify_waiters();
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 
-use super::incoming::{BurstClock, Permanent, Started, incoming_call, refuse};
+use super::incoming::{BurstClock, Permanent, Started, free_slot, incoming_call, refuse};
 use super::lifecycle::{Closed, lock};
 use super::outgoing::Completed;
 use super::refctx::resolve;
@@ -68,11 +68,7 @@ pub(crate) fn route_frame(
         Message::Error { id, error } => complete(shared, id, Err(error.into()), clock.serial()),
         Message::Cancel { id } => {
             // Frees the slot now; dropping the cancel handle stops the handler.
-            let mut admission = lock(&shared.admission);
-            if admission.cancel(id) && admission.idle_with_waiters() {
-                drop(admission);
-                shared.idle.notify_waiters();
-            }
+            free_slot(shared, |admission| admission.cancel(id));
         }
         Message::Decref { object, count } => shared.release_sent(object, u64::from(count)),
         Message::Ping { nonce } => shared.send_control(&Message::Pong { nonce }, false),

@@ -143,12 +143,12 @@ impl Taken {
         }
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
         slices[0] = IoSlice::new(first);
-        let mut count = 1;
+        let mut filled = 1;
         for (slice, chunk) in slices[1..].iter_mut().zip(all) {
             *slice = IoSlice::new(chunk);
-            count += 1;
+            filled += 1;
         }
-        Pin::new(sink).poll_write_vectored(cx, &slices[..count])
+        Pin::new(sink).poll_write_vectored(cx, &slices[..filled])
     }
 
     /// Drops the first `n` bytes: the chunks written whole, and the start of the next.

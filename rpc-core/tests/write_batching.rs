@@ -293,9 +293,12 @@ async fn dropping_a_thousand_calls_in_flight_costs_a_handful_of_writes() {
 }
 
 /// Frame sizes around the point where the outbox stops copying frames and chains them
-/// (16 KiB), and far from it, in one burst: every echo comes back whole and in its place.
+/// (16 KiB), around the longest answer a `current_thread` server's reader gathers (4 KiB), and
+/// far from both, in one burst: every echo comes back whole and in its place.
 async fn echo_frames_of_every_size(bench: &BenchRef) {
-    let sizes = [0, 1, 100, 16_370, 16_384, 16_400, 100_000, 1_000_000, 7];
+    let sizes = [
+        0, 1, 100, 4_080, 4_088, 4_096, 16_370, 16_384, 16_400, 100_000, 1_000_000, 7,
+    ];
     let payloads: Vec<Vec<u8>> = (0..4)
         .flat_map(|round| sizes.iter().map(move |&len| (round, len)))
         .enumerate()
@@ -342,4 +345,27 @@ async fn large_and_small_frames_in_one_burst_arrive_whole_over_tls() {
     let bench: BenchRef = client.root().await.unwrap();
     within("echoes over TLS", echo_frames_of_every_size(&bench)).await;
     serving.abort();
+}
+
+/// In one burst, answers that a `current_thread` server's reader gathers (small values) and
+/// answers that take the usual way (values with references, values over 4 KiB), mixed: each
+/// arrives whole and right, and the references in them are callable.
+#[tokio::test(flavor = "current_thread")]
+async fn answers_gathered_or_not_in_one_burst_arrive_right() {
+    let setup = setup().await;
+    let bench = &setup.bench;
+    let calls = (0..96u64).map(|i| async move {
+        match i % 3 {
+            0 => assert_eq!(bench.ping(i).await.unwrap(), i),
+            1 => {
+                let things = bench.things(2).await.unwrap();
+                assert_eq!(things[1].serial().await.unwrap(), 1);
+            }
+            _ => {
+                let bytes = vec![i as u8; 5_000];
+                assert!(bench.echo(bytes.clone()).await.unwrap() == bytes);
+            }
+        }
+    });
+    within("the burst", futures::future::join_all(calls)).await;
 }

@@ -69,9 +69,28 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     dst: &mut BytesMut,
 ) -> Result<(), String> {
-    bincode::serde::encode_into_writer(value, BufWriter(dst), config())
-        .map_err(encode_error_message)
+    encode_within(value, dst, usize::MAX).map_err(|e| e.unwrap_or_default())
 }
+
+/// Encodes `value` after whatever `dst` already holds, giving up (`Err(None)`, with part of
+/// it written) as soon as `dst` would hold more than `max_len` bytes: a value too long for
+/// where it was to go costs at most that much of its encoding. `Err(Some(message))`: it does
+/// not encode.
+pub(crate) fn encode_within<T: Serialize + ?Sized>(
+    value: &T,
+    dst: &mut BytesMut,
+    max_len: usize,
+) -> Result<(), Option<String>> {
+    bincode::serde::encode_into_writer(value, BufWriter { dst, max_len }, config()).map_err(
+        |error| match error {
+            EncodeError::Other(LONGER) => None,
+            other => Some(encode_error_message(other)),
+        },
+    )
+}
+
+/// What [`BufWriter`] fails with past its `max_len`.
+const LONGER: &str = "longer than the room left for it";
 
 /// The text of an encode error, for a person. bincode's own `Display` of an encode error is
 /// its debug form (`OtherString("...")`); a custom error (ours, such as the export limit's, or
@@ -103,13 +122,19 @@ fn encode_error_message(error: EncodeError) -> String {
 }
 
 /// bincode's writer straight into a `BytesMut` (no `std::io::Write` in between: serde
-/// writes many values a few bytes at a time).
-struct BufWriter<'a>(&'a mut BytesMut);
+/// writes many values a few bytes at a time), up to `max_len` bytes in all.
+struct BufWriter<'a> {
+    dst: &'a mut BytesMut,
+    max_len: usize,
+}
 
 impl bincode::enc::write::Writer for BufWriter<'_> {
     #[inline(always)]
     fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
-        self.0.extend_from_slice(bytes);
+        if bytes.len() > self.max_len.saturating_sub(self.dst.len()) {
+            return Err(EncodeError::Other(LONGER));
+        }
+        self.dst.extend_from_slice(bytes);
         Ok(())
     }
 }
@@ -239,3 +264,46 @@ pub(crate) fn decode<'de, T: Deserialize<'de>>(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod within_tests {
+    use super::*;
+
+    /// `encode_within` writes what `encode_into` writes when it fits, gives up (without an
+    /// error message) one byte short of that, counts what `dst` held before, and still says
+    /// why a value does not encode.
+    #[test]
+    fn encode_within_stops_at_its_length_and_reports_errors() {
+        let value: Vec<u8> = (0..100).collect();
+        let mut whole = BytesMut::from(&b"head"[..]);
+        encode_into(&value, &mut whole).unwrap();
+        let fits = whole.len();
+
+        let mut dst = BytesMut::from(&b"head"[..]);
+        encode_within(&value, &mut dst, fits).unwrap();
+        assert_eq!(dst, whole);
+
+        let mut dst = BytesMut::from(&b"head"[..]);
+        assert_eq!(encode_within(&value, &mut dst, fits - 1), Err(None));
+        assert!(dst.len() < fits, "it wrote past its length: {}", dst.len());
+
+        let mut dst = BytesMut::from(&b"head"[..]);
+        assert_eq!(
+            encode_within(&value, &mut dst, 2),
+            Err(None),
+            "dst held more already"
+        );
+
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("this value refuses to be sent"))
+            }
+        }
+        let mut dst = BytesMut::new();
+        assert_eq!(
+            encode_within(&Refuses, &mut dst, 1024),
+            Err(Some("this value refuses to be sent".to_owned()))
+        );
+    }
+}

@@ -41,6 +41,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::{Instrument, Span};
 
+use super::gathered::{Added, Gathered};
 use super::incoming::{BurstClock, Slot, Started};
 use super::lifecycle::lock;
 use super::refctx::{EncodedFrame, FrameError, encode_frame};
@@ -205,18 +206,29 @@ async fn watch(shared: Arc<Shared>, watchdog: Arc<Watchdog>) {
 /// (`clock`: one clock read for them all).
 fn first_poll(shared: &Arc<Shared>, clock: &mut BurstClock, call: Started) {
     let running = lock(&shared.admission).is_running(call.slot.ticket);
-    poll_if_running(shared, clock, call, running);
+    poll_if_running(shared, (clock, None), call, running);
 }
 
 /// [`first_poll`] for a call its router admitted just now, on this thread (the reader of a
 /// `current_thread` runtime, one call after another): no cancel frame can have come since, and
-/// the connection closing is seen without taking the admission lock.
-pub(crate) fn first_poll_fresh(shared: &Arc<Shared>, clock: &mut BurstClock, call: Started) {
-    poll_if_running(shared, clock, call, !shared.is_closed());
+/// the connection closing is seen without taking the admission lock. Its answer joins those
+/// the reader `gathered` if it can (see `gathered`).
+pub(crate) fn first_poll_fresh(
+    shared: &Arc<Shared>,
+    clock: &mut BurstClock,
+    gathered: &mut Gathered,
+    call: Started,
+) {
+    poll_if_running(shared, (clock, Some(gathered)), call, !shared.is_closed());
 }
 
 /// [`first_poll`], told whether the call still holds its slot.
-fn poll_if_running(shared: &Arc<Shared>, clock: &mut BurstClock, mut call: Started, running: bool) {
+fn poll_if_running(
+    shared: &Arc<Shared>,
+    (clock, gathered): (&mut BurstClock, Option<&mut Gathered>),
+    mut call: Started,
+    running: bool,
+) {
     if !running {
         // Cancelled (by its caller, or by the connection closing) before it ran.
         let (interface, method) = (call.interface, call.method.clone());
@@ -279,7 +291,23 @@ fn poll_if_running(shared: &Arc<Shared>, clock: &mut BurstClock, mut call: Start
         telemetry,
         ..
     } = call;
-    let result = settle(result, interface, &method);
+    let mut result = settle(result, interface, &method);
+    if let (Some(gathered), Ok(answer)) = (gathered, &result) {
+        match gathered.add(shared, id, answer) {
+            Added::Yes => {
+                drop(slot);
+                telemetry.finish_at(Outcome::Ok, clock.now());
+                drop_caught(result, interface, &method);
+                return;
+            }
+            Added::No => {}
+            Added::Panicked => {
+                tracing::warn!(interface, %method, "encoding a handler's answer panicked");
+                let failed = Err(panicked(interface, &method));
+                drop_caught(std::mem::replace(&mut result, failed), interface, &method);
+            }
+        }
+    }
     let mut slot = Some(slot);
     if let Some(outcome) = try_answer(shared, id, &result, &mut slot, interface, &method) {
         telemetry.finish_at(outcome, clock.now());

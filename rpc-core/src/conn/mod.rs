@@ -22,6 +22,7 @@ pub(crate) mod admission;
 pub(crate) mod caller;
 pub(crate) mod deadlines;
 pub(crate) mod exports;
+pub(crate) mod gathered;
 pub(crate) mod handlers;
 pub(crate) mod handshake;
 pub(crate) mod imports;

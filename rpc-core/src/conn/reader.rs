@@ -18,6 +18,7 @@ use tokio::io::AsyncRead;
 use tokio::runtime::RuntimeFlavor;
 use tokio::time::Instant;
 
+use super::gathered::Gathered;
 use super::handlers::{Watchdog, first_poll_fresh, run_burst};
 use super::incoming::{BurstClock, Permanent, Started};
 use super::lifecycle::{Closed, lock};
@@ -139,6 +140,9 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
             shared.flush();
         }
     };
+    // The answers gathered before the frame that ended it are queued, as they would have been
+    // one by one: closing writes what is queued, if the socket takes it.
+    burst.gathered.send(&shared);
     drop(burst);
     shared.close(why);
 }
@@ -158,6 +162,8 @@ struct Burst {
     /// A handler was first-polled in it: it may have run for long (its start is then no
     /// longer when its frames came).
     polled: bool,
+    /// The answers of the handlers first-polled here, queued together (see `gathered`).
+    gathered: Gathered,
 }
 
 impl Burst {
@@ -168,6 +174,7 @@ impl Burst {
             started: Vec::new(),
             answered: on_this_thread.then(BurstClock::default),
             polled: false,
+            gathered: Gathered::default(),
         }
     }
 
@@ -186,7 +193,7 @@ impl Burst {
             Ok(Some(call)) => match &mut self.answered {
                 Some(answered) => {
                     self.polled = true;
-                    first_poll_fresh(shared, answered, call);
+                    first_poll_fresh(shared, answered, &mut self.gathered, call);
                 }
                 None => self.started.push(call),
             },
@@ -203,6 +210,7 @@ impl Burst {
         if !self.started.is_empty() {
             run_burst(shared, watchdog, std::mem::take(&mut self.started));
         }
+        self.gathered.send(shared);
         let began = self.clock.reset();
         if let Some(answered) = &mut self.answered {
             answered.reset();

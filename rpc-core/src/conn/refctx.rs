@@ -249,6 +249,27 @@ pub(crate) fn encode_frame<'m>(
     })
 }
 
+/// Encodes, after what `dst` holds, the frame of `header` and of the payload `write_payload`
+/// writes into `dst`, if the frame carries no reference and `write_payload` says it wrote it
+/// (it may refuse for reasons of its own: too long for where the frame goes). Otherwise `false`,
+/// and `dst` is as it was: [`encode_frame`] then builds the frame, exporting its references, or
+/// says why it fails.
+pub(crate) fn encode_plain_into(
+    dst: &mut BytesMut,
+    header: &Message<'_>,
+    write_payload: impl FnOnce(&mut BytesMut) -> bool,
+) -> bool {
+    let start = dst.len();
+    let (written, context) = enter(Context::Plain { references: false }, || {
+        codec::encode_header(header, dst).is_ok() && write_payload(dst)
+    });
+    let plain = written && matches!(context, Context::Plain { references: false });
+    if !plain {
+        dst.truncate(start);
+    }
+    plain
+}
+
 /// `frame`, if it is within the frame limit `limit`.
 fn within(limit: usize, frame: Bytes) -> Result<Bytes, FrameError> {
     if frame.len() > limit {

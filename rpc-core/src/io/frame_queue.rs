@@ -76,6 +76,15 @@ impl FrameQueue {
         Ok(4 + len)
     }
 
+    /// Queues `frames`: small frames, each already behind its length prefix (as the reader of
+    /// a `current_thread` runtime gathers answers, `conn::gathered`); returns the bytes that
+    /// adds. They are copied, as small frames are.
+    pub(super) fn push_prefixed(&mut self, frames: &[u8]) -> usize {
+        self.tail.extend_from_slice(frames);
+        self.len += frames.len();
+        frames.len()
+    }
+
     /// Bytes queued.
     pub(super) fn len(&self) -> usize {
         self.len

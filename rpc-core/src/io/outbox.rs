@@ -209,6 +209,19 @@ impl Outbox {
                 return;
             }
         };
+        self.count_queued(added);
+    }
+
+    /// Queues small frames, each behind its length prefix, each made while the outbox was not
+    /// [full](Outbox::is_full) (so at most a burst's past two thirds of the budget). No write.
+    pub(crate) fn queue_prefixed(&self, frames: &[u8]) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if !q.closed {
+            self.count_queued(q.frames.push_prefixed(frames));
+        }
+    }
+
+    fn count_queued(&self, added: usize) {
         self.backlog.fetch_add(added, Ordering::SeqCst);
         self.memory.charge(added);
     }

@@ -41,14 +41,20 @@ impl<F: Future + Unpin> Future for WithCaller<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = &mut *self;
-        struct Restore<'a>(&'a mut Option<Arc<Shared>>);
-        impl Drop for Restore<'_> {
-            fn drop(&mut self) {
-                CURRENT.with(|c| std::mem::swap(&mut *c.borrow_mut(), self.0));
-            }
-        }
-        CURRENT.with(|c| std::mem::swap(&mut *c.borrow_mut(), &mut this.caller));
-        let _restore = Restore(&mut this.caller);
-        Pin::new(&mut this.fut).poll(cx)
+        as_caller(&mut this.caller, || Pin::new(&mut this.fut).poll(cx))
     }
+}
+
+/// Runs `poll` with `caller` as the current caller: it is moved in for that time, not
+/// cloned (no count taken and given back), and moved back after, also when `poll` panics.
+pub(crate) fn as_caller<R>(caller: &mut Option<Arc<Shared>>, poll: impl FnOnce() -> R) -> R {
+    struct Restore<'a>(&'a mut Option<Arc<Shared>>);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            CURRENT.with(|c| std::mem::swap(&mut *c.borrow_mut(), self.0));
+        }
+    }
+    CURRENT.with(|c| std::mem::swap(&mut *c.borrow_mut(), caller));
+    let _restore = Restore(caller);
+    poll()
 }

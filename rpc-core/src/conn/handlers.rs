@@ -41,6 +41,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::{Instrument, Span};
 
+use super::caller::WithCaller;
 use super::gathered::{Added, Gathered};
 use super::incoming::{BurstClock, Slot, Started};
 use super::lifecycle::lock;
@@ -239,8 +240,14 @@ fn poll_if_running(
     // once by its own task, which registers the real one.
     let mut cx = Context::from_waker(Waker::noop());
     let polled = {
-        let _in_span = call.telemetry.span().map(Span::enter);
-        Pin::new(&mut call.handler).poll(&mut cx)
+        let Started {
+            handler,
+            slot,
+            telemetry,
+            ..
+        } = &mut call;
+        let _in_span = telemetry.span().map(Span::enter);
+        slot.as_caller(|| Pin::new(handler).poll(&mut cx))
     };
     let Poll::Ready(result) = polled else {
         // From now on a cancel (or the connection closing) must reach it.
@@ -259,6 +266,7 @@ fn poll_if_running(
                 method,
                 telemetry,
             } = call;
+            let handler = WithCaller::new(Some(Arc::clone(&shared)), handler);
             let finished = async {
                 let Some((at, after)) = deadline else {
                     return handler.await;
@@ -471,27 +479,5 @@ fn encode_answer(
             tracing::warn!(interface, method, "encoding a handler's answer panicked");
             Err(panicked(interface, method))
         }
-    }
-}
-
-/// Resolves once no incoming call is in flight (or the connection closed).
-pub(crate) async fn idle(shared: &Shared) {
-    /// Counted as waiting (under the admission lock, where the last call's end is seen) from
-    /// its notification's registration until it is dropped.
-    struct Waiter<'a>(&'a Shared);
-    impl Drop for Waiter<'_> {
-        fn drop(&mut self) {
-            lock(&self.0.admission).stop_waiting_for_idle();
-        }
-    }
-    loop {
-        let notified = shared.idle.notified();
-        let mut notified = std::pin::pin!(notified);
-        notified.as_mut().enable();
-        if shared.is_closed() || lock(&shared.admission).wait_for_idle() {
-            return;
-        }
-        let _waiter = Waiter(shared);
-        notified.await;
     }
 }

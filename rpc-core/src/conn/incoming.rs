@@ -17,7 +17,7 @@ use futures::future::CatchUnwind;
 use tokio::time::Instant;
 
 use super::admission::{Admission, Refusal, Ticket};
-use super::caller::WithCaller;
+use super::caller::as_caller;
 use super::lifecycle::{Closed, lock};
 use super::refctx::decode_with;
 use super::shared::{Reference, Shared};
@@ -28,23 +28,57 @@ use crate::telemetry::{CallSite, CallTelemetry, Direction, Outcome};
 
 /// An admitted call's slot, freed when dropped (also if its task panics or is aborted).
 pub(crate) struct Slot {
-    shared: Arc<Shared>,
+    /// Its connection: always there, but while [`Slot::as_caller`] lends it out.
+    shared: Option<Arc<Shared>>,
     pub(crate) ticket: Ticket,
+}
+
+impl Slot {
+    /// Runs `poll` with the slot's connection as the current caller (`Peer::current`): the
+    /// first poll of its handler, made where the call was admitted, with no count of the
+    /// connection taken for it (a handler that goes on in a task of its own gets its own).
+    pub(crate) fn as_caller<R>(&mut self, poll: impl FnOnce() -> R) -> R {
+        as_caller(&mut self.shared, poll)
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        free_slot(&self.shared, |admission| admission.finish(self.ticket));
+        if let Some(shared) = &self.shared {
+            free_slot(shared, |admission| admission.finish(self.ticket));
+        }
     }
 }
 
 /// Frees a call's slot with `free` (`true` if it freed one) and, when that leaves no call in
-/// flight and someone waits for that, tells them (see `handlers::idle`).
+/// flight and someone waits for that, tells them (see [`idle`]).
 pub(crate) fn free_slot(shared: &Shared, free: impl FnOnce(&mut Admission) -> bool) {
     let mut admission = lock(&shared.admission);
     if free(&mut admission) && admission.idle_with_waiters() {
         drop(admission);
         shared.idle.notify_waiters();
+    }
+}
+
+/// Resolves once no incoming call is in flight (or the connection closed).
+pub(crate) async fn idle(shared: &Shared) {
+    /// Counted as waiting (under the admission lock, where the last call's end is seen) from
+    /// its notification's registration until it is dropped.
+    struct Waiter<'a>(&'a Shared);
+    impl Drop for Waiter<'_> {
+        fn drop(&mut self) {
+            lock(&self.0.admission).stop_waiting_for_idle();
+        }
+    }
+    loop {
+        let notified = shared.idle.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if shared.is_closed() || lock(&shared.admission).wait_for_idle() {
+            return;
+        }
+        let _waiter = Waiter(shared);
+        notified.await;
     }
 }
 
@@ -73,8 +107,9 @@ pub(crate) fn refuse(
     shared.send_control(&Message::Error { id, error }, false);
 }
 
-/// A handler, polled with its caller as `Peer::current`; a panic in it is caught.
-pub(crate) type Handler = WithCaller<CatchUnwind<AssertUnwindSafe<HandlerFuture>>>;
+/// A handler; a panic in it is caught. It is polled with its caller as `Peer::current`: by
+/// [`Slot::as_caller`], or in a `WithCaller`.
+pub(crate) type Handler = CatchUnwind<AssertUnwindSafe<HandlerFuture>>;
 
 /// An admitted call whose handler is made and not yet polled (see `handlers`).
 pub(crate) struct Started {
@@ -213,7 +248,7 @@ pub(crate) fn incoming_call(
         }
     };
     let slot = Slot {
-        shared: Arc::clone(shared),
+        shared: Some(Arc::clone(shared)),
         ticket,
     };
     let config = shared.config();
@@ -245,10 +280,7 @@ pub(crate) fn incoming_call(
     };
     let telemetry = CallTelemetry::start(site, label.map(Cow::Borrowed), now, &shared.calls);
     let method = label.map_or_else(|| Cow::Owned(method.to_owned()), Cow::Borrowed);
-    let handler = WithCaller::new(
-        Some(Arc::clone(shared)),
-        AssertUnwindSafe(handler).catch_unwind(),
-    );
+    let handler = AssertUnwindSafe(handler).catch_unwind();
     // A deadline too far away to be an `Instant` (`with_timeout(Duration::MAX)`) is none.
     let deadline = deadline_ms.and_then(|ms| {
         let after = Duration::from_millis(ms);

@@ -122,7 +122,7 @@ pub(crate) async fn drain(connection: &Connection, grace: Duration, why: &str) {
     let shared = connection.shared();
     lifecycle::lock(&shared.admission).drain();
     let deadline = tokio::time::Instant::now() + grace;
-    if tokio::time::timeout_at(deadline, handlers::idle(shared))
+    if tokio::time::timeout_at(deadline, incoming::idle(shared))
         .await
         .is_err()
     {

@@ -34,10 +34,14 @@ pub struct Answer(Pin<Box<dyn Respond>>);
 trait Respond: Send {
     /// Polls the future; `Ready` once the value is there.
     fn poll_value(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
-    /// Appends the encoded value to `buf` (once there), giving up once `buf` would hold more
-    /// than `max_len` bytes (see [`codec::encode_within`]).
-    fn encode(&self, buf: &mut BytesMut, max_len: usize) -> Result<(), Option<String>>;
+    /// Appends the encoded value to `buf` (once there).
+    fn encode(&self, buf: &mut BytesMut) -> Result<(), String>;
+    /// The same, giving up once `buf` would hold more than `max_len` bytes (see
+    /// [`codec::encode_within`]).
+    fn encode_within(&self, buf: &mut BytesMut, max_len: usize) -> Result<(), Option<String>>;
 }
+
+const NO_VALUE: &str = "the handler has no value to encode";
 
 impl<F> Respond for MaybeDone<F>
 where
@@ -48,10 +52,17 @@ where
         Future::poll(self, cx)
     }
 
-    fn encode(&self, buf: &mut BytesMut, max_len: usize) -> Result<(), Option<String>> {
+    fn encode(&self, buf: &mut BytesMut) -> Result<(), String> {
+        match self {
+            MaybeDone::Done(value) => codec::encode_into(value, buf),
+            _ => Err(NO_VALUE.into()),
+        }
+    }
+
+    fn encode_within(&self, buf: &mut BytesMut, max_len: usize) -> Result<(), Option<String>> {
         match self {
             MaybeDone::Done(value) => codec::encode_within(value, buf, max_len),
-            _ => Err(Some("the handler has no value to encode".into())),
+            _ => Err(Some(NO_VALUE.into())),
         }
     }
 }
@@ -59,15 +70,13 @@ where
 impl Answer {
     /// Appends the encoded value to `buf`.
     pub(crate) fn write(&self, buf: &mut BytesMut) -> Result<(), String> {
-        self.0
-            .encode(buf, usize::MAX)
-            .map_err(Option::unwrap_or_default)
+        self.0.encode(buf)
     }
 
     /// Appends the encoded value to `buf` if that leaves `buf` no longer than `max_len` bytes;
     /// `false` otherwise, or if it does not encode (`buf` then holds part of it).
     pub(crate) fn write_within(&self, buf: &mut BytesMut, max_len: usize) -> bool {
-        self.0.encode(buf, max_len).is_ok()
+        self.0.encode_within(buf, max_len).is_ok()
     }
 }
 

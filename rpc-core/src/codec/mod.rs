@@ -69,7 +69,8 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     dst: &mut BytesMut,
 ) -> Result<(), String> {
-    encode_within(value, dst, usize::MAX).map_err(|e| e.unwrap_or_default())
+    bincode::serde::encode_into_writer(value, BufWriter(dst), config())
+        .map_err(encode_error_message)
 }
 
 /// Encodes `value` after whatever `dst` already holds, giving up (`Err(None)`, with part of
@@ -81,15 +82,22 @@ pub(crate) fn encode_within<T: Serialize + ?Sized>(
     dst: &mut BytesMut,
     max_len: usize,
 ) -> Result<(), Option<String>> {
-    bincode::serde::encode_into_writer(value, BufWriter { dst, max_len }, config()).map_err(
-        |error| match error {
-            EncodeError::Other(LONGER) => None,
-            other => Some(encode_error_message(other)),
-        },
-    )
+    let mut longer = false;
+    let writer = LimitedWriter {
+        dst,
+        max_len,
+        longer: &mut longer,
+    };
+    let encoded = bincode::serde::encode_into_writer(value, writer, config());
+    if longer {
+        // Also if a `Serialize` of the application's went on after a write was refused: what
+        // was written is not the value.
+        return Err(None);
+    }
+    encoded.map_err(|error| Some(encode_error_message(error)))
 }
 
-/// What [`BufWriter`] fails with past its `max_len`.
+/// What [`LimitedWriter`] fails a write with past its `max_len`.
 const LONGER: &str = "longer than the room left for it";
 
 /// The text of an encode error, for a person. bincode's own `Display` of an encode error is
@@ -122,16 +130,31 @@ fn encode_error_message(error: EncodeError) -> String {
 }
 
 /// bincode's writer straight into a `BytesMut` (no `std::io::Write` in between: serde
-/// writes many values a few bytes at a time), up to `max_len` bytes in all.
-struct BufWriter<'a> {
-    dst: &'a mut BytesMut,
-    max_len: usize,
-}
+/// writes many values a few bytes at a time: a `Vec<u8>` byte by byte).
+struct BufWriter<'a>(&'a mut BytesMut);
 
 impl bincode::enc::write::Writer for BufWriter<'_> {
     #[inline(always)]
     fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// A [`BufWriter`] that takes `dst` to `max_len` bytes at most (a check per write, which an
+/// encode with no limit does not pay).
+struct LimitedWriter<'a> {
+    dst: &'a mut BytesMut,
+    max_len: usize,
+    /// Set when a write is refused.
+    longer: &'a mut bool,
+}
+
+impl bincode::enc::write::Writer for LimitedWriter<'_> {
+    #[inline(always)]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
         if bytes.len() > self.max_len.saturating_sub(self.dst.len()) {
+            *self.longer = true;
             return Err(EncodeError::Other(LONGER));
         }
         self.dst.extend_from_slice(bytes);
@@ -292,6 +315,25 @@ mod within_tests {
             encode_within(&value, &mut dst, 2),
             Err(None),
             "dst held more already"
+        );
+
+        /// Writes 100 bytes, one at a time, ignoring the errors of the writes.
+        struct Careless;
+        impl Serialize for Careless {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeTuple;
+                let mut tuple = s.serialize_tuple(100)?;
+                for byte in 0..100u8 {
+                    let _ = tuple.serialize_element(&byte);
+                }
+                tuple.end()
+            }
+        }
+        let mut dst = BytesMut::new();
+        assert_eq!(
+            encode_within(&Careless, &mut dst, 50),
+            Err(None),
+            "a refused write counts even if the value's `Serialize` ignores it"
         );
 
         struct Refuses;

@@ -42,7 +42,7 @@ use tokio::sync::Notify;
 use tracing::{Instrument, Span};
 
 use super::caller::WithCaller;
-use super::gathered::{Added, Gathered};
+use super::gathered::{self, Added};
 use super::incoming::{BurstClock, Slot, Started};
 use super::lifecycle::lock;
 use super::refctx::{EncodedFrame, FrameError, encode_frame};
@@ -207,26 +207,22 @@ async fn watch(shared: Arc<Shared>, watchdog: Arc<Watchdog>) {
 /// (`clock`: one clock read for them all).
 fn first_poll(shared: &Arc<Shared>, clock: &mut BurstClock, call: Started) {
     let running = lock(&shared.admission).is_running(call.slot.ticket);
-    poll_if_running(shared, (clock, None), call, running);
+    poll_if_running(shared, (clock, false), call, running);
 }
 
 /// [`first_poll`] for a call its router admitted just now, on this thread (the reader of a
 /// `current_thread` runtime, one call after another): no cancel frame can have come since, and
-/// the connection closing is seen without taking the admission lock. Its answer joins those
-/// the reader `gathered` if it can (see `gathered`).
-pub(crate) fn first_poll_fresh(
-    shared: &Arc<Shared>,
-    clock: &mut BurstClock,
-    gathered: &mut Gathered,
-    call: Started,
-) {
-    poll_if_running(shared, (clock, Some(gathered)), call, !shared.is_closed());
+/// the connection closing is seen without taking the admission lock. Its answer is gathered
+/// with the burst's if it can be (see `gathered`).
+pub(crate) fn first_poll_fresh(shared: &Arc<Shared>, clock: &mut BurstClock, call: Started) {
+    poll_if_running(shared, (clock, true), call, !shared.is_closed());
 }
 
-/// [`first_poll`], told whether the call still holds its slot.
+/// [`first_poll`], told whether to gather the answer and whether the call still holds its
+/// slot.
 fn poll_if_running(
     shared: &Arc<Shared>,
-    (clock, gathered): (&mut BurstClock, Option<&mut Gathered>),
+    (clock, gather): (&mut BurstClock, bool),
     mut call: Started,
     running: bool,
 ) {
@@ -300,8 +296,8 @@ fn poll_if_running(
         ..
     } = call;
     let mut result = settle(result, interface, &method);
-    if let (Some(gathered), Ok(answer)) = (gathered, &result) {
-        match gathered.add(shared, id, answer) {
+    if let (true, Ok(answer)) = (gather, &result) {
+        match gathered::add(shared, id, answer) {
             Added::Yes => {
                 drop(slot);
                 telemetry.finish_at(Outcome::Ok, clock.now());

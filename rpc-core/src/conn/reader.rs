@@ -18,7 +18,6 @@ use tokio::io::AsyncRead;
 use tokio::runtime::RuntimeFlavor;
 use tokio::time::Instant;
 
-use super::gathered::Gathered;
 use super::handlers::{Watchdog, first_poll_fresh, run_burst};
 use super::incoming::{BurstClock, Permanent, Started};
 use super::lifecycle::{Closed, lock};
@@ -140,9 +139,8 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
             shared.flush();
         }
     };
-    // The answers gathered before the frame that ended it are queued, as they would have been
-    // one by one: closing writes what is queued, if the socket takes it.
-    burst.gathered.send(&shared);
+    // The answers gathered before the frame that ended it go with what is queued: closing
+    // writes that first, if the socket takes it.
     drop(burst);
     shared.close(why);
 }
@@ -162,8 +160,6 @@ struct Burst {
     /// A handler was first-polled in it: it may have run for long (its start is then no
     /// longer when its frames came).
     polled: bool,
-    /// The answers of the handlers first-polled here, queued together (see `gathered`).
-    gathered: Gathered,
 }
 
 impl Burst {
@@ -174,7 +170,6 @@ impl Burst {
             started: Vec::new(),
             answered: on_this_thread.then(BurstClock::default),
             polled: false,
-            gathered: Gathered::default(),
         }
     }
 
@@ -193,7 +188,7 @@ impl Burst {
             Ok(Some(call)) => match &mut self.answered {
                 Some(answered) => {
                     self.polled = true;
-                    first_poll_fresh(shared, answered, &mut self.gathered, call);
+                    first_poll_fresh(shared, answered, call);
                 }
                 None => self.started.push(call),
             },
@@ -210,7 +205,8 @@ impl Burst {
         if !self.started.is_empty() {
             run_burst(shared, watchdog, std::mem::take(&mut self.started));
         }
-        self.gathered.send(shared);
+        // The answers gathered in it (see `gathered`).
+        shared.outbox.queue_gathered();
         let began = self.clock.reset();
         if let Some(answered) = &mut self.answered {
             answered.reset();

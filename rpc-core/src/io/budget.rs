@@ -19,6 +19,24 @@ use super::Waiting;
 /// and answers, before they are queued); shorter ones never do.
 pub(crate) const LARGE_FRAME: usize = 64 * 1024;
 
+/// A frame that cannot wait would take the queue past the output budget.
+#[derive(Debug)]
+pub(crate) struct Overflow {
+    pub(crate) queued: usize,
+    pub(crate) budget: usize,
+}
+
+impl std::fmt::Display for Overflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the peer keeps sending but does not read what it is sent: {} bytes are queued for \
+             it, and the output budget is {} bytes",
+            self.queued, self.budget
+        )
+    }
+}
+
 /// A byte budget shared by the connections of one server (or the one of a client).
 #[derive(Debug)]
 pub(crate) struct MemoryBudget {

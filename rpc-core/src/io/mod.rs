@@ -9,6 +9,7 @@ pub(crate) mod budget;
 pub(crate) mod catch_up;
 pub(crate) mod frame_queue;
 pub(crate) mod frame_reader;
+pub(crate) mod gather_buffer;
 pub(crate) mod liveness;
 pub(crate) mod outbox;
 

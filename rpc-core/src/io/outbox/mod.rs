@@ -16,7 +16,8 @@
 //! share one write (see `conn::pending_call`).
 //!
 //! Small frames are copied into one buffer as they are queued, large ones chained
-//! ([`frame_queue`](super::frame_queue)).
+//! ([`frame_queue`](super::frame_queue)). The answers a `current_thread` reader gathers in a
+//! burst come in together ([`gather_buffer`]), before anything else queued from its thread.
 //!
 //! **Budget.** Everything queued counts against the connection's output budget
 //! ([`Config::output_budget`](crate::Config::output_budget)) and the server's
@@ -30,7 +31,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use bytes::Bytes;
 use metrics::Counter;
@@ -38,9 +38,11 @@ use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
 
 use super::Waiting;
-use super::budget::{LARGE_FRAME, MemoryBudget};
-use super::catch_up::catch_up;
+use super::budget::{LARGE_FRAME, MemoryBudget, Overflow};
 use super::frame_queue::{FrameQueue, Taken};
+use super::gather_buffer;
+
+mod writer_task;
 
 /// The write half of a transport.
 pub(crate) type Sink = Box<dyn AsyncWrite + Send + Unpin>;
@@ -83,24 +85,8 @@ pub(crate) struct Outbox {
     waiting_for_room: AtomicUsize,
     /// Counts the bytes written.
     sent: Counter,
-}
-
-/// A frame that cannot wait would take the queue past the output budget.
-#[derive(Debug)]
-pub(crate) struct Overflow {
-    pub(crate) queued: usize,
-    pub(crate) budget: usize,
-}
-
-impl std::fmt::Display for Overflow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the peer keeps sending but does not read what it is sent: {} bytes are queued for \
-             it, and the output budget is {} bytes",
-            self.queued, self.budget
-        )
-    }
+    /// Names it in the thread's [`gather_buffer`].
+    serial: u64,
 }
 
 /// Outcome of an attempt to write.
@@ -140,6 +126,7 @@ impl Outbox {
             room: Notify::new(),
             waiting_for_room: AtomicUsize::new(0),
             sent,
+            serial: gather_buffer::new_owner(),
         }
     }
 
@@ -165,6 +152,7 @@ impl Outbox {
     /// the queue past the output budget. Does not write: call [`Outbox::flush`].
     pub(crate) fn queue(&self, frame: Bytes) -> Result<(), Overflow> {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        self.take_gathered(&mut q);
         let queued = self.backlog();
         if queued + 4 + frame.len() > self.budget {
             return Err(Overflow {
@@ -183,6 +171,7 @@ impl Outbox {
     /// is taken, before it can be written.
     pub(crate) fn try_queue(&self, frame: Bytes, before: impl FnOnce()) -> Result<(), Bytes> {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        self.take_gathered(&mut q);
         let queued = self.backlog();
         // Small frames never wait for the server's budget, so small calls keep being served
         // however much other connections hold; a large one waits, even into an empty queue.
@@ -212,13 +201,27 @@ impl Outbox {
         self.count_queued(added);
     }
 
-    /// Queues small frames, each behind its length prefix, each made while the outbox was not
-    /// [full](Outbox::is_full) (so at most a burst's past two thirds of the budget). No write.
-    pub(crate) fn queue_prefixed(&self, frames: &[u8]) {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if !q.closed {
-            self.count_queued(q.frames.push_prefixed(frames));
+    /// What its frames are gathered under in the thread's [`gather_buffer`].
+    pub(crate) fn gather_serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// Queues the frames gathered for it on this thread, if any (each while it was not
+    /// [full](Outbox::is_full): 20 KiB past that at most). Does not write.
+    pub(crate) fn queue_gathered(&self) {
+        if gather_buffer::holds(self.serial) {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            self.take_gathered(&mut q);
         }
+    }
+
+    /// Under the queue's lock, before any other frame: those gathered on this thread.
+    fn take_gathered(&self, q: &mut Queue) {
+        gather_buffer::take(self.serial, |frames| {
+            if !q.closed {
+                self.count_queued(q.frames.push_prefixed(frames));
+            }
+        });
     }
 
     fn count_queued(&self, added: usize) {
@@ -284,6 +287,7 @@ impl Outbox {
     /// Writes what is queued if no one else is writing; never waits. An error means the
     /// socket is broken: the connection must close.
     pub(crate) fn flush(&self) -> io::Result<()> {
+        self.queue_gathered();
         let mut cx = Context::from_waker(Waker::noop());
         loop {
             {
@@ -362,63 +366,6 @@ impl Outbox {
         }
     }
 
-    /// The writer task's job: whenever a flush found the socket full, wait until it drains
-    /// and write everything queued. Returns on a write error, or when the peer has taken no
-    /// byte for `stall_timeout` while data waits (it stopped reading).
-    ///
-    /// `callers_behind` counts the callers woken by answers that have yet to take them: after a
-    /// [`flush_after_burst`](Self::flush_after_burst) the writer waits for them a little (see
-    /// [`catch_up`](super::catch_up)).
-    pub(crate) async fn run_writer_task(
-        &self,
-        stall_timeout: Duration,
-        callers_behind: impl Fn() -> usize,
-    ) -> io::Error {
-        loop {
-            self.wake_writer_task.notified().await;
-            if self.after_burst.swap(false, Ordering::SeqCst) {
-                // Let the tasks woken with the one that asked run first: what they queue
-                // goes out in this same write.
-                tokio::task::yield_now().await;
-                catch_up(&callers_behind).await;
-            }
-            loop {
-                // Wait until the socket takes something, for at most `stall_timeout`.
-                let step = std::future::poll_fn(|cx| {
-                    let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-                    match self.write_all_queued(&mut w, cx) {
-                        Ok(Progress::Done) => {
-                            w.blocked = false;
-                            Poll::Ready(Ok(true))
-                        }
-                        Ok(Progress::Blocked { wrote: true }) => Poll::Ready(Ok(false)),
-                        Ok(Progress::Blocked { wrote: false }) => Poll::Pending,
-                        Err(e) => Poll::Ready(Err(e)),
-                    }
-                });
-                match tokio::time::timeout(stall_timeout, step).await {
-                    Ok(Ok(true)) => break,
-                    Ok(Ok(false)) => continue,
-                    Ok(Err(e)) => return e,
-                    Err(_) => {
-                        return io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!(
-                                "the peer has read nothing for {stall_timeout:?} while {} bytes \
-                                 waited to be sent to it",
-                                self.backlog()
-                            ),
-                        );
-                    }
-                }
-            }
-            if let Err(e) = self.flush() {
-                return e;
-            }
-            self.written.notify_waiters();
-        }
-    }
-
     /// Asks the writer task to write what is queued, whoever else does or does not: for a
     /// frame queued by a future that may not be polled again soon.
     pub(crate) fn flush_soon(&self) {
@@ -488,6 +435,8 @@ impl Outbox {
         let queued = {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             q.closed = true;
+            // Gathered here and never to be written: not held for ever.
+            self.take_gathered(&mut q);
             q.frames.clear()
         };
         unwritten.clear();

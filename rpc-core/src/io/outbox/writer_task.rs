@@ -1,0 +1,69 @@
+//! The connection's writer task ([`Outbox::run_writer_task`]): it writes what a flush could
+//! not, once the socket drains, and what callers asked to be written after their burst.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+use std::time::Duration;
+
+use super::{Outbox, Progress};
+use crate::io::catch_up::catch_up;
+
+impl Outbox {
+    /// The writer task's job: whenever a flush found the socket full, wait until it drains
+    /// and write everything queued. Returns on a write error, or when the peer has taken no
+    /// byte for `stall_timeout` while data waits (it stopped reading).
+    ///
+    /// `callers_behind` counts the callers woken by answers that have yet to take them: after a
+    /// [`flush_after_burst`](Self::flush_after_burst) the writer waits for them a little (see
+    /// [`catch_up`](super::catch_up)).
+    pub(crate) async fn run_writer_task(
+        &self,
+        stall_timeout: Duration,
+        callers_behind: impl Fn() -> usize,
+    ) -> io::Error {
+        loop {
+            self.wake_writer_task.notified().await;
+            if self.after_burst.swap(false, Ordering::SeqCst) {
+                // Let the tasks woken with the one that asked run first: what they queue
+                // goes out in this same write.
+                tokio::task::yield_now().await;
+                catch_up(&callers_behind).await;
+            }
+            loop {
+                // Wait until the socket takes something, for at most `stall_timeout`.
+                let step = std::future::poll_fn(|cx| {
+                    let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+                    match self.write_all_queued(&mut w, cx) {
+                        Ok(Progress::Done) => {
+                            w.blocked = false;
+                            Poll::Ready(Ok(true))
+                        }
+                        Ok(Progress::Blocked { wrote: true }) => Poll::Ready(Ok(false)),
+                        Ok(Progress::Blocked { wrote: false }) => Poll::Pending,
+                        Err(e) => Poll::Ready(Err(e)),
+                    }
+                });
+                match tokio::time::timeout(stall_timeout, step).await {
+                    Ok(Ok(true)) => break,
+                    Ok(Ok(false)) => continue,
+                    Ok(Err(e)) => return e,
+                    Err(_) => {
+                        return io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "the peer has read nothing for {stall_timeout:?} while {} bytes \
+                                 waited to be sent to it",
+                                self.backlog()
+                            ),
+                        );
+                    }
+                }
+            }
+            if let Err(e) = self.flush() {
+                return e;
+            }
+            self.written.notify_waiters();
+        }
+    }
+}

@@ -57,8 +57,8 @@ pub(crate) enum Added {
 /// it can be (see the module docs).
 pub(crate) fn add(shared: &Shared, id: u64, answer: &Answer) -> Added {
     let outbox = &shared.outbox;
-    if outbox.is_full() {
-        // It must wait for room: the usual way does.
+    if outbox.is_full() || shared.is_closed() {
+        // It must wait for room, or it will never be sent: the usual way sees to both.
         return Added::No;
     }
     let max_frame = MAX_GATHERED.min(shared.config().max_frame_length);
@@ -81,6 +81,11 @@ pub(crate) fn add(shared: &Shared, id: u64, answer: &Answer) -> Added {
         }
         encoded
     });
+    if shared.is_closed() {
+        // Closed by the value's `Serialize` (which found the buffer out, in `gather`'s hands):
+        // what was gathered is dropped now, not left for the thread's next burst.
+        outbox.queue_gathered();
+    }
     match encoded {
         Ok(true) => {
             if held >= SEND_AT {

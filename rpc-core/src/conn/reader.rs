@@ -34,6 +34,9 @@ pub(crate) struct CloseOnExit {
 
 impl Drop for CloseOnExit {
     fn drop(&mut self) {
+        // Whatever the task gathered on this thread and did not queue (it stopped in the
+        // middle of a burst): queued, or dropped if the connection is closed.
+        self.shared.outbox.queue_gathered();
         if !self.shared.is_closed() {
             let why = if std::thread::panicking() {
                 format!("the connection's {} task panicked", self.task)

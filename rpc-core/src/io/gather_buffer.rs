@@ -12,7 +12,13 @@
 //!
 //! The buffer names its outbox by a serial number that no other outbox ever has (an address
 //! could be used again by a later outbox). Frames of an outbox that did not take them, found
-//! when another outbox gathers (they cannot be: see above), are dropped, never sent elsewhere.
+//! when another outbox gathers, are dropped, never sent elsewhere: the answers of a burst on a
+//! connection closed from another thread meanwhile (they would not have been written anyway).
+//!
+//! While a frame is being gathered the buffer is out of the thread-local, in the hands of the
+//! code encoding it (the application's `Serialize` runs there): a frame that code queues on the
+//! same connection (a decref, say) goes before the answers gathered earlier in the burst, and
+//! if that code closes the connection, those answers are dropped with the rest.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,16 +52,17 @@ pub(super) fn new_owner() -> u64 {
 /// The buffer is taken out of the thread-local while `gather` runs (the application's
 /// `Serialize` may run there): anything that looks for it meanwhile finds nothing held.
 pub(crate) fn gather<R>(owner: u64, gather: impl FnOnce(&mut BytesMut) -> R) -> (R, usize) {
-    let mut frames = FRAMES.take().unwrap_or_default();
+    let mut frames = take_frames().unwrap_or_default();
     let held = OWNER.get();
     if held != owner && held != 0 {
-        tracing::error!("frames gathered for a connection it did not take were dropped");
+        tracing::debug!("frames gathered for a connection closed meanwhile were dropped");
         frames.clear();
     }
     let result = gather(&mut frames);
     let len = frames.len();
     OWNER.set(if len == 0 { 0 } else { owner });
-    FRAMES.set(Some(frames));
+    // Not put back only if the thread is exiting (its thread-locals are being destroyed).
+    let _ = FRAMES.try_with(|cell| cell.set(Some(frames)));
     (result, len)
 }
 
@@ -75,8 +82,8 @@ pub(super) fn take(owner: u64, take: impl FnOnce(&[u8])) {
 
 fn take_held(take: impl FnOnce(&[u8])) {
     OWNER.set(0);
-    let Some(mut frames) = FRAMES.take() else {
-        // Taken out by `gather`, which is running: it puts them back.
+    let Some(mut frames) = take_frames() else {
+        // Out in `gather`'s hands (see the module docs), or the thread is exiting.
         return;
     };
     take(&frames);
@@ -85,5 +92,12 @@ fn take_held(take: impl FnOnce(&[u8])) {
     } else {
         frames.clear();
     }
-    FRAMES.set(Some(frames));
+    let _ = FRAMES.try_with(|cell| cell.set(Some(frames)));
+}
+
+/// The buffer, taken out of the thread-local (`None` while `gather` has it, or once the
+/// thread's thread-locals are being destroyed: a flush from another one's destructor then
+/// finds nothing, rather than failing).
+fn take_frames() -> Option<BytesMut> {
+    FRAMES.try_with(Cell::take).ok().flatten()
 }

@@ -14,7 +14,7 @@ use tokio::time::{Instant, Sleep};
 use crate::conn::caller::WithCaller;
 use crate::conn::pending_call::PendingCall;
 use crate::error::{CallError, RemoteErrorKind, TimeoutKind};
-use crate::telemetry::{CallTelemetry, Direction, Outcome, record_call};
+use crate::telemetry::{Direction, Outcome, record_call};
 
 type LocalCall<R> = Pin<Box<dyn Future<Output = Result<R, CallError>> + Send>>;
 
@@ -57,8 +57,6 @@ pub struct CallFuture<R> {
     timeout: Option<Duration>,
     deadline: Option<Pin<Box<Sleep>>>,
     polled: bool,
-    /// A call over a connection, from its first poll to its end.
-    telemetry: Option<CallTelemetry>,
 }
 
 enum State<R> {
@@ -79,7 +77,6 @@ impl<R> CallFuture<R> {
             timeout,
             deadline: None,
             polled: false,
-            telemetry: None,
         }
     }
 
@@ -118,7 +115,7 @@ impl<R> CallFuture<R> {
                 if let Some(at) = deadline {
                     pending.set_deadline(at);
                 }
-                self.telemetry = Some(pending.telemetry(now));
+                pending.start_telemetry(now);
             }
             State::Local(_) => {
                 self.deadline = deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
@@ -156,7 +153,6 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
             State::Done => Poll::Ready(Err(polled_after_done())),
         };
         if let Poll::Ready(mut result) = polled {
-            this.state = State::Done;
             // The connection's timer failed the call (it does not know the timeout), or the
             // callee noticed the deadline first: to the caller it is the same timeout.
             if let (Some(after), Err(e)) = (this.timeout, &result)
@@ -165,35 +161,22 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
             {
                 result = Err(CallError::timeout(TimeoutKind::Call, after));
             }
-            return Poll::Ready(this.end(result, arrived));
+            // A call over a connection is counted, and its span closed (at `arrived`, or now).
+            if let State::Remote(pending, _) = &mut this.state {
+                pending.finish_telemetry(Outcome::of_call(&result), arrived);
+            }
+            this.state = State::Done;
+            return Poll::Ready(result);
         }
         if let Some(deadline) = &mut this.deadline
             && deadline.as_mut().poll(cx).is_ready()
         {
-            // Dropping the pending call tells the callee to stop.
+            // Only a call of a local object has a timer of its own (uncounted).
             this.state = State::Done;
             let timeout = CallError::timeout(TimeoutKind::Call, this.timeout.unwrap_or_default());
-            return Poll::Ready(this.end(Err(timeout), None));
+            return Poll::Ready(Err(timeout));
         }
         Poll::Pending
-    }
-}
-
-impl<R> CallFuture<R> {
-    /// The call ended with `result` (at `arrived`, or now): counted, and its span closed.
-    fn end(
-        &mut self,
-        result: Result<R, CallError>,
-        arrived: Option<Instant>,
-    ) -> Result<R, CallError> {
-        if let Some(telemetry) = self.telemetry.take() {
-            let outcome = Outcome::of_call(&result);
-            match arrived {
-                Some(end) => telemetry.finish_at(outcome, end),
-                None => telemetry.finish(outcome),
-            }
-        }
-        result
     }
 }
 

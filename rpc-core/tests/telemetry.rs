@@ -121,6 +121,29 @@ async fn calls_connections_and_bytes_are_counted() {
     server.stop().await;
 }
 
+/// A call given up on while it runs (its future dropped) counts as `cancelled` on both sides:
+/// the caller's as it drops, the served one as its cancel arrives.
+#[tokio::test]
+async fn a_call_given_up_counts_as_cancelled_on_both_sides() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let (server, mut probe) = TestServer::calc(1).await;
+    let (_client, calc) = server.client().await;
+    let mut call = Box::pin(calc.wait(1));
+    assert!(
+        futures::poll!(call.as_mut()).is_pending(),
+        "the gate is shut"
+    );
+    probe.started(1).await;
+    drop(call);
+    until(&recorder, "both ends of the call cancelled", |value| {
+        value.get(&calls("outgoing", "wait", "cancelled")) == Some(&1.0)
+            && value.get(&calls("incoming", "wait", "cancelled")) == Some(&1.0)
+    })
+    .await;
+    server.stop().await;
+}
+
 /// A peer that calls methods by names it makes up cannot make the recorder keep one series
 /// per name: a served call of a name the object lacks counts as `unknown`.
 #[tokio::test]

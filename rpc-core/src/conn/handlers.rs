@@ -50,7 +50,7 @@ use super::shared::Shared;
 use crate::dispatch::{Answer, panicked, settle};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::protocol::Message;
-use crate::telemetry::{CallTelemetry, Outcome};
+use crate::telemetry::Outcome;
 
 /// The watchdog's tick: a first poll seen running at two ticks in a row (so for 2 to 4 ms)
 /// has the rest of its burst polled elsewhere.
@@ -236,14 +236,8 @@ fn poll_if_running(
     // once by its own task, which registers the real one.
     let mut cx = Context::from_waker(Waker::noop());
     let polled = {
-        let Started {
-            handler,
-            slot,
-            telemetry,
-            ..
-        } = &mut call;
-        let _in_span = telemetry.span().map(Span::enter);
-        slot.as_caller(|| Pin::new(handler).poll(&mut cx))
+        let Started { handler, slot, .. } = &mut call;
+        slot.first_poll(|| Pin::new(handler).poll(&mut cx))
     };
     let Poll::Ready(result) = polled else {
         // From now on a cancel (or the connection closing) must reach it.
@@ -251,7 +245,7 @@ fn poll_if_running(
             return;
         };
         let shared = Arc::clone(shared);
-        let span = call.telemetry.span().cloned().unwrap_or_else(Span::none);
+        let span = call.slot.span().cloned().unwrap_or_else(Span::none);
         let task = async move {
             let Started {
                 id,
@@ -260,7 +254,6 @@ fn poll_if_running(
                 slot,
                 interface,
                 method,
-                telemetry,
             } = call;
             let handler = WithCaller::new(Some(Arc::clone(&shared)), handler);
             let finished = async {
@@ -282,7 +275,7 @@ fn poll_if_running(
                 result = finished => settle(result, interface, &method),
             };
             let answered = (id, interface, &*method);
-            queue_answer(&shared, answered, result, slot, telemetry).await;
+            queue_answer(&shared, answered, result, slot).await;
         };
         tokio::spawn(task.instrument(span));
         return;
@@ -291,16 +284,16 @@ fn poll_if_running(
         id,
         interface,
         method,
-        slot,
-        telemetry,
+        mut slot,
         ..
     } = call;
     let mut result = settle(result, interface, &method);
     if let (true, Ok(answer)) = (gather, &result) {
         match gathered::add(shared, id, answer) {
             Added::Yes => {
+                slot.free();
+                slot.finish_at(Outcome::Ok, clock.now());
                 drop(slot);
-                telemetry.finish_at(Outcome::Ok, clock.now());
                 drop_caught(result, interface, &method);
                 return;
             }
@@ -312,16 +305,15 @@ fn poll_if_running(
             }
         }
     }
-    let mut slot = Some(slot);
     if let Some(outcome) = try_answer(shared, id, &result, &mut slot, interface, &method) {
-        telemetry.finish_at(outcome, clock.now());
+        slot.finish_at(outcome, clock.now());
+        drop(slot);
         drop_caught(result, interface, &method);
     } else {
         // No room for it now: wait in a task, holding the slot and the value.
         let shared = Arc::clone(shared);
-        let slot = slot.expect("not queued, so the slot is still held");
         tokio::spawn(async move {
-            queue_answer(&shared, (id, interface, &method), result, slot, telemetry).await;
+            queue_answer(&shared, (id, interface, &method), result, slot).await;
         });
     }
 }
@@ -334,7 +326,7 @@ fn try_answer(
     shared: &Arc<Shared>,
     id: u64,
     result: &Result<Answer, RemoteError>,
-    slot: &mut Option<Slot>,
+    slot: &mut Slot,
     interface: &'static str,
     method: &str,
 ) -> Option<Outcome> {
@@ -343,12 +335,12 @@ fn try_answer(
     }
     match answer_frame(shared, id, result, interface, method) {
         Some((frame, outcome)) => frame
-            .try_queue(shared, || drop(slot.take()))
+            .try_queue(shared, || slot.free())
             .is_ok()
             .then_some(outcome),
         // Nothing could be encoded, not even an error: the call ends unanswered (logged).
         None => {
-            slot.take();
+            slot.free();
             Some(Outcome::Error)
         }
     }
@@ -365,10 +357,8 @@ async fn queue_answer(
     shared: &Arc<Shared>,
     (id, interface, method): (u64, &'static str, &str),
     result: Result<Answer, RemoteError>,
-    slot: Slot,
-    telemetry: CallTelemetry,
+    mut slot: Slot,
 ) {
-    let mut slot = Some(slot);
     let outcome = loop {
         if let Some(outcome) = try_answer(shared, id, &result, &mut slot, interface, method) {
             break outcome;
@@ -380,7 +370,8 @@ async fn queue_answer(
             _ = shared.outbox.room() => {}
         }
     };
-    telemetry.finish(outcome);
+    slot.finish(outcome);
+    drop(slot);
     drop_caught(result, interface, method);
     shared.flush();
 }

@@ -26,27 +26,68 @@ use crate::error::{RemoteError, RemoteErrorKind};
 use crate::protocol::Message;
 use crate::telemetry::{CallSite, CallTelemetry, Direction, Outcome};
 
-/// An admitted call's slot, freed when dropped (also if its task panics or is aborted).
+/// An admitted call's slot, freed when its answer is queued ([`Slot::free`]) or when dropped
+/// (also if its task panics or is aborted); and the call's span and clock, counted in the
+/// connection's metrics when the call ends ([`Slot::finish_at`]), or as `cancelled` if the
+/// slot is dropped before (the call holds no metric handles of its own: see `telemetry`).
 pub(crate) struct Slot {
-    /// Its connection: always there, but while [`Slot::as_caller`] lends it out.
+    /// Its connection: always there, but while [`Slot::first_poll`] lends it out.
     shared: Option<Arc<Shared>>,
     pub(crate) ticket: Ticket,
+    freed: bool,
+    telemetry: Option<CallTelemetry>,
 }
 
 impl Slot {
-    /// Runs `poll` with the slot's connection as the current caller (`Peer::current`): the
-    /// first poll of its handler, made where the call was admitted, with no count of the
-    /// connection taken for it (a handler that goes on in a task of its own gets its own).
-    pub(crate) fn as_caller<R>(&mut self, poll: impl FnOnce() -> R) -> R {
-        as_caller(&mut self.shared, poll)
+    /// Frees the slot (once): another call may take it.
+    pub(crate) fn free(&mut self) {
+        if let Some(shared) = &self.shared
+            && !std::mem::replace(&mut self.freed, true)
+        {
+            free_slot(shared, |admission| admission.finish(self.ticket));
+        }
+    }
+
+    /// The call's span, to run its handler in (`None`: no subscriber wants it).
+    pub(crate) fn span(&self) -> Option<&tracing::Span> {
+        self.telemetry.as_ref().and_then(CallTelemetry::span)
+    }
+
+    /// The call ended with `outcome`, at `end`: counted (once).
+    pub(crate) fn finish_at(&mut self, outcome: Outcome, end: Instant) {
+        if let (Some(shared), Some(telemetry)) = (&self.shared, self.telemetry.take()) {
+            telemetry.finish_at(&shared.calls, outcome, end);
+        }
+    }
+
+    /// The call ended with `outcome`, now: counted (once).
+    pub(crate) fn finish(&mut self, outcome: Outcome) {
+        if self.telemetry.is_some() {
+            self.finish_at(outcome, Instant::now());
+        }
+    }
+
+    /// Runs `poll`, the first poll of the call's handler made where the call was admitted, in
+    /// the call's span, with the slot's connection as the current caller (`Peer::current`):
+    /// no count of the connection is taken for it (a handler that goes on in a task of its own
+    /// gets its own).
+    pub(crate) fn first_poll<R>(&mut self, poll: impl FnOnce() -> R) -> R {
+        let Slot {
+            shared, telemetry, ..
+        } = self;
+        let _in_span = telemetry
+            .as_ref()
+            .and_then(CallTelemetry::span)
+            .map(tracing::Span::enter);
+        as_caller(shared, poll)
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Some(shared) = &self.shared {
-            free_slot(shared, |admission| admission.finish(self.ticket));
-        }
+        self.free();
+        // Dropped before its end: the call was cancelled.
+        self.finish(Outcome::Cancelled);
     }
 }
 
@@ -101,14 +142,17 @@ pub(crate) fn refuse(
     };
     // Refused at once: it starts and ends at the same instant (one clock read).
     let now = Instant::now();
-    CallTelemetry::start(site, label.map(Cow::Borrowed), now, &shared.calls)
-        .finish_at(Outcome::of_remote(kind), now);
+    CallTelemetry::start(site, label.map(Cow::Borrowed), now).finish_at(
+        &shared.calls,
+        Outcome::of_remote(kind),
+        now,
+    );
     let error = RemoteError::new(kind, message);
     shared.send_control(&Message::Error { id, error }, false);
 }
 
 /// A handler; a panic in it is caught. It is polled with its caller as `Peer::current`: by
-/// [`Slot::as_caller`], or in a `WithCaller`.
+/// [`Slot::first_poll`], or in a `WithCaller`.
 pub(crate) type Handler = CatchUnwind<AssertUnwindSafe<HandlerFuture>>;
 
 /// An admitted call whose handler is made and not yet polled (see `handlers`).
@@ -118,11 +162,10 @@ pub(crate) struct Started {
     /// The caller's deadline: when it passes (counted from when the call arrived), and how
     /// long it was.
     pub(crate) deadline: Option<(Instant, Duration)>,
+    /// Its slot, with its span and clock.
     pub(crate) slot: Slot,
     pub(crate) interface: &'static str,
     pub(crate) method: Cow<'static, str>,
-    /// The call's span and clock.
-    pub(crate) telemetry: CallTelemetry,
 }
 
 /// The time a burst of frames began to be read, read once, when its first call or answer
@@ -247,9 +290,11 @@ pub(crate) fn incoming_call(
             )));
         }
     };
-    let slot = Slot {
+    let mut slot = Slot {
         shared: Some(Arc::clone(shared)),
         ticket,
+        freed: false,
+        telemetry: None,
     };
     let config = shared.config();
     let decoded = decode_with(refs, || {
@@ -278,7 +323,7 @@ pub(crate) fn incoming_call(
         peer: shared.peer(),
         id,
     };
-    let telemetry = CallTelemetry::start(site, label.map(Cow::Borrowed), now, &shared.calls);
+    slot.telemetry = Some(CallTelemetry::start(site, label.map(Cow::Borrowed), now));
     let method = label.map_or_else(|| Cow::Owned(method.to_owned()), Cow::Borrowed);
     let handler = AssertUnwindSafe(handler).catch_unwind();
     // A deadline too far away to be an `Instant` (`with_timeout(Duration::MAX)`) is none.
@@ -293,6 +338,5 @@ pub(crate) fn incoming_call(
         slot,
         interface,
         method,
-        telemetry,
     }))
 }

@@ -34,7 +34,7 @@ use super::shared::{Connection, Reply, Shared};
 use crate::codec;
 use crate::error::{CallError, TimeoutKind};
 use crate::protocol::Message;
-use crate::telemetry::{CallSite, CallTelemetry, Direction};
+use crate::telemetry::{CallSite, CallTelemetry, Direction, Outcome};
 
 type Room = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -59,6 +59,8 @@ pub(crate) struct PendingCall {
     others_in_flight: bool,
     flushed: bool,
     done: bool,
+    /// Its span and clock, from its first poll (see [`PendingCall::start_telemetry`]).
+    telemetry: Option<CallTelemetry>,
 }
 
 impl PendingCall {
@@ -86,6 +88,7 @@ impl PendingCall {
             others_in_flight: false,
             flushed: false,
             done: false,
+            telemetry: None,
         }
     }
 
@@ -139,8 +142,10 @@ impl PendingCall {
         self.deadline = Some(at);
     }
 
-    /// The span and clock of the call, sent at `now`.
-    pub(crate) fn telemetry(&self, now: Instant) -> CallTelemetry {
+    /// Starts the span and clock of the call, sent at `now`: counted in the connection's
+    /// metrics when it ends ([`PendingCall::finish_telemetry`]), or `cancelled` if it is
+    /// dropped before.
+    pub(crate) fn start_telemetry(&mut self, now: Instant) {
         let site = CallSite {
             direction: Direction::Outgoing,
             method: &self.method,
@@ -149,7 +154,18 @@ impl PendingCall {
             peer: self.shared().peer(),
             id: self.id,
         };
-        CallTelemetry::start(site, Some(self.method.clone()), now, &self.shared().calls)
+        self.telemetry = Some(CallTelemetry::start(site, Some(self.method.clone()), now));
+    }
+
+    /// The call ended with `outcome`, at `end` (or now): counted.
+    pub(crate) fn finish_telemetry(&mut self, outcome: Outcome, end: Option<Instant>) {
+        if let Some(telemetry) = self.telemetry.take() {
+            let metrics = &self.connection.shared().calls;
+            match end {
+                Some(end) => telemetry.finish_at(metrics, outcome, end),
+                None => telemetry.finish(metrics, outcome),
+            }
+        }
     }
 
     /// Decodes the answer.
@@ -270,6 +286,8 @@ impl Future for PendingCall {
 
 impl Drop for PendingCall {
     fn drop(&mut self) {
+        // Dropped before its end: to its caller, the call was cancelled.
+        self.finish_telemetry(Outcome::Cancelled, None);
         if !self.polled {
             // Never polled: nothing was sent (the frame's exports roll back).
             self.shared().unpolled_calls.fetch_sub(1, Ordering::SeqCst);

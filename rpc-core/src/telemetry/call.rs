@@ -1,7 +1,6 @@
 //! How one call is seen from outside: its span, and how it ended.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use tokio::time::Instant;
 use tracing::Span;
@@ -20,8 +19,10 @@ pub(crate) struct CallSite<'a> {
     pub(crate) id: u64,
 }
 
-/// One call's span and clock, from its start to its end: [`CallTelemetry::finish`] records
-/// how it ended; dropped unfinished, it ended `cancelled`.
+/// One call's span and clock, from its start to its end: [`CallTelemetry::finish_at`] records
+/// how it ended, in its connection's metric handles. It holds no handle of its own (a count
+/// taken and given back per call): its owner, which holds the connection, finishes it, also
+/// when the call is dropped unfinished (`cancelled`).
 pub(crate) struct CallTelemetry {
     /// Boxed, and only when a subscriber wants it: a call without one carries 8 bytes.
     span: Option<Box<Span>>,
@@ -29,20 +30,15 @@ pub(crate) struct CallTelemetry {
     direction: Direction,
     /// The `method` label: a name the program or the object declares, never a peer's.
     method: Cow<'static, str>,
-    /// Its connection's handles.
-    metrics: Arc<CallMetrics>,
-    finished: bool,
 }
 
 impl CallTelemetry {
     /// A call starting at `started` (the time already read for its deadline, if any), with
-    /// the method label `method` (`None`: a served call's name the object does not have),
-    /// counted in `metrics`.
+    /// the method label `method` (`None`: a served call's name the object does not have).
     pub(crate) fn start(
         site: CallSite<'_>,
         method: Option<Cow<'static, str>>,
         started: Instant,
-        metrics: &Arc<CallMetrics>,
     ) -> CallTelemetry {
         // Asked first: without a subscriber, a program whose `tracing` has its `log` feature
         // (tarpc turns it on) would otherwise hand every call's fields to `log`.
@@ -65,8 +61,6 @@ impl CallTelemetry {
             started,
             direction: site.direction,
             method: method.unwrap_or(Cow::Borrowed(UNKNOWN_METHOD)),
-            metrics: Arc::clone(metrics),
-            finished: false,
         }
     }
 
@@ -75,32 +69,18 @@ impl CallTelemetry {
         self.span.as_deref()
     }
 
-    /// Records how the call ended, now.
-    pub(crate) fn finish(self, outcome: Outcome) {
-        self.finish_at(outcome, Instant::now());
+    /// Records in `metrics` how the call ended, now.
+    pub(crate) fn finish(self, metrics: &CallMetrics, outcome: Outcome) {
+        self.finish_at(metrics, outcome, Instant::now());
     }
 
-    /// Records how the call ended, at `end` (a time already read).
-    pub(crate) fn finish_at(mut self, outcome: Outcome, end: Instant) {
-        self.record(outcome, end);
-    }
-
-    fn record(&mut self, outcome: Outcome, end: Instant) {
-        self.finished = true;
+    /// Records in `metrics` how the call ended, at `end` (a time already read).
+    pub(crate) fn finish_at(self, metrics: &CallMetrics, outcome: Outcome, end: Instant) {
         let seconds = end.saturating_duration_since(self.started);
-        self.metrics
-            .record(self.direction, &self.method, outcome, seconds);
+        metrics.record(self.direction, &self.method, outcome, seconds);
         if let Some(span) = &self.span {
             span.record("outcome", outcome.as_str());
             span.record("seconds", seconds.as_secs_f64());
-        }
-    }
-}
-
-impl Drop for CallTelemetry {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.record(Outcome::Cancelled, Instant::now());
         }
     }
 }

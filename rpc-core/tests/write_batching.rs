@@ -214,6 +214,23 @@ async fn callers_on_several_threads_share_writes() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn calls_made_back_to_back_and_awaited_together_go_out_in_one_write() {
+    let setup = setup().await;
+    let before = setup.writes();
+    let calls = (0..16u64).map(|i| setup.bench.ping(i));
+    let answers = within("the calls", futures::future::join_all(calls)).await;
+    for (i, answer) in answers.into_iter().enumerate() {
+        assert_eq!(answer.unwrap(), i as u64);
+    }
+    // The first call polled sees the others made and not yet polled, and waits for them.
+    assert_eq!(
+        setup.writes() - before,
+        1,
+        "writes for 16 calls awaited together"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn a_lone_call_writes_at_once_and_sequential_calls_one_write_each() {
     let setup = setup().await;
     let before = setup.writes();

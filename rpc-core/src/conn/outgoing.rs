@@ -31,6 +31,9 @@ pub(crate) struct PendingTable<T> {
     burst: u64,
     /// Entries answered in that burst whose caller has not taken the answer yet.
     untaken: usize,
+    /// Request ids settled: registered here, or given up on before that (the others given
+    /// out belong to calls made and not yet polled; see [`unpolled`](Self::unpolled)).
+    settled_ids: u64,
 }
 
 /// One call: still waiting (with the waker of its caller), or answered.
@@ -74,6 +77,7 @@ impl<T> Default for PendingTable<T> {
             answered: 0,
             burst: 0,
             untaken: 0,
+            settled_ids: 0,
         }
     }
 }
@@ -88,6 +92,7 @@ impl<T> PendingTable<T> {
         waker: Waker,
         deadline: Option<Instant>,
     ) -> Result<bool, String> {
+        self.settled_ids += 1;
         if let Some(reason) = &self.closed {
             return Err(reason.clone());
         }
@@ -102,6 +107,18 @@ impl<T> PendingTable<T> {
             self.earliest = deadline;
         }
         Ok(earlier)
+    }
+
+    /// A request id given out will never be registered (its call failed to encode, or was
+    /// dropped before its first poll).
+    pub(crate) fn settle_unregistered(&mut self) {
+        self.settled_ids += 1;
+    }
+
+    /// Calls made and not yet polled, of the `ids_given` request ids given out so far (read
+    /// under the table's lock: every id settled here was given out before).
+    pub(crate) fn unpolled(&self, ids_given: u64) -> u64 {
+        ids_given.saturating_sub(self.settled_ids)
     }
 
     /// The answer to `id` arrived in the reader's `burst` (or its call failed): kept for its

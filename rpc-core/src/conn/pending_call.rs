@@ -16,7 +16,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use serde::de::DeserializeOwned;
@@ -53,10 +52,12 @@ pub(crate) struct PendingCall {
     registered: bool,
     /// When it fails with a `Call` timeout unless answered (set before the first poll).
     deadline: Option<Instant>,
-    /// Polled at least once (no longer counted in `unpolled_calls`).
+    /// Polled at least once (its request id settled in the pending table).
     polled: bool,
     /// Other calls of the connection awaited answers at the first poll.
     others_in_flight: bool,
+    /// Other calls of the connection were made and not yet polled at the first poll.
+    others_unpolled: bool,
     flushed: bool,
     done: bool,
     /// Its span and clock, from its first poll (see [`PendingCall::start_telemetry`]).
@@ -71,10 +72,6 @@ impl PendingCall {
         (id, object, method): (u64, u64, Cow<'static, str>),
         frame: EncodedFrame,
     ) -> Self {
-        connection
-            .shared()
-            .unpolled_calls
-            .fetch_add(1, Ordering::SeqCst);
         PendingCall {
             connection,
             id,
@@ -86,6 +83,7 @@ impl PendingCall {
             deadline: None,
             polled: false,
             others_in_flight: false,
+            others_unpolled: false,
             flushed: false,
             done: false,
             telemetry: None,
@@ -117,7 +115,12 @@ impl PendingCall {
             deadline_ms,
             refs,
         };
-        let frame = match encode_frame(shared, header, write_args) {
+        let encoded = encode_frame(shared, header, write_args);
+        if encoded.is_err() {
+            // Its id will never be registered.
+            lock(&shared.pending).settle_unregistered();
+        }
+        let frame = match encoded {
             Ok(frame) => frame,
             Err(FrameError::Encode(message)) => {
                 let what = "arguments";
@@ -197,13 +200,16 @@ impl Future for PendingCall {
         let first_poll = !this.polled;
         if first_poll {
             this.polled = true;
-            this.shared().unpolled_calls.fetch_sub(1, Ordering::SeqCst);
-            let (registered, others_in_flight) = {
-                let mut pending = lock(&this.shared().pending);
+            let shared = this.connection.shared();
+            let (registered, others_in_flight, others_unpolled) = {
+                let mut pending = lock(&shared.pending);
                 let registered = pending.register(this.id, cx.waker().clone(), this.deadline);
-                (registered, pending.waiting() > 1)
+                // Counted from the ids given out: no count kept per call made.
+                let unpolled = pending.unpolled(shared.request_ids_given());
+                (registered, pending.waiting() > 1, unpolled > 0)
             };
             this.others_in_flight = others_in_flight;
+            this.others_unpolled = others_unpolled;
             match registered {
                 Ok(true) => this.shared().deadline_moved.notify_one(),
                 Ok(false) => {}
@@ -250,7 +256,7 @@ impl Future for PendingCall {
                 // writes it after the current burst, with the others started meanwhile.
                 this.flushed = true;
                 this.shared().outbox.flush_after_burst();
-            } else if this.shared().unpolled_calls.load(Ordering::SeqCst) > 0 {
+            } else if this.others_unpolled {
                 // Others were made with it: come back at once to write, so that the calls
                 // polled in this round share the write. Should this future not be polled again
                 // soon (a `select!` busy elsewhere), the writer task writes it anyway.
@@ -289,8 +295,9 @@ impl Drop for PendingCall {
         // Dropped before its end: to its caller, the call was cancelled.
         self.finish_telemetry(Outcome::Cancelled, None);
         if !self.polled {
-            // Never polled: nothing was sent (the frame's exports roll back).
-            self.shared().unpolled_calls.fetch_sub(1, Ordering::SeqCst);
+            // Never polled: nothing was sent (the frame's exports roll back), and its id will
+            // never be registered.
+            lock(&self.shared().pending).settle_unregistered();
             return;
         }
         if self.done || !self.registered {

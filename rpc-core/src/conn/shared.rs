@@ -13,7 +13,7 @@
 //! object is dropped the peer is sent a decref (see `imports`). It can be sent back only over
 //! the connection it came from.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::Waker;
 use std::time::Duration;
@@ -119,8 +119,6 @@ pub(crate) struct Shared {
     pub(crate) admission: Mutex<Admission>,
     /// Notified when the last incoming call in flight finishes.
     pub(crate) idle: Notify,
-    /// Outgoing calls made and not yet polled (see `pending_call`).
-    pub(crate) unpolled_calls: AtomicUsize,
     /// The metric handles its calls are counted in.
     pub(crate) calls: Arc<CallMetrics>,
     /// A call was registered with the earliest deadline (see `deadlines`).
@@ -164,7 +162,6 @@ impl Shared {
             next_id: AtomicU64::new(1),
             imports: Mutex::new(ImportTable::default()),
             idle: Notify::new(),
-            unpolled_calls: AtomicUsize::new(0),
             handle: Mutex::new(Weak::new()),
             started: Instant::now(),
             last_received_us: AtomicU64::new(0),
@@ -189,6 +186,11 @@ impl Shared {
     /// A request id for a new outgoing call.
     pub(crate) fn next_request_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Request ids given out so far (they count up from 1).
+    pub(crate) fn request_ids_given(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed) - 1
     }
 
     /// `None` while open; why it closed otherwise.

@@ -288,14 +288,12 @@ fn poll_if_running(
         ..
     } = call;
     let mut result = settle(result, interface, &method);
+    let mut answered = None;
     if let (true, Ok(answer)) = (gather, &result) {
         match gathered::add(shared, id, answer) {
             Added::Yes => {
                 slot.free();
-                slot.finish_at(Outcome::Ok, clock.now());
-                drop(slot);
-                drop_caught(result, interface, &method);
-                return;
+                answered = Some(Outcome::Ok);
             }
             Added::No => {}
             Added::Panicked => {
@@ -305,7 +303,9 @@ fn poll_if_running(
             }
         }
     }
-    if let Some(outcome) = try_answer(shared, id, &result, &mut slot, interface, &method) {
+    let answered =
+        answered.or_else(|| try_answer(shared, id, &result, &mut slot, interface, &method));
+    if let Some(outcome) = answered {
         slot.finish_at(outcome, clock.now());
         drop(slot);
         drop_caught(result, interface, &method);

@@ -26,8 +26,11 @@
 //! [`Message`](crate::protocol::Message) by hand, with no recursion, believing a length only
 //! as far as the bytes after it could hold that much, and allocating for what it has read.
 
+mod built_frame;
 mod depth;
 mod header;
+
+pub(crate) use built_frame::{BuiltFrame, SCRATCH_CAPACITY, build_frame};
 
 pub(crate) use header::{decode_header, encode_header};
 
@@ -160,35 +163,6 @@ impl bincode::enc::write::Writer for LimitedWriter<'_> {
         self.dst.extend_from_slice(bytes);
         Ok(())
     }
-}
-
-/// The memory frames are built in: each thread keeps a buffer of this many bytes and carves
-/// frames out of it one after another, so building a small frame allocates nothing (a new
-/// buffer once per this many bytes built, or none when every frame carved from the last one is
-/// gone by then). A frame longer than this has an allocation of (about) its own.
-pub(crate) const SCRATCH_CAPACITY: usize = 16 * 1024;
-
-thread_local! {
-    static SCRATCH: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
-}
-
-/// Runs `build` on an empty buffer carved from this thread's scratch memory (see
-/// [`SCRATCH_CAPACITY`]) and returns its result and what it wrote. A panic in `build` loses
-/// only the scratch buffer; a `build` that itself builds a frame gets a buffer of its own.
-pub(crate) fn build_frame<R>(build: impl FnOnce(&mut BytesMut) -> R) -> (R, Bytes) {
-    let mut scratch = SCRATCH.take();
-    if scratch.capacity() < SCRATCH_CAPACITY / 4 {
-        // Reclaims the whole buffer in place when nothing carved from it is alive any more.
-        scratch.reserve(SCRATCH_CAPACITY);
-    }
-    let result = build(&mut scratch);
-    let frame = scratch.split().freeze();
-    if scratch.capacity() > 4 * SCRATCH_CAPACITY {
-        // What a large frame left over: not kept for ever by this thread.
-        scratch = BytesMut::new();
-    }
-    SCRATCH.set(scratch);
-    (result, frame)
 }
 
 /// The 4-byte length prefix [`frame_codec`] writes before a payload of `len` bytes. The

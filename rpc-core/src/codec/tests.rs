@@ -391,7 +391,7 @@ fn the_length_prefix_is_the_codecs() {
 /// Encodes `value` as a frame's payload, built in scratch memory ([`build_frame`]).
 fn encode_frame<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, String> {
     let (result, frame) = build_frame(|buf| encode_into(value, buf));
-    result.map(|()| frame)
+    result.map(|()| frame.into_bytes())
 }
 
 #[test]
@@ -423,7 +423,7 @@ fn frames_built_in_scratch_memory_are_independent() {
         buf.extend_from_slice(b"outer");
         encode_frame("inner").unwrap()
     });
-    assert_eq!(&outer[..], b"outer");
+    assert_eq!(outer.as_slice(), b"outer");
     assert_eq!(decode::<String>(&inner, 1 << 20, 16).unwrap(), "inner");
 }
 

@@ -31,11 +31,11 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::shared::{Reference, RemoteObject, Shared};
-use crate::codec;
+use crate::codec::{self, BuiltFrame};
 use crate::protocol::{self, Message, WireRef};
 
 /// Encoding for a connection: the table so far, the exports to commit or roll back, and the
@@ -127,7 +127,7 @@ impl std::fmt::Display for FrameError {
 /// last of them dropped before the frame is queued (a lazy call's arguments are dropped when
 /// the call is made), the decref would reach the peer before the frame that needs the object.
 pub(crate) struct EncodedFrame {
-    bytes: Bytes,
+    bytes: BuiltFrame,
     /// Boxed, and only for a frame with references: most have none, and a call's future,
     /// which holds its frame until the first poll, is moved about whole.
     references: Option<Box<FrameReferences>>,
@@ -164,12 +164,9 @@ impl EncodedFrame {
             // Dropped here, outside the queue's lock: the proxies it holds may send decrefs.
             Ok(()) => Ok(()),
             Err(bytes) => {
-                self.bytes = bytes;
-                if self.bytes.len() < codec::SCRATCH_CAPACITY {
-                    // It waits for room: in memory of its own size, not holding on to the
-                    // scratch memory it was built in (see `codec::build_frame`).
-                    self.bytes = Bytes::copy_from_slice(&self.bytes);
-                }
+                // It waits for room: in memory of its own size, not holding on to the
+                // scratch memory it was built in (see `codec::build_frame`).
+                self.bytes = bytes.detached();
                 Err(self)
             }
         }
@@ -231,7 +228,7 @@ pub(crate) fn encode_frame<'m>(
         // Rewrite the header with the table the payload produced.
         let (written, with_refs) = codec::build_frame(|with_refs| {
             codec::encode_header(&header(table), with_refs)?;
-            with_refs.extend_from_slice(&frame[header_len..]);
+            with_refs.extend_from_slice(&frame.as_slice()[header_len..]);
             Ok(())
         });
         written.map_err(FrameError::Encode)?;
@@ -271,7 +268,7 @@ pub(crate) fn encode_plain_into(
 }
 
 /// `frame`, if it is within the frame limit `limit`.
-fn within(limit: usize, frame: Bytes) -> Result<Bytes, FrameError> {
+fn within(limit: usize, frame: BuiltFrame) -> Result<BuiltFrame, FrameError> {
     if frame.len() > limit {
         return Err(FrameError::TooLarge(frame.len()));
     }

@@ -31,7 +31,7 @@ use super::imports::ImportTable;
 use super::lifecycle::{Closed, DisconnectCallback, Lifecycle, lock};
 use super::outgoing::PendingTable;
 use super::peer_info::{Login, PeerInfo};
-use crate::codec;
+use crate::codec::{self, BuiltFrame};
 use crate::config::Config;
 use crate::dispatch::Dispatch;
 use crate::error::CallError;
@@ -319,7 +319,7 @@ impl Shared {
 
     /// Queues a frame that cannot wait; one that would take the queue past the output budget
     /// closes the connection (the peer sends and does not read).
-    pub(crate) fn queue_control(&self, frame: Bytes, flush_now: bool) {
+    pub(crate) fn queue_control(&self, frame: BuiltFrame, flush_now: bool) {
         if let Err(overflow) = self.outbox.queue(frame) {
             self.close(Closed::Protocol(overflow.to_string()));
             return;

@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 
-use crate::codec;
+use crate::codec::{self, BuiltFrame};
 
 /// At most this many slices go to one vectored write.
 const MAX_SLICES: usize = 64;
@@ -53,7 +53,7 @@ impl FrameQueue {
 
     /// Queues `frame` behind its length prefix; returns the bytes that adds. Only an
     /// oversize frame is refused.
-    pub(super) fn push(&mut self, frame: Bytes) -> Result<usize, String> {
+    pub(super) fn push(&mut self, frame: BuiltFrame) -> Result<usize, String> {
         let len = frame.len();
         let oversize = || {
             format!(
@@ -66,11 +66,11 @@ impl FrameQueue {
         }
         self.tail.extend_from_slice(&codec::length_prefix(len));
         if len < codec::SCRATCH_CAPACITY {
-            self.tail.extend_from_slice(&frame);
+            self.tail.extend_from_slice(frame.as_slice());
         } else {
             let small_frames = self.tail.split().freeze();
             self.chunks.push_back(small_frames);
-            self.chunks.push_back(frame);
+            self.chunks.push_back(frame.into_bytes());
         }
         self.len += 4 + len;
         Ok(4 + len)
@@ -216,7 +216,7 @@ mod tests {
         let frames = frames(&[10, 0, 300, large, 20, 30, large * 3, 5]);
         let mut queue = FrameQueue::new(4 << 20);
         for frame in &frames {
-            queue.push(frame.clone()).unwrap();
+            queue.push(frame.clone().into()).unwrap();
         }
         let expected = framed(&frames);
         assert_eq!(queue.len(), expected.len());
@@ -241,8 +241,8 @@ mod tests {
     fn an_oversize_frame_is_refused_whatever_its_size() {
         for max in [100, codec::SCRATCH_CAPACITY + 10] {
             let mut queue = FrameQueue::new(max);
-            assert!(queue.push(Bytes::from(vec![0; max + 1])).is_err());
-            assert_eq!(queue.push(Bytes::from(vec![0; max])), Ok(max + 4));
+            assert!(queue.push(Bytes::from(vec![0; max + 1]).into()).is_err());
+            assert_eq!(queue.push(Bytes::from(vec![0; max]).into()), Ok(max + 4));
         }
     }
 
@@ -268,13 +268,13 @@ mod tests {
         let mut queue = FrameQueue::new(4 << 20);
         let first = frames(&[3, 4]);
         for frame in &first {
-            queue.push(frame.clone()).unwrap();
+            queue.push(frame.clone().into()).unwrap();
         }
         let mut taken = Taken::default();
         queue.take_into(&mut taken);
         taken.consume(2);
         let second = frames(&[5]);
-        queue.push(second[0].clone()).unwrap();
+        queue.push(second[0].clone().into()).unwrap();
         queue.take_into(&mut taken);
         let mut expected = framed(&first)[2..].to_vec();
         expected.extend_from_slice(&framed(&second));
@@ -285,10 +285,10 @@ mod tests {
         taken.consume(expected.len());
         assert!(taken.is_empty());
         let buffer = taken.tail.as_ptr();
-        queue.push(Bytes::from_static(b"x")).unwrap();
+        queue.push(Bytes::from_static(b"x").into()).unwrap();
         queue.take_into(&mut taken);
         assert_eq!(&taken.tail[..], &[0, 0, 0, 1, b'x']);
-        queue.push(Bytes::from_static(b"y")).unwrap();
+        queue.push(Bytes::from_static(b"y").into()).unwrap();
         assert_eq!(queue.tail.as_ptr(), buffer, "the buffer was not reused");
     }
 
@@ -297,13 +297,13 @@ mod tests {
         let mut queue = FrameQueue::new(4 << 20);
         let mut taken = Taken::default();
         for _ in 0..200 {
-            queue.push(Bytes::from(vec![1; 1000])).unwrap();
+            queue.push(Bytes::from(vec![1; 1000]).into()).unwrap();
         }
         queue.take_into(&mut taken);
         assert!(taken.tail.capacity() > KEEP_TAIL);
         taken.consume(taken.len());
         assert_eq!(taken.tail.capacity(), 0, "the burst's buffer was kept");
-        queue.push(Bytes::from(vec![1; 1000])).unwrap();
+        queue.push(Bytes::from(vec![1; 1000]).into()).unwrap();
         queue.take_into(&mut taken);
         taken.consume(taken.len());
         assert!(
@@ -315,9 +315,9 @@ mod tests {
     #[test]
     fn clear_forgets_everything() {
         let mut queue = FrameQueue::new(4 << 20);
-        queue.push(Bytes::from_static(b"abc")).unwrap();
+        queue.push(Bytes::from_static(b"abc").into()).unwrap();
         queue
-            .push(Bytes::from(vec![1; codec::SCRATCH_CAPACITY]))
+            .push(Bytes::from(vec![1; codec::SCRATCH_CAPACITY]).into())
             .unwrap();
         assert_eq!(queue.clear(), 7 + 4 + codec::SCRATCH_CAPACITY);
         let mut taken = Taken::default();

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
+use crate::codec::BuiltFrame;
 use metrics::Counter;
 use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
@@ -150,7 +150,7 @@ impl Outbox {
 
     /// Queues a frame that cannot wait (length prefix added here); refused if it would take
     /// the queue past the output budget. Does not write: call [`Outbox::flush`].
-    pub(crate) fn queue(&self, frame: Bytes) -> Result<(), Overflow> {
+    pub(crate) fn queue(&self, frame: BuiltFrame) -> Result<(), Overflow> {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         self.take_gathered(&mut q);
         let queued = self.backlog();
@@ -169,7 +169,11 @@ impl Outbox {
     /// server's budget is not spent. Otherwise hands the frame back; wait with
     /// [`Outbox::room`] and try again. Runs `before` (under the queue's lock) when the frame
     /// is taken, before it can be written.
-    pub(crate) fn try_queue(&self, frame: Bytes, before: impl FnOnce()) -> Result<(), Bytes> {
+    pub(crate) fn try_queue(
+        &self,
+        frame: BuiltFrame,
+        before: impl FnOnce(),
+    ) -> Result<(), BuiltFrame> {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         self.take_gathered(&mut q);
         let queued = self.backlog();
@@ -185,7 +189,7 @@ impl Outbox {
         Ok(())
     }
 
-    fn push(&self, q: &mut Queue, frame: Bytes) {
+    fn push(&self, q: &mut Queue, frame: BuiltFrame) {
         if q.closed {
             // The connection is closing: the frame would never be written.
             return;

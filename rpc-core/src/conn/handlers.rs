@@ -43,7 +43,7 @@ use tracing::{Instrument, Span};
 
 use super::caller::WithCaller;
 use super::gathered::{self, Added};
-use super::incoming::{BurstClock, Slot, Started};
+use super::incoming::{BurstClock, Slot, SpareHandle, Started};
 use super::lifecycle::lock;
 use super::refctx::{EncodedFrame, FrameError, encode_frame};
 use super::shared::Shared;
@@ -207,22 +207,27 @@ async fn watch(shared: Arc<Shared>, watchdog: Arc<Watchdog>) {
 /// (`clock`: one clock read for them all).
 fn first_poll(shared: &Arc<Shared>, clock: &mut BurstClock, call: Started) {
     let running = lock(&shared.admission).is_running(call.slot.ticket);
-    poll_if_running(shared, (clock, false), call, running);
+    poll_if_running(shared, (clock, None), call, running);
 }
 
 /// [`first_poll`] for a call its router admitted just now, on this thread (the reader of a
 /// `current_thread` runtime, one call after another): no cancel frame can have come since, and
 /// the connection closing is seen without taking the admission lock. Its answer is gathered
-/// with the burst's if it can be (see `gathered`).
-pub(crate) fn first_poll_fresh(shared: &Arc<Shared>, clock: &mut BurstClock, call: Started) {
-    poll_if_running(shared, (clock, true), call, !shared.is_closed());
+/// with the burst's if it can be (see `gathered`), and if it ends there, the reader takes back
+/// its slot's handle on the connection (into `spare`).
+pub(crate) fn first_poll_fresh(
+    shared: &Arc<Shared>,
+    (clock, spare): (&mut BurstClock, &mut SpareHandle),
+    call: Started,
+) {
+    poll_if_running(shared, (clock, Some(spare)), call, !shared.is_closed());
 }
 
-/// [`first_poll`], told whether to gather the answer and whether the call still holds its
-/// slot.
+/// [`first_poll`], told whether the call still holds its slot, and whether it is fresh (the
+/// reader's `spare` handle: see [`first_poll_fresh`]).
 fn poll_if_running(
     shared: &Arc<Shared>,
-    (clock, gather): (&mut BurstClock, bool),
+    (clock, spare): (&mut BurstClock, Option<&mut SpareHandle>),
     mut call: Started,
     running: bool,
 ) {
@@ -289,7 +294,7 @@ fn poll_if_running(
     } = call;
     let mut result = settle(result, interface, &method);
     let mut answered = None;
-    if let (true, Ok(answer)) = (gather, &result) {
+    if let (true, Ok(answer)) = (spare.is_some(), &result) {
         match gathered::add(shared, id, answer) {
             Added::Yes => {
                 slot.free();
@@ -307,6 +312,9 @@ fn poll_if_running(
         answered.or_else(|| try_answer(shared, id, &result, &mut slot, interface, &method));
     if let Some(outcome) = answered {
         slot.finish_at(outcome, clock.now());
+        if let Some(spare) = spare {
+            spare.put_back(&mut slot);
+        }
         drop(slot);
         drop_caught(result, interface, &method);
     } else {

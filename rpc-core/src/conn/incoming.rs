@@ -83,6 +83,39 @@ impl Slot {
     }
 }
 
+impl Slot {
+    /// Its handle on the connection, taken from a slot whose call is over (answered, its
+    /// slot freed, counted): what is left of it then has nothing to do when dropped.
+    fn take_handle(&mut self) -> Option<Arc<Shared>> {
+        debug_assert!(
+            self.freed && self.telemetry.is_none(),
+            "the call is not over"
+        );
+        self.shared.take()
+    }
+}
+
+/// A handle on the connection for the next call the reader admits (its [`Slot`]'s): the
+/// reader of a `current_thread` runtime takes back the handle of each call that ends in its
+/// first poll ([`SpareHandle::put_back`]) and hands it to the next call, so that those calls
+/// take no count of the connection and give none back (two locked instructions each).
+#[derive(Default)]
+pub(crate) struct SpareHandle(Option<Arc<Shared>>);
+
+impl SpareHandle {
+    /// The spare handle, or a new one on `shared`.
+    fn take(&mut self, shared: &Arc<Shared>) -> Arc<Shared> {
+        self.0.take().unwrap_or_else(|| Arc::clone(shared))
+    }
+
+    /// Takes back the handle of `slot`, whose call is over.
+    pub(crate) fn put_back(&mut self, slot: &mut Slot) {
+        if let Some(handle) = slot.take_handle() {
+            self.0 = Some(handle);
+        }
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.free();
@@ -218,10 +251,10 @@ impl Permanent {
 }
 
 /// A call arrived (in the burst of `clock`): refuse it (`None`), or admit it and make its
-/// handler. An error means the peer broke the protocol (a request id already running).
+/// handler, its slot holding the `spare` handle on the connection if there is one. An error means the peer broke the protocol (a request id already running).
 pub(crate) fn incoming_call(
     shared: &Arc<Shared>,
-    clock: &mut BurstClock,
+    (clock, spare): (&mut BurstClock, &mut SpareHandle),
     permanent: &Permanent,
     (id, object, method): (u64, u64, &str),
     deadline_ms: Option<u64>,
@@ -291,7 +324,7 @@ pub(crate) fn incoming_call(
         }
     };
     let mut slot = Slot {
-        shared: Some(Arc::clone(shared)),
+        shared: Some(spare.take(shared)),
         ticket,
         freed: false,
         telemetry: None,

@@ -19,7 +19,7 @@ use tokio::runtime::RuntimeFlavor;
 use tokio::time::Instant;
 
 use super::handlers::{Watchdog, first_poll_fresh, run_burst};
-use super::incoming::{BurstClock, Permanent, Started};
+use super::incoming::{BurstClock, Permanent, SpareHandle, Started};
 use super::lifecycle::{Closed, lock};
 use super::router::route_frame;
 use super::shared::Shared;
@@ -163,6 +163,9 @@ struct Burst {
     /// A handler was first-polled in it: it may have run for long (its start is then no
     /// longer when its frames came).
     polled: bool,
+    /// The reader's handle on the connection for the next call's slot (kept from burst to
+    /// burst).
+    spare: SpareHandle,
 }
 
 impl Burst {
@@ -173,6 +176,7 @@ impl Burst {
             started: Vec::new(),
             answered: on_this_thread.then(BurstClock::default),
             polled: false,
+            spare: SpareHandle::default(),
         }
     }
 
@@ -187,11 +191,11 @@ impl Burst {
         frame: Bytes,
     ) -> Result<(), Closed> {
         self.any = true;
-        match route_frame(shared, &mut self.clock, permanent, frame) {
+        match route_frame(shared, (&mut self.clock, &mut self.spare), permanent, frame) {
             Ok(Some(call)) => match &mut self.answered {
                 Some(answered) => {
                     self.polled = true;
-                    first_poll_fresh(shared, answered, call);
+                    first_poll_fresh(shared, (answered, &mut self.spare), call);
                 }
                 None => self.started.push(call),
             },

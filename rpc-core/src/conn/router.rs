@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 
-use super::incoming::{BurstClock, Permanent, Started, free_slot, incoming_call, refuse};
+use super::incoming::{
+    BurstClock, Permanent, SpareHandle, Started, free_slot, incoming_call, refuse,
+};
 use super::lifecycle::{Closed, lock};
 use super::outgoing::Completed;
 use super::refctx::resolve;
@@ -21,11 +23,11 @@ use crate::error::{CallError, RemoteErrorKind};
 use crate::protocol::Message;
 
 /// Routes one frame of the burst of `clock` (`permanent`: the reader's handles on the
-/// permanent objects); returns the admitted call whose handler is to run, if it was one. An
+/// permanent objects; `spare`: its handle on the connection for a call's slot); returns the admitted call whose handler is to run, if it was one. An
 /// error closes the connection.
 pub(crate) fn route_frame(
     shared: &Arc<Shared>,
-    clock: &mut BurstClock,
+    (clock, spare): (&mut BurstClock, &mut SpareHandle),
     permanent: &Permanent,
     frame: Bytes,
 ) -> Result<Option<Started>, Closed> {
@@ -43,7 +45,8 @@ pub(crate) fn route_frame(
             Ok(refs) => {
                 let call = (id, object, &*method);
                 let args = &frame[used..];
-                return incoming_call(shared, clock, permanent, call, deadline_ms, args, refs);
+                let burst = (clock, spare);
+                return incoming_call(shared, burst, permanent, call, deadline_ms, args, refs);
             }
             Err(message) => {
                 let call = (id, object, &*method);

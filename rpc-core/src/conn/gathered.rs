@@ -16,8 +16,9 @@
 //! more than [`MAX_GATHERED`] bytes, one that does not encode, and an error answer take the
 //! usual way (`handlers::try_answer`) instead, after the answers gathered before them.
 //!
-//! A call's slot is freed as its answer is gathered (the next call of the burst may need it),
-//! before the answer is queued. That is sound only on the reader's own thread on a
+//! A call's slot is freed as its answer is gathered, before the answer is queued: in the
+//! admission table, with the next call's admission (which may need it) or when the burst ends,
+//! whichever comes first (see `slot::SlotReturns`). That is sound only on the reader's own thread on a
 //! `current_thread` runtime: nothing else of the runtime runs until the reader waits for the
 //! socket, and the outbox takes what it gathered before that; so no other task (a graceful
 //! shutdown waiting for no call to be in flight, then for everything queued to be written) can

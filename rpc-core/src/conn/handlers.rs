@@ -43,10 +43,11 @@ use tracing::{Instrument, Span};
 
 use super::caller::WithCaller;
 use super::gathered::{self, Added};
-use super::incoming::{BurstClock, Slot, SpareHandle, Started};
+use super::incoming::{BurstClock, Started};
 use super::lifecycle::lock;
 use super::refctx::{EncodedFrame, FrameError, encode_frame};
 use super::shared::Shared;
+use super::slot::{Slot, SlotReturns};
 use crate::dispatch::{Answer, panicked, settle};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::protocol::Message;
@@ -214,20 +215,20 @@ fn first_poll(shared: &Arc<Shared>, clock: &mut BurstClock, call: Started) {
 /// `current_thread` runtime, one call after another): no cancel frame can have come since, and
 /// the connection closing is seen without taking the admission lock. Its answer is gathered
 /// with the burst's if it can be (see `gathered`), and if it ends there, the reader takes back
-/// its slot's handle on the connection (into `spare`).
+/// what its slot holds (into `returns`).
 pub(crate) fn first_poll_fresh(
     shared: &Arc<Shared>,
-    (clock, spare): (&mut BurstClock, &mut SpareHandle),
+    (clock, returns): (&mut BurstClock, &mut SlotReturns),
     call: Started,
 ) {
-    poll_if_running(shared, (clock, Some(spare)), call, !shared.is_closed());
+    poll_if_running(shared, (clock, Some(returns)), call, !shared.is_closed());
 }
 
 /// [`first_poll`], told whether the call still holds its slot, and whether it is fresh (the
-/// reader's `spare` handle: see [`first_poll_fresh`]).
+/// reader's `returns`: see [`first_poll_fresh`]).
 fn poll_if_running(
     shared: &Arc<Shared>,
-    (clock, spare): (&mut BurstClock, Option<&mut SpareHandle>),
+    (clock, returns): (&mut BurstClock, Option<&mut SlotReturns>),
     mut call: Started,
     running: bool,
 ) {
@@ -294,12 +295,10 @@ fn poll_if_running(
     } = call;
     let mut result = settle(result, interface, &method);
     let mut answered = None;
-    if let (true, Ok(answer)) = (spare.is_some(), &result) {
+    if let (true, Ok(answer)) = (returns.is_some(), &result) {
         match gathered::add(shared, id, answer) {
-            Added::Yes => {
-                slot.free();
-                answered = Some(Outcome::Ok);
-            }
+            // Its slot is freed as the reader takes it back, below.
+            Added::Yes => answered = Some(Outcome::Ok),
             Added::No => {}
             Added::Panicked => {
                 tracing::warn!(interface, %method, "encoding a handler's answer panicked");
@@ -312,8 +311,8 @@ fn poll_if_running(
         answered.or_else(|| try_answer(shared, id, &result, &mut slot, interface, &method));
     if let Some(outcome) = answered {
         slot.finish_at(outcome, clock.now());
-        if let Some(spare) = spare {
-            spare.put_back(&mut slot);
+        if let Some(returns) = returns {
+            returns.put_back(&mut slot);
         }
         drop(slot);
         drop_caught(result, interface, &method);

@@ -16,123 +16,15 @@ use futures::FutureExt;
 use futures::future::CatchUnwind;
 use tokio::time::Instant;
 
-use super::admission::{Admission, Refusal, Ticket};
-use super::caller::as_caller;
+use super::admission::Refusal;
 use super::lifecycle::{Closed, lock};
 use super::refctx::decode_with;
 use super::shared::{Reference, Shared};
+use super::slot::{Slot, SlotReturns};
 use crate::dispatch::{Args, Dispatch, HandlerFuture, run_dispatch};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::protocol::Message;
 use crate::telemetry::{CallSite, CallTelemetry, Direction, Outcome};
-
-/// An admitted call's slot, freed when its answer is queued ([`Slot::free`]) or when dropped
-/// (also if its task panics or is aborted); and the call's span and clock, counted in the
-/// connection's metrics when the call ends ([`Slot::finish_at`]), or as `cancelled` if the
-/// slot is dropped before (the call holds no metric handles of its own: see `telemetry`).
-pub(crate) struct Slot {
-    /// Its connection: always there, but while [`Slot::first_poll`] lends it out.
-    shared: Option<Arc<Shared>>,
-    pub(crate) ticket: Ticket,
-    freed: bool,
-    telemetry: Option<CallTelemetry>,
-}
-
-impl Slot {
-    /// Frees the slot (once): another call may take it.
-    pub(crate) fn free(&mut self) {
-        if let Some(shared) = &self.shared
-            && !std::mem::replace(&mut self.freed, true)
-        {
-            free_slot(shared, |admission| admission.finish(self.ticket));
-        }
-    }
-
-    /// The call's span, to run its handler in (`None`: no subscriber wants it).
-    pub(crate) fn span(&self) -> Option<&tracing::Span> {
-        self.telemetry.as_ref().and_then(CallTelemetry::span)
-    }
-
-    /// The call ended with `outcome`, at `end`: counted (once).
-    pub(crate) fn finish_at(&mut self, outcome: Outcome, end: Instant) {
-        if let (Some(shared), Some(telemetry)) = (&self.shared, self.telemetry.take()) {
-            telemetry.finish_at(&shared.calls, outcome, end);
-        }
-    }
-
-    /// The call ended with `outcome`, now: counted (once).
-    pub(crate) fn finish(&mut self, outcome: Outcome) {
-        if self.telemetry.is_some() {
-            self.finish_at(outcome, Instant::now());
-        }
-    }
-
-    /// Runs `poll`, the first poll of the call's handler made where the call was admitted, in
-    /// the call's span, with the slot's connection as the current caller (`Peer::current`):
-    /// no count of the connection is taken for it (a handler that goes on in a task of its own
-    /// gets its own).
-    pub(crate) fn first_poll<R>(&mut self, poll: impl FnOnce() -> R) -> R {
-        let Slot {
-            shared, telemetry, ..
-        } = self;
-        let _in_span = telemetry
-            .as_ref()
-            .and_then(CallTelemetry::span)
-            .map(tracing::Span::enter);
-        as_caller(shared, poll)
-    }
-}
-
-impl Slot {
-    /// Its handle on the connection, taken from a slot whose call is over (answered, its
-    /// slot freed, counted): what is left of it then has nothing to do when dropped.
-    fn take_handle(&mut self) -> Option<Arc<Shared>> {
-        debug_assert!(
-            self.freed && self.telemetry.is_none(),
-            "the call is not over"
-        );
-        self.shared.take()
-    }
-}
-
-/// A handle on the connection for the next call the reader admits (its [`Slot`]'s): the
-/// reader of a `current_thread` runtime takes back the handle of each call that ends in its
-/// first poll ([`SpareHandle::put_back`]) and hands it to the next call, so that those calls
-/// take no count of the connection and give none back (two locked instructions each).
-#[derive(Default)]
-pub(crate) struct SpareHandle(Option<Arc<Shared>>);
-
-impl SpareHandle {
-    /// The spare handle, or a new one on `shared`.
-    fn take(&mut self, shared: &Arc<Shared>) -> Arc<Shared> {
-        self.0.take().unwrap_or_else(|| Arc::clone(shared))
-    }
-
-    /// Takes back the handle of `slot`, whose call is over.
-    pub(crate) fn put_back(&mut self, slot: &mut Slot) {
-        if let Some(handle) = slot.take_handle() {
-            self.0 = Some(handle);
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.free();
-        // Dropped before its end: the call was cancelled.
-        self.finish(Outcome::Cancelled);
-    }
-}
-
-/// Frees a call's slot with `free` (`true` if it freed one) and, when that leaves no call in
-/// flight and someone waits for that, tells them (see [`idle`]).
-pub(crate) fn free_slot(shared: &Shared, free: impl FnOnce(&mut Admission) -> bool) {
-    let mut admission = lock(&shared.admission);
-    if free(&mut admission) && admission.idle_with_waiters() {
-        drop(admission);
-        shared.idle.notify_waiters();
-    }
-}
 
 /// Resolves once no incoming call is in flight (or the connection closed).
 pub(crate) async fn idle(shared: &Shared) {
@@ -251,10 +143,10 @@ impl Permanent {
 }
 
 /// A call arrived (in the burst of `clock`): refuse it (`None`), or admit it and make its
-/// handler, its slot holding the `spare` handle on the connection if there is one. An error means the peer broke the protocol (a request id already running).
+/// handler, with what the calls before it gave back (`returns`). An error means the peer broke the protocol (a request id already running).
 pub(crate) fn incoming_call(
     shared: &Arc<Shared>,
-    (clock, spare): (&mut BurstClock, &mut SpareHandle),
+    (clock, returns): (&mut BurstClock, &mut SlotReturns),
     permanent: &Permanent,
     (id, object, method): (u64, u64, &str),
     deadline_ms: Option<u64>,
@@ -294,7 +186,7 @@ pub(crate) fn incoming_call(
         refuse(shared, call, label, RemoteErrorKind::Overloaded, message);
         return Ok(None);
     }
-    let admitted = lock(&shared.admission).admit(id);
+    let admitted = returns.admit_after(shared, |admission| admission.admit(id));
     let ticket = match admitted {
         Ok(admitted) => admitted,
         Err(Refusal::ShuttingDown) => {
@@ -323,12 +215,7 @@ pub(crate) fn incoming_call(
             )));
         }
     };
-    let mut slot = Slot {
-        shared: Some(spare.take(shared)),
-        ticket,
-        freed: false,
-        telemetry: None,
-    };
+    let mut slot = Slot::new(returns.handle(shared), ticket);
     let config = shared.config();
     let decoded = decode_with(refs, || {
         run_dispatch(
@@ -356,7 +243,7 @@ pub(crate) fn incoming_call(
         peer: shared.peer(),
         id,
     };
-    slot.telemetry = Some(CallTelemetry::start(site, label.map(Cow::Borrowed), now));
+    slot.start_telemetry(CallTelemetry::start(site, label.map(Cow::Borrowed), now));
     let method = label.map_or_else(|| Cow::Owned(method.to_owned()), Cow::Borrowed);
     let handler = AssertUnwindSafe(handler).catch_unwind();
     // A deadline too far away to be an `Instant` (`with_timeout(Duration::MAX)`) is none.

@@ -36,6 +36,7 @@ pub(crate) mod reader;
 pub(crate) mod refctx;
 pub(crate) mod router;
 pub(crate) mod shared;
+pub(crate) mod slot;
 
 use std::io;
 use std::sync::Arc;

@@ -19,10 +19,11 @@ use tokio::runtime::RuntimeFlavor;
 use tokio::time::Instant;
 
 use super::handlers::{Watchdog, first_poll_fresh, run_burst};
-use super::incoming::{BurstClock, Permanent, SpareHandle, Started};
+use super::incoming::{BurstClock, Permanent, Started};
 use super::lifecycle::{Closed, lock};
 use super::router::route_frame;
 use super::shared::Shared;
+use super::slot::SlotReturns;
 use crate::io::frame_reader::{FrameReader, ReadError};
 
 /// Closes the connection when dropped, whatever ended the task holding it (a panic
@@ -163,9 +164,8 @@ struct Burst {
     /// A handler was first-polled in it: it may have run for long (its start is then no
     /// longer when its frames came).
     polled: bool,
-    /// The reader's handle on the connection for the next call's slot (kept from burst to
-    /// burst).
-    spare: SpareHandle,
+    /// What the calls that ended in their first poll here gave back (see `slot`).
+    returns: SlotReturns,
 }
 
 impl Burst {
@@ -176,7 +176,7 @@ impl Burst {
             started: Vec::new(),
             answered: on_this_thread.then(BurstClock::default),
             polled: false,
-            spare: SpareHandle::default(),
+            returns: SlotReturns::default(),
         }
     }
 
@@ -191,11 +191,16 @@ impl Burst {
         frame: Bytes,
     ) -> Result<(), Closed> {
         self.any = true;
-        match route_frame(shared, (&mut self.clock, &mut self.spare), permanent, frame) {
+        match route_frame(
+            shared,
+            (&mut self.clock, &mut self.returns),
+            permanent,
+            frame,
+        ) {
             Ok(Some(call)) => match &mut self.answered {
                 Some(answered) => {
                     self.polled = true;
-                    first_poll_fresh(shared, (answered, &mut self.spare), call);
+                    first_poll_fresh(shared, (answered, &mut self.returns), call);
                 }
                 None => self.started.push(call),
             },
@@ -212,6 +217,8 @@ impl Burst {
         if !self.started.is_empty() {
             run_burst(shared, watchdog, std::mem::take(&mut self.started));
         }
+        // The slot of the call that ended last, before its answer is queued.
+        self.returns.settle(shared);
         // The answers gathered in it (see `gathered`).
         shared.outbox.queue_gathered();
         let began = self.clock.reset();

@@ -11,23 +11,22 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 
-use super::incoming::{
-    BurstClock, Permanent, SpareHandle, Started, free_slot, incoming_call, refuse,
-};
+use super::incoming::{BurstClock, Permanent, Started, incoming_call, refuse};
 use super::lifecycle::{Closed, lock};
 use super::outgoing::Completed;
 use super::refctx::resolve;
 use super::shared::{Reply, Shared};
+use super::slot::{SlotReturns, free_slot};
 use crate::codec;
 use crate::error::{CallError, RemoteErrorKind};
 use crate::protocol::Message;
 
 /// Routes one frame of the burst of `clock` (`permanent`: the reader's handles on the
-/// permanent objects; `spare`: its handle on the connection for a call's slot); returns the admitted call whose handler is to run, if it was one. An
+/// permanent objects; `returns`: what the calls that ended in it gave back); returns the admitted call whose handler is to run, if it was one. An
 /// error closes the connection.
 pub(crate) fn route_frame(
     shared: &Arc<Shared>,
-    (clock, spare): (&mut BurstClock, &mut SpareHandle),
+    (clock, returns): (&mut BurstClock, &mut SlotReturns),
     permanent: &Permanent,
     frame: Bytes,
 ) -> Result<Option<Started>, Closed> {
@@ -45,7 +44,7 @@ pub(crate) fn route_frame(
             Ok(refs) => {
                 let call = (id, object, &*method);
                 let args = &frame[used..];
-                let burst = (clock, spare);
+                let burst = (clock, returns);
                 return incoming_call(shared, burst, permanent, call, deadline_ms, args, refs);
             }
             Err(message) => {

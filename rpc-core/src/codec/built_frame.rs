@@ -26,7 +26,9 @@ pub(crate) const SCRATCH_CAPACITY: usize = 16 * 1024;
 pub(crate) const INLINE_CAPACITY: usize = 38;
 
 thread_local! {
-    static SCRATCH: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
+    /// `None` until first used (a `const` thread-local needs no first-use check on each use,
+    /// and `BytesMut::new` is not `const`).
+    static SCRATCH: std::cell::Cell<Option<BytesMut>> = const { std::cell::Cell::new(None) };
 }
 
 /// A frame's bytes (without its length prefix), as built: in place when short, else carved
@@ -113,7 +115,7 @@ impl From<Bytes> for BuiltFrame {
 /// docs). A panic in `build` loses only the scratch buffer; a `build` that itself builds a
 /// frame gets a buffer of its own.
 pub(crate) fn build_frame<R>(build: impl FnOnce(&mut BytesMut) -> R) -> (R, BuiltFrame) {
-    let mut scratch = SCRATCH.take();
+    let mut scratch = SCRATCH.take().unwrap_or_default();
     if scratch.capacity() < SCRATCH_CAPACITY / 4 {
         // Reclaims the whole buffer in place when nothing carved from it is alive any more.
         scratch.reserve(SCRATCH_CAPACITY);
@@ -130,7 +132,7 @@ pub(crate) fn build_frame<R>(build: impl FnOnce(&mut BytesMut) -> R) -> (R, Buil
         // What a large frame left over: not kept for ever by this thread.
         scratch = BytesMut::new();
     }
-    SCRATCH.set(scratch);
+    SCRATCH.set(Some(scratch));
     (result, frame)
 }
 
@@ -166,9 +168,9 @@ mod tests {
     #[test]
     fn the_scratch_memory_an_inline_frame_was_built_in_serves_the_next_frame() {
         let ((), first) = build_frame(|buf| buf.extend_from_slice(b"first"));
-        let before = SCRATCH.take();
+        let before = SCRATCH.take().expect("built in");
         let at = before.as_ptr();
-        SCRATCH.set(before);
+        SCRATCH.set(Some(before));
         let ((), second) = build_frame(|buf| {
             assert_eq!(
                 buf.as_ptr(),

@@ -17,7 +17,9 @@ pub struct Config {
     /// with [`RemoteErrorKind::Overloaded`](crate::RemoteErrorKind::Overloaded); nothing queues
     /// without bound. Default 1024. A call holds its slot from when it is read to when its
     /// answer is queued. On a `current_thread` runtime a handler that finishes at its first
-    /// poll is run as soon as its call is read, so it frees its slot before the next call; on a
+    /// poll is run as soon as its call is read, so it frees its slot before the next call (it
+    /// counts in [`Peer::calls_in_flight`](crate::Peer::calls_in_flight) until that call is
+    /// admitted, or until the frames read at once are all handled); on a
     /// multi-threaded runtime the calls read in one burst all take their slots before a task
     /// runs them.
     pub max_in_flight_calls: usize,

@@ -1,30 +1,35 @@
 //! The answers the reader of a `current_thread` runtime encodes in one burst, queued together.
 //!
 //! There the reader first-polls each handler as its call is routed (see `handlers`), and most
-//! finish at once. Queued one by one, each such answer would be built in scratch memory shared
-//! by many frames, then copied into the outbox: a shared buffer counted up and down, the
-//! queue's lock taken and released, the backlog and the server's memory budget each counted.
-//! That is six locked instructions per answer (about 9 ns each on a 2-core VM, where a 40-byte
-//! answer takes nanoseconds to encode). Instead the reader encodes the answers of a burst one
-//! after another into the thread's [`gather_buffer`], each behind its length prefix, and the
-//! outbox takes them in one go when the burst ends, or sooner: once they fill [`SEND_AT`]
-//! bytes, or as soon as anything else is queued on it from this thread (so nothing overtakes
-//! them), it is flushed, or it closes (a handler that closes its connection loses none).
+//! finish at once. Queued one by one, each such answer would be built in scratch memory, then
+//! copied into the outbox: the queue's lock taken and released, the backlog and the server's memory
+//! budget each counted. That is four locked instructions per answer (about 9 ns each on a 2-core
+//! VM, where a 40-byte answer takes nanoseconds to encode), and two more for an answer too long to
+//! be kept in place (`codec::built_frame`). Instead the reader encodes the answers of a burst one
+//! after another into the thread's [`gather_buffer`], each behind its length prefix, and the outbox
+//! takes them in one go when the burst ends, or sooner: once they fill [`SEND_AT`] bytes, or as
+//! soon as anything else is queued on it from this thread (so nothing overtakes them), it is
+//! flushed, or it closes (a handler that closes its connection loses none).
 //!
 //! Only values are gathered, and only while the outbox is not full (`Outbox::is_full`): a
 //! value with references in it (its exports are committed as its frame is queued), one of
 //! more than [`MAX_GATHERED`] bytes, one that does not encode, and an error answer take the
 //! usual way (`handlers::try_answer`) instead, after the answers gathered before them.
 //!
-//! A call's slot is freed as its answer is gathered, before the answer is queued: in the
-//! admission table, with the next call's admission (which may need it) or when the burst ends,
-//! whichever comes first (see `slot::SlotReturns`). That is sound only on the reader's own thread on a
-//! `current_thread` runtime: nothing else of the runtime runs until the reader waits for the
-//! socket, and the outbox takes what it gathered before that; so no other task (a graceful
-//! shutdown waiting for no call to be in flight, then for everything queued to be written) can
-//! see a call ended and its answer not queued. Only a handler later in the same burst can:
+//! A call whose answer is gathered ends there, and its slot is free for the next call of the
+//! burst; but it leaves the admission table only with the next call's admission, or when the
+//! burst ends, whichever comes first (see `slot::SlotReturns`), by when its answer may be
+//! queued, or even written (a burst that gathers 16 KiB of answers queues them, and one that
+//! reads 64 KiB of frames writes what is queued). That the slot is freed before the answer is
+//! queued, in the other case, is sound only on the reader's own thread on a `current_thread`
+//! runtime: nothing else of the runtime runs until the reader waits for the socket, and the
+//! outbox takes what it gathered before that; so no other task (a graceful shutdown waiting for
+//! no call to be in flight, then for everything queued to be written) can see a call ended and
+//! its answer not queued. Only a handler later in the same burst can:
 //! [`Peer::queued_bytes`](crate::Peer::queued_bytes) does not count the answers gathered
-//! before it.
+//! before it. The other way round, a call whose answer is written may still count in
+//! [`Peer::calls_in_flight`](crate::Peer::calls_in_flight), seen from another thread, until
+//! its burst ends.
 
 use std::panic::AssertUnwindSafe;
 

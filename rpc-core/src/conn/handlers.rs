@@ -20,9 +20,11 @@
 //! the answers with what else the burst queued when the burst ends (no task made and scheduled
 //! per burst: 6 to 7 % more calls per second in `rpc-bench`, sequential and 64 in flight). A
 //! handler that finishes at once is thus made, run and freed before the next call of the burst
-//! is read: its slot is free again for that call, and its memory is used again for it. A
-//! cancel of a call that comes later in the same burst finds it answered already, as it would
-//! a call answered in an earlier burst. A handler computing without awaiting holds up its
+//! is read: its slot is free again for that call (it leaves the admission table as that call
+//! is admitted: `slot::SlotReturns`), and its memory is used again for it. A cancel of a call
+//! that comes later in the same burst finds it answered already (it only takes it out of the
+//! admission table, if the next call did not), as it would a call answered in an earlier
+//! burst. A handler computing without awaiting holds up its
 //! connection there, as it holds up every other task of the thread.
 //!
 //! An answer is encoded where its handler finished. A panic there, in the handler or in the

@@ -1,10 +1,10 @@
 //! Incoming calls: admission, and the handler each admitted call gets.
 //!
-//! A call the reader routes here is refused at once (an error answer) when the connection
-//! drains, the object is unknown, more than a third of the output budget is queued, or
-//! `max_in_flight_calls` are running. Otherwise it takes a slot (freed when its answer is
-//! queued, or at once when it is cancelled), its arguments are decoded with the frame's
-//! references, and its handler is made, not yet polled: [`Started`], which `handlers` runs
+//! A call the reader routes here is refused at once (an error answer) when the connection drains,
+//! the object is unknown, more than a third of the output budget is queued, or
+//! `max_in_flight_calls` are running. Otherwise it takes a slot (see `slot`: freed when its answer
+//! is queued or gathered, or at once when it is cancelled), its arguments are decoded with the
+//! frame's references, and its handler is made, not yet polled: [`Started`], which `handlers` runs
 //! (off the reader on a multi-threaded runtime; see there).
 
 use std::borrow::Cow;
@@ -142,8 +142,9 @@ impl Permanent {
     }
 }
 
-/// A call arrived (in the burst of `clock`): refuse it (`None`), or admit it and make its
-/// handler, with what the calls before it gave back (`returns`). An error means the peer broke the protocol (a request id already running).
+/// A call arrived (in the burst of `clock`): refuse it (`None`), or admit it and make its handler,
+/// with what the calls before it gave back (`returns`). An error means the peer broke the protocol
+/// (a request id already running).
 pub(crate) fn incoming_call(
     shared: &Arc<Shared>,
     (clock, returns): (&mut BurstClock, &mut SlotReturns),

@@ -217,7 +217,7 @@ impl Burst {
         if !self.started.is_empty() {
             run_burst(shared, watchdog, std::mem::take(&mut self.started));
         }
-        // The slot of the call that ended last, before its answer is queued.
+        // The slot of the call that ended last leaves the admission table (see `slot`).
         self.returns.settle(shared);
         // The answers gathered in it (see `gathered`).
         shared.outbox.queue_gathered();

@@ -21,9 +21,9 @@ use crate::codec;
 use crate::error::{CallError, RemoteErrorKind};
 use crate::protocol::Message;
 
-/// Routes one frame of the burst of `clock` (`permanent`: the reader's handles on the
-/// permanent objects; `returns`: what the calls that ended in it gave back); returns the admitted call whose handler is to run, if it was one. An
-/// error closes the connection.
+/// Routes one frame of the burst of `clock` (`permanent`: the reader's handles on the permanent
+/// objects; `returns`: what the calls that ended in it gave back); returns the admitted call whose
+/// handler is to run, if it was one. An error closes the connection.
 pub(crate) fn route_frame(
     shared: &Arc<Shared>,
     (clock, returns): (&mut BurstClock, &mut SlotReturns),

@@ -2,8 +2,9 @@
 //! ([`SlotReturns`]).
 //!
 //! A call holds its slot in the connection's admission table (`admission`) from its admission
-//! until its answer is queued, or it is cancelled: that is what `max_in_flight_calls` counts,
-//! and what a graceful shutdown waits for. The slot also holds a handle on the connection, to
+//! until its answer is queued, or it is cancelled (a call answered in the reader's first poll:
+//! a little longer, see [`SlotReturns`]): that is what `max_in_flight_calls` counts, and what a
+//! graceful shutdown waits for. The slot also holds a handle on the connection, to
 //! free itself with when dropped (a task aborted, a panic), and the call's span and clock.
 
 use std::sync::Arc;
@@ -16,7 +17,8 @@ use super::lifecycle::lock;
 use super::shared::Shared;
 use crate::telemetry::{CallTelemetry, Outcome};
 
-/// An admitted call's slot, freed when its answer is queued ([`Slot::free`]) or when dropped
+/// An admitted call's slot, freed when its answer is queued ([`Slot::free`]), or given back to
+/// the reader that ran it ([`SlotReturns::put_back`]), or when dropped
 /// (also if its task panics or is aborted); and the call's span and clock, counted in the
 /// connection's metrics when the call ends ([`Slot::finish_at`]), or as `cancelled` if the
 /// slot is dropped before (the call holds no metric handles of its own: see `telemetry`).
@@ -119,10 +121,10 @@ pub(crate) fn free_slot(shared: &Shared, free: impl FnOnce(&mut Admission) -> bo
 /// where it took two locks, a count up and a count down: six locked instructions.
 ///
 /// Soundness of the late free: until the table is told, the call only looks in flight a
-/// little longer. The next call is admitted after it is freed, under the same lock; a handler
-/// (`Peer::calls_in_flight`) only runs once its own call was admitted; and anything on other
-/// threads (a graceful shutdown waiting for no call in flight) hears of it when the burst ends,
-/// before its answer is queued (see `gathered`).
+/// little longer, maybe after its answer was queued or written (see `gathered`). The next call
+/// is admitted after it is freed, under the same lock; a handler (`Peer::calls_in_flight`) only
+/// runs once its own call was admitted; and anything on other threads (a graceful shutdown
+/// waiting for no call in flight) hears of it when the burst ends at the latest.
 #[derive(Default)]
 pub(crate) struct SlotReturns {
     handle: Option<Arc<Shared>>,

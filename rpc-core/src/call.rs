@@ -98,12 +98,12 @@ impl<R> CallFuture<R> {
     }
 
     /// The first poll: the deadline's timer starts, and a call over a connection is counted
-    /// from now.
-    fn start(&mut self) {
+    /// from now. Returns the deadline of a call over a connection, if it has one.
+    fn start(&mut self) -> Option<Instant> {
         self.polled = true;
         let needs_clock = self.timeout.is_some() || !matches!(self.state, State::Local(_));
         if !needs_clock {
-            return;
+            return None;
         }
         // One clock read for both.
         let now = Instant::now();
@@ -111,11 +111,9 @@ impl<R> CallFuture<R> {
         let deadline = self.timeout.and_then(|timeout| now.checked_add(timeout));
         match &mut self.state {
             State::Remote(pending, _) => {
-                // The connection's one timer sees to it (see `conn::deadlines`).
-                if let Some(at) = deadline {
-                    pending.set_deadline(at);
-                }
                 pending.start_telemetry(now);
+                // The connection's one timer sees to it (see `conn::deadlines`).
+                return deadline;
             }
             State::Local(_) => {
                 self.deadline = deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
@@ -126,6 +124,7 @@ impl<R> CallFuture<R> {
             }
             _ => {}
         }
+        None
     }
 }
 
@@ -135,14 +134,12 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // Every field is Unpin: the pending call is, the local future and the timer are boxed.
         let this = self.get_mut();
-        if !this.polled {
-            this.start();
-        }
+        let deadline = if this.polled { None } else { this.start() };
         // When an answer's burst was read: the end of the call, without reading the clock.
         let mut arrived = None;
         let polled = match &mut this.state {
             State::Failed(e, _) => Poll::Ready(Err(e.take().unwrap_or_else(polled_after_done))),
-            State::Remote(pending, _) => match Pin::new(&mut *pending).poll(cx) {
+            State::Remote(pending, _) => match pending.poll_call(cx, deadline) {
                 Poll::Ready(answer) => Poll::Ready(answer.and_then(|reply| {
                     arrived = Some(reply.arrived);
                     pending.decode(reply)

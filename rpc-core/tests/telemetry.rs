@@ -144,6 +144,30 @@ async fn a_call_given_up_counts_as_cancelled_on_both_sides() {
     server.stop().await;
 }
 
+/// A call made and dropped before its first poll never happened: it is counted nowhere, not
+/// even as `cancelled`; the call made after it is counted once.
+#[tokio::test]
+async fn a_call_dropped_unpolled_is_not_counted() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let (server, _probe) = TestServer::calc(1).await;
+    let (_client, calc) = server.client().await;
+    drop(calc.calculate(1, 2));
+    assert_eq!(within("a call", calc.calculate(3, 4)).await.unwrap().0, 7);
+    until(&recorder, "the call counted at both ends", |value| {
+        value.get(&calls("outgoing", "calculate", "ok")) == Some(&1.0)
+            && value.get(&calls("incoming", "calculate", "ok")) == Some(&1.0)
+    })
+    .await;
+    let value = series(&recorder);
+    assert_eq!(
+        value.get(&calls("outgoing", "calculate", "cancelled")),
+        None,
+        "the call dropped unpolled counted as cancelled"
+    );
+    server.stop().await;
+}
+
 /// A peer that calls methods by names it makes up cannot make the recorder keep one series
 /// per name: a served call of a name the object lacks counts as `unknown`.
 #[tokio::test]

@@ -33,7 +33,7 @@ use super::shared::{Connection, Reply, Shared};
 use crate::codec;
 use crate::error::{CallError, TimeoutKind};
 use crate::protocol::Message;
-use crate::telemetry::{CallSite, CallTelemetry, Direction, Outcome};
+use crate::telemetry::{CallTelemetry, Direction, Outcome};
 
 type Room = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -41,17 +41,14 @@ type Room = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub(crate) struct PendingCall {
     connection: Connection,
     id: u64,
-    /// What it calls: the peer's object and its method.
+    /// The peer's object it calls.
     object: u64,
-    method: Cow<'static, str>,
     /// The frame, until it is queued.
     frame: Option<EncodedFrame>,
     /// Waiting for room in the outbox.
     room: Option<Room>,
     /// Registered in the pending table (at the first poll), where its answer arrives.
     registered: bool,
-    /// When it fails with a `Call` timeout unless answered (set before the first poll).
-    deadline: Option<Instant>,
     /// Polled at least once (its request id settled in the pending table).
     polled: bool,
     /// Other calls of the connection awaited answers at the first poll.
@@ -60,7 +57,9 @@ pub(crate) struct PendingCall {
     others_unpolled: bool,
     flushed: bool,
     done: bool,
-    /// Its span and clock, from its first poll (see [`PendingCall::start_telemetry`]).
+    /// The method it calls, then also its span and clock from its first poll (see
+    /// [`PendingCall::start_telemetry`]); `None` once counted. The method's name is kept there
+    /// only: a call's future is moved about whole, so its size counts.
     telemetry: Option<CallTelemetry>,
 }
 
@@ -76,17 +75,15 @@ impl PendingCall {
             connection,
             id,
             object,
-            method,
             frame: Some(frame),
             room: None,
             registered: false,
-            deadline: None,
             polled: false,
             others_in_flight: false,
             others_unpolled: false,
             flushed: false,
             done: false,
-            telemetry: None,
+            telemetry: Some(CallTelemetry::unstarted(Direction::Outgoing, method)),
         }
     }
 
@@ -139,25 +136,14 @@ impl PendingCall {
         ))
     }
 
-    /// Sets the time the call fails with a `Call` timeout unless answered (before its first
-    /// poll; the connection's timer sees to it, see `deadlines`).
-    pub(crate) fn set_deadline(&mut self, at: Instant) {
-        self.deadline = Some(at);
-    }
-
     /// Starts the span and clock of the call, sent at `now`: counted in the connection's
     /// metrics when it ends ([`PendingCall::finish_telemetry`]), or `cancelled` if it is
     /// dropped before.
     pub(crate) fn start_telemetry(&mut self, now: Instant) {
-        let site = CallSite {
-            direction: Direction::Outgoing,
-            method: &self.method,
-            interface: None,
-            object: self.object,
-            peer: self.shared().peer(),
-            id: self.id,
-        };
-        self.telemetry = Some(CallTelemetry::start(site, Some(self.method.clone()), now));
+        let peer = self.connection.shared().peer();
+        if let Some(telemetry) = &mut self.telemetry {
+            telemetry.begin(self.object, peer, self.id, now);
+        }
     }
 
     /// The call ended with `outcome`, at `end` (or now): counted.
@@ -192,18 +178,23 @@ impl PendingCall {
     }
 }
 
-impl Future for PendingCall {
-    type Output = Result<Reply, CallError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
+impl PendingCall {
+    /// Polls the call: sends it at the first poll, failing with a `Call` timeout at `deadline`
+    /// unless answered (read only then: the connection's timer sees to it, see `deadlines`);
+    /// then its answer, once it has come.
+    pub(crate) fn poll_call(
+        &mut self,
+        cx: &mut Context<'_>,
+        deadline: Option<Instant>,
+    ) -> Poll<Result<Reply, CallError>> {
+        let this = self;
         let first_poll = !this.polled;
         if first_poll {
             this.polled = true;
             let shared = this.connection.shared();
             let (registered, others_in_flight, others_unpolled) = {
                 let mut pending = lock(&shared.pending);
-                let registered = pending.register(this.id, cx.waker().clone(), this.deadline);
+                let registered = pending.register(this.id, cx.waker().clone(), deadline);
                 // Counted from the ids given out: no count kept per call made.
                 let unpolled = pending.unpolled(shared.request_ids_given());
                 (registered, pending.waiting() > 1, unpolled > 0)

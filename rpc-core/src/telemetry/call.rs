@@ -22,11 +22,14 @@ pub(crate) struct CallSite<'a> {
 /// One call's span and clock, from its start to its end: [`CallTelemetry::finish_at`] records
 /// how it ended, in its connection's metric handles. It holds no handle of its own (a count
 /// taken and given back per call): its owner, which holds the connection, finishes it, also
-/// when the call is dropped unfinished (`cancelled`).
+/// when the call is dropped unfinished (`cancelled`). A call made and not yet sent holds one
+/// [`unstarted`](CallTelemetry::unstarted), for its method's name, and is counted only if it
+/// [began](CallTelemetry::begin).
 pub(crate) struct CallTelemetry {
     /// Boxed, and only when a subscriber wants it: a call without one carries 8 bytes.
     span: Option<Box<Span>>,
-    started: Instant,
+    /// `None`: not started (and so never counted).
+    started: Option<Instant>,
     direction: Direction,
     /// The `method` label: a name the program or the object declares, never a peer's.
     method: Cow<'static, str>,
@@ -40,28 +43,38 @@ impl CallTelemetry {
         method: Option<Cow<'static, str>>,
         started: Instant,
     ) -> CallTelemetry {
-        // Asked first: without a subscriber, a program whose `tracing` has its `log` feature
-        // (tarpc turns it on) would otherwise hand every call's fields to `log`.
-        let span = tracing::enabled!(target: "rpc_core::call", tracing::Level::DEBUG).then(|| {
-            Box::new(tracing::debug_span!(
-                target: "rpc_core::call",
-                "call",
-                direction = site.direction.as_str(),
-                method = site.method,
-                interface = site.interface,
-                object = site.object,
-                peer = site.peer,
-                id = site.id,
-                outcome = tracing::field::Empty,
-                seconds = tracing::field::Empty,
-            ))
-        });
         CallTelemetry {
-            span,
-            started,
+            span: span_of(&site),
+            started: Some(started),
             direction: site.direction,
             method: method.unwrap_or(Cow::Borrowed(UNKNOWN_METHOD)),
         }
+    }
+
+    /// A call of `method` in `direction` that has not started: [`CallTelemetry::begin`] starts
+    /// it.
+    pub(crate) fn unstarted(direction: Direction, method: Cow<'static, str>) -> CallTelemetry {
+        CallTelemetry {
+            span: None,
+            started: None,
+            direction,
+            method,
+        }
+    }
+
+    /// Starts a call made [`unstarted`](CallTelemetry::unstarted): of the peer's object
+    /// `object`, over the connection to `peer`, with request id `id`, at `started`.
+    pub(crate) fn begin(&mut self, object: u64, peer: &str, id: u64, started: Instant) {
+        let site = CallSite {
+            direction: self.direction,
+            method: &self.method,
+            interface: None,
+            object,
+            peer,
+            id,
+        };
+        self.span = span_of(&site);
+        self.started = Some(started);
     }
 
     /// The call's span, to run its handler in (`None`: no subscriber wants it).
@@ -69,18 +82,43 @@ impl CallTelemetry {
         self.span.as_deref()
     }
 
-    /// Records in `metrics` how the call ended, now.
+    /// Records in `metrics` how the call ended, now (if it started).
     pub(crate) fn finish(self, metrics: &CallMetrics, outcome: Outcome) {
-        self.finish_at(metrics, outcome, Instant::now());
+        if self.started.is_some() {
+            self.finish_at(metrics, outcome, Instant::now());
+        }
     }
 
-    /// Records in `metrics` how the call ended, at `end` (a time already read).
+    /// Records in `metrics` how the call ended, at `end` (a time already read), if it started.
     pub(crate) fn finish_at(self, metrics: &CallMetrics, outcome: Outcome, end: Instant) {
-        let seconds = end.saturating_duration_since(self.started);
+        let Some(started) = self.started else {
+            return;
+        };
+        let seconds = end.saturating_duration_since(started);
         metrics.record(self.direction, &self.method, outcome, seconds);
         if let Some(span) = &self.span {
             span.record("outcome", outcome.as_str());
             span.record("seconds", seconds.as_secs_f64());
         }
     }
+}
+
+/// The span of the call at `site`, if a subscriber wants it.
+fn span_of(site: &CallSite<'_>) -> Option<Box<Span>> {
+    // Asked first: without a subscriber, a program whose `tracing` has its `log` feature
+    // (tarpc turns it on) would otherwise hand every call's fields to `log`.
+    tracing::enabled!(target: "rpc_core::call", tracing::Level::DEBUG).then(|| {
+        Box::new(tracing::debug_span!(
+            target: "rpc_core::call",
+            "call",
+            direction = site.direction.as_str(),
+            method = site.method,
+            interface = site.interface,
+            object = site.object,
+            peer = site.peer,
+            id = site.id,
+            outcome = tracing::field::Empty,
+            seconds = tracing::field::Empty,
+        ))
+    })
 }

@@ -176,9 +176,7 @@ impl PendingCall {
         drop(replaced);
         polled
     }
-}
 
-impl PendingCall {
     /// Polls the call: sends it at the first poll, failing with a `Call` timeout at `deadline`
     /// unless answered (read only then: the connection's timer sees to it, see `deadlines`);
     /// then its answer, once it has come.
@@ -187,94 +185,93 @@ impl PendingCall {
         cx: &mut Context<'_>,
         deadline: Option<Instant>,
     ) -> Poll<Result<Reply, CallError>> {
-        let this = self;
-        let first_poll = !this.polled;
+        let first_poll = !self.polled;
         if first_poll {
-            this.polled = true;
-            let shared = this.connection.shared();
+            self.polled = true;
+            let shared = self.connection.shared();
             let (registered, others_in_flight, others_unpolled) = {
                 let mut pending = lock(&shared.pending);
-                let registered = pending.register(this.id, cx.waker().clone(), deadline);
+                let registered = pending.register(self.id, cx.waker().clone(), deadline);
                 // Counted from the ids given out: no count kept per call made.
                 let unpolled = pending.unpolled(shared.request_ids_given());
                 (registered, pending.waiting() > 1, unpolled > 0)
             };
-            this.others_in_flight = others_in_flight;
-            this.others_unpolled = others_unpolled;
+            self.others_in_flight = others_in_flight;
+            self.others_unpolled = others_unpolled;
             match registered {
-                Ok(true) => this.shared().deadline_moved.notify_one(),
+                Ok(true) => self.shared().deadline_moved.notify_one(),
                 Ok(false) => {}
                 Err(reason) => {
-                    this.done = true;
-                    this.frame = None;
+                    self.done = true;
+                    self.frame = None;
                     return Poll::Ready(Err(CallError::disconnected(reason)));
                 }
             }
-            this.registered = true;
+            self.registered = true;
         }
-        if let Some(mut frame) = this.frame.take() {
+        if let Some(mut frame) = self.frame.take() {
             loop {
-                if let Some(room) = this.room.as_mut() {
+                if let Some(room) = self.room.as_mut() {
                     if room.as_mut().poll(cx).is_pending() {
                         // Waiting for room: the deadline (or the connection's end) may come
                         // first, so the answer's channel is watched too.
-                        if let Poll::Ready(result) = this.poll_answer(cx) {
-                            this.done = true;
+                        if let Poll::Ready(result) = self.poll_answer(cx) {
+                            self.done = true;
                             // Never queued, never sent: its exports roll back, and the callee
                             // has nothing to cancel.
                             drop(frame);
                             return Poll::Ready(result);
                         }
-                        this.frame = Some(frame);
+                        self.frame = Some(frame);
                         return Poll::Pending;
                     }
-                    this.room = None;
+                    self.room = None;
                 }
-                match frame.try_queue(this.shared(), || {}) {
+                match frame.try_queue(self.shared(), || {}) {
                     Ok(()) => break,
                     Err(unqueued) => {
                         frame = unqueued;
                         // What is queued must go out for room to come.
-                        this.shared().flush();
-                        let shared = Arc::clone(this.shared());
-                        this.room = Some(Box::pin(async move { shared.outbox.room().await }));
+                        self.shared().flush();
+                        let shared = Arc::clone(self.shared());
+                        self.room = Some(Box::pin(async move { shared.outbox.room().await }));
                     }
                 }
             }
-            if this.others_in_flight && !this.flushed {
+            if self.others_in_flight && !self.flushed {
                 // Other calls are waiting for answers: this one was most likely started as
                 // one of theirs arrived (a pipeline, tasks calling in a loop). The writer task
                 // writes it after the current burst, with the others started meanwhile.
-                this.flushed = true;
-                this.shared().outbox.flush_after_burst();
-            } else if this.others_unpolled {
+                self.flushed = true;
+                self.shared().outbox.flush_after_burst();
+            } else if self.others_unpolled {
                 // Others were made with it: come back at once to write, so that the calls
                 // polled in this round share the write. Should this future not be polled again
                 // soon (a `select!` busy elsewhere), the writer task writes it anyway.
-                this.shared().outbox.flush_soon();
+                self.shared().outbox.flush_soon();
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
         }
-        if !this.flushed {
-            this.flushed = true;
-            this.shared().flush();
+        if !self.flushed {
+            self.flushed = true;
+            self.shared().flush();
         }
         if first_poll {
             // Registered with this poll's waker just now: the answer wakes it.
             return Poll::Pending;
         }
-        let Poll::Ready(result) = this.poll_answer(cx) else {
+        let Poll::Ready(result) = self.poll_answer(cx) else {
             return Poll::Pending;
         };
-        this.done = true;
+        self.done = true;
         if let Err(e) = &result
             && e.timeout_kind() == Some(TimeoutKind::Call)
         {
             // The connection's timer failed it (see `deadlines`): tell the callee to stop,
             // with the cancels of the other calls that timed out with it, in one write.
-            let shared = this.shared();
-            shared.send_control(&Message::Cancel { id: this.id }, false);
+            let shared = self.shared();
+            shared.send_control(&Message::Cancel { id: self.id }, false);
             shared.outbox.flush_after_burst();
         }
         Poll::Ready(result)

@@ -7,7 +7,7 @@
 //! graceful shutdown waits for. The slot also holds a handle on the connection, to
 //! free itself with when dropped (a task aborted, a panic), and the call's span and clock.
 
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use tokio::time::Instant;
 
@@ -103,7 +103,14 @@ impl Drop for Slot {
 /// flight and someone waits for that, tells them (see `incoming::idle`).
 pub(crate) fn free_slot(shared: &Shared, free: impl FnOnce(&mut Admission) -> bool) {
     let mut admission = lock(&shared.admission);
-    if free(&mut admission) && admission.idle_with_waiters() {
+    let freed = free(&mut admission);
+    tell_if_idle(shared, admission, freed);
+}
+
+/// When a slot was just `freed` under `admission`'s lock and that leaves no call in flight, tells
+/// whoever waits for that (see `incoming::idle`), after releasing the lock.
+fn tell_if_idle(shared: &Shared, admission: MutexGuard<'_, Admission>, freed: bool) {
+    if freed && admission.idle_with_waiters() {
         drop(admission);
         shared.idle.notify_waiters();
     }
@@ -165,11 +172,8 @@ impl SlotReturns {
         let mut admission = lock(&shared.admission);
         let freed = self.settle_in(&mut admission);
         let admitted = admit(&mut admission);
-        if freed && admission.idle_with_waiters() {
-            // The call was refused, and no other is in flight.
-            drop(admission);
-            shared.idle.notify_waiters();
-        }
+        // Idle only if the call was refused, and no other is in flight.
+        tell_if_idle(shared, admission, freed);
         admitted
     }
 

@@ -1,7 +1,7 @@
 //! The harness: one way to measure every subject, and the table it prints.
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::runtime::{Builder, Runtime};
 
@@ -12,8 +12,6 @@ use crate::counting::{WriteCounters, allocations};
 pub(crate) const PAYLOAD: u64 = 0x0123_4567_89ab_cdef;
 /// Calls kept in flight in the concurrent patterns.
 pub(crate) const IN_FLIGHT: usize = 64;
-/// Rounds per subject; every figure is the median over them.
-pub(crate) const ROUNDS: usize = 3;
 
 /// The runtime every measurement runs on: a current_thread one, or a `multi_thread` one with
 /// 2 workers.
@@ -29,14 +27,17 @@ pub(crate) fn runtime(multi_thread: bool) -> Runtime {
     built.unwrap_or_else(|e| panic!("could not start the {kind} runtime: {e}"))
 }
 
-/// How much to measure.
+/// How much to measure: every pattern is measured in `chunks` chunks on each subject, the
+/// subjects taking turns chunk by chunk.
 pub(crate) struct Plan {
-    /// Sequential calls before measuring, each round.
+    /// Sequential calls before measuring.
     pub(crate) seq_warmup: usize,
-    /// Sequential calls timed one by one, each round.
-    pub(crate) seq_samples: usize,
-    /// Calls per concurrent pattern, each round.
+    /// Sequential calls timed one by one, per chunk.
+    pub(crate) seq_calls: usize,
+    /// Calls per chunk of a concurrent pattern.
     pub(crate) inflight_calls: usize,
+    /// Chunks per pattern and subject.
+    pub(crate) chunks: usize,
 }
 
 /// One system under test, seen from its client.
@@ -59,6 +60,119 @@ pub(crate) trait Subject {
     fn writes(&self) -> Option<&WriteCounters>;
 }
 
+/// The patterns every subject is measured in, in the order they are measured.
+#[derive(Clone, Copy)]
+pub(crate) enum Pattern {
+    /// One call at a time: the median round trip.
+    Sequential,
+    /// 64 in flight through `buffer_unordered` (the raw echo: its pipelined loop).
+    Buffered,
+    /// 64 tasks sharing one client.
+    Tasks,
+}
+
+impl Pattern {
+    /// Every pattern, in the order they are measured.
+    pub(crate) const ALL: [Pattern; 3] = [Pattern::Sequential, Pattern::Buffered, Pattern::Tasks];
+}
+
+/// What one chunk of one pattern measured on one subject.
+#[derive(Clone, Copy)]
+struct Chunk {
+    /// The median round trip in µs (sequential) or the calls per second (concurrent).
+    value: f64,
+    /// Calls made.
+    calls: u64,
+    /// Write syscalls by the client's and the server's socket, when counted.
+    writes: Option<(u64, u64)>,
+    /// Heap allocations, client and server together.
+    allocs: u64,
+}
+
+/// Runs `work` (`calls` calls), and returns what `value` makes of its result along with the
+/// writes and allocations it cost.
+async fn costed<T>(
+    calls: usize,
+    writes: Option<&WriteCounters>,
+    work: impl Future<Output = T>,
+    value: impl FnOnce(T) -> f64,
+) -> Chunk {
+    let before = (writes.map(WriteCounters::get), allocations());
+    let result = work.await;
+    let after = (writes.map(WriteCounters::get), allocations());
+    let writes = match (before.0, after.0) {
+        (Some((c0, s0)), Some((c1, s1))) => Some((c1 - c0, s1 - s0)),
+        _ => None,
+    };
+    Chunk {
+        value: value(result),
+        calls: calls as u64,
+        writes,
+        allocs: after.1 - before.1,
+    }
+}
+
+/// Makes `subject` ready to be measured in `pattern`: `plan.seq_warmup` sequential calls, or
+/// one chunk's calls of a concurrent pattern.
+async fn warm_up<S: Subject>(subject: &mut S, plan: &Plan, pattern: Pattern) {
+    match pattern {
+        Pattern::Sequential => {
+            for _ in 0..plan.seq_warmup {
+                subject.round_trip().await;
+            }
+        }
+        Pattern::Buffered => subject.buffered(plan.inflight_calls).await,
+        Pattern::Tasks if S::SHARED_CLIENT => subject.tasks(plan.inflight_calls).await,
+        Pattern::Tasks => {}
+    }
+}
+
+/// Measures one chunk of `pattern` on `subject`: `None` for 64 tasks on a subject without a
+/// shareable client.
+async fn chunk<S: Subject>(subject: &mut S, plan: &Plan, pattern: Pattern) -> Option<Chunk> {
+    let writes = subject.writes().cloned();
+    let writes = writes.as_ref();
+    let calls = plan.inflight_calls;
+    let rate = |start: Instant| calls as f64 / start.elapsed().as_secs_f64();
+    let chunk = match pattern {
+        Pattern::Sequential => {
+            let samples = plan.seq_calls;
+            let timed = async {
+                let mut rtts = Vec::with_capacity(samples);
+                for _ in 0..samples {
+                    let start = Instant::now();
+                    subject.round_trip().await;
+                    rtts.push(start.elapsed());
+                }
+                rtts
+            };
+            let median_us = |mut rtts: Vec<Duration>| {
+                rtts.sort();
+                rtts[rtts.len() / 2].as_secs_f64() * 1e6
+            };
+            costed(samples, writes, timed, median_us).await
+        }
+        Pattern::Buffered => {
+            let timed = async {
+                let start = Instant::now();
+                subject.buffered(calls).await;
+                start
+            };
+            costed(calls, writes, timed, rate).await
+        }
+        Pattern::Tasks if S::SHARED_CLIENT => {
+            let timed = async {
+                let start = Instant::now();
+                subject.tasks(calls).await;
+                start
+            };
+            costed(calls, writes, timed, rate).await
+        }
+        Pattern::Tasks => return None,
+    };
+    Some(chunk)
+}
+
 /// One pattern's figures: its speed, and its costs per call.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Sample {
@@ -72,7 +186,7 @@ pub(crate) struct Sample {
     pub(crate) allocs: f64,
 }
 
-/// A subject's figures for every pattern (medians over the rounds).
+/// A subject's figures for every pattern.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Figures {
     /// One call at a time.
@@ -83,111 +197,118 @@ pub(crate) struct Figures {
     pub(crate) tasks: Option<Sample>,
 }
 
-/// Runs `work` (`calls` calls), and returns what `value` makes of its result along with the
-/// writes and allocations per call it cost.
-async fn costed<T>(
-    calls: usize,
-    writes: Option<&WriteCounters>,
-    work: impl Future<Output = T>,
-    value: impl FnOnce(T) -> f64,
-) -> Sample {
-    let before = (writes.map(WriteCounters::get), allocations());
-    let result = work.await;
-    let after = (writes.map(WriteCounters::get), allocations());
-    let per_call = |n: u64| n as f64 / calls as f64;
-    let (client_writes, server_writes) = match (before.0, after.0) {
-        (Some((c0, s0)), Some((c1, s1))) => (Some(per_call(c1 - c0)), Some(per_call(s1 - s0))),
-        _ => (None, None),
-    };
-    Sample {
-        value: value(result),
-        client_writes,
-        server_writes,
-        allocs: per_call(after.1 - before.1),
-    }
+/// Everything measured on one subject: each pattern's chunks, in the order they ran.
+#[derive(Default)]
+pub(crate) struct Measurements {
+    chunks: [Vec<Chunk>; 3],
 }
 
-/// Measures one round of every pattern on `subject`.
-pub(crate) async fn round<S: Subject>(subject: &mut S, plan: &Plan) -> Figures {
-    for _ in 0..plan.seq_warmup {
-        subject.round_trip().await;
-    }
-    let writes = subject.writes().cloned();
-    let seq = costed(
-        plan.seq_samples,
-        writes.as_ref(),
-        async {
-            let mut rtts = Vec::with_capacity(plan.seq_samples);
-            for _ in 0..plan.seq_samples {
-                let start = Instant::now();
-                subject.round_trip().await;
-                rtts.push(start.elapsed());
+impl Measurements {
+    /// Measures `subject` alone: in each pattern, after warming it up, in `plan.chunks` chunks.
+    pub(crate) async fn alone<S: Subject>(subject: &mut S, plan: &Plan) -> Measurements {
+        let mut measured = Measurements::default();
+        for pattern in Pattern::ALL {
+            warm_up(subject, plan, pattern).await;
+            for _ in 0..plan.chunks {
+                measured.measure(subject, plan, pattern).await;
             }
-            rtts
-        },
-        |mut rtts| {
-            rtts.sort();
-            rtts[rtts.len() / 2].as_secs_f64() * 1e6
-        },
-    )
-    .await;
-    let calls = plan.inflight_calls;
-    let rate = |start: Instant| calls as f64 / start.elapsed().as_secs_f64();
-    subject.buffered(calls / 10).await;
-    let buffered = costed(
-        calls,
-        writes.as_ref(),
-        async {
-            let start = Instant::now();
-            subject.buffered(calls).await;
-            start
-        },
-        rate,
-    )
-    .await;
-    let mut tasks = None;
-    if S::SHARED_CLIENT {
-        subject.tasks(calls / 10).await;
-        let sample = costed(
-            calls,
-            writes.as_ref(),
-            async {
-                let start = Instant::now();
-                subject.tasks(calls).await;
-                start
-            },
-            rate,
-        )
-        .await;
-        tasks = Some(sample);
+        }
+        measured
     }
-    Figures {
-        seq,
-        buffered,
-        tasks,
+
+    /// Warms `subject` up in `pattern`, before its first chunk there.
+    pub(crate) async fn warm_up<S: Subject>(subject: &mut S, plan: &Plan, pattern: Pattern) {
+        warm_up(subject, plan, pattern).await;
+    }
+
+    /// Measures one more chunk of `pattern` on `subject`.
+    pub(crate) async fn measure<S: Subject>(
+        &mut self,
+        subject: &mut S,
+        plan: &Plan,
+        pattern: Pattern,
+    ) {
+        if let Some(chunk) = chunk(subject, plan, pattern).await {
+            self.chunks[pattern as usize].push(chunk);
+        }
+    }
+
+    /// Each chunk's value in `pattern`, in the order they ran.
+    fn values(&self, pattern: Pattern) -> impl Iterator<Item = f64> + '_ {
+        self.chunks[pattern as usize].iter().map(|c| c.value)
+    }
+
+    /// The figures of `pattern`: the median of its chunks' values, and its costs per call over
+    /// all of them (`None` if it was not measured).
+    fn sample(&self, pattern: Pattern) -> Option<Sample> {
+        let chunks = &self.chunks[pattern as usize];
+        let calls: u64 = chunks.iter().map(|c| c.calls).sum();
+        let per_call = |n: u64| n as f64 / calls as f64;
+        let writes: Option<Vec<(u64, u64)>> = chunks.iter().map(|c| c.writes).collect();
+        let writes = writes.map(|w| w.iter().fold((0, 0), |(c, s), (dc, ds)| (c + dc, s + ds)));
+        Some(Sample {
+            value: median(self.values(pattern).collect())?,
+            client_writes: writes.map(|(c, _)| per_call(c)),
+            server_writes: writes.map(|(_, s)| per_call(s)),
+            allocs: per_call(chunks.iter().map(|c| c.allocs).sum()),
+        })
+    }
+
+    /// The figures of every pattern.
+    pub(crate) fn figures(&self) -> Figures {
+        Figures {
+            seq: self.sample(Pattern::Sequential).unwrap_or_default(),
+            buffered: self.sample(Pattern::Buffered).unwrap_or_default(),
+            tasks: self.sample(Pattern::Tasks),
+        }
     }
 }
 
-/// The median of each figure over the rounds.
-pub(crate) fn median(rounds: &[Figures]) -> Figures {
-    let med = |f: &dyn Fn(&Figures) -> Option<f64>| -> Option<f64> {
-        let mut values: Vec<f64> = rounds.iter().filter_map(f).collect();
-        values.sort_by(f64::total_cmp);
-        values.get(values.len() / 2).copied()
-    };
-    let sample = |pick: &dyn Fn(&Figures) -> Option<Sample>| -> Option<Sample> {
-        pick(rounds.first()?)?;
-        Some(Sample {
-            value: med(&|f| pick(f).map(|s| s.value))?,
-            client_writes: med(&|f| pick(f)?.client_writes),
-            server_writes: med(&|f| pick(f)?.server_writes),
-            allocs: med(&|f| pick(f).map(|s| s.allocs))?,
-        })
-    };
-    Figures {
-        seq: sample(&|f| Some(f.seq)).unwrap_or_default(),
-        buffered: sample(&|f| Some(f.buffered)).unwrap_or_default(),
-        tasks: sample(&|f| f.tasks),
+/// The median of `values` (`None` if there are none).
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
+/// How many times `numerator`'s value in `pattern` is `denominator`'s, in each pair of chunks
+/// that ran back to back, sorted. A change in the machine's speed (on a VM it comes in spells
+/// of milliseconds to seconds) moves both sides of a pair alike, and so leaves their ratio be,
+/// where it moves each side's own median.
+fn paired_ratios(
+    numerator: &Measurements,
+    denominator: &Measurements,
+    pattern: Pattern,
+) -> Vec<f64> {
+    let pairs = numerator.values(pattern).zip(denominator.values(pattern));
+    let mut ratios: Vec<f64> = pairs.map(|(n, d)| n / d).collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios
+}
+
+/// The median of the [paired ratios](paired_ratios) of `numerator` to `denominator` in
+/// `pattern`.
+pub(crate) fn paired_ratio(
+    numerator: &Measurements,
+    denominator: &Measurements,
+    pattern: Pattern,
+) -> f64 {
+    let ratios = paired_ratios(numerator, denominator, pattern);
+    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The first and third quartiles of the [paired ratios](paired_ratios), as `q1-q3`.
+pub(crate) fn paired_quartiles(
+    numerator: &Measurements,
+    denominator: &Measurements,
+    pattern: Pattern,
+) -> String {
+    let ratios = paired_ratios(numerator, denominator, pattern);
+    match (
+        ratios.get(ratios.len() / 4),
+        ratios.get(ratios.len() * 3 / 4),
+    ) {
+        (Some(q1), Some(q3)) => format!("{q1:.2}-{q3:.2}"),
+        _ => "-".to_string(),
     }
 }
 
@@ -198,12 +319,12 @@ pub(crate) struct Row<'a> {
     /// What its 64-in-flight pattern is called (raw echo has its own).
     pub(crate) buffered: &'a str,
     /// Its figures.
-    pub(crate) figures: &'a Figures,
+    pub(crate) figures: Figures,
 }
 
 /// Prints one runtime's table: a row per subject and pattern.
-pub(crate) fn print_table(runtime: &str, subjects: &[Row<'_>]) {
-    println!("== {runtime} runtime (medians of {ROUNDS} rounds) ==");
+pub(crate) fn print_table(runtime: &str, chunks: usize, subjects: &[Row<'_>]) {
+    println!("== {runtime} runtime (medians over {chunks} chunks) ==");
     println!(
         "{:<14} {:<24} {:>16} {:>14} {:>14} {:>12}",
         "subject", "pattern", "result", "client w/call", "server w/call", "allocs/call"
@@ -239,4 +360,60 @@ pub(crate) fn print_table(runtime: &str, subjects: &[Row<'_>]) {
         }
     }
     println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Measurements of one pattern whose chunks read `values`.
+    fn measured(pattern: Pattern, values: &[f64]) -> Measurements {
+        let mut m = Measurements::default();
+        m.chunks[pattern as usize] = values
+            .iter()
+            .map(|&value| Chunk {
+                value,
+                calls: 10,
+                writes: Some((1, 2)),
+                allocs: 5,
+            })
+            .collect();
+        m
+    }
+
+    #[test]
+    fn a_ratio_pairs_the_chunks_that_ran_together() {
+        // The numerator is a quarter of the denominator at either of the machine's speeds
+        // (fast: 8 against 2; slow: 4 against 1). The speed fell during the second pair, and
+        // again before the fourth: the two sides' own medians (1 against 8) would say an
+        // eighth; the pairs say a quarter, as four of the five pairs do.
+        let pattern = Pattern::Buffered;
+        let numerator = measured(pattern, &[2.0, 1.0, 2.0, 1.0, 1.0]);
+        let denominator = measured(pattern, &[8.0, 8.0, 8.0, 4.0, 4.0]);
+        assert_eq!(numerator.figures().buffered.value, 1.0);
+        assert_eq!(denominator.figures().buffered.value, 8.0);
+        assert_eq!(paired_ratio(&numerator, &denominator, pattern), 0.25);
+        assert_eq!(
+            paired_quartiles(&numerator, &denominator, pattern),
+            "0.25-0.25"
+        );
+        assert_eq!(paired_ratio(&denominator, &numerator, pattern), 4.0);
+    }
+
+    #[test]
+    fn costs_are_per_call_over_every_chunk() {
+        let seq = measured(Pattern::Sequential, &[7.0, 5.0, 6.0])
+            .figures()
+            .seq;
+        assert_eq!(seq.value, 6.0);
+        assert_eq!(
+            (seq.client_writes, seq.server_writes),
+            (Some(0.1), Some(0.2))
+        );
+        assert_eq!(seq.allocs, 0.5);
+        let only_seq = measured(Pattern::Sequential, &[1.0]);
+        assert!(only_seq.figures().tasks.is_none());
+        assert!(paired_ratio(&only_seq, &only_seq, Pattern::Tasks).is_nan());
+        assert_eq!(paired_quartiles(&only_seq, &only_seq, Pattern::Tasks), "-");
+    }
 }

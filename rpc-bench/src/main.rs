@@ -24,18 +24,26 @@
 //! - `64 tasks`: calls per second when 64 spawned tasks each call in a loop on their clone of
 //!   one client (`n/a` for the raw echo, which has no client to share).
 //!
-//! The subjects take turns, three rounds, and each figure is the median of the three. Beside
-//! each figure: write syscalls per call on the client's and on the server's socket (counted by
-//! a wrapper around each socket; `-` where not counted: `pbrs-direct`, `pbrs-tls`), and heap
+//! Each pattern is measured in 30 chunks per subject (a chunk: 1,000 sequential calls, or
+//! 10,000 calls of a concurrent pattern), after a warm-up in that pattern. The subjects take
+//! turns chunk by chunk, in an order that runs the two sides of each ratio below back to
+//! back: raw echo, pbrs, tarpc, pbrs-direct, pbrs-tls. A figure in a table is the median of
+//! the subject's chunks (a sequential chunk's value: its median round trip). Beside each
+//! figure: write syscalls per call on the client's and on the server's socket (counted by a
+//! wrapper around each socket; `-` where not counted: `pbrs-direct`, `pbrs-tls`), and heap
 //! allocations per call, client and server together (a counting global allocator).
 //!
-//! Output: one table per runtime, then `tls: seq=<pbrs-tls/pbrs-direct median RTT>
+//! Output: one table per runtime, then `tls: seq=<pbrs-tls/pbrs-direct RTT>
 //! inflight64=<pbrs-tls/pbrs-direct calls/s>` (TLS against plain TCP, both set up the same
-//! way), and last one line exactly `ratios: seq=<pbrs/raw median RTT> inflight64=<pbrs/raw
-//! calls/s> vs_tarpc=<pbrs/tarpc calls/s>` (`pbrs` counted like `raw echo` and `tarpc`); both
-//! lines from the `current_thread` runtime, their calls per second from the
-//! `buffer_unordered(64)` pattern (the multi_thread figures are dominated by cross-core
-//! wake-ups on a small machine).
+//! way), `quartiles of the ratios: ...` (how much the ratios below varied, chunk pair by
+//! chunk pair) and last one line exactly `ratios: seq=<pbrs/raw RTT> inflight64=<pbrs/raw
+//! calls/s> vs_tarpc=<pbrs/tarpc calls/s>` (`pbrs` counted like `raw echo` and `tarpc`); all
+//! from the `current_thread` runtime, their calls per second from the `buffer_unordered(64)`
+//! pattern (the multi_thread figures are dominated by cross-core wake-ups on a small
+//! machine). Each ratio is the median, over the 30 pairs of chunks that ran back to back, of
+//! the ratio within the pair: this VM's speed changes in spells of milliseconds to seconds
+//! (the raw echo's round trip reads 5.6 µs in one and 8.3 µs in the next), which move both
+//! sides of a pair alike, where they would move each side's own median apart.
 //!
 //! Run: `cargo run --release -p rpc-bench` (`-- --quick` for a short smoke run). To profile one
 //! subject, `-- --profile <raw|pbrs|pbrs-direct|pbrs-tls|tarpc> [calls] [sequential]
@@ -59,7 +67,9 @@ mod twisted;
 
 use tokio::runtime::Runtime;
 
-use crate::harness::{Plan, Row, print_table, runtime};
+use crate::harness::{
+    Measurements, Pattern, Plan, Row, paired_quartiles, paired_ratio, print_table, runtime,
+};
 use crate::subjects::Results;
 
 #[global_allocator]
@@ -69,14 +79,15 @@ static ALLOCATOR: counting::CountingAlloc = counting::CountingAlloc;
 fn measure_on(name: &str, runtime: Runtime, plan: &Plan) -> Results {
     let results = runtime.block_on(Results::measure(plan));
     drop(runtime);
-    let row = |name, buffered, figures| Row {
+    let row = |name, buffered, measured: &Measurements| Row {
         name,
         buffered,
-        figures,
+        figures: measured.figures(),
     };
     let buffered = "buffer_unordered(64)";
     print_table(
         name,
+        plan.chunks,
         &[
             row("raw echo", "pipelined loop (64)", &results.raw),
             row("pbrs", buffered, &results.pbrs),
@@ -132,14 +143,16 @@ fn main() {
     let plan = if quick {
         Plan {
             seq_warmup: 100,
-            seq_samples: 1_000,
-            inflight_calls: 5_000,
+            seq_calls: 200,
+            inflight_calls: 1_000,
+            chunks: 5,
         }
     } else {
         Plan {
             seq_warmup: 2_000,
-            seq_samples: 20_000,
-            inflight_calls: 100_000,
+            seq_calls: 1_000,
+            inflight_calls: 10_000,
+            chunks: 30,
         }
     };
     let results = measure_on("current_thread", runtime(false), &plan);
@@ -152,15 +165,22 @@ fn main() {
         pbrs_tls,
         tarpc,
     } = &results;
+    let (seq, buffered) = (Pattern::Sequential, Pattern::Buffered);
     println!(
         "tls: seq={:.2} inflight64={:.2}",
-        pbrs_tls.seq.value / pbrs_direct.seq.value,
-        pbrs_tls.buffered.value / pbrs_direct.buffered.value
+        paired_ratio(pbrs_tls, pbrs_direct, seq),
+        paired_ratio(pbrs_tls, pbrs_direct, buffered)
+    );
+    println!(
+        "quartiles of the ratios: seq={} inflight64={} vs_tarpc={}",
+        paired_quartiles(pbrs, raw, seq),
+        paired_quartiles(pbrs, raw, buffered),
+        paired_quartiles(pbrs, tarpc, buffered)
     );
     println!(
         "ratios: seq={:.2} inflight64={:.2} vs_tarpc={:.2}",
-        pbrs.seq.value / raw.seq.value,
-        pbrs.buffered.value / raw.buffered.value,
-        pbrs.buffered.value / tarpc.buffered.value
+        paired_ratio(pbrs, raw, seq),
+        paired_ratio(pbrs, raw, buffered),
+        paired_ratio(pbrs, tarpc, buffered)
     );
 }

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use rpc_core::{Client, Server, remote};
 
-use crate::harness::{Figures, Plan, round, runtime};
+use crate::harness::{Figures, Measurements, Plan, runtime};
 use crate::subjects::{Caller, Shared};
 
 /// The Twisted PB calculator: `server PORT` and `client PORT CALLS`.
@@ -237,8 +237,9 @@ fn measure_pbrs(calls: usize) -> Measured {
     let runtime = runtime(false);
     let plan = Plan {
         seq_warmup: calls / 10,
-        seq_samples: calls,
+        seq_calls: calls,
         inflight_calls: calls,
+        chunks: 1,
     };
     let figures: Figures = runtime.block_on(async {
         let server = Server::bind("127.0.0.1:0", CalculatorRef::new(Calc))
@@ -258,7 +259,7 @@ fn measure_pbrs(calls: usize) -> Measured {
             client: CalculatorCaller { calculator, next },
             writes: None,
         };
-        round(&mut subject, &plan).await
+        Measurements::alone(&mut subject, &plan).await.figures()
     });
     Measured {
         version: format!("{} (Rust)", env!("CARGO_PKG_VERSION")),

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::counting::{CountingStream, WriteCounters};
-use crate::harness::{Figures, IN_FLIGHT, PAYLOAD, Plan, ROUNDS, Subject, median, round};
+use crate::harness::{IN_FLIGHT, Measurements, PAYLOAD, Pattern, Plan, Subject};
 
 /// A client that tasks can share: clones of it call the same connection.
 pub(crate) trait Caller: Clone + Send + Sync + 'static {
@@ -91,18 +91,18 @@ async fn connect(addr: SocketAddr, writes: Arc<AtomicU64>) -> CountingStream<Tcp
     CountingStream::new(stream, writes)
 }
 
-/// Every subject's figures on one runtime.
+/// Every subject's measurements on one runtime.
 pub(crate) struct Results {
     /// The raw framed echo.
-    pub(crate) raw: Figures,
+    pub(crate) raw: Measurements,
     /// pbrs over TCP.
-    pub(crate) pbrs: Figures,
+    pub(crate) pbrs: Measurements,
     /// pbrs over plain TCP through `Server::bind` and `Client::connect`, writes not counted.
-    pub(crate) pbrs_direct: Figures,
+    pub(crate) pbrs_direct: Measurements,
     /// pbrs over TLS (a pinned, generated identity).
-    pub(crate) pbrs_tls: Figures,
+    pub(crate) pbrs_tls: Measurements,
     /// tarpc over TCP, bincode.
-    pub(crate) tarpc: Figures,
+    pub(crate) tarpc: Measurements,
 }
 
 /// The subjects' names, as `--profile` takes them.
@@ -136,23 +136,32 @@ pub(crate) async fn profile(name: &str, calls: usize, sequential: bool) -> Optio
 }
 
 impl Results {
-    /// Starts every subject on the current runtime and measures them, round after round in
-    /// turn, so that drift in machine load hits them alike.
+    /// Starts every subject on the current runtime and measures them, one pattern after the
+    /// other: warmed up in it, the subjects take turns chunk by chunk, in an order that runs
+    /// the two sides of each ratio the bench prints back to back (raw echo, pbrs, tarpc;
+    /// pbrs-direct, pbrs-tls), so that a change in the machine's speed hits both alike.
     pub(crate) async fn measure(plan: &Plan) -> Results {
         let mut raw = raw::start().await;
         let mut pbrs = pbrs::start().await;
+        let mut tarpc = tarpc::start().await;
         let mut pbrs_direct = pbrs::start_direct(false).await;
         let mut pbrs_tls = pbrs::start_direct(true).await;
-        let mut tarpc = tarpc::start().await;
-        let mut rounds: [Vec<Figures>; 5] = Default::default();
-        for _ in 0..ROUNDS {
-            rounds[0].push(round(&mut raw, plan).await);
-            rounds[1].push(round(&mut pbrs, plan).await);
-            rounds[2].push(round(&mut pbrs_direct, plan).await);
-            rounds[3].push(round(&mut pbrs_tls, plan).await);
-            rounds[4].push(round(&mut tarpc, plan).await);
+        let mut m: [Measurements; 5] = Default::default();
+        for pattern in Pattern::ALL {
+            Measurements::warm_up(&mut raw, plan, pattern).await;
+            Measurements::warm_up(&mut pbrs, plan, pattern).await;
+            Measurements::warm_up(&mut tarpc, plan, pattern).await;
+            Measurements::warm_up(&mut pbrs_direct, plan, pattern).await;
+            Measurements::warm_up(&mut pbrs_tls, plan, pattern).await;
+            for _ in 0..plan.chunks {
+                m[0].measure(&mut raw, plan, pattern).await;
+                m[1].measure(&mut pbrs, plan, pattern).await;
+                m[2].measure(&mut tarpc, plan, pattern).await;
+                m[3].measure(&mut pbrs_direct, plan, pattern).await;
+                m[4].measure(&mut pbrs_tls, plan, pattern).await;
+            }
         }
-        let [raw, pbrs, pbrs_direct, pbrs_tls, tarpc] = rounds.map(|rounds| median(&rounds));
+        let [raw, pbrs, tarpc, pbrs_direct, pbrs_tls] = m;
         Results {
             raw,
             pbrs,

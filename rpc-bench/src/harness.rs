@@ -27,11 +27,13 @@ pub(crate) fn runtime(multi_thread: bool) -> Runtime {
     built.unwrap_or_else(|e| panic!("could not start the {kind} runtime: {e}"))
 }
 
-/// How much to measure: every pattern is measured in `chunks` chunks on each subject, the
-/// subjects taking turns chunk by chunk.
+/// How much to measure: every pattern is measured in `chunks` chunks on each subject, after a
+/// warm-up in that pattern.
 pub(crate) struct Plan {
     /// Sequential calls before measuring.
     pub(crate) seq_warmup: usize,
+    /// Calls of a concurrent pattern before measuring it.
+    pub(crate) inflight_warmup: usize,
     /// Sequential calls timed one by one, per chunk.
     pub(crate) seq_calls: usize,
     /// Calls per chunk of a concurrent pattern.
@@ -113,16 +115,16 @@ async fn costed<T>(
 }
 
 /// Makes `subject` ready to be measured in `pattern`: `plan.seq_warmup` sequential calls, or
-/// one chunk's calls of a concurrent pattern.
-async fn warm_up<S: Subject>(subject: &mut S, plan: &Plan, pattern: Pattern) {
+/// `plan.inflight_warmup` calls of a concurrent pattern.
+pub(crate) async fn warm_up<S: Subject>(subject: &mut S, plan: &Plan, pattern: Pattern) {
     match pattern {
         Pattern::Sequential => {
             for _ in 0..plan.seq_warmup {
                 subject.round_trip().await;
             }
         }
-        Pattern::Buffered => subject.buffered(plan.inflight_calls).await,
-        Pattern::Tasks if S::SHARED_CLIENT => subject.tasks(plan.inflight_calls).await,
+        Pattern::Buffered => subject.buffered(plan.inflight_warmup).await,
+        Pattern::Tasks if S::SHARED_CLIENT => subject.tasks(plan.inflight_warmup).await,
         Pattern::Tasks => {}
     }
 }
@@ -137,8 +139,9 @@ async fn chunk<S: Subject>(subject: &mut S, plan: &Plan, pattern: Pattern) -> Op
     let chunk = match pattern {
         Pattern::Sequential => {
             let samples = plan.seq_calls;
+            // Made before counting: the harness's allocation is no subject's.
+            let mut rtts = Vec::with_capacity(samples);
             let timed = async {
-                let mut rtts = Vec::with_capacity(samples);
                 for _ in 0..samples {
                     let start = Instant::now();
                     subject.round_trip().await;
@@ -216,11 +219,6 @@ impl Measurements {
         measured
     }
 
-    /// Warms `subject` up in `pattern`, before its first chunk there.
-    pub(crate) async fn warm_up<S: Subject>(subject: &mut S, plan: &Plan, pattern: Pattern) {
-        warm_up(subject, plan, pattern).await;
-    }
-
     /// Measures one more chunk of `pattern` on `subject`.
     pub(crate) async fn measure<S: Subject>(
         &mut self,
@@ -264,10 +262,16 @@ impl Measurements {
     }
 }
 
-/// The median of `values` (`None` if there are none).
+/// The median of `values`, the mean of the two middle ones if they are an even number
+/// (`None` if there are none).
 fn median(mut values: Vec<f64>) -> Option<f64> {
     values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied()
+    let half = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(values[half]),
+        _ => Some((values[half - 1] + values[half]) / 2.0),
+    }
 }
 
 /// How many times `numerator`'s value in `pattern` is `denominator`'s, in each pair of chunks
@@ -279,6 +283,11 @@ fn paired_ratios(
     denominator: &Measurements,
     pattern: Pattern,
 ) -> Vec<f64> {
+    debug_assert_eq!(
+        numerator.values(pattern).count(),
+        denominator.values(pattern).count(),
+        "every chunk of one subject is paired with one of the other"
+    );
     let pairs = numerator.values(pattern).zip(denominator.values(pattern));
     let mut ratios: Vec<f64> = pairs.map(|(n, d)| n / d).collect();
     ratios.sort_by(f64::total_cmp);
@@ -292,8 +301,7 @@ pub(crate) fn paired_ratio(
     denominator: &Measurements,
     pattern: Pattern,
 ) -> f64 {
-    let ratios = paired_ratios(numerator, denominator, pattern);
-    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
+    median(paired_ratios(numerator, denominator, pattern)).unwrap_or(f64::NAN)
 }
 
 /// The first and third quartiles of the [paired ratios](paired_ratios), as `q1-q3`.
@@ -398,6 +406,17 @@ mod tests {
             "0.25-0.25"
         );
         assert_eq!(paired_ratio(&denominator, &numerator, pattern), 4.0);
+    }
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(vec![10.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+        let pattern = Pattern::Sequential;
+        let numerator = measured(pattern, &[1.0, 2.0, 3.0, 4.0]);
+        let denominator = measured(pattern, &[1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(paired_ratio(&numerator, &denominator, pattern), 2.5);
+        assert_eq!(numerator.figures().seq.value, 2.5);
     }
 
     #[test]

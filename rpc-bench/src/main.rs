@@ -25,10 +25,11 @@
 //!   one client (`n/a` for the raw echo, which has no client to share).
 //!
 //! Each pattern is measured in 30 chunks per subject (a chunk: 1,000 sequential calls, or
-//! 10,000 calls of a concurrent pattern), after a warm-up in that pattern. The subjects take
-//! turns chunk by chunk, in an order that runs the two sides of each ratio below back to
-//! back: raw echo, pbrs, tarpc, pbrs-direct, pbrs-tls. A figure in a table is the median of
-//! the subject's chunks (a sequential chunk's value: its median round trip). Beside each
+//! 10,000 calls of a concurrent pattern), after a warm-up in that pattern (2,000 sequential
+//! calls, or 10,000 calls). The subjects take turns chunk by chunk, in an order that runs the
+//! two sides of each ratio below back to back: raw echo, pbrs, tarpc, pbrs-direct, pbrs-tls,
+//! and every other turn the other way round. A figure in a table is the median of the
+//! subject's chunks (a sequential chunk's value: its median round trip). Beside each
 //! figure: write syscalls per call on the client's and on the server's socket (counted by a
 //! wrapper around each socket; `-` where not counted: `pbrs-direct`, `pbrs-tls`), and heap
 //! allocations per call, client and server together (a counting global allocator).
@@ -143,6 +144,7 @@ fn main() {
     let plan = if quick {
         Plan {
             seq_warmup: 100,
+            inflight_warmup: 1_000,
             seq_calls: 200,
             inflight_calls: 1_000,
             chunks: 5,
@@ -150,6 +152,7 @@ fn main() {
     } else {
         Plan {
             seq_warmup: 2_000,
+            inflight_warmup: 10_000,
             seq_calls: 1_000,
             inflight_calls: 10_000,
             chunks: 30,

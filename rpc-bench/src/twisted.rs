@@ -237,6 +237,7 @@ fn measure_pbrs(calls: usize) -> Measured {
     let runtime = runtime(false);
     let plan = Plan {
         seq_warmup: calls / 10,
+        inflight_warmup: calls / 10,
         seq_calls: calls,
         inflight_calls: calls,
         chunks: 1,

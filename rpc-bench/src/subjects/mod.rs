@@ -14,7 +14,7 @@ use futures::StreamExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::counting::{CountingStream, WriteCounters};
-use crate::harness::{IN_FLIGHT, Measurements, PAYLOAD, Pattern, Plan, Subject};
+use crate::harness::{IN_FLIGHT, Measurements, PAYLOAD, Pattern, Plan, Subject, warm_up};
 
 /// A client that tasks can share: clones of it call the same connection.
 pub(crate) trait Caller: Clone + Send + Sync + 'static {
@@ -139,35 +139,41 @@ impl Results {
     /// Starts every subject on the current runtime and measures them, one pattern after the
     /// other: warmed up in it, the subjects take turns chunk by chunk, in an order that runs
     /// the two sides of each ratio the bench prints back to back (raw echo, pbrs, tarpc;
-    /// pbrs-direct, pbrs-tls), so that a change in the machine's speed hits both alike.
+    /// pbrs-direct, pbrs-tls), so that a change in the machine's speed hits both alike. Every
+    /// other turn goes the other way round, so that no subject always runs first.
     pub(crate) async fn measure(plan: &Plan) -> Results {
         let mut raw = raw::start().await;
         let mut pbrs = pbrs::start().await;
         let mut tarpc = tarpc::start().await;
         let mut pbrs_direct = pbrs::start_direct(false).await;
         let mut pbrs_tls = pbrs::start_direct(true).await;
-        let mut m: [Measurements; 5] = Default::default();
+        let mut results = Results {
+            raw: Measurements::default(),
+            pbrs: Measurements::default(),
+            pbrs_direct: Measurements::default(),
+            pbrs_tls: Measurements::default(),
+            tarpc: Measurements::default(),
+        };
+        // One turn: a chunk of `pattern` on each subject named, in the order named.
+        macro_rules! turn {
+            ($pattern:expr; $($subject:ident)*) => {
+                $(results.$subject.measure(&mut $subject, plan, $pattern).await;)*
+            };
+        }
         for pattern in Pattern::ALL {
-            Measurements::warm_up(&mut raw, plan, pattern).await;
-            Measurements::warm_up(&mut pbrs, plan, pattern).await;
-            Measurements::warm_up(&mut tarpc, plan, pattern).await;
-            Measurements::warm_up(&mut pbrs_direct, plan, pattern).await;
-            Measurements::warm_up(&mut pbrs_tls, plan, pattern).await;
-            for _ in 0..plan.chunks {
-                m[0].measure(&mut raw, plan, pattern).await;
-                m[1].measure(&mut pbrs, plan, pattern).await;
-                m[2].measure(&mut tarpc, plan, pattern).await;
-                m[3].measure(&mut pbrs_direct, plan, pattern).await;
-                m[4].measure(&mut pbrs_tls, plan, pattern).await;
+            warm_up(&mut raw, plan, pattern).await;
+            warm_up(&mut pbrs, plan, pattern).await;
+            warm_up(&mut tarpc, plan, pattern).await;
+            warm_up(&mut pbrs_direct, plan, pattern).await;
+            warm_up(&mut pbrs_tls, plan, pattern).await;
+            for chunk in 0..plan.chunks {
+                if chunk % 2 == 0 {
+                    turn!(pattern; raw pbrs tarpc pbrs_direct pbrs_tls);
+                } else {
+                    turn!(pattern; pbrs_tls pbrs_direct tarpc pbrs raw);
+                }
             }
         }
-        let [raw, pbrs, tarpc, pbrs_direct, pbrs_tls] = m;
-        Results {
-            raw,
-            pbrs,
-            pbrs_direct,
-            pbrs_tls,
-            tarpc,
-        }
+        results
     }
 }

@@ -44,7 +44,8 @@ const FIRST_REFS: usize = 16;
 
 /// Writes `message` after whatever `dst` already holds.
 pub(crate) fn encode_header(message: &Message<'_>, dst: &mut BytesMut) -> Result<(), String> {
-    let mut head = Head::open(dst);
+    let start = dst.len();
+    let mut head = Head::open(dst, most_bytes(message));
     match message {
         Message::Call {
             id,
@@ -74,7 +75,8 @@ pub(crate) fn encode_header(message: &Message<'_>, dst: &mut BytesMut) -> Result
         Message::Error { id, error } => {
             head.put(u64::from(ERROR));
             head.put(*id);
-            head.close();
+            let len = head.len;
+            dst.truncate(start + len);
             return super::encode_into(error, dst);
         }
         Message::Cancel { id } => {
@@ -95,122 +97,112 @@ pub(crate) fn encode_header(message: &Message<'_>, dst: &mut BytesMut) -> Result
             head.put(*nonce);
         }
     }
-    head.close();
+    let len = head.len;
+    dst.truncate(start + len);
     Ok(())
 }
 
-/// A header being written at the end of a buffer: a window of [`Head::ROOM`] zeros is added
-/// at once (one copy of a fixed size), the header's bytes are written into it one by one, and
-/// what is left of it is cut off at the end. Neither a copy of a few bytes of a size known
-/// only at run time (a call into `memcpy`) nor bytes gathered on the stack and then copied
-/// (a wide read of fresh narrow writes, which stalls) is on the way.
+/// The most bytes `message`'s header can take (the error of [`Message::Error`] aside, which
+/// serde writes after it): every integer counted at its widest, but for the kinds of messages
+/// and references and the tag of an `Option`, one byte each.
+fn most_bytes(message: &Message<'_>) -> usize {
+    const INT: usize = Head::MAX_INT;
+    let refs = |refs: &[WireRef]| -> usize {
+        let entry = |wire_ref: &WireRef| match wire_ref {
+            WireRef::SenderExports { interface, .. } => 1 + 2 * INT + interface.len(),
+            WireRef::ReceiverExports(_) => 1 + INT,
+        };
+        INT + refs.iter().map(entry).sum::<usize>()
+    };
+    match message {
+        // Kind, id, object, the name's length and bytes, the deadline's tag and value.
+        Message::Call {
+            method, refs: r, ..
+        } => 2 + 4 * INT + method.len() + refs(r),
+        Message::Answer { refs: r, .. } => 1 + INT + refs(r),
+        _ => 1 + 2 * INT,
+    }
+}
+
+/// A header being written at the end of a buffer: zeros as many as the header can take are
+/// added at once (one copy of a fixed size, [`Head::ROOM`], unless it can take more), its
+/// bytes are written into them one by one, and what is left is cut off at the end. Neither a
+/// copy of a few bytes of a size known only at run time (a call into `memcpy`) nor bytes
+/// gathered on the stack and then copied (a wide read of fresh narrow writes, which stalls)
+/// is on the way.
 struct Head<'a> {
-    dst: &'a mut BytesMut,
-    /// Where the window starts in `dst`.
-    start: usize,
-    /// The header's bytes in the window so far.
+    /// The room added for the header.
+    room: &'a mut [u8],
+    /// The header's bytes in it so far.
     len: usize,
 }
 
 impl<'a> Head<'a> {
     /// The most bytes one integer takes.
     const MAX_INT: usize = 9;
+    /// The room added for any header that fits in it: one fixed-size copy of zeros.
     const ROOM: usize = 64;
+    /// The longest string copied byte by byte rather than by `memcpy`.
+    const SHORT_STR: usize = 16;
 
-    /// A header after what `dst` holds.
-    fn open(dst: &'a mut BytesMut) -> Head<'a> {
-        let mut head = Head {
-            dst,
-            start: 0,
+    /// Room for a header of at most `most` bytes after what `dst` holds.
+    fn open(dst: &'a mut BytesMut, most: usize) -> Head<'a> {
+        let start = dst.len();
+        if most <= Head::ROOM {
+            dst.extend_from_slice(&[0; Head::ROOM]);
+        } else {
+            dst.resize(start + most, 0);
+        }
+        Head {
+            room: &mut dst[start..],
             len: 0,
-        };
-        head.new_window();
-        head
-    }
-
-    /// A new window after what `dst` holds.
-    fn new_window(&mut self) {
-        self.start = self.dst.len();
-        self.dst.extend_from_slice(&[0; Head::ROOM]);
-        self.len = 0;
-    }
-
-    /// Cuts the window after the bytes written in it.
-    fn cut(&mut self) {
-        self.dst.truncate(self.start + self.len);
-    }
-
-    /// Cuts the window: the header is written.
-    fn close(mut self) {
-        self.cut();
-    }
-
-    /// The window.
-    #[inline(always)]
-    fn window(&mut self) -> &mut [u8] {
-        &mut self.dst[self.start..self.start + Head::ROOM]
-    }
-
-    /// Makes room for `n` more bytes: a new window if need be.
-    #[inline]
-    fn room_for(&mut self, n: usize) {
-        if self.len + n > Head::ROOM {
-            self.cut();
-            self.new_window();
         }
     }
 
-    /// Puts `value` as a variable-length integer. The callers make room first: `room_for`
-    /// before each reference-table entry and before a string's length, and `put_str` leaves
-    /// room for three more; no header puts more than three integers in a row otherwise.
+    /// Puts `value` as a variable-length integer.
     #[inline(always)]
     fn put(&mut self, value: u64) {
         let at = self.len;
-        let window = self.window();
+        let room = &mut *self.room;
         self.len = at
             + if value <= 250 {
-                window[at] = value as u8;
+                room[at] = value as u8;
                 1
             } else if let Ok(value) = u16::try_from(value) {
-                window[at] = U16_MARKER;
-                window[at + 1..at + 3].copy_from_slice(&value.to_le_bytes());
+                room[at] = U16_MARKER;
+                room[at + 1..at + 3].copy_from_slice(&value.to_le_bytes());
                 3
             } else if let Ok(value) = u32::try_from(value) {
-                window[at] = U32_MARKER;
-                window[at + 1..at + 5].copy_from_slice(&value.to_le_bytes());
+                room[at] = U32_MARKER;
+                room[at + 1..at + 5].copy_from_slice(&value.to_le_bytes());
                 5
             } else {
-                window[at] = U64_MARKER;
-                window[at + 1..at + 9].copy_from_slice(&value.to_le_bytes());
+                room[at] = U64_MARKER;
+                room[at + 1..at + 9].copy_from_slice(&value.to_le_bytes());
                 9
             };
     }
 
-    /// Puts `s`, its length first; a long one is copied after the window, and a new window
-    /// opened. Leaves room for three integers.
+    /// Puts `s`, its length first.
     fn put_str(&mut self, s: &str) {
-        self.room_for(Head::MAX_INT);
         self.put(s.len() as u64);
-        if self.len + s.len() + 3 * Head::MAX_INT <= Head::ROOM {
+        let at = self.len;
+        let to = &mut self.room[at..at + s.len()];
+        if s.len() <= Head::SHORT_STR {
             // A short name, byte by byte: no call into `memcpy`.
-            let at = self.len;
-            for (to, byte) in self.window()[at..].iter_mut().zip(s.as_bytes()) {
+            for (to, byte) in to.iter_mut().zip(s.as_bytes()) {
                 *to = *byte;
             }
-            self.len += s.len();
         } else {
-            self.cut();
-            self.dst.extend_from_slice(s.as_bytes());
-            self.new_window();
+            to.copy_from_slice(s.as_bytes());
         }
+        self.len += s.len();
     }
 
     /// Puts the reference table `refs`.
     fn put_refs(&mut self, refs: &[WireRef]) {
-        self.room_for(Head::MAX_INT);
         self.put(refs.len() as u64);
         for wire_ref in refs {
-            self.room_for(2 * Head::MAX_INT);
             match wire_ref {
                 WireRef::SenderExports { id, interface } => {
                     self.put(u64::from(SENDER_EXPORTS));

@@ -304,18 +304,22 @@ pub(crate) fn paired_ratio(
     median(paired_ratios(numerator, denominator, pattern)).unwrap_or(f64::NAN)
 }
 
-/// The first and third quartiles of the [paired ratios](paired_ratios), as `q1-q3`.
+/// The first quartile, the median and the third quartile of the [paired
+/// ratios](paired_ratios), to three decimals, as `q1/median/q3`.
 pub(crate) fn paired_quartiles(
     numerator: &Measurements,
     denominator: &Measurements,
     pattern: Pattern,
 ) -> String {
     let ratios = paired_ratios(numerator, denominator, pattern);
+    let quartile = |at: usize| ratios.get(at).copied();
+    let median = median(ratios.clone());
     match (
-        ratios.get(ratios.len() / 4),
-        ratios.get(ratios.len() * 3 / 4),
+        quartile(ratios.len() / 4),
+        median,
+        quartile(ratios.len() * 3 / 4),
     ) {
-        (Some(q1), Some(q3)) => format!("{q1:.2}-{q3:.2}"),
+        (Some(q1), Some(median), Some(q3)) => format!("{q1:.3}/{median:.3}/{q3:.3}"),
         _ => "-".to_string(),
     }
 }
@@ -403,7 +407,7 @@ mod tests {
         assert_eq!(paired_ratio(&numerator, &denominator, pattern), 0.25);
         assert_eq!(
             paired_quartiles(&numerator, &denominator, pattern),
-            "0.25-0.25"
+            "0.250/0.250/0.250"
         );
         assert_eq!(paired_ratio(&denominator, &numerator, pattern), 4.0);
     }

@@ -36,7 +36,8 @@
 //!
 //! Output: one table per runtime, then `tls: seq=<pbrs-tls/pbrs-direct RTT>
 //! inflight64=<pbrs-tls/pbrs-direct calls/s>` (TLS against plain TCP, both set up the same
-//! way), `quartiles of the ratios: ...` (how much the ratios below varied, chunk pair by
+//! way), `ratios, quartiles and median: ...` (the first quartile, the median and the third
+//! quartile of the ratios below, to three decimals: how much they varied, chunk pair by
 //! chunk pair) and last one line exactly `ratios: seq=<pbrs/raw RTT> inflight64=<pbrs/raw
 //! calls/s> vs_tarpc=<pbrs/tarpc calls/s>` (`pbrs` counted like `raw echo` and `tarpc`); all
 //! from the `current_thread` runtime, their calls per second from the `buffer_unordered(64)`
@@ -175,7 +176,7 @@ fn main() {
         paired_ratio(pbrs_tls, pbrs_direct, buffered)
     );
     println!(
-        "quartiles of the ratios: seq={} inflight64={} vs_tarpc={}",
+        "ratios, quartiles and median: seq={} inflight64={} vs_tarpc={}",
         paired_quartiles(pbrs, raw, seq),
         paired_quartiles(pbrs, raw, buffered),
         paired_quartiles(pbrs, tarpc, buffered)

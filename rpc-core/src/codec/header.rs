@@ -45,7 +45,8 @@ const FIRST_REFS: usize = 16;
 /// Writes `message` after whatever `dst` already holds.
 pub(crate) fn encode_header(message: &Message<'_>, dst: &mut BytesMut) -> Result<(), String> {
     let start = dst.len();
-    let mut head = Head::open(dst, most_bytes(message));
+    let len = header_len(message);
+    let mut head = Head::open(dst, len);
     match message {
         Message::Call {
             id,
@@ -75,7 +76,7 @@ pub(crate) fn encode_header(message: &Message<'_>, dst: &mut BytesMut) -> Result
         Message::Error { id, error } => {
             head.put(u64::from(ERROR));
             head.put(*id);
-            let len = head.len;
+            debug_assert_eq!(head.len, len, "the header's length, counted first");
             dst.truncate(start + len);
             return super::encode_into(error, dst);
         }
@@ -97,39 +98,59 @@ pub(crate) fn encode_header(message: &Message<'_>, dst: &mut BytesMut) -> Result
             head.put(*nonce);
         }
     }
-    let len = head.len;
+    debug_assert_eq!(head.len, len, "the header's length, counted first");
     dst.truncate(start + len);
     Ok(())
 }
 
-/// The most bytes `message`'s header can take (the error of [`Message::Error`] aside, which
-/// serde writes after it): every integer counted at its widest, but for the kinds of messages
-/// and references and the tag of an `Option`, one byte each.
-fn most_bytes(message: &Message<'_>) -> usize {
-    const INT: usize = Head::MAX_INT;
+/// How many bytes `message`'s header takes (the error of [`Message::Error`] aside, which serde
+/// writes after it).
+fn header_len(message: &Message<'_>) -> usize {
+    // Every kind of message and of reference, and an `Option`'s tag, is one byte.
+    let string = |s: &str| int_len(s.len() as u64) + s.len();
     let refs = |refs: &[WireRef]| -> usize {
         let entry = |wire_ref: &WireRef| match wire_ref {
-            WireRef::SenderExports { interface, .. } => 1 + 2 * INT + interface.len(),
-            WireRef::ReceiverExports(_) => 1 + INT,
+            WireRef::SenderExports { id, interface } => 1 + int_len(*id) + string(interface),
+            WireRef::ReceiverExports(id) => 1 + int_len(*id),
         };
-        INT + refs.iter().map(entry).sum::<usize>()
+        int_len(refs.len() as u64) + refs.iter().map(entry).sum::<usize>()
     };
     match message {
-        // Kind, id, object, the name's length and bytes, the deadline's tag and value.
         Message::Call {
-            method, refs: r, ..
-        } => 2 + 4 * INT + method.len() + refs(r),
-        Message::Answer { refs: r, .. } => 1 + INT + refs(r),
-        _ => 1 + 2 * INT,
+            id,
+            object,
+            method,
+            deadline_ms,
+            refs: r,
+        } => {
+            let deadline = 1 + deadline_ms.map_or(0, int_len);
+            1 + int_len(*id) + int_len(*object) + string(method) + deadline + refs(r)
+        }
+        Message::Answer { id, refs: r } => 1 + int_len(*id) + refs(r),
+        Message::Error { id, .. } | Message::Cancel { id } => 1 + int_len(*id),
+        Message::Decref { object, count } => 1 + int_len(*object) + int_len(u64::from(*count)),
+        Message::Ping { nonce } | Message::Pong { nonce } => 1 + int_len(*nonce),
     }
 }
 
-/// A header being written at the end of a buffer: zeros as many as the header can take are
-/// added at once (one copy of a fixed size, [`Head::ROOM`], unless it can take more), its
-/// bytes are written into them one by one, and what is left is cut off at the end. Neither a
-/// copy of a few bytes of a size known only at run time (a call into `memcpy`) nor bytes
-/// gathered on the stack and then copied (a wide read of fresh narrow writes, which stalls)
-/// is on the way.
+/// How many bytes `value` takes as a variable-length integer.
+fn int_len(value: u64) -> usize {
+    if value <= 250 {
+        1
+    } else if value <= u64::from(u16::MAX) {
+        3
+    } else if value <= u64::from(u32::MAX) {
+        5
+    } else {
+        9
+    }
+}
+
+/// A header being written at the end of a buffer: as many zeros as it takes are added at once
+/// (a copy of a fixed size, [`Head::ROOM`], unless it takes more), its bytes are written into
+/// them, and what is left of them is cut off at the end. No copy of a few bytes of a size known
+/// only at run time is on the way but a string's, and no bytes are gathered on the stack and
+/// then copied (a wide read of fresh narrow writes, which stalls).
 struct Head<'a> {
     /// The room added for the header.
     room: &'a mut [u8],
@@ -138,20 +159,16 @@ struct Head<'a> {
 }
 
 impl<'a> Head<'a> {
-    /// The most bytes one integer takes.
-    const MAX_INT: usize = 9;
     /// The room added for any header that fits in it: one fixed-size copy of zeros.
     const ROOM: usize = 64;
-    /// The longest string copied byte by byte rather than by `memcpy`.
-    const SHORT_STR: usize = 16;
 
-    /// Room for a header of at most `most` bytes after what `dst` holds.
-    fn open(dst: &'a mut BytesMut, most: usize) -> Head<'a> {
+    /// Room for a header of `len` bytes after what `dst` holds.
+    fn open(dst: &'a mut BytesMut, len: usize) -> Head<'a> {
         let start = dst.len();
-        if most <= Head::ROOM {
+        if len <= Head::ROOM {
             dst.extend_from_slice(&[0; Head::ROOM]);
         } else {
-            dst.resize(start + most, 0);
+            dst.resize(start + len, 0);
         }
         Head {
             room: &mut dst[start..],
@@ -187,15 +204,7 @@ impl<'a> Head<'a> {
     fn put_str(&mut self, s: &str) {
         self.put(s.len() as u64);
         let at = self.len;
-        let to = &mut self.room[at..at + s.len()];
-        if s.len() <= Head::SHORT_STR {
-            // A short name, byte by byte: no call into `memcpy`.
-            for (to, byte) in to.iter_mut().zip(s.as_bytes()) {
-                *to = *byte;
-            }
-        } else {
-            to.copy_from_slice(s.as_bytes());
-        }
+        self.room[at..at + s.len()].copy_from_slice(s.as_bytes());
         self.len += s.len();
     }
 

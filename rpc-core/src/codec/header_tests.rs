@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use bytes::BytesMut;
 use proptest::prelude::*;
 
-use super::{decode_header, encode_header};
+use super::{decode_header, encode_header, header_len};
 use crate::codec::{self, DEFAULT_MAX_DECODE_DEPTH};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::protocol::{Message, WireRef};
@@ -114,6 +114,16 @@ proptest! {
     #[test]
     fn encodes_the_bytes_bincode_does(message in message()) {
         prop_assert_eq!(by_hand(&message), codec::encode(&message).unwrap().to_vec());
+    }
+
+    #[test]
+    fn counts_the_bytes_of_a_header_before_writing_them(message in message()) {
+        // An error's header is its kind and id; serde writes the error after them.
+        let written = match &message {
+            Message::Error { id, .. } => by_hand(&Message::Cancel { id: *id }).len(),
+            _ => by_hand(&message).len(),
+        };
+        prop_assert_eq!(header_len(&message), written);
     }
 
     #[test]

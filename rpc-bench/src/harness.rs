@@ -312,13 +312,11 @@ pub(crate) fn paired_quartiles(
     pattern: Pattern,
 ) -> String {
     let ratios = paired_ratios(numerator, denominator, pattern);
+    // As far from either end: the (n/4)th from the bottom and from the top.
     let quartile = |at: usize| ratios.get(at).copied();
     let median = median(ratios.clone());
-    match (
-        quartile(ratios.len() / 4),
-        median,
-        quartile(ratios.len() * 3 / 4),
-    ) {
+    let q3 = ratios.len().checked_sub(1 + ratios.len() / 4);
+    match (quartile(ratios.len() / 4), median, q3.and_then(quartile)) {
         (Some(q1), Some(median), Some(q3)) => format!("{q1:.3}/{median:.3}/{q3:.3}"),
         _ => "-".to_string(),
     }
@@ -421,6 +419,17 @@ mod tests {
         let denominator = measured(pattern, &[1.0, 1.0, 1.0, 1.0]);
         assert_eq!(paired_ratio(&numerator, &denominator, pattern), 2.5);
         assert_eq!(numerator.figures().seq.value, 2.5);
+    }
+
+    #[test]
+    fn quartiles_are_as_far_from_either_end() {
+        let pattern = Pattern::Buffered;
+        let ones = measured(pattern, &[1.0; 5]);
+        let five = measured(pattern, &[5.0, 1.0, 4.0, 2.0, 3.0]);
+        assert_eq!(paired_quartiles(&five, &ones, pattern), "2.000/3.000/4.000");
+        let ones = measured(pattern, &[1.0; 4]);
+        let four = measured(pattern, &[4.0, 1.0, 3.0, 2.0]);
+        assert_eq!(paired_quartiles(&four, &ones, pattern), "2.000/2.500/3.000");
     }
 
     #[test]

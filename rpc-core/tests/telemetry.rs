@@ -92,6 +92,13 @@ async fn calls_connections_and_bytes_are_counted() {
         telemetry::CALL_SECONDS
     );
     assert_eq!(value[&seconds], 3.0);
+    // Each call took some time, by its caller's clock (sent to answered, over loopback).
+    let took = format!(
+        "{}_sum{{direction=\"outgoing\",method=\"calculate\"}}",
+        telemetry::CALL_SECONDS
+    );
+    let took = value[&took];
+    assert!(took > 0.0 && took < 30.0, "{took} s");
     // The served `wait` ends when its deadline passes or its cancel arrives, whichever first.
     until(&recorder, "the served `wait` ended", |value| {
         let timeout = value.get(&calls("incoming", "wait", "timeout"));

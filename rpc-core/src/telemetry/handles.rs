@@ -7,10 +7,10 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram};
 
+use super::call::Elapsed;
 use super::labels::{Direction, Outcome, register_calls, register_seconds};
 use super::{CONNECTIONS, OUTCOMES, RECEIVED_BYTES, SENT_BYTES};
 
@@ -91,17 +91,17 @@ impl CallMetrics {
         direction: Direction,
         method: &Cow<'static, str>,
         outcome: Outcome,
-        seconds: Duration,
+        seconds: Elapsed,
     ) {
         let Some(entry) = self.entry(direction, method) else {
             register_calls(direction, method.clone(), outcome).increment(1);
-            register_seconds(direction, method.clone()).record(seconds.as_secs_f64());
+            register_seconds(direction, method.clone()).record(seconds);
             return;
         };
         entry.calls[outcome as usize]
             .get_or_init(|| register_calls(direction, method.clone(), outcome))
             .increment(1);
-        entry.seconds.record(seconds.as_secs_f64());
+        entry.seconds.record(seconds);
     }
 
     /// The handles of `method`'s calls in `direction`, made in the first free slot if it has

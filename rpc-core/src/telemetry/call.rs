@@ -2,12 +2,11 @@
 
 use std::borrow::Cow;
 
-use metrics::IntoF64;
 use tokio::time::Instant;
 use tracing::Span;
 
 use super::UNKNOWN_METHOD;
-use super::handles::CallMetrics;
+use super::handles::{CallMetrics, Elapsed};
 use super::labels::{Direction, Outcome};
 
 /// What identifies a call in its span (read only if a subscriber wants the span).
@@ -95,29 +94,12 @@ impl CallTelemetry {
         let Some(started) = self.started else {
             return;
         };
-        let seconds = Elapsed { started, end };
+        let seconds = Elapsed::new(started, end);
         metrics.record(self.direction, &self.method, outcome, seconds);
         if let Some(span) = &self.span {
             span.record("outcome", outcome.as_str());
-            span.record("seconds", seconds.into_f64());
+            span.record("seconds", seconds.seconds());
         }
-    }
-}
-
-/// A call's time, from `started` to `end`, in seconds when a histogram takes it: a handle
-/// without a recorder behind it takes nothing, and then the subtraction (about 40
-/// instructions at each end of a call) is not done.
-#[derive(Clone, Copy)]
-pub(crate) struct Elapsed {
-    started: Instant,
-    end: Instant,
-}
-
-impl IntoF64 for Elapsed {
-    fn into_f64(self) -> f64 {
-        self.end
-            .saturating_duration_since(self.started)
-            .as_secs_f64()
     }
 }
 

@@ -47,6 +47,8 @@ pub(crate) fn encode_header(message: &Message<'_>, dst: &mut BytesMut) -> Result
     let start = dst.len();
     let len = header_len(message);
     let mut head = Head::open(dst, len);
+    // What serde writes after the header: an error's body.
+    let mut body = None;
     match message {
         Message::Call {
             id,
@@ -76,10 +78,7 @@ pub(crate) fn encode_header(message: &Message<'_>, dst: &mut BytesMut) -> Result
         Message::Error { id, error } => {
             head.put(u64::from(ERROR));
             head.put(*id);
-            let written = head.len;
-            debug_assert_eq!(written, len, "the header's length, counted first");
-            dst.truncate(start + written);
-            return super::encode_into(error, dst);
+            body = Some(error);
         }
         Message::Cancel { id } => {
             head.put(u64::from(CANCEL));
@@ -103,7 +102,10 @@ pub(crate) fn encode_header(message: &Message<'_>, dst: &mut BytesMut) -> Result
     let written = head.len;
     debug_assert_eq!(written, len, "the header's length, counted first");
     dst.truncate(start + written);
-    Ok(())
+    match body {
+        Some(error) => super::encode_into(error, dst),
+        None => Ok(()),
+    }
 }
 
 /// How many bytes `message`'s header takes (the error of [`Message::Error`] aside, which serde

@@ -114,28 +114,46 @@ async fn costed<T>(
     }
 }
 
-/// Makes `subject` ready to be measured in `pattern`: `plan.seq_warmup` sequential calls, or
-/// `plan.inflight_warmup` calls of a concurrent pattern.
-pub(crate) async fn warm_up<S: Subject>(subject: &mut S, plan: &Plan, pattern: Pattern) {
+/// Makes `calls` calls of `pattern` on `subject` (on a subject without a shareable client, 64
+/// tasks are not run: see [`measured`]).
+async fn run<S: Subject>(subject: &mut S, pattern: Pattern, calls: usize) {
     match pattern {
         Pattern::Sequential => {
-            for _ in 0..plan.seq_warmup {
+            for _ in 0..calls {
                 subject.round_trip().await;
             }
         }
-        Pattern::Buffered => subject.buffered(plan.inflight_warmup).await,
-        Pattern::Tasks if S::SHARED_CLIENT => subject.tasks(plan.inflight_warmup).await,
-        Pattern::Tasks => {}
+        Pattern::Buffered => subject.buffered(calls).await,
+        Pattern::Tasks => subject.tasks(calls).await,
+    }
+}
+
+/// Whether `pattern` is measured on subjects like `S`: 64 tasks only where tasks can share a
+/// client.
+fn measured<S: Subject>(pattern: Pattern) -> bool {
+    !matches!(pattern, Pattern::Tasks) || S::SHARED_CLIENT
+}
+
+/// Makes `subject` ready to be measured in `pattern`: `plan.seq_warmup` sequential calls, or
+/// `plan.inflight_warmup` calls of a concurrent pattern.
+pub(crate) async fn warm_up<S: Subject>(subject: &mut S, plan: &Plan, pattern: Pattern) {
+    if measured::<S>(pattern) {
+        let calls = match pattern {
+            Pattern::Sequential => plan.seq_warmup,
+            Pattern::Buffered | Pattern::Tasks => plan.inflight_warmup,
+        };
+        run(subject, pattern, calls).await;
     }
 }
 
 /// Measures one chunk of `pattern` on `subject`: `None` for 64 tasks on a subject without a
 /// shareable client.
 async fn chunk<S: Subject>(subject: &mut S, plan: &Plan, pattern: Pattern) -> Option<Chunk> {
+    if !measured::<S>(pattern) {
+        return None;
+    }
     let writes = subject.writes().cloned();
     let writes = writes.as_ref();
-    let calls = plan.inflight_calls;
-    let rate = |start: Instant| calls as f64 / start.elapsed().as_secs_f64();
     let chunk = match pattern {
         Pattern::Sequential => {
             let samples = plan.seq_calls;
@@ -155,23 +173,16 @@ async fn chunk<S: Subject>(subject: &mut S, plan: &Plan, pattern: Pattern) -> Op
             };
             costed(samples, writes, timed, median_us).await
         }
-        Pattern::Buffered => {
+        Pattern::Buffered | Pattern::Tasks => {
+            let calls = plan.inflight_calls;
             let timed = async {
                 let start = Instant::now();
-                subject.buffered(calls).await;
+                run(subject, pattern, calls).await;
                 start
             };
+            let rate = |start: Instant| calls as f64 / start.elapsed().as_secs_f64();
             costed(calls, writes, timed, rate).await
         }
-        Pattern::Tasks if S::SHARED_CLIENT => {
-            let timed = async {
-                let start = Instant::now();
-                subject.tasks(calls).await;
-                start
-            };
-            costed(calls, writes, timed, rate).await
-        }
-        Pattern::Tasks => return None,
     };
     Some(chunk)
 }

@@ -94,11 +94,11 @@ impl CallTelemetry {
         let Some(started) = self.started else {
             return;
         };
-        let seconds = Elapsed::new(started, end);
-        metrics.record(self.direction, &self.method, outcome, seconds);
+        let elapsed = Elapsed::new(started, end);
+        metrics.record(self.direction, &self.method, outcome, elapsed);
         if let Some(span) = &self.span {
             span.record("outcome", outcome.as_str());
-            span.record("seconds", seconds.seconds());
+            span.record("seconds", elapsed.seconds());
         }
     }
 }

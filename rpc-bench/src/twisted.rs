@@ -20,7 +20,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use rpc_core::{Client, Server, remote};
+use futures::FutureExt;
+use rpc_core::{CallError, Client, Server, remote};
 
 use crate::harness::{Figures, Measurements, Plan, runtime};
 use crate::subjects::{Caller, Shared};
@@ -65,17 +66,23 @@ struct CalculatorCaller {
 }
 
 impl Caller for CalculatorCaller {
-    fn call_checked(&self) -> impl Future<Output = ()> + Send + '_ {
+    /// The argument `i` of the call, and its answer.
+    type Answer = (i64, Result<(i64, u32), CallError>);
+
+    fn call(&self) -> impl Future<Output = Self::Answer> + Send + '_ {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
-        let call = self.calculator.calculate(i, i);
-        async move {
-            let answer = call.await.expect("a call to the pbrs calculator failed");
-            assert_eq!(
-                answer,
-                (2 * i, WORKER_ID),
-                "calculate({i}, {i}) answered wrong"
-            );
-        }
+        self.calculator
+            .calculate(i, i)
+            .map(move |answer| (i, answer))
+    }
+
+    fn check((i, answer): Self::Answer) {
+        let answer = answer.expect("a call to the pbrs calculator failed");
+        assert_eq!(
+            answer,
+            (2 * i, WORKER_ID),
+            "calculate({i}, {i}) answered wrong"
+        );
     }
 }
 

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use rpc_core::tls::{ClientTls, Identity, ServerTls};
-use rpc_core::{Client, Config, Server, remote, serve_connection_halves};
+use rpc_core::{CallError, Client, Config, Server, remote, serve_connection_halves};
 
 use super::{Caller, Shared, accept, check, connect, listen};
 use crate::counting::WriteCounters;
@@ -26,9 +26,14 @@ impl Ping for Ponger {
 }
 
 impl Caller for PingRef {
-    fn call_checked(&self) -> impl Future<Output = ()> + Send + '_ {
-        let call = self.ping(PAYLOAD);
-        async move { check(call.await.unwrap()) }
+    type Answer = Result<u64, CallError>;
+
+    fn call(&self) -> impl Future<Output = Self::Answer> + Send + '_ {
+        self.ping(PAYLOAD)
+    }
+
+    fn check(answer: Self::Answer) {
+        check(answer.expect("a pbrs call failed"));
     }
 }
 

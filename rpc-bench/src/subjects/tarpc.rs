@@ -1,8 +1,10 @@
 //! tarpc 0.38: a service `ping(u64) -> u64`, bincode over TCP, the server spawning
 //! each request's response future (the loop of tarpc's examples).
 
+use std::future::Future;
+
 use futures::StreamExt;
-use tarpc::client;
+use tarpc::client::{self, RpcError};
 use tarpc::context::{self, Context};
 use tarpc::serde_transport::Transport;
 use tarpc::server::{BaseChannel, Channel};
@@ -29,9 +31,14 @@ impl PingService for Ponger {
 }
 
 impl Caller for PingServiceClient {
-    async fn call_checked(&self) {
-        let answer = self.ping(context::current(), PAYLOAD).await;
-        check(answer.unwrap());
+    type Answer = Result<u64, RpcError>;
+
+    fn call(&self) -> impl Future<Output = Self::Answer> + Send + '_ {
+        self.ping(context::current(), PAYLOAD)
+    }
+
+    fn check(answer: Self::Answer) {
+        check(answer.expect("a tarpc call failed"));
     }
 }
 

@@ -67,11 +67,10 @@ pub(crate) fn refuse(
     };
     // Refused at once: it starts and ends at the same instant (one clock read).
     let now = Instant::now();
-    CallTelemetry::start(site, label.map(Cow::Borrowed), now).finish_at(
-        &shared.calls,
-        Outcome::of_remote(kind),
-        now,
-    );
+    let metrics = &shared.calls;
+    if let Some(telemetry) = CallTelemetry::start(site, label.map(Cow::Borrowed), now, metrics) {
+        telemetry.finish_at(metrics, Outcome::of_remote(kind), now);
+    }
     let error = RemoteError::new(kind, message);
     shared.send_control(&Message::Error { id, error }, false);
 }
@@ -244,7 +243,8 @@ pub(crate) fn incoming_call(
         peer: shared.peer(),
         id,
     };
-    slot.start_telemetry(CallTelemetry::start(site, label.map(Cow::Borrowed), now));
+    let telemetry = CallTelemetry::start(site, label.map(Cow::Borrowed), now, &shared.calls);
+    slot.start_telemetry(telemetry);
     let method = label.map_or_else(|| Cow::Owned(method.to_owned()), Cow::Borrowed);
     let handler = AssertUnwindSafe(handler).catch_unwind();
     // A deadline too far away to be an `Instant` (`with_timeout(Duration::MAX)`) is none.

@@ -140,10 +140,12 @@ impl PendingCall {
     /// metrics when it ends ([`PendingCall::finish_telemetry`]), or `cancelled` if it is
     /// dropped before.
     pub(crate) fn start_telemetry(&mut self, now: Instant) {
-        let peer = self.connection.shared().peer();
-        if let Some(telemetry) = &mut self.telemetry {
-            telemetry.begin(self.object, peer, self.id, now);
-        }
+        let shared = self.connection.shared();
+        let site = (self.object, shared.peer(), self.id);
+        self.telemetry = self
+            .telemetry
+            .take()
+            .and_then(|telemetry| telemetry.begin(site, now, &shared.calls));
     }
 
     /// The call ended with `outcome`, at `end` (or now): counted.

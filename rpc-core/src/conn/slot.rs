@@ -42,9 +42,9 @@ impl Slot {
         }
     }
 
-    /// The call's span and clock, from now on.
-    pub(crate) fn start_telemetry(&mut self, telemetry: CallTelemetry) {
-        self.telemetry = Some(telemetry);
+    /// The call's span and clock, from now on (`None`: the call is not timed).
+    pub(crate) fn start_telemetry(&mut self, telemetry: Option<CallTelemetry>) {
+        self.telemetry = telemetry;
     }
 
     /// Frees the slot (once): another call may take it.

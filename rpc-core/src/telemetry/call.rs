@@ -24,7 +24,8 @@ pub(crate) struct CallSite<'a> {
 /// taken and given back per call): its owner, which holds the connection, finishes it, also
 /// when the call is dropped unfinished (`cancelled`). A call made and not yet sent holds one
 /// [`unstarted`](CallTelemetry::unstarted), for its method's name, and is counted only if it
-/// [began](CallTelemetry::begin).
+/// [began](CallTelemetry::begin). A call neither counted (its connection's recorder takes
+/// nothing) nor in a span is not timed at all: it has none once started.
 pub(crate) struct CallTelemetry {
     /// Boxed, and only when a subscriber wants it: a call without one carries 8 bytes.
     span: Option<Box<Span>>,
@@ -37,18 +38,21 @@ pub(crate) struct CallTelemetry {
 
 impl CallTelemetry {
     /// A call starting at `started` (the time already read for its deadline, if any), with
-    /// the method label `method` (`None`: a served call's name the object does not have).
+    /// the method label `method` (`None`: a served call's name the object does not have), to
+    /// be counted in `metrics`; `None` if it is neither counted nor in a span.
     pub(crate) fn start(
         site: CallSite<'_>,
         method: Option<Cow<'static, str>>,
         started: Instant,
-    ) -> CallTelemetry {
-        CallTelemetry {
-            span: span_of(&site),
+        metrics: &CallMetrics,
+    ) -> Option<CallTelemetry> {
+        let span = span_of(&site);
+        timed(&span, metrics).then(|| CallTelemetry {
+            span,
             started: Some(started),
             direction: site.direction,
             method: method.unwrap_or(Cow::Borrowed(UNKNOWN_METHOD)),
-        }
+        })
     }
 
     /// A call of `method` in `direction` that has not started: [`CallTelemetry::begin`] starts
@@ -63,8 +67,14 @@ impl CallTelemetry {
     }
 
     /// Starts a call made [`unstarted`](CallTelemetry::unstarted): of the peer's object
-    /// `object`, over the connection to `peer`, with request id `id`, at `started`.
-    pub(crate) fn begin(&mut self, object: u64, peer: &str, id: u64, started: Instant) {
+    /// `object`, over the connection to `peer`, with request id `id`, at `started`, to be
+    /// counted in `metrics`; `None` if it is neither counted nor in a span.
+    pub(crate) fn begin(
+        mut self,
+        (object, peer, id): (u64, &str, u64),
+        started: Instant,
+        metrics: &CallMetrics,
+    ) -> Option<CallTelemetry> {
         let site = CallSite {
             direction: self.direction,
             method: &self.method,
@@ -75,6 +85,7 @@ impl CallTelemetry {
         };
         self.span = span_of(&site);
         self.started = Some(started);
+        timed(&self.span, metrics).then_some(self)
     }
 
     /// The call's span, to run its handler in (`None`: no subscriber wants it).
@@ -95,12 +106,19 @@ impl CallTelemetry {
             return;
         };
         let elapsed = Elapsed::new(started, end);
-        metrics.record(self.direction, &self.method, outcome, elapsed);
+        if metrics.recorded() {
+            metrics.record(self.direction, &self.method, outcome, elapsed);
+        }
         if let Some(span) = &self.span {
             span.record("outcome", outcome.as_str());
             span.record("seconds", elapsed.seconds());
         }
     }
+}
+
+/// Whether a call with `span` is timed: for its span, or to be counted in `metrics`.
+fn timed(span: &Option<Box<Span>>, metrics: &CallMetrics) -> bool {
+    span.is_some() || metrics.recorded()
 }
 
 /// The span of the call at `site`, if a subscriber wants it.

@@ -85,3 +85,40 @@ impl Outbox {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::behind_queued_tasks;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_tasks_queued_before_it_run_first() {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let note = |what: &'static str| {
+            let order = Arc::clone(&order);
+            move || order.lock().unwrap().push(what)
+        };
+        let (before, after) = (note("before"), note("after"));
+        let yielding = tokio::spawn(async move {
+            before();
+            behind_queued_tasks().await;
+            after();
+        });
+        let others: Vec<_> = ["first", "second"]
+            .into_iter()
+            .map(|name| {
+                let noted = note(name);
+                tokio::spawn(async move { noted() })
+            })
+            .collect();
+        yielding.await.unwrap();
+        for other in others {
+            other.await.unwrap();
+        }
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["before", "first", "second", "after"]
+        );
+    }
+}

@@ -233,10 +233,15 @@ impl<'a> Head<'a> {
 }
 
 /// Reads the header at the start of `bytes`; returns it and how many bytes it took. The
-/// method name of a call borrows from `bytes`. A length is believed only as far as the bytes
-/// after it could hold that much, and nothing is allocated for what has not been read: a
-/// reference table grows as its entries are read (see [`Input::refs`]).
-pub(crate) fn decode_header(bytes: &[u8]) -> Result<(Message<'_>, usize), String> {
+/// method name of a call borrows from `bytes`, or is `known` when it is those very bytes: a
+/// name the caller saw before (the last call's, as the object declares it), taken without
+/// checking its UTF-8 again. A length is believed only as far as the bytes after it could hold
+/// that much, and nothing is allocated for what has not been read: a reference table grows as
+/// its entries are read (see [`Input::refs`]).
+pub(crate) fn decode_header<'a>(
+    bytes: &'a [u8],
+    known: Option<&'static str>,
+) -> Result<(Message<'a>, usize), String> {
     let mut input = Input { bytes, at: 0 };
     let message = match input.u32() {
         Ok(ERROR) => {
@@ -246,7 +251,7 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<(Message<'_>, usize), String
             input.at += used;
             Ok(Message::Error { id, error })
         }
-        Ok(kind) => input.message(kind),
+        Ok(kind) => input.message(kind, known),
         Err(bad) => Err(bad),
     };
     match message {
@@ -287,12 +292,12 @@ struct Input<'a> {
 
 impl<'a> Input<'a> {
     /// The rest of a message of kind `kind` (any but an error).
-    fn message(&mut self, kind: u32) -> Result<Message<'a>, Bad> {
+    fn message(&mut self, kind: u32, known: Option<&'static str>) -> Result<Message<'a>, Bad> {
         Ok(match kind {
             CALL => Message::Call {
                 id: self.u64()?,
                 object: self.u64()?,
-                method: Cow::Borrowed(self.str()?),
+                method: Cow::Borrowed(self.method(known)?),
                 deadline_ms: match self.byte()? {
                     0 => None,
                     1 => Some(self.u64()?),
@@ -373,6 +378,17 @@ impl<'a> Input<'a> {
     fn str(&mut self) -> Result<&'a str, Bad> {
         let len = self.len(1)?;
         std::str::from_utf8(self.take(len)?).map_err(|_| Bad::Utf8)
+    }
+
+    /// A method name: `known` if it is its bytes (comparing them costs a fifth of checking
+    /// their UTF-8 for a short name), else checked.
+    fn method(&mut self, known: Option<&'static str>) -> Result<&'a str, Bad> {
+        let len = self.len(1)?;
+        let bytes = self.take(len)?;
+        match known {
+            Some(name) if name.as_bytes() == bytes => Ok(name),
+            _ => std::str::from_utf8(bytes).map_err(|_| Bad::Utf8),
+        }
     }
 
     fn refs(&mut self) -> Result<Vec<WireRef>, Bad> {

@@ -98,7 +98,7 @@ fn by_serde(bytes: &[u8]) -> Result<(Message<'_>, usize), String> {
 
 /// Both decoders agree on `bytes`: the same message and length, or both an error.
 fn agree(bytes: &[u8]) -> Result<(), TestCaseError> {
-    match (decode_header(bytes), by_serde(bytes)) {
+    match (decode_header(bytes, None), by_serde(bytes)) {
         (Ok(ours), Ok(theirs)) => prop_assert_eq!(ours, theirs),
         (Err(_), Err(_)) => {}
         (ours, theirs) => {
@@ -148,7 +148,7 @@ proptest! {
         let mut bytes = by_hand(&message);
         let len = bytes.len();
         bytes.extend_from_slice(&tail);
-        let (back, used) = decode_header(&bytes).unwrap();
+        let (back, used) = decode_header(&bytes, None).unwrap();
         prop_assert_eq!(back, message);
         prop_assert_eq!(used, len);
     }
@@ -192,12 +192,48 @@ fn a_call_header_borrows_its_method_name() {
         refs: Vec::new(),
     });
     assert_eq!(bytes, [0, 7, 0, 4, b'p', b'i', b'n', b'g', 0, 0]);
-    let (message, used) = decode_header(&bytes).unwrap();
+    let (message, used) = decode_header(&bytes, None).unwrap();
     assert_eq!(used, bytes.len());
     let Message::Call { method, .. } = message else {
         panic!("not a call: {message:?}");
     };
     assert!(matches!(method, Cow::Borrowed("ping")));
+}
+
+/// The method name the reader knows (the last call's) is taken for a call that brings its
+/// bytes; any other name is read from the frame and its UTF-8 checked, as without one.
+#[test]
+fn a_known_method_name_is_taken_only_for_its_own_bytes() {
+    static KNOWN: &str = "ping";
+    fn method_of(bytes: &[u8]) -> Result<Cow<'_, str>, String> {
+        match decode_header(bytes, Some(KNOWN)) {
+            Ok((Message::Call { method, .. }, used)) => {
+                assert_eq!(used, bytes.len());
+                Ok(method)
+            }
+            Ok((other, _)) => panic!("not a call: {other:?}"),
+            Err(error) => Err(error),
+        }
+    }
+    let ping = [0, 7, 0, 4, b'p', b'i', b'n', b'g', 0, 0];
+    let Cow::Borrowed(name) = method_of(&ping).unwrap() else {
+        panic!("the name was copied");
+    };
+    assert!(std::ptr::eq(name, KNOWN), "the known name is taken");
+    let Cow::Borrowed(name) = method_of(&[0, 7, 0, 4, b'p', b'o', b'n', b'g', 0, 0]).unwrap()
+    else {
+        panic!("the name was copied");
+    };
+    assert_eq!(name, "pong");
+    assert!(!std::ptr::eq(name, KNOWN));
+    // A prefix, or a longer name, is not the known one.
+    let pin = [0, 7, 0, 3, b'p', b'i', b'n', 0, 0];
+    assert_eq!(method_of(&pin).unwrap(), "pin");
+    let pings = [0, 7, 0, 5, b'p', b'i', b'n', b'g', b's', 0, 0];
+    assert_eq!(method_of(&pings).unwrap(), "pings");
+    // Not UTF-8: refused as ever.
+    let error = method_of(&[0, 7, 0, 4, b'p', 0xff, b'n', b'g', 0, 0]).unwrap_err();
+    assert!(error.contains("UTF-8"), "{error}");
 }
 
 #[test]
@@ -206,7 +242,7 @@ fn a_huge_declared_length_is_refused_without_allocating_it() {
     let answer = [1, 9, 253, 255, 255, 255, 255, 255, 255, 255, 255];
     let call = [0, 9, 0, 252, 255, 255, 255, 255, b'x'];
     for bytes in [&answer[..], &call[..]] {
-        let error = decode_header(bytes).unwrap_err();
+        let error = decode_header(bytes, None).unwrap_err();
         assert!(error.contains("ends early"), "{error}");
         assert!(by_serde(bytes).is_err());
     }
@@ -216,7 +252,7 @@ fn a_huge_declared_length_is_refused_without_allocating_it() {
 fn an_error_of_a_kind_this_side_does_not_know_decodes_as_other() {
     // Message::Error, id 3, kind 200 (no such variant here), message "new".
     let bytes = [2, 3, 200, 3, b'n', b'e', b'w'];
-    let (message, used) = decode_header(&bytes).unwrap();
+    let (message, used) = decode_header(&bytes, None).unwrap();
     assert_eq!(used, bytes.len());
     assert_eq!(
         message,
@@ -268,7 +304,7 @@ fn header_cost() {
     };
     let encoded = [time(&mut || encode(true)), time(&mut || encode(false))];
     let decoded = [
-        time(&mut || drop(black_box(decode_header(black_box(&bytes))))),
+        time(&mut || drop(black_box(decode_header(black_box(&bytes), None)))),
         time(&mut || drop(black_box(by_serde(black_box(&bytes))))),
     ];
     println!(
@@ -292,7 +328,7 @@ fn a_table_claimed_to_fill_the_frame_is_not_allocated_before_it_is_read() {
         let mut bytes = vec![1u8, 9, 253];
         bytes.extend_from_slice(&claimed.to_le_bytes());
         bytes.resize(frame_len, 0xff);
-        let error = decode_header(&bytes).unwrap_err();
+        let error = decode_header(&bytes, None).unwrap_err();
         assert!(error.contains("marker byte 255"), "{error}");
         return;
     }

@@ -166,6 +166,9 @@ struct Burst {
     polled: bool,
     /// What the calls that ended in their first poll here gave back (see `slot`).
     returns: SlotReturns,
+    /// The method name of the last call admitted, as its object declares it (see
+    /// `route_frame`): kept from one burst to the next.
+    known_method: Option<&'static str>,
 }
 
 impl Burst {
@@ -177,6 +180,7 @@ impl Burst {
             answered: on_this_thread.then(BurstClock::default),
             polled: false,
             returns: SlotReturns::default(),
+            known_method: None,
         }
     }
 
@@ -195,6 +199,7 @@ impl Burst {
             shared,
             (&mut self.clock, &mut self.returns),
             permanent,
+            &mut self.known_method,
             frame,
         ) {
             Ok(Some(call)) => match &mut self.answered {

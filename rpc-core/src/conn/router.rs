@@ -7,6 +7,7 @@
 //! `handlers`); cancels free the call's slot and stop its handler; decrefs release exports;
 //! pings are answered. A frame that does not decode is a broken peer: the connection closes.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
@@ -23,15 +24,19 @@ use crate::protocol::Message;
 
 /// Routes one frame of the burst of `clock` (`permanent`: the reader's handles on the permanent
 /// objects; `returns`: what the calls that ended in it gave back); returns the admitted call whose
-/// handler is to run, if it was one. An error closes the connection.
+/// handler is to run, if it was one. An error closes the connection. `known` is the method name
+/// of the last call admitted, as its object declares it: a call of the same method (the usual
+/// case) takes it instead of checking the UTF-8 of the name it brings, and a call admitted
+/// here leaves its own.
 pub(crate) fn route_frame(
     shared: &Arc<Shared>,
     (clock, returns): (&mut BurstClock, &mut SlotReturns),
     permanent: &Permanent,
+    known: &mut Option<&'static str>,
     frame: Bytes,
 ) -> Result<Option<Started>, Closed> {
     // Borrowing from the frame: a call's method name is not copied.
-    let (message, used) = codec::decode_header(&frame)
+    let (message, used) = codec::decode_header(&frame, *known)
         .map_err(|e| Closed::Protocol(format!("undecodable message: {e}")))?;
     match message {
         Message::Call {
@@ -45,7 +50,16 @@ pub(crate) fn route_frame(
                 let call = (id, object, &*method);
                 let args = &frame[used..];
                 let burst = (clock, returns);
-                return incoming_call(shared, burst, permanent, call, deadline_ms, args, refs);
+                let started =
+                    incoming_call(shared, burst, permanent, call, deadline_ms, args, refs);
+                if let Ok(Some(Started {
+                    method: Cow::Borrowed(name),
+                    ..
+                })) = &started
+                {
+                    *known = Some(name);
+                }
+                return started;
             }
             Err(message) => {
                 let call = (id, object, &*method);

@@ -6,7 +6,10 @@
 //! `RUST_LOG=rpc_core::call=debug`), and the metrics go to the no-op recorder unless the
 //! application installs one (say `metrics_exporter_prometheus::PrometheusBuilder`). rpc-core
 //! never installs a recorder itself. Call [`describe`] once after installing yours to give the
-//! metrics their help text and units.
+//! metrics their help text and units. Install it before making connections: a connection counts
+//! its calls in the recorder installed when it was made, and one made while no recorder takes
+//! its [`CONNECTIONS`] gauge (none was installed) neither times nor counts its calls (only its
+//! spans, if a subscriber wants them).
 //!
 //! # The span of a call
 //!

@@ -45,7 +45,15 @@ impl Outbox {
             if self.after_burst.swap(false, Ordering::SeqCst) {
                 // Let the tasks woken with the one that asked run first: what they queue
                 // goes out in this same write.
-                behind_queued_tasks().await;
+                if callers_behind() == 0 {
+                    // Those queued already: the writer goes behind them.
+                    behind_queued_tasks().await;
+                } else {
+                    // Callers still to take their answers, maybe one in `block_on`, which a
+                    // current_thread runtime polls only once its queue is empty and its
+                    // driver polled: as far as that (and see `catch_up`).
+                    tokio::task::yield_now().await;
+                }
                 catch_up(&callers_behind).await;
             }
             loop {

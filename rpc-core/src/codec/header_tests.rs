@@ -168,6 +168,29 @@ proptest! {
         agree(&damaged[..cut.index(bytes.len())])?;
     }
 
+    /// A known method name changes nothing but where a call's name comes from, whatever the
+    /// bytes: the message's own name (leaked: a known name is `'static`), or another.
+    #[test]
+    fn decodes_the_same_with_a_known_name_as_without(
+        message in message(),
+        own in any::<bool>(),
+        other in prop::sample::select(vec!["", "a", "ping", "pong", "calculate"]),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let known: &'static str = match &message {
+            Message::Call { method, .. } if own => Box::leak(method.to_string().into_boxed_str()),
+            _ => other,
+        };
+        let bytes = by_hand(&message);
+        let mut damaged = bytes.clone();
+        damaged[at.index(bytes.len())] = byte;
+        for bytes in [&bytes[..], &damaged[..], &damaged[..cut.index(bytes.len())]] {
+            prop_assert_eq!(decode_header(bytes, Some(known)), decode_header(bytes, None));
+        }
+    }
+
     #[test]
     fn agrees_with_bincode_on_any_bytes(
         kind in 0u8..9,

@@ -7,9 +7,11 @@
 //! application installs one (say `metrics_exporter_prometheus::PrometheusBuilder`). rpc-core
 //! never installs a recorder itself. Call [`describe`] once after installing yours to give the
 //! metrics their help text and units. Install it before making connections: a connection counts
-//! its calls in the recorder installed when it was made, and one made while no recorder takes
-//! its [`CONNECTIONS`] gauge (none was installed) neither times nor counts its calls (only its
-//! spans, if a subscriber wants them).
+//! its calls in the recorder installed when it was made (a thread-local recorder counts them
+//! only for connections made on its thread), and one made while no recorder takes its
+//! [`CONNECTIONS`] gauge (none was installed, or a filter drops that gauge) neither times nor
+//! counts the calls it carries (only their spans, if a subscriber wants them; a call that
+//! fails before it is sent is still counted).
 //!
 //! # The span of a call
 //!

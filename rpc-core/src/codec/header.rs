@@ -297,7 +297,7 @@ impl<'a> Input<'a> {
             CALL => Message::Call {
                 id: self.u64()?,
                 object: self.u64()?,
-                method: Cow::Borrowed(self.method(known)?),
+                method: Cow::Borrowed(self.str(known)?),
                 deadline_ms: match self.byte()? {
                     0 => None,
                     1 => Some(self.u64()?),
@@ -375,14 +375,11 @@ impl<'a> Input<'a> {
         }
     }
 
-    fn str(&mut self) -> Result<&'a str, Bad> {
-        let len = self.len(1)?;
-        std::str::from_utf8(self.take(len)?).map_err(|_| Bad::Utf8)
-    }
-
-    /// A method name: `known` if it is its bytes (comparing them costs a fifth of checking
-    /// their UTF-8 for a short name), else checked.
-    fn method(&mut self, known: Option<&'static str>) -> Result<&'a str, Bad> {
+    /// A string: `known` if it is its bytes (comparing them costs a fifth of checking their
+    /// UTF-8 for a short name), else checked. Inlined: called for references' interfaces too,
+    /// it was not inlined into a call's decoding, 35 instructions more per call (callgrind).
+    #[inline(always)]
+    fn str(&mut self, known: Option<&'static str>) -> Result<&'a str, Bad> {
         let len = self.len(1)?;
         let bytes = self.take(len)?;
         match known {
@@ -406,7 +403,7 @@ impl<'a> Input<'a> {
             refs.push(match self.u32()? {
                 SENDER_EXPORTS => WireRef::SenderExports {
                     id: self.u64()?,
-                    interface: self.str()?.to_owned(),
+                    interface: self.str(None)?.to_owned(),
                 },
                 RECEIVER_EXPORTS => WireRef::ReceiverExports(self.u64()?),
                 other => return Err(Bad::ReferenceKind(other)),

@@ -97,25 +97,16 @@ impl<R> CallFuture<R> {
         CallFuture::new(State::Local(WithCaller::new(None, call)), timeout)
     }
 
-    /// The first poll: the deadline's timer starts, and a call over a connection is counted
-    /// from now. Returns the deadline of a call over a connection, if it has one.
-    fn start(&mut self) -> Option<Instant> {
+    /// The first poll: the deadline's timer of a local call starts, and a call that failed
+    /// before it was sent is counted. (A call over a connection starts in its own first poll:
+    /// see [`PendingCall::poll_call`].)
+    fn start(&mut self) {
         self.polled = true;
-        let needs_clock = self.timeout.is_some() || !matches!(self.state, State::Local(_));
-        if !needs_clock {
-            return None;
-        }
-        // One clock read for both.
-        let now = Instant::now();
-        // A deadline too far away to be an `Instant` (`Duration::MAX`) is none.
-        let deadline = self.timeout.and_then(|timeout| now.checked_add(timeout));
         match &mut self.state {
-            State::Remote(pending, _) => {
-                pending.start_telemetry(now);
-                // The connection's one timer sees to it (see `conn::deadlines`).
-                return deadline;
-            }
             State::Local(_) => {
+                // A deadline too far away to be an `Instant` (`Duration::MAX`) is none.
+                let deadline =
+                    (self.timeout).and_then(|timeout| Instant::now().checked_add(timeout));
                 self.deadline = deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
             }
             State::Failed(Some(e), Some(method)) => {
@@ -124,7 +115,6 @@ impl<R> CallFuture<R> {
             }
             _ => {}
         }
-        None
     }
 }
 
@@ -134,12 +124,18 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // Every field is Unpin: the pending call is, the local future and the timer are boxed.
         let this = self.get_mut();
-        let deadline = if this.polled { None } else { this.start() };
+        // Its timeout, at the first poll of a call over a connection.
+        let timeout = if this.polled {
+            None
+        } else {
+            this.start();
+            this.timeout
+        };
         // When an answer's burst was read: the end of the call, without reading the clock.
         let mut arrived = None;
         let polled = match &mut this.state {
             State::Failed(e, _) => Poll::Ready(Err(e.take().unwrap_or_else(polled_after_done))),
-            State::Remote(pending, _) => match pending.poll_call(cx, deadline) {
+            State::Remote(pending, _) => match pending.poll_call(cx, timeout) {
                 Poll::Ready(answer) => Poll::Ready(answer.and_then(|reply| {
                     arrived = Some(reply.arrived);
                     pending.decode(reply)

@@ -74,6 +74,53 @@ async fn a_peer_that_never_answers_times_out_at_the_default_deadline() {
     raw.expect_closed().await;
 }
 
+/// A call made while another waits for its answer (a pipeline) does not read the clock for its
+/// deadline: the connection's timer counts it from a little after the call's first poll, with
+/// the others made meanwhile. Each still times out at its own deadline, never before it, and
+/// not at the first call's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_made_while_others_wait_times_out_at_its_own_deadline() {
+    let (client, mut raw) =
+        RawServer::with_client(Config::default().default_call_timeout(DEADLINE)).await;
+    let calc: CalculatorRef = client.root().await.unwrap();
+    let first_started = Instant::now();
+    let first = tokio::spawn(calc.calculate(1, 2));
+    let (first_id, _) = next_call(&mut raw).await;
+    // Well into the first call's deadline, so that a deadline counted from the first call's
+    // (or from any time before the second call's first poll) would fail the second too early.
+    tokio::time::sleep(DEADLINE / 2).await;
+    let second_started = Instant::now();
+    let second = tokio::spawn(calc.calculate(3, 4));
+    let (second_id, deadline_ms) = next_call(&mut raw).await;
+    assert_eq!(deadline_ms, Some(300));
+
+    let e = within("the first deadline", first)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.timeout_kind(), Some(TimeoutKind::Call), "{e}");
+    assert!(first_started.elapsed() >= DEADLINE);
+    let e = within("the second deadline", second)
+        .await
+        .unwrap()
+        .unwrap_err();
+    let took = second_started.elapsed();
+    assert_eq!(e.timeout_kind(), Some(TimeoutKind::Call), "{e}");
+    assert!(
+        took >= DEADLINE,
+        "the second call timed out early: {took:?}"
+    );
+    // Both are cancelled at the callee, each when its own deadline passed.
+    for id in [first_id, second_id] {
+        match raw.read_message().await {
+            (Message::Cancel { id: cancelled }, _) => assert_eq!(cancelled, id),
+            other => panic!("expected the cancel of call {id}, got {other:?}"),
+        }
+    }
+    client.close();
+    raw.expect_closed().await;
+}
+
 /// `with_timeout` and `without_timeout` on a reference override the connection's default; the
 /// default deadline goes on the wire as 10,000 ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

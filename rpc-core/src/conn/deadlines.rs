@@ -1,7 +1,12 @@
 //! One timer for the deadlines of every call this side made on a connection.
 //!
 //! A call with a deadline registers it with its entry in the pending table, at its first poll;
-//! nothing else happens per call. This task sleeps until the earliest deadline the table knows
+//! nothing else happens per call. A call made while others wait for their answers (a
+//! pipeline refilled as answers come) does not read the clock: it registers its timeout, and
+//! this task, told by the first of them, reads the clock once for all those registered since
+//! ([`PendingTable::stamp`](super::outgoing::PendingTable::stamp)), as soon as it runs after
+//! them. Each such call's timeout thus counts from a little after its first poll, never before.
+//! (A read of the clock costs about 28 ns on the 2-core VM: 3 % of a call at 64 in flight.) This task sleeps until the earliest deadline the table knows
 //! of; when it wakes it fails the calls whose deadline has passed with a `Call` timeout (each
 //! call, when it sees that, cancels itself at the callee if it was sent), and sleeps until the
 //! next deadline. A call registered with an earlier deadline than the one it sleeps until
@@ -26,14 +31,30 @@ use crate::error::{CallError, TimeoutKind};
 /// Fails the calls of `shared` whose deadline passes, until the connection closes.
 pub(crate) async fn expire_calls(shared: Arc<Shared>) {
     let closed = shared.lifecycle.token().clone();
+    // One timer, moved when the earliest deadline does (rarely: see the module docs).
+    let mut timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+    let mut armed: Option<Instant> = None;
     loop {
-        let next = lock(&shared.pending).earliest();
+        let next = {
+            let mut pending = lock(&shared.pending);
+            if pending.has_unstamped() {
+                pending.stamp(Instant::now());
+            }
+            pending.earliest()
+        };
+        if next != armed {
+            if let Some(at) = next {
+                timer.as_mut().reset(at);
+            }
+            armed = next;
+        }
         tokio::select! {
             biased;
             _ = closed.cancelled() => return,
-            // An earlier deadline was registered (or one was, while none was known).
+            // An earlier deadline was registered (or one was, while none was known), or calls
+            // wait for a stamp.
             _ = shared.deadline_moved.notified() => continue,
-            _ = sleep_until(next) => {}
+            _ = timer.as_mut(), if armed.is_some() => armed = None,
         }
         let now = Instant::now();
         // Each caller puts its own timeout in the error, and tells the callee to stop if the
@@ -55,13 +76,5 @@ pub(crate) async fn expire_calls(shared: Arc<Shared>) {
                 _ = tokio::time::sleep_until(now + pause) => {}
             }
         }
-    }
-}
-
-/// Sleeps until `at`, or for ever without one.
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

@@ -11,6 +11,7 @@
 //! the waker, to be woken outside it.
 
 use std::task::{Poll, Waker};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -34,12 +35,40 @@ pub(crate) struct PendingTable<T> {
     /// Request ids settled: registered here, or given up on before that (the others given
     /// out belong to calls made and not yet polled; see [`unpolled`](Self::unpolled)).
     settled_ids: u64,
+    /// Calls registered with [`Deadline::After`] since the table was last
+    /// [stamped](Self::stamp).
+    unstamped: Vec<u64>,
+}
+
+/// When a call fails unless it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    None,
+    At(Instant),
+    /// Its timeout, counted from when the table is next [stamped](PendingTable::stamp): the
+    /// calls registered in one burst share one read of the clock, taken after them (so each
+    /// gets its whole timeout, and at most the time to the stamp more).
+    After(Duration),
+}
+
+impl Deadline {
+    /// `timeout` after `now` (none, if that is too far away to be an `Instant`).
+    pub(crate) fn at(now: Instant, timeout: Duration) -> Deadline {
+        now.checked_add(timeout)
+            .map_or(Deadline::None, Deadline::At)
+    }
+}
+
+impl From<Option<Instant>> for Deadline {
+    fn from(at: Option<Instant>) -> Self {
+        at.map_or(Deadline::None, Deadline::At)
+    }
 }
 
 /// One call: still waiting (with the waker of its caller), or answered.
 struct Entry<T> {
     state: State<T>,
-    deadline: Option<Instant>,
+    deadline: Deadline,
 }
 
 enum State<T> {
@@ -78,6 +107,7 @@ impl<T> Default for PendingTable<T> {
             burst: 0,
             untaken: 0,
             settled_ids: 0,
+            unstamped: Vec::new(),
         }
     }
 }
@@ -85,28 +115,63 @@ impl<T> Default for PendingTable<T> {
 impl<T> PendingTable<T> {
     /// Registers call `id`, whose caller `waker` is woken when it ends, to fail at `deadline`
     /// if it is not answered by then; refused (with the reason) once the connection has
-    /// closed. `Ok(true)`: its deadline is now the earliest, so the timer must be told.
+    /// closed. `Ok(true)`: the timer must be told, as its deadline is now the earliest, or it
+    /// is the first to wait for a [stamp](Self::stamp).
     pub(crate) fn register(
         &mut self,
         id: u64,
         waker: Waker,
-        deadline: Option<Instant>,
+        deadline: impl Into<Deadline>,
     ) -> Result<bool, String> {
         self.settled_ids += 1;
         if let Some(reason) = &self.closed {
             return Err(reason.clone());
         }
+        let deadline = deadline.into();
         let state = State::Waiting(waker);
         self.pending.insert(id, Entry { state, deadline });
-        let earlier = match (deadline, self.earliest) {
-            (Some(deadline), Some(earliest)) => deadline < earliest,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
+        Ok(match deadline {
+            Deadline::None => false,
+            Deadline::At(at) => self.note_deadline(at),
+            Deadline::After(_) => {
+                self.unstamped.push(id);
+                self.unstamped.len() == 1
+            }
+        })
+    }
+
+    /// A waiting call's deadline is `at`: `true` if that is now the earliest.
+    fn note_deadline(&mut self, at: Instant) -> bool {
+        let earlier = self.earliest.is_none_or(|earliest| at < earliest);
         if earlier {
-            self.earliest = deadline;
+            self.earliest = Some(at);
         }
-        Ok(earlier)
+        earlier
+    }
+
+    /// `true` while calls registered with [`Deadline::After`] wait for a [stamp](Self::stamp).
+    pub(crate) fn has_unstamped(&self) -> bool {
+        !self.unstamped.is_empty()
+    }
+
+    /// Counts the timeout of every call registered with [`Deadline::After`] since the last
+    /// stamp from `now`, the time the timer read when it came to it.
+    pub(crate) fn stamp(&mut self, now: Instant) {
+        let mut unstamped = std::mem::take(&mut self.unstamped);
+        for id in unstamped.drain(..) {
+            let Some(entry) = self.pending.get_mut(id) else {
+                // Answered and taken already.
+                continue;
+            };
+            if let Deadline::After(timeout) = entry.deadline {
+                entry.deadline = Deadline::at(now, timeout);
+                if let (Deadline::At(at), State::Waiting(_)) = (entry.deadline, &entry.state) {
+                    self.note_deadline(at);
+                }
+            }
+        }
+        // Its memory, kept for the next burst.
+        self.unstamped = unstamped;
     }
 
     /// A request id given out will never be registered (its call failed to encode, or was
@@ -200,7 +265,8 @@ impl<T> PendingTable<T> {
         let mut woken = Vec::new();
         let mut earliest: Option<Instant> = None;
         for entry in self.pending.values_mut() {
-            let Some(deadline) = entry.deadline else {
+            // One not stamped yet is not due: it counts from the next stamp.
+            let Deadline::At(deadline) = entry.deadline else {
                 continue;
             };
             if deadline <= now {
@@ -219,6 +285,7 @@ impl<T> PendingTable<T> {
     pub(crate) fn fail_all(&mut self, reason: &str, error: impl Fn() -> CallError) -> Vec<Waker> {
         self.closed = Some(reason.to_owned());
         self.earliest = None;
+        self.unstamped = Vec::new();
         let burst = self.burst;
         let woken: Vec<Waker> = (self.pending.values_mut())
             .filter_map(|entry| settle(&mut entry.state, || Err(error()), burst))
@@ -270,194 +337,5 @@ fn settle<T>(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use futures::task::{ArcWake, waker};
-
-    use super::*;
-
-    /// A waker that counts its wakes.
-    #[derive(Default)]
-    struct Counting(AtomicUsize);
-
-    impl ArcWake for Counting {
-        fn wake_by_ref(arc_self: &Arc<Self>) {
-            arc_self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counting() -> (Arc<Counting>, Waker) {
-        let count = Arc::new(Counting::default());
-        (Arc::clone(&count), waker(count))
-    }
-
-    fn gone() -> CallError {
-        CallError::disconnected("gone")
-    }
-
-    /// Answers call `id` with `value`, which must be waiting, and wakes its caller.
-    fn answer_and_wake(table: &mut PendingTable<u8>, id: u64, value: u8) {
-        let Completed::Wake(wake) = table.complete(id, Ok(value), 1) else {
-            panic!("call {id} waits");
-        };
-        wake.wake();
-    }
-
-    #[test]
-    fn register_complete_take_cancel_and_close() {
-        let mut table = PendingTable::<u8>::default();
-        let (count1, waker1) = counting();
-        for id in 1..=3 {
-            table.register(id, waker1.clone(), None).unwrap();
-        }
-        assert!(
-            table.poll_answer(1, &waker1).0.is_pending(),
-            "no answer yet"
-        );
-        answer_and_wake(&mut table, 1, 7);
-        assert_eq!(count1.0.load(Ordering::SeqCst), 1);
-        assert!(
-            matches!(table.complete(1, Ok(8), 1), Completed::Unwanted(Ok(8))),
-            "answered twice: the second answer is not kept"
-        );
-        assert_eq!(table.untaken(), 1);
-        assert_eq!(
-            (table.len(), table.waiting()),
-            (3, 2),
-            "answered, not yet taken"
-        );
-        assert!(matches!(
-            table.poll_answer(1, &waker1).0,
-            Poll::Ready(Ok(7))
-        ));
-        assert_eq!((table.len(), table.waiting()), (2, 2));
-        assert_eq!(table.untaken(), 0);
-        assert!(
-            matches!(table.complete(1, Ok(9), 1), Completed::Unwanted(Ok(9))),
-            "answered after it was taken"
-        );
-        // Given up while waiting: tell the callee; an answer after that is not wanted.
-        assert!(matches!(table.remove(2), Removed::Waiting { .. }));
-        assert!(matches!(
-            table.complete(2, Ok(1), 1),
-            Completed::Unwanted(_)
-        ));
-        assert!(matches!(table.remove(2), Removed::Unknown));
-        // Given up after the answer came: nothing to tell, the answer to drop.
-        assert!(matches!(table.complete(3, Ok(3), 1), Completed::Wake(_)));
-        assert_eq!(table.untaken(), 1);
-        assert!(matches!(table.remove(3), Removed::Answered(Ok(3))));
-        assert_eq!(
-            table.untaken(),
-            0,
-            "a dropped answer is no longer waiting to be taken"
-        );
-        // Close: the waiting fail and are woken; nothing registers after.
-        let (count4, waker4) = counting();
-        table.register(4, waker4.clone(), None).unwrap();
-        let woken = table.fail_all("gone", gone);
-        assert_eq!(woken.len(), 1);
-        woken.into_iter().for_each(Waker::wake);
-        assert_eq!(count4.0.load(Ordering::SeqCst), 1);
-        assert_eq!(table.untaken(), 1);
-        assert!(matches!(
-            table.poll_answer(4, &waker4).0,
-            Poll::Ready(Err(_))
-        ));
-        assert_eq!(table.untaken(), 0);
-        assert_eq!(table.register(5, waker4, None).unwrap_err(), "gone");
-        assert_eq!(table.len(), 0);
-    }
-
-    #[test]
-    fn only_the_latest_bursts_untaken_answers_count() {
-        let mut table = PendingTable::<u8>::default();
-        for id in 1..=4 {
-            table.register(id, Waker::noop().clone(), None).unwrap();
-        }
-        assert!(matches!(table.complete(1, Ok(1), 1), Completed::Wake(_)));
-        assert!(matches!(table.complete(2, Ok(2), 1), Completed::Wake(_)));
-        assert_eq!(table.untaken(), 2);
-        // Call 1's caller never comes for it; a new burst brings call 3's answer.
-        assert!(matches!(table.complete(3, Ok(3), 2), Completed::Wake(_)));
-        assert_eq!(table.untaken(), 1, "only burst 2's answer counts");
-        assert_eq!(
-            table.waiting(),
-            1,
-            "every answer not yet taken is no longer waiting"
-        );
-        assert!(table.poll_answer(2, Waker::noop()).0.is_ready());
-        assert_eq!(
-            table.untaken(),
-            1,
-            "an answer of burst 1 taken changes nothing"
-        );
-        assert!(table.poll_answer(3, Waker::noop()).0.is_ready());
-        assert_eq!(table.untaken(), 0);
-        assert!(matches!(table.remove(1), Removed::Answered(Ok(1))));
-        assert_eq!(table.untaken(), 0);
-        // A failure (here the close) counts with the latest burst, until the next.
-        assert_eq!(table.fail_all("gone", gone).len(), 1);
-        assert_eq!(table.untaken(), 1);
-    }
-
-    #[test]
-    fn a_waiting_caller_keeps_its_latest_waker() {
-        let mut table = PendingTable::<u8>::default();
-        let (first, waker1) = counting();
-        let (second, waker2) = counting();
-        table.register(1, waker1, None).unwrap();
-        let (polled, replaced) = table.poll_answer(1, &waker2);
-        assert!(polled.is_pending());
-        assert!(replaced.is_some(), "the old waker is handed back");
-        assert!(
-            table.poll_answer(1, &waker2).1.is_none(),
-            "the same waker is kept"
-        );
-        answer_and_wake(&mut table, 1, 1);
-        assert_eq!(first.0.load(Ordering::SeqCst), 0);
-        assert_eq!(second.0.load(Ordering::SeqCst), 1);
-    }
-
-    #[test]
-    fn deadlines_expire_and_the_earliest_is_tracked() {
-        let mut table = PendingTable::<u8>::default();
-        let t0 = Instant::now();
-        let at = |ms| t0 + std::time::Duration::from_millis(ms);
-        let noop = Waker::noop();
-        assert_eq!(
-            table.register(1, noop.clone(), Some(at(100))),
-            Ok(true),
-            "the first deadline"
-        );
-        assert_eq!(
-            table.register(2, noop.clone(), Some(at(300))),
-            Ok(false),
-            "a later one"
-        );
-        assert_eq!(table.register(3, noop.clone(), None), Ok(false), "none");
-        assert_eq!(
-            table.register(4, noop.clone(), Some(at(50))),
-            Ok(true),
-            "an earlier one"
-        );
-        assert_eq!(table.earliest(), Some(at(50)));
-        // Call 4 is answered and taken: the earliest stays until the next look.
-        assert!(matches!(table.complete(4, Ok(4), 1), Completed::Wake(_)));
-        assert!(table.poll_answer(4, noop).0.is_ready());
-        assert!(table.expire(at(99), gone).is_empty());
-        assert_eq!(table.earliest(), Some(at(100)));
-        assert_eq!(table.expire(at(100), gone).len(), 1);
-        assert_eq!(table.untaken(), 1);
-        assert!(matches!(table.poll_answer(1, noop).0, Poll::Ready(Err(_))));
-        assert_eq!(table.earliest(), Some(at(300)));
-        // An answer that came before its deadline is not failed by it.
-        assert!(matches!(table.complete(2, Ok(2), 1), Completed::Wake(_)));
-        assert!(table.expire(at(1000), gone).is_empty(), "call 3 has none");
-        assert!(matches!(table.poll_answer(2, noop).0, Poll::Ready(Ok(2))));
-        assert_eq!(table.earliest(), None);
-        assert_eq!(table.len(), 1);
-    }
-}
+#[path = "outgoing_tests.rs"]
+mod tests;

@@ -27,7 +27,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 use super::lifecycle::lock;
-use super::outgoing::Removed;
+use super::outgoing::{Deadline, Removed};
 use super::refctx::{EncodedFrame, FrameError, decode_with, encode_frame};
 use super::shared::{Connection, Reply, Shared};
 use crate::codec;
@@ -136,16 +136,17 @@ impl PendingCall {
         ))
     }
 
-    /// Starts the span and clock of the call, sent at `now`: counted in the connection's
-    /// metrics when it ends ([`PendingCall::finish_telemetry`]), or `cancelled` if it is
-    /// dropped before.
-    pub(crate) fn start_telemetry(&mut self, now: Instant) {
+    /// Starts the span and clock of the call, sent now (the time read into `now`, unless it
+    /// was already, only if the call is timed): counted in the connection's metrics when it
+    /// ends ([`PendingCall::finish_telemetry`]), or `cancelled` if it is dropped before.
+    fn start_telemetry(&mut self, now: &mut Option<Instant>) {
         let shared = self.connection.shared();
         let site = (self.object, shared.peer(), self.id);
+        let clock = || *now.get_or_insert_with(Instant::now);
         self.telemetry = self
             .telemetry
             .take()
-            .and_then(|telemetry| telemetry.begin(site, now, &shared.calls));
+            .and_then(|telemetry| telemetry.begin(site, clock, &shared.calls));
     }
 
     /// The call ended with `outcome`, at `end` (or now): counted.
@@ -179,24 +180,34 @@ impl PendingCall {
         polled
     }
 
-    /// Polls the call: sends it at the first poll, failing with a `Call` timeout at `deadline`
-    /// unless answered (read only then: the connection's timer sees to it, see `deadlines`);
-    /// then its answer, once it has come.
+    /// Polls the call: sends it at the first poll, failing with a `Call` timeout `timeout`
+    /// later unless answered (read only then: the connection's timer sees to it, see
+    /// `deadlines`); then its answer, once it has come.
     pub(crate) fn poll_call(
         &mut self,
         cx: &mut Context<'_>,
-        deadline: Option<Instant>,
+        timeout: Option<Duration>,
     ) -> Poll<Result<Reply, CallError>> {
         let first_poll = !self.polled;
         if first_poll {
             self.polled = true;
+            // The clock is read for a timed call, or for a deadline, once; but not for the
+            // deadline of a call made while others wait (see `deadlines`).
+            let mut now = None;
+            self.start_telemetry(&mut now);
             let shared = self.connection.shared();
             let (registered, others_in_flight, others_unpolled) = {
                 let mut pending = lock(&shared.pending);
+                let others_in_flight = pending.waiting() > 0;
+                let deadline = match (timeout, now) {
+                    (None, _) => Deadline::None,
+                    (Some(timeout), None) if others_in_flight => Deadline::After(timeout),
+                    (Some(timeout), now) => Deadline::at(now.unwrap_or_else(Instant::now), timeout),
+                };
                 let registered = pending.register(self.id, cx.waker().clone(), deadline);
                 // Counted from the ids given out: no count kept per call made.
                 let unpolled = pending.unpolled(shared.request_ids_given());
-                (registered, pending.waiting() > 1, unpolled > 0)
+                (registered, others_in_flight, unpolled > 0)
             };
             self.others_in_flight = others_in_flight;
             self.others_unpolled = others_unpolled;

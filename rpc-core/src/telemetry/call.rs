@@ -67,12 +67,13 @@ impl CallTelemetry {
     }
 
     /// Starts a call made [`unstarted`](CallTelemetry::unstarted): of the peer's object
-    /// `object`, over the connection to `peer`, with request id `id`, at `started`, to be
-    /// counted in `metrics`; `None` if it is neither counted nor in a span.
+    /// `object`, over the connection to `peer`, with request id `id`, at `started()` (called
+    /// only if the call is timed), to be counted in `metrics`; `None` if it is neither counted
+    /// nor in a span.
     pub(crate) fn begin(
         mut self,
         (object, peer, id): (u64, &str, u64),
-        started: Instant,
+        started: impl FnOnce() -> Instant,
         metrics: &CallMetrics,
     ) -> Option<CallTelemetry> {
         let site = CallSite {
@@ -84,8 +85,11 @@ impl CallTelemetry {
             id,
         };
         self.span = span_of(&site);
-        self.started = Some(started);
-        timed(&self.span, metrics).then_some(self)
+        if !timed(&self.span, metrics) {
+            return None;
+        }
+        self.started = Some(started());
+        Some(self)
     }
 
     /// The call's span, to run its handler in (`None`: no subscriber wants it).

@@ -5,9 +5,13 @@
 //! pipeline refilled as answers come) does not read the clock: it registers its timeout, and
 //! this task, told by the first of them, reads the clock once for all those registered since
 //! ([`PendingTable::stamp`](super::outgoing::PendingTable::stamp)), as soon as it runs after
-//! them. Each such call's timeout thus counts from a little after its first poll, never before.
-//! (A read of the clock costs about 28 ns on the 2-core VM: 3 % of a call at 64 in flight.) This task sleeps until the earliest deadline the table knows
-//! of; when it wakes it fails the calls whose deadline has passed with a `Call` timeout (each
+//! them. Each such call's timeout thus counts from a little after its first poll, never
+//! before: as much after as the runtime takes to run this task, which is more if a task holds
+//! up the runtime meanwhile (a task that blocks its `current_thread` runtime for a second
+//! makes those calls' deadlines a second later, as it makes every timer of the runtime late).
+//! (A read of the clock costs about 28 ns on the 2-core VM: 3 % of a call at 64 in flight.)
+//!
+//! This task sleeps until the earliest deadline the table knows of; when it wakes it fails the calls whose deadline has passed with a `Call` timeout (each
 //! call, when it sees that, cancels itself at the callee if it was sent), and sleeps until the
 //! next deadline. A call registered with an earlier deadline than the one it sleeps until
 //! wakes it.

@@ -59,6 +59,7 @@ impl Deadline {
     }
 }
 
+#[cfg(test)]
 impl From<Option<Instant>> for Deadline {
     fn from(at: Option<Instant>) -> Self {
         at.map_or(Deadline::None, Deadline::At)

@@ -142,6 +142,7 @@ mod dispatch;
 mod error;
 mod id_map;
 mod io;
+mod lock;
 pub mod login;
 mod object;
 mod peer;

@@ -181,7 +181,7 @@ pub(crate) struct Registry {
 impl Registry {
     /// Registers `object` under `secret`, unless another object has it.
     pub(crate) fn register(&self, object: ObjectRef, secret: &str) -> Result<(), CallError> {
-        let mut entries = crate::conn::lifecycle::lock(&self.entries);
+        let mut entries = crate::conn::lifecycle::lock(&*self.entries);
         if entries.iter().any(|(registered, _)| registered == secret) {
             return Err(CallError::InvalidUrl {
                 url: "(the secret given to register_with_secret)".into(),
@@ -194,12 +194,12 @@ impl Registry {
 
     /// Whether any object is registered.
     pub(crate) fn is_empty(&self) -> bool {
-        crate::conn::lifecycle::lock(&self.entries).is_empty()
+        crate::conn::lifecycle::lock(&*self.entries).is_empty()
     }
 
     /// The object registered under `secret`: every entry is compared, in constant time.
     fn find(&self, secret: &str) -> Option<ObjectRef> {
-        let entries = crate::conn::lifecycle::lock(&self.entries);
+        let entries = crate::conn::lifecycle::lock(&*self.entries);
         let mut found = None;
         for (registered, object) in entries.iter() {
             if bool::from(registered.as_bytes().ct_eq(secret.as_bytes())) {

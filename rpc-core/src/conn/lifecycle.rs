@@ -4,16 +4,12 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
 
 use tokio_util::sync::CancellationToken;
 
-/// Locks a mutex, ignoring poisoning: every critical section in `conn` leaves its data
-/// consistent.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use crate::lock::lock;
 
 /// Why a connection closed.
 #[derive(Debug, Clone)]

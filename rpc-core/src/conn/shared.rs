@@ -37,6 +37,7 @@ use crate::dispatch::Dispatch;
 use crate::error::CallError;
 use crate::io::budget::MemoryBudget;
 use crate::io::outbox::{Outbox, Sink};
+use crate::lock::SpinLock;
 use crate::protocol::{self, Message, WireRef};
 use crate::telemetry::CallMetrics;
 
@@ -112,11 +113,11 @@ pub(crate) struct Shared {
     pub(crate) login: Login,
     pub(crate) outbox: Outbox,
     pub(crate) lifecycle: Lifecycle,
-    pub(crate) pending: Mutex<PendingTable<Reply>>,
+    pub(crate) pending: SpinLock<PendingTable<Reply>>,
     next_id: AtomicU64,
     exports: Mutex<ExportTable>,
     imports: Mutex<ImportTable>,
-    pub(crate) admission: Mutex<Admission>,
+    pub(crate) admission: SpinLock<Admission>,
     /// Notified when the last incoming call in flight finishes.
     pub(crate) idle: Notify,
     /// The metric handles its calls are counted in.
@@ -151,12 +152,12 @@ impl Shared {
                 sent,
             ),
             exports: Mutex::new(ExportTable::new(permanent, config.max_exported_objects)),
-            admission: Mutex::new(Admission::new(config.max_in_flight_calls)),
+            admission: SpinLock::new(Admission::new(config.max_in_flight_calls)),
             config,
             peer,
             login: Login::default(),
             lifecycle: Lifecycle::new(),
-            pending: Mutex::new(PendingTable::default()),
+            pending: SpinLock::new(PendingTable::default()),
             calls,
             deadline_moved: Notify::new(),
             next_id: AtomicU64::new(1),

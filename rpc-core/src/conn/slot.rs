@@ -7,7 +7,7 @@
 //! graceful shutdown waits for. The slot also holds a handle on the connection, to
 //! free itself with when dropped (a task aborted, a panic), and the call's span and clock.
 
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
@@ -15,6 +15,7 @@ use super::admission::{Admission, Ticket};
 use super::caller::as_caller;
 use super::lifecycle::lock;
 use super::shared::Shared;
+use crate::lock::SpinGuard;
 use crate::telemetry::{CallTelemetry, Outcome};
 
 /// An admitted call's slot, freed when its answer is queued ([`Slot::free`]), or given back to
@@ -109,7 +110,7 @@ pub(crate) fn free_slot(shared: &Shared, free: impl FnOnce(&mut Admission) -> bo
 
 /// When a slot was just `freed` under `admission`'s lock and that leaves no call in flight, tells
 /// whoever waits for that (see `incoming::idle`), after releasing the lock.
-fn tell_if_idle(shared: &Shared, admission: MutexGuard<'_, Admission>, freed: bool) {
+fn tell_if_idle(shared: &Shared, admission: SpinGuard<'_, Admission>, freed: bool) {
     if freed && admission.idle_with_waiters() {
         drop(admission);
         shared.idle.notify_waiters();

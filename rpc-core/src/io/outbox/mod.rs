@@ -41,6 +41,7 @@ use super::Waiting;
 use super::budget::{LARGE_FRAME, MemoryBudget, Overflow};
 use super::frame_queue::{FrameQueue, Taken};
 use super::gather_buffer;
+use crate::lock::{SpinLock, lock};
 
 mod writer_task;
 
@@ -64,7 +65,7 @@ struct Writer {
 }
 
 pub(crate) struct Outbox {
-    queue: Mutex<Queue>,
+    queue: SpinLock<Queue>,
     writer: Mutex<Writer>,
     wake_writer_task: Notify,
     /// The writer task was asked to write after the current burst (see
@@ -107,7 +108,7 @@ impl Outbox {
         sent: Counter,
     ) -> Self {
         Outbox {
-            queue: Mutex::new(Queue {
+            queue: SpinLock::new(Queue {
                 frames: FrameQueue::new(max_frame),
                 closed: false,
             }),
@@ -151,7 +152,7 @@ impl Outbox {
     /// Queues a frame that cannot wait (length prefix added here); refused if it would take
     /// the queue past the output budget. Does not write: call [`Outbox::flush`].
     pub(crate) fn queue(&self, frame: BuiltFrame) -> Result<(), Overflow> {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = lock(&self.queue);
         self.take_gathered(&mut q);
         let queued = self.backlog();
         if queued + 4 + frame.len() > self.budget {
@@ -174,7 +175,7 @@ impl Outbox {
         frame: BuiltFrame,
         before: impl FnOnce(),
     ) -> Result<(), BuiltFrame> {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = lock(&self.queue);
         self.take_gathered(&mut q);
         let queued = self.backlog();
         // Small frames never wait for the server's budget, so small calls keep being served
@@ -214,7 +215,7 @@ impl Outbox {
     /// [full](Outbox::is_full): 20 KiB past that at most). Does not write.
     pub(crate) fn queue_gathered(&self) {
         if gather_buffer::holds(self.serial) {
-            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let mut q = lock(&self.queue);
             self.take_gathered(&mut q);
         }
     }
@@ -260,7 +261,7 @@ impl Outbox {
     }
 
     fn is_closed(&self) -> bool {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).closed
+        lock(&self.queue).closed
     }
 
     /// Bytes were written: account for them.
@@ -275,16 +276,12 @@ impl Outbox {
 
     /// Bytes queued and not yet taken by a writer.
     pub(crate) fn queued_len(&self) -> usize {
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .frames
-            .len()
+        lock(&self.queue).frames.len()
     }
 
     /// Moves everything queued to the end of `to`.
     fn take_queued(&self, to: &mut Taken) {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = lock(&self.queue);
         q.frames.take_into(to);
     }
 
@@ -437,7 +434,7 @@ impl Outbox {
         drop(sink);
         let unwritten_len = unwritten.len();
         let queued = {
-            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let mut q = lock(&self.queue);
             q.closed = true;
             // Gathered here and never to be written: not held for ever.
             self.take_gathered(&mut q);

@@ -41,7 +41,7 @@ use super::Waiting;
 use super::budget::{LARGE_FRAME, MemoryBudget, Overflow};
 use super::frame_queue::{FrameQueue, Taken};
 use super::gather_buffer;
-use crate::lock::{SpinLock, lock};
+use crate::lock::lock;
 
 mod writer_task;
 
@@ -65,7 +65,7 @@ struct Writer {
 }
 
 pub(crate) struct Outbox {
-    queue: SpinLock<Queue>,
+    queue: Mutex<Queue>,
     writer: Mutex<Writer>,
     wake_writer_task: Notify,
     /// The writer task was asked to write after the current burst (see
@@ -108,7 +108,7 @@ impl Outbox {
         sent: Counter,
     ) -> Self {
         Outbox {
-            queue: SpinLock::new(Queue {
+            queue: Mutex::new(Queue {
                 frames: FrameQueue::new(max_frame),
                 closed: false,
             }),

@@ -404,7 +404,7 @@ impl Outbox {
                 return;
             }
             let blocked = {
-                let w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+                let w = lock(&self.writer);
                 if w.sink.is_none()
                     || (!w.blocked && w.unwritten.is_empty() && self.queued_len() == 0)
                 {
@@ -428,7 +428,7 @@ impl Outbox {
     /// later flushes fail and later frames are dropped.
     pub(crate) fn close(&self) {
         let (sink, mut unwritten) = {
-            let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = lock(&self.writer);
             (w.sink.take(), std::mem::take(&mut w.unwritten))
         };
         drop(sink);

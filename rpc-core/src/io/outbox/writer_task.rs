@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::{Outbox, Progress};
 use crate::io::catch_up::catch_up;
+use crate::lock::lock;
 
 /// Lets the tasks queued to run on this worker now run before the caller goes on: it goes to
 /// the back of the run queue (tokio reschedules a task that woke itself as one that yields).
@@ -59,7 +60,7 @@ impl Outbox {
             loop {
                 // Wait until the socket takes something, for at most `stall_timeout`.
                 let step = std::future::poll_fn(|cx| {
-                    let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut w = lock(&self.writer);
                     match self.write_all_queued(&mut w, cx) {
                         Ok(Progress::Done) => {
                             w.blocked = false;
